@@ -1,0 +1,87 @@
+"""Input validation shared by eightbit.numerics and eightbit.reference.
+
+Every check raises TypeError (wrong kind of object or dtype) or ValueError (right kind, wrong value
+or shape) with one sentence naming the argument, what was found and what was expected.
+Nothing here computes; it only guards the formulas elsewhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+QUANT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """Return `value` as an ndarray (no copy when it already is one)."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # pragma: no cover - numpy's own message is kept
+        raise TypeError(f"{name} must be array-like, got {type(value).__name__}") from exc
+
+
+def float_array(value, name: str) -> np.ndarray:
+    """A real floating (or integer, which converts exactly enough) array cast to float32."""
+    arr = as_array(value, name)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be a real floating-point array, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def finite_float_array(value, name: str) -> np.ndarray:
+    arr = float_array(value, name)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, found NaN or infinity")
+    return arr
+
+
+def quant_array(value, name: str, allowed=QUANT_DTYPES) -> np.ndarray:
+    """An integer array whose dtype is one of `allowed` (uint8/int8 by default); never converted."""
+    arr = as_array(value, name)
+    if arr.dtype not in allowed:
+        names = " or ".join(str(d) for d in allowed)
+        raise TypeError(f"{name} must have dtype {names}, got {arr.dtype}")
+    return arr
+
+
+def quant_dtype(dtype, name: str = "dtype") -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be numpy.uint8 or numpy.int8, got {dtype!r}") from exc
+    if dt not in QUANT_DTYPES:
+        raise TypeError(f"{name} must be numpy.uint8 or numpy.int8, got {dt}")
+    return dt
+
+
+def positive_scale(value, name: str) -> np.ndarray:
+    """Scale(s) as float32; each must be finite and > 0 (after the float32 conversion)."""
+    arr = float_array(value, name)
+    if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {arr.ravel()[:8].tolist()}")
+    return arr
+
+
+def scalar_or_vector(arr: np.ndarray, name: str, length: int, what: str) -> np.ndarray:
+    """Accept a scalar (shape () or (1,)) or a vector of `length`; return shape () or (length,)."""
+    if arr.ndim == 0:
+        return arr
+    if arr.ndim == 1 and arr.shape[0] == 1:
+        return arr.reshape(())
+    if arr.ndim == 1 and arr.shape[0] == length:
+        return arr
+    raise ValueError(f"{name} must be a scalar or have shape ({length},) (one per {what}), "
+                     f"got shape {arr.shape}")
+
+
+def int_in_range(value, name: str, dtype: np.dtype) -> int:
+    """A Python integer (or integer numpy scalar / 0-d array) that fits `dtype`."""
+    arr = as_array(value, name)
+    if arr.ndim != 0 or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer scalar, got {arr.dtype} array of shape {arr.shape}")
+    info = np.iinfo(dtype)
+    v = int(arr)
+    if not info.min <= v <= info.max:
+        raise ValueError(f"{name} must be in [{info.min}, {info.max}] for {np.dtype(dtype)}, got {v}")
+    return v
