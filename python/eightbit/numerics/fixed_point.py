@@ -4,7 +4,7 @@ A real multiplier is stored as a Q0.31 integer M0 in [2^30, 2^31) and a power-of
 real ~= M0 * 2^(shift - 31).  Applying it to an int32 x (gemmlowp's two roundings):
 
     x = saturate_int32(x * 2^max(shift, 0))
-    x = srdhm(x, M0)                         # round(x * M0 / 2^31), ties away from zero
+    x = srdhm(x, M0)                         # round(x * M0 / 2^31), ties toward +infinity
     x = rounding_divide_by_pot(x, max(-shift, 0))   # round(x / 2^e), ties away from zero
 
 All functions are vectorised over NumPy arrays and compute in int64, which holds every
@@ -77,7 +77,8 @@ def srdhm(a, b) -> np.ndarray:
         a == b == -2^31  ->  2^31 - 1
         otherwise        ->  trunc((a*b + nudge) / 2^31),  nudge = 2^30 if a*b >= 0 else 1 - 2^30
 
-    i.e. round(a * b / 2^31) with ties away from zero. a, b int32-valued.
+    i.e. floor(a * b / 2^31 + 1/2): round to nearest with ties toward +infinity (the negative
+    nudge 1 - 2^30 plus truncation rounds -0.5 up to 0, not away from zero). a, b int32-valued.
     """
     a64 = _int32_valued(a, "a")
     b64 = _int32_valued(b, "b")

@@ -80,12 +80,13 @@ def choose_qparams(min_val, max_val, dtype=np.uint8, symmetric: bool = False):
     qmin, qmax = np.float32(info.min), np.float32(info.max)
     mn = np.minimum(lo_in, np.float32(0.0))
     mx = np.maximum(hi_in, np.float32(0.0))
-    if symmetric:
-        zp = 0 if dt == np.int8 else 128
-        amax = np.maximum(mx, -mn)
-        scale = np.float32(amax / np.float32(127.0))
-    else:
-        scale = np.float32((mx - mn) / np.float32(qmax - qmin))
+    with np.errstate(over="ignore"):                     # overflow is reported just below
+        if symmetric:
+            zp = 0 if dt == np.int8 else 128
+            amax = np.maximum(mx, -mn)
+            scale = np.float32(amax / np.float32(127.0))
+        else:
+            scale = np.float32((mx - mn) / np.float32(qmax - qmin))
     if mx == mn:
         scale = np.float32(1.0)
     if not np.isfinite(scale):

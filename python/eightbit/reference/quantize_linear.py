@@ -25,5 +25,6 @@ def quantize_linear(x, y_scale, y_zero_point=None, axis=1) -> np.ndarray:
     else:
         zp = quant_array(y_zero_point, "y_zero_point")
     scale, zp = per_axis_params(x32, scale, zp, axis, "y_scale", "y_zero_point")
-    v = (x32 / scale).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):     # huge |x|/scale saturates below
+        v = (x32 / scale).astype(np.float32)
     return clamp_then_round(v, zp, zp.dtype)
