@@ -1,0 +1,116 @@
+// Kernel layer interface: the packed-B layout, the per-call GEMM description
+// and the table of per-ISA entry points.  Everything here is plain data; the
+// runtime (csrc/runtime/gemm.cpp) validates user input and fills it, kernels
+// (csrc/kernels/*) only compute.
+//
+// The GEMM computed, for A [M x K] and B [K x N] (ONNX MatMulInteger):
+//
+//   acc[m][n] = sum_k (a[m][k] - za[m]) * (b[k][n] - zb[n])        (int32, wrapping)
+//
+// Kernels always multiply unsigned bytes by signed bytes (the VNNI pair): int8
+// A is shifted by +128 (a ^ 0x80) and uint8 B by -128 while packing; the zero
+// points move with them (za' = za + 128, zb' = zb - 128), which leaves every
+// difference (a - za), (b - zb) unchanged.  With S = sum_k au*bs:
+//
+//   acc = S - za'[m] * colsum[n] - zb'[n] * (rowsum[m] - K * za'[m])
+//
+// colsum is packed with B; rowsum is computed per call and only when some
+// zb' is non-zero.  All of it is exact modulo 2^32, so the order of the terms
+// cannot change a single bit.
+#pragma once
+
+#include <cstdint>
+
+#include "eightbit/aligned_buffer.h"
+
+namespace eb {
+
+// B packing: panels of 16 columns; inside a panel, K in groups of 4 bytes,
+// the 4 k-values of one column adjacent ("k4n16"): one 64-byte line holds 16
+// columns x 4 k.  K is padded to a multiple of 4 and N to a multiple of 16
+// with zero weights, so kernels never branch on a tail.
+constexpr int kPanelCols = 16;
+constexpr int kKGroup = 4;
+constexpr int64_t kPanelGroupBytes = kPanelCols * kKGroup;  // 64
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+struct PackedB {
+  int64_t K = 0, N = 0;    // logical shape
+  int64_t Kp = 0, Np = 0;  // padded to kKGroup / kPanelCols
+  bool b_signed = true;    // dtype the user gave (int8 true, uint8 false)
+  AlignedBuffer<int8_t> data;        // (Np / 16) panels x (Kp / 4) x 64 bytes
+  AlignedBuffer<int32_t> col_sum;    // [Np] sum_k bs[k][n]
+  AlignedBuffer<int32_t> zp_shifted; // [Np] zb' = zb (int8 B) or zb - 128 (uint8 B); 0 in padding
+  AlignedBuffer<int32_t> zp_user;    // [N] zero points as the user gave them
+  bool zp_per_column = false;
+  bool any_zp_shifted = false;       // some zb' != 0: the rowsum term is needed
+
+  int64_t panel_stride() const { return Kp / kKGroup * kPanelGroupBytes; }
+  const int8_t* panel(int64_t p) const { return data.data() + p * panel_stride(); }
+};
+
+// What happens to each int32 accumulator after the zero-point terms.
+enum class OutputKind {
+  kInt32,       // MatMulInteger: store acc
+  kQuantFloat,  // QLinearMatMul, ONNX Runtime semantics: float(acc) * mult[n] -> round -> + zp
+  kQuantFixed,  // TFLite semantics: SRDHM(acc, m0[n]) >> shift[n] -> + zp
+  kFloat,       // dynamic linear: float(acc) * (row_scale[m] * col_scale[n]) + bias[n], optional relu
+};
+
+struct Epilogue {
+  OutputKind kind = OutputKind::kInt32;
+  // Zero-point terms (see the header comment).  Exactly one of col_comp (a
+  // per-tensor za' folded per column: -za' * colsum[n]) or row_zp (za'[m]) is
+  // used; row_comp (rowsum[m] - K * za'[m]) is null when every zb' is 0.
+  const int32_t* col_comp = nullptr;  // [Np]
+  const int32_t* row_zp = nullptr;    // [M]
+  const int32_t* row_comp = nullptr;  // [M]
+  const int32_t* col_sum = nullptr;   // [Np]
+  const int32_t* col_zp = nullptr;    // [Np] zb'
+  // kQuantFloat / kQuantFixed
+  const float* multiplier = nullptr;  // [Np]
+  const int32_t* fixed_m0 = nullptr;  // [Np]
+  const int32_t* fixed_shift = nullptr;  // [Np]
+  int32_t out_zp = 0;
+  int32_t qmin = 0, qmax = 255;       // output range (uint8 or int8)
+  // kFloat
+  const float* row_scale = nullptr;   // [M]
+  const float* col_scale = nullptr;   // [Np]
+  const float* bias = nullptr;        // [Np] or null
+  bool relu = false;
+  // Output, row-major with leading dimension ldc (elements).
+  void* out = nullptr;
+  int64_t ldc = 0;
+};
+
+// One GEMM call as the kernels see it.  A is already unsigned (shifted) with
+// rows of lda bytes, readable up to Kp (the runtime copies A when K % 4 != 0
+// or A was int8).  For the avx2 path A is int16 (a_wide), see its kernel.
+struct GemmCall {
+  int64_t M = 0;
+  const uint8_t* a = nullptr;
+  int64_t lda = 0;
+  const int16_t* a_wide = nullptr;  // avx2: zero-extended copy of A, lda_wide elements per row
+  int64_t lda_wide = 0;
+  const PackedB* b = nullptr;
+  Epilogue ep;
+};
+
+// Computes rows [m0, m1) x panels [p0, p1) of C.  Called by the runtime from
+// several threads on disjoint blocks; must not allocate.
+using GemmBlockFn = void (*)(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
+
+struct GemmKernel {
+  const char* isa;       // "scalar", "avx2", "avxvnni", "avx512vnni"
+  bool wide_a;           // wants GemmCall::a_wide (int16 A)
+  int mr;                // rows per micro-tile (block sizes are multiples of it)
+  GemmBlockFn block;
+};
+
+GemmKernel gemm_kernel_scalar();
+GemmKernel gemm_kernel_avx2();
+GemmKernel gemm_kernel_avxvnni();
+GemmKernel gemm_kernel_avx512vnni();
+
+}  // namespace eb

@@ -1,0 +1,108 @@
+// Kernel layer: the GEMM epilogue, shared source for every ISA.
+//
+// Each per-ISA translation unit includes this header, so the same loops are
+// compiled with that unit's flags and auto-vectorised; core/requantize.h
+// explains why the bits cannot differ between them.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/requantize.h"
+#include "eightbit/gemm.h"
+
+namespace eb {
+
+constexpr int kMaxTileCols = 64;
+
+// Applies the zero-point terms and the output stage to a tile of raw sums
+// S (rows x cols, row stride ld) whose top-left element is C[m0][n0].
+inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows,
+                           int64_t n0, int cols) {
+  alignas(64) int32_t acc[kMaxTileCols];
+  for (int r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r;
+    const int32_t* s = tile + r * ld;
+    // Zero-point terms in uint32: wrap-around is the int32 accumulation the
+    // contract asks for, and unsigned overflow is defined behaviour.
+    if (ep.col_comp != nullptr) {
+      const int32_t* cc = ep.col_comp + n0;
+      for (int c = 0; c < cols; ++c)
+        acc[c] = static_cast<int32_t>(static_cast<uint32_t>(s[c]) + static_cast<uint32_t>(cc[c]));
+    } else {
+      for (int c = 0; c < cols; ++c) acc[c] = s[c];
+    }
+    if (ep.row_zp != nullptr) {
+      const uint32_t za = static_cast<uint32_t>(ep.row_zp[m]);
+      const int32_t* cs = ep.col_sum + n0;
+      for (int c = 0; c < cols; ++c)
+        acc[c] = static_cast<int32_t>(static_cast<uint32_t>(acc[c]) - za * static_cast<uint32_t>(cs[c]));
+    }
+    if (ep.row_comp != nullptr) {
+      const uint32_t rc = static_cast<uint32_t>(ep.row_comp[m]);
+      const int32_t* zb = ep.col_zp + n0;
+      for (int c = 0; c < cols; ++c)
+        acc[c] = static_cast<int32_t>(static_cast<uint32_t>(acc[c]) - rc * static_cast<uint32_t>(zb[c]));
+    }
+
+    switch (ep.kind) {
+      case OutputKind::kInt32: {
+        int32_t* out = static_cast<int32_t*>(ep.out) + m * ep.ldc + n0;
+        for (int c = 0; c < cols; ++c) out[c] = acc[c];
+        break;
+      }
+      case OutputKind::kQuantFloat: {
+        const float lo = static_cast<float>(ep.qmin - ep.out_zp);
+        const float hi = static_cast<float>(ep.qmax - ep.out_zp);
+        const float* mult = ep.multiplier + n0;
+        alignas(64) int32_t q[kMaxTileCols];
+        for (int c = 0; c < cols; ++c)
+          q[c] = clamp_round(static_cast<float>(acc[c]) * mult[c], lo, hi) + ep.out_zp;
+        if (ep.qmin < 0) {
+          int8_t* out = static_cast<int8_t*>(ep.out) + m * ep.ldc + n0;
+          for (int c = 0; c < cols; ++c) out[c] = static_cast<int8_t>(q[c]);
+        } else {
+          uint8_t* out = static_cast<uint8_t*>(ep.out) + m * ep.ldc + n0;
+          for (int c = 0; c < cols; ++c) out[c] = static_cast<uint8_t>(q[c]);
+        }
+        break;
+      }
+      case OutputKind::kQuantFixed: {
+        const int32_t* m0v = ep.fixed_m0 + n0;
+        const int32_t* shv = ep.fixed_shift + n0;
+        alignas(64) int32_t q[kMaxTileCols];
+        for (int c = 0; c < cols; ++c) {
+          const int32_t v = requantize_fixed(acc[c], m0v[c], shv[c]);
+          // v + zp may leave int32 only when v is near INT32_MAX/MIN; clamp in int64.
+          const int64_t y = static_cast<int64_t>(v) + ep.out_zp;
+          q[c] = static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(y, ep.qmin), ep.qmax));
+        }
+        if (ep.qmin < 0) {
+          int8_t* out = static_cast<int8_t*>(ep.out) + m * ep.ldc + n0;
+          for (int c = 0; c < cols; ++c) out[c] = static_cast<int8_t>(q[c]);
+        } else {
+          uint8_t* out = static_cast<uint8_t*>(ep.out) + m * ep.ldc + n0;
+          for (int c = 0; c < cols; ++c) out[c] = static_cast<uint8_t>(q[c]);
+        }
+        break;
+      }
+      case OutputKind::kFloat: {
+        float* out = static_cast<float*>(ep.out) + m * ep.ldc + n0;
+        const float rs = ep.row_scale[m];
+        const float* cs = ep.col_scale + n0;
+        if (ep.bias != nullptr) {
+          const float* bias = ep.bias + n0;
+          for (int c = 0; c < cols; ++c) out[c] = static_cast<float>(acc[c]) * (rs * cs[c]) + bias[c];
+        } else {
+          for (int c = 0; c < cols; ++c) out[c] = static_cast<float>(acc[c]) * (rs * cs[c]);
+        }
+        if (ep.relu) {
+          for (int c = 0; c < cols; ++c) out[c] = out[c] > 0.0f ? out[c] : 0.0f;
+        }
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace eb

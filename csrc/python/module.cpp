@@ -1,0 +1,379 @@
+// Binding layer: `eightbit._core`.  Converts and validates arrays, releases
+// the GIL around compute, maps errors (TypeError for a wrong dtype,
+// ValueError for a wrong shape or value).  No numerics here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "runtime/cpu_features.h"
+#include "runtime/dispatch.h"
+#include "runtime/gemm.h"
+#include "runtime/quantize.h"
+#include "runtime/thread_pool.h"
+
+namespace py = pybind11;
+using eb::PackedB;
+
+namespace {
+
+enum class Dt { kU8, kS8, kI32, kF32, kOther };
+
+Dt dtype_of(const py::array& a) {
+  const py::dtype d = a.dtype();
+  const char kind = d.kind();
+  const auto size = d.itemsize();
+  if (kind == 'u' && size == 1) return Dt::kU8;
+  if (kind == 'i' && size == 1) return Dt::kS8;
+  if (kind == 'i' && size == 4) return Dt::kI32;
+  if (kind == 'f' && size == 4) return Dt::kF32;
+  return Dt::kOther;
+}
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+[[noreturn]] void type_error(const char* arg, const char* expected, const py::array& got) {
+  throw py::type_error(std::string(arg) + ": expected " + expected + ", got " + dtype_name(got));
+}
+
+[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
+
+// A C-contiguous view (copied only if the caller's array is not).
+py::array contiguous(const py::handle& h) { return py::array::ensure(h, py::array::c_style); }
+
+py::array as_array(const py::handle& h, const char* arg) {
+  py::array a = contiguous(h);
+  if (!a) value_error(std::string(arg) + ": expected an array");
+  return a;
+}
+
+// Integer zero points (1 or `count` values) of dtype `want`, widened to int32.
+std::vector<int32_t> zero_points(const py::object& obj, const char* arg, Dt want, int64_t count,
+                                 bool* per_element) {
+  *per_element = false;
+  if (obj.is_none()) return {0};
+  py::array z = as_array(obj, arg);
+  if (dtype_of(z) != want) type_error(arg, want == Dt::kU8 ? "uint8 (the dtype of its tensor)" : "int8 (the dtype of its tensor)", z);
+  const int64_t n = z.size();
+  if (n != 1 && n != count)
+    value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got shape with " +
+                std::to_string(n) + " elements");
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = want == Dt::kU8 ? static_cast<const uint8_t*>(z.data())[i] : static_cast<const int8_t*>(z.data())[i];
+  *per_element = n != 1 || count == 1 ? (n == count && n != 1) : false;
+  return out;
+}
+
+// Float32 parameters (1 or `count` values) that must be positive and finite,
+// broadcast to `padded` entries (the kernels read whole panels).
+std::vector<float> positive_scales(const py::handle& obj, const char* arg, int64_t count, int64_t padded) {
+  py::array s = as_array(obj, arg);
+  if (dtype_of(s) != Dt::kF32) type_error(arg, "float32", s);
+  const int64_t n = s.size();
+  if (n != 1 && n != count)
+    value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got " + std::to_string(n));
+  const float* p = static_cast<const float*>(s.data());
+  std::vector<float> out(static_cast<size_t>(std::max(padded, count)), 0.0f);
+  for (int64_t i = 0; i < count; ++i) {
+    const float v = p[n == 1 ? 0 : i];
+    if (!(v > 0.0f) || !std::isfinite(v))
+      value_error(std::string(arg) + ": every value must be positive and finite, got " + std::to_string(v));
+    out[i] = v;
+  }
+  return out;
+}
+
+const char* kUint8OrInt8 = "uint8 or int8";
+
+PackedB make_packed(const py::array& b_in, const py::object& zp_obj) {
+  py::array b = as_array(b_in, "b");
+  const Dt dt = dtype_of(b);
+  if (dt != Dt::kU8 && dt != Dt::kS8) type_error("b", kUint8OrInt8, b);
+  if (b.ndim() != 2) value_error("b: expected a 2-D [K, N] matrix, got " + std::to_string(b.ndim()) + "-D");
+  const int64_t K = b.shape(0), N = b.shape(1);
+  bool per_column = false;
+  std::vector<int32_t> zp = zero_points(zp_obj, "b_zero_point", dt, N, &per_column);
+  if (zp.size() == static_cast<size_t>(N) && N != 1) per_column = true;
+  py::gil_scoped_release release;
+  return eb::pack_b(b.data(), dt == Dt::kS8, K, N, N, zp.data(), per_column);
+}
+
+// The A operand: 2-D uint8/int8 matching B's K; zero point per tensor or per row.
+struct AInput {
+  py::array a;
+  std::vector<int32_t> zp;
+  eb::AOperand op;
+};
+
+AInput make_a(const py::handle& a_in, const py::object& zp_obj, const PackedB& b) {
+  AInput in;
+  in.a = as_array(a_in, "a");
+  const Dt dt = dtype_of(in.a);
+  if (dt != Dt::kU8 && dt != Dt::kS8) type_error("a", kUint8OrInt8, in.a);
+  if (in.a.ndim() != 2) value_error("a: expected a 2-D [M, K] matrix, got " + std::to_string(in.a.ndim()) + "-D");
+  const int64_t M = in.a.shape(0), K = in.a.shape(1);
+  if (K != b.K)
+    value_error("a: inner dimension K=" + std::to_string(K) + " does not match b's K=" + std::to_string(b.K));
+  bool per_row = false;
+  in.zp = zero_points(zp_obj, "a_zero_point", dt, M, &per_row);
+  if (in.zp.size() == static_cast<size_t>(M) && M != 1) per_row = true;
+  in.op.data = in.a.data();
+  in.op.is_signed = dt == Dt::kS8;
+  in.op.M = M;
+  in.op.K = K;
+  in.op.lda = K;
+  in.op.zp = in.zp.data();
+  in.op.zp_per_row = per_row;
+  return in;
+}
+
+py::array_t<int32_t> matmul_integer(const py::handle& a_in, const PackedB& b, const py::object& a_zp) {
+  AInput a = make_a(a_in, a_zp, b);
+  py::array_t<int32_t> out({a.op.M, b.N});
+  eb::Epilogue ep;
+  ep.kind = eb::OutputKind::kInt32;
+  ep.out = out.mutable_data();
+  ep.ldc = b.N;
+  {
+    py::gil_scoped_release release;
+    if (b.K == 0)
+      std::memset(out.mutable_data(), 0, sizeof(int32_t) * a.op.M * b.N);
+    else
+      eb::run_gemm(a.op, b, ep);
+  }
+  return out;
+}
+
+py::array qlinear_output(int64_t M, int64_t N, bool y_signed) {
+  if (y_signed) return py::array_t<int8_t>({M, N});
+  return py::array_t<uint8_t>({M, N});
+}
+
+eb::Epilogue quant_epilogue(py::array& out, int64_t N, int32_t y_zp, bool y_signed) {
+  eb::Epilogue ep;
+  ep.out = out.mutable_data();
+  ep.ldc = N;
+  ep.out_zp = y_zp;
+  ep.qmin = y_signed ? -128 : 0;
+  ep.qmax = y_signed ? 127 : 255;
+  const int32_t lo = ep.qmin, hi = ep.qmax;
+  if (y_zp < lo || y_zp > hi) value_error("y_zero_point: " + std::to_string(y_zp) + " is outside the output range");
+  return ep;
+}
+
+py::array qlinear_matmul(const py::handle& a_in, const py::object& a_zp, const PackedB& b,
+                         const py::handle& multiplier, int32_t y_zp, bool y_signed) {
+  AInput a = make_a(a_in, a_zp, b);
+  std::vector<float> mult = positive_scales(multiplier, "multiplier", b.N, b.Np);
+  py::array out = qlinear_output(a.op.M, b.N, y_signed);
+  eb::Epilogue ep = quant_epilogue(out, b.N, y_zp, y_signed);
+  ep.kind = eb::OutputKind::kQuantFloat;
+  ep.multiplier = mult.data();
+  py::gil_scoped_release release;
+  eb::run_gemm(a.op, b, ep);
+  return out;
+}
+
+py::array qlinear_matmul_fixed(const py::handle& a_in, const py::object& a_zp, const PackedB& b,
+                               const py::handle& m0_in, const py::handle& shift_in, int32_t y_zp, bool y_signed) {
+  AInput a = make_a(a_in, a_zp, b);
+  auto per_column_int = [&](const py::handle& h, const char* arg) {
+    py::array v = as_array(h, arg);
+    if (dtype_of(v) != Dt::kI32) type_error(arg, "int32", v);
+    if (v.size() != 1 && v.size() != b.N) value_error(std::string(arg) + ": expected 1 value or N values");
+    std::vector<int32_t> out(static_cast<size_t>(std::max(b.Np, b.N)), 0);
+    for (int64_t i = 0; i < b.N; ++i) out[i] = static_cast<const int32_t*>(v.data())[v.size() == 1 ? 0 : i];
+    return out;
+  };
+  std::vector<int32_t> m0 = per_column_int(m0_in, "quantized_multiplier");
+  std::vector<int32_t> shift = per_column_int(shift_in, "shift");
+  for (int64_t i = 0; i < b.N; ++i) {
+    if (m0[i] < 0) value_error("quantized_multiplier: must be in [0, 2^31)");
+    if (shift[i] > 30 || shift[i] < -31) value_error("shift: must be in [-31, 30]");
+  }
+  py::array out = qlinear_output(a.op.M, b.N, y_signed);
+  eb::Epilogue ep = quant_epilogue(out, b.N, y_zp, y_signed);
+  ep.kind = eb::OutputKind::kQuantFixed;
+  ep.fixed_m0 = m0.data();
+  ep.fixed_shift = shift.data();
+  py::gil_scoped_release release;
+  eb::run_gemm(a.op, b, ep);
+  return out;
+}
+
+py::array_t<float> quantized_linear(const py::handle& x_in, const PackedB& w, const py::handle& w_scale,
+                                    const py::object& bias_obj, bool relu) {
+  py::array x = as_array(x_in, "x");
+  if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
+  if (x.ndim() != 2) value_error("x: expected a 2-D [batch, in_features] array");
+  const int64_t M = x.shape(0), K = x.shape(1);
+  if (K != w.K) value_error("x: has " + std::to_string(K) + " features, the layer expects " + std::to_string(w.K));
+  if (!w.b_signed || w.any_zp_shifted) value_error("weight: the layer needs symmetric int8 weights");
+  std::vector<float> scale = positive_scales(w_scale, "weight_scale", w.N, w.Np);
+  std::vector<float> bias;
+  if (!bias_obj.is_none()) {
+    py::array b = as_array(bias_obj, "bias");
+    if (dtype_of(b) != Dt::kF32) type_error("bias", "float32", b);
+    if (b.size() != w.N) value_error("bias: expected " + std::to_string(w.N) + " values, got " + std::to_string(b.size()));
+    bias.assign(static_cast<size_t>(w.Np), 0.0f);
+    std::memcpy(bias.data(), b.data(), sizeof(float) * w.N);
+  }
+  py::array_t<float> y({M, w.N});
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = eb::run_dynamic_linear(static_cast<const float*>(x.data()), M, K, w, scale.data(),
+                                bias.empty() ? nullptr : bias.data(), relu, y.mutable_data(), w.N);
+  }
+  if (!ok) value_error("x: contains NaN or infinity; dynamic quantization needs finite inputs");
+  return y;
+}
+
+// [outer, channels, inner] view of x around `axis` (per-axis) or flat.
+struct AxisView {
+  int64_t outer = 1, channels = 1, inner = 1;
+};
+
+AxisView axis_view(const py::array& x, int64_t axis, bool per_axis) {
+  AxisView v;
+  if (!per_axis) {
+    v.inner = x.size();
+    return v;
+  }
+  for (int64_t d = 0; d < x.ndim(); ++d) {
+    if (d < axis) v.outer *= x.shape(d);
+    else if (d == axis) v.channels = x.shape(d);
+    else v.inner *= x.shape(d);
+  }
+  return v;
+}
+
+void check_axis(const py::array& x, int64_t axis, bool per_axis) {
+  if (per_axis && (axis < 0 || axis >= x.ndim()))
+    value_error("axis: " + std::to_string(axis) + " is out of range for a " + std::to_string(x.ndim()) + "-D input");
+}
+
+py::array quantize_linear(const py::handle& x_in, const py::handle& scale_in, const py::handle& zp_in,
+                          int64_t axis, bool per_axis, bool y_signed) {
+  py::array x = as_array(x_in, "x");
+  if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
+  check_axis(x, axis, per_axis);
+  const AxisView v = axis_view(x, axis, per_axis);
+  std::vector<float> scale = positive_scales(scale_in, "y_scale", v.channels, v.channels);
+  py::array zpa = as_array(zp_in, "y_zero_point");
+  if (dtype_of(zpa) != Dt::kI32 || zpa.size() != static_cast<py::ssize_t>(scale.size()))
+    value_error("y_zero_point: internal: expected int32 of the scale's size");
+  std::vector<int32_t> zp(static_cast<const int32_t*>(zpa.data()), static_cast<const int32_t*>(zpa.data()) + zpa.size());
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array y = y_signed ? py::array(py::array_t<int8_t>(shape)) : py::array(py::array_t<uint8_t>(shape));
+  {
+    py::gil_scoped_release release;
+    eb::quantize_linear(static_cast<const float*>(x.data()), v.outer, v.channels, v.inner, scale.data(), zp.data(),
+                        per_axis, y_signed ? -128 : 0, y_signed ? 127 : 255, y.mutable_data());
+  }
+  return y;
+}
+
+py::array_t<float> dequantize_linear(const py::handle& x_in, const py::handle& scale_in, const py::handle& zp_in,
+                                     int64_t axis, bool per_axis) {
+  py::array x = as_array(x_in, "x");
+  const Dt dt = dtype_of(x);
+  if (dt != Dt::kU8 && dt != Dt::kS8 && dt != Dt::kI32) type_error("x", "uint8, int8 or int32", x);
+  check_axis(x, axis, per_axis);
+  const AxisView v = axis_view(x, axis, per_axis);
+  std::vector<float> scale = positive_scales(scale_in, "x_scale", v.channels, v.channels);
+  py::array zpa = as_array(zp_in, "x_zero_point");
+  if (dtype_of(zpa) != Dt::kI32 || zpa.size() != static_cast<py::ssize_t>(scale.size()))
+    value_error("x_zero_point: internal: expected int32 of the scale's size");
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<float> y(shape);
+  {
+    py::gil_scoped_release release;
+    eb::dequantize_linear(x.data(), dt == Dt::kI32 ? 4 : 1, dt == Dt::kS8, v.outer, v.channels, v.inner, scale.data(),
+                          static_cast<const int32_t*>(zpa.data()), per_axis, y.mutable_data());
+  }
+  return y;
+}
+
+py::tuple dynamic_quantize_linear(const py::handle& x_in) {
+  py::array x = as_array(x_in, "x");
+  if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<uint8_t> y(shape);
+  eb::QuantParams q;
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    const float* px = static_cast<const float*>(x.data());
+    ok = eb::dynamic_qparams(px, x.size(), &q);
+    if (ok) eb::quantize_per_tensor(px, x.size(), q.scale, q.zero_point, 0, 255, y.mutable_data());
+  }
+  if (!ok) value_error("x: contains NaN or infinity; dynamic quantization needs finite inputs");
+  return py::make_tuple(y, q.scale, q.zero_point);
+}
+
+py::dict cpu_info() {
+  py::dict d;
+  const eb::CpuFeatures& f = eb::cpu_features();
+  d["isa"] = std::string(eb::active_gemm().isa);
+  d["available"] = eb::available_isas();
+  d["num_threads"] = eb::ThreadPool::instance().num_threads();
+  py::dict flags;
+  flags["avx2"] = f.avx2;
+  flags["avxvnni"] = f.avxvnni;
+  flags["avx512vnni"] = f.avx512vnni;
+  d["features"] = flags;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "eightbit C++ core (internal; use the eightbit package)";
+
+  py::class_<PackedB>(m, "PackedWeights",
+                      "A [K, N] uint8/int8 matrix packed once for the int8 GEMM kernels (k4n16 layout,\n"
+                      "column sums and zero points folded).  Build it with eightbit.pack_weights.")
+      .def(py::init(&make_packed), py::arg("b"), py::arg("b_zero_point") = py::none())
+      .def_property_readonly("shape", [](const PackedB& p) { return py::make_tuple(p.K, p.N); })
+      .def_property_readonly("dtype", [](const PackedB& p) {
+        return p.b_signed ? py::dtype::of<int8_t>() : py::dtype::of<uint8_t>();
+      })
+      .def_property_readonly("per_column", [](const PackedB& p) { return p.zp_per_column; })
+      .def_property_readonly("zero_point", [](const PackedB& p) {
+        const int64_t n = p.zp_per_column ? p.N : 1;
+        py::array out = p.b_signed ? py::array(py::array_t<int8_t>(n)) : py::array(py::array_t<uint8_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          if (p.b_signed) static_cast<int8_t*>(out.mutable_data())[i] = static_cast<int8_t>(p.zp_user[i]);
+          else static_cast<uint8_t*>(out.mutable_data())[i] = static_cast<uint8_t>(p.zp_user[i]);
+        }
+        return p.zp_per_column ? out : out.attr("reshape")(py::tuple()).cast<py::array>();
+      })
+      .def_property_readonly("nbytes", [](const PackedB& p) {
+        return p.Kp * p.Np + 2 * p.Np * static_cast<int64_t>(sizeof(int32_t));
+      })
+      .def("__repr__", [](const PackedB& p) {
+        return "PackedWeights(shape=(" + std::to_string(p.K) + ", " + std::to_string(p.N) + "), dtype=" +
+               (p.b_signed ? "int8" : "uint8") + (p.zp_per_column ? ", per-column zero point)" : ")");
+      });
+
+  m.def("cpu_info", &cpu_info);
+  m.def("set_isa", [](const std::string& name) { eb::set_isa(name); }, py::arg("name"));
+  m.def("set_num_threads", [](int n) { eb::ThreadPool::instance().set_num_threads(n); }, py::arg("n"));
+  m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("b"), py::arg("a_zero_point") = py::none());
+  m.def("qlinear_matmul", &qlinear_matmul, py::arg("a"), py::arg("a_zero_point"), py::arg("b"),
+        py::arg("multiplier"), py::arg("y_zero_point"), py::arg("y_signed"));
+  m.def("qlinear_matmul_fixed", &qlinear_matmul_fixed, py::arg("a"), py::arg("a_zero_point"), py::arg("b"),
+        py::arg("quantized_multiplier"), py::arg("shift"), py::arg("y_zero_point"), py::arg("y_signed"));
+  m.def("quantized_linear", &quantized_linear, py::arg("x"), py::arg("weight"), py::arg("weight_scale"),
+        py::arg("bias") = py::none(), py::arg("relu") = false);
+  m.def("quantize_linear", &quantize_linear, py::arg("x"), py::arg("y_scale"), py::arg("y_zero_point"),
+        py::arg("axis"), py::arg("per_axis"), py::arg("y_signed"));
+  m.def("dequantize_linear", &dequantize_linear, py::arg("x"), py::arg("x_scale"), py::arg("x_zero_point"),
+        py::arg("axis"), py::arg("per_axis"));
+  m.def("dynamic_quantize_linear", &dynamic_quantize_linear, py::arg("x"));
+}

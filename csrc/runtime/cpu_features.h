@@ -1,0 +1,15 @@
+// Runtime layer: what this CPU and its operating system can execute, read
+// once from cpuid and xgetbv.
+#pragma once
+
+namespace eb {
+
+struct CpuFeatures {
+  bool avx2 = false;        // AVX2 + FMA with OS-saved ymm state
+  bool avxvnni = false;     // VEX-encoded vpdpbusd (Alder Lake, Zen 5, ...)
+  bool avx512vnni = false;  // AVX-512 F/BW/DQ/VL + VNNI with OS-saved zmm state
+};
+
+const CpuFeatures& cpu_features();
+
+}  // namespace eb

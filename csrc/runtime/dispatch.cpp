@@ -1,0 +1,78 @@
+// Runtime layer: the dispatch table (the one global of the C++ core).
+#include "runtime/dispatch.h"
+
+#include <atomic>
+#include <stdexcept>
+
+#include "runtime/cpu_features.h"
+
+namespace eb {
+namespace {
+
+struct IsaEntry {
+  const char* name;
+  bool (*supported)();
+  GemmKernel (*gemm)();
+};
+
+// Slowest first.  On a non-x86 build only the scalar entry exists.
+const IsaEntry kIsas[] = {
+    {"scalar", [] { return true; }, gemm_kernel_scalar},
+#if defined(EB_HAVE_X86_KERNELS)
+    {"avx2", [] { return cpu_features().avx2; }, gemm_kernel_avx2},
+    {"avxvnni", [] { return cpu_features().avxvnni; }, gemm_kernel_avxvnni},
+    {"avx512vnni", [] { return cpu_features().avx512vnni; }, gemm_kernel_avx512vnni},
+#endif
+};
+
+struct Table {
+  GemmKernel kernels[sizeof(kIsas) / sizeof(kIsas[0])];
+  std::atomic<int> active{0};
+  Table() {
+    for (size_t i = 0; i < sizeof(kIsas) / sizeof(kIsas[0]); ++i) {
+      kernels[i] = kIsas[i].gemm();
+      if (kIsas[i].supported()) active = static_cast<int>(i);
+    }
+  }
+};
+
+Table& table() {
+  static Table t;
+  return t;
+}
+
+}  // namespace
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (const IsaEntry& e : kIsas)
+    if (e.supported()) names.emplace_back(e.name);
+  return names;
+}
+
+const GemmKernel& active_gemm() {
+  Table& t = table();
+  return t.kernels[t.active.load(std::memory_order_relaxed)];
+}
+
+void set_isa(const std::string& name) {
+  Table& t = table();
+  for (size_t i = 0; i < sizeof(kIsas) / sizeof(kIsas[0]); ++i) {
+    if (name == kIsas[i].name) {
+      if (!kIsas[i].supported())
+        throw std::invalid_argument("isa '" + name + "' is not supported by this CPU; available: " +
+                                    [] {
+                                      std::string s;
+                                      for (const auto& n : available_isas()) s += (s.empty() ? "" : ", ") + n;
+                                      return s;
+                                    }());
+      t.active = static_cast<int>(i);
+      return;
+    }
+  }
+  std::string known;
+  for (const IsaEntry& e : kIsas) known += (known.empty() ? "" : ", ") + std::string(e.name);
+  throw std::invalid_argument("unknown isa '" + name + "'; expected one of: " + known);
+}
+
+}  // namespace eb

@@ -1,0 +1,23 @@
+// Runtime layer: the dispatch table.  Picks, once, the fastest kernel set
+// this CPU runs; `set_isa` forces a lower one (tests use it to check that
+// every path gives the same bits).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "eightbit/gemm.h"
+
+namespace eb {
+
+// Names of every path this CPU can run, slowest first ("scalar" always).
+std::vector<std::string> available_isas();
+
+// The kernels in use.
+const GemmKernel& active_gemm();
+
+// Forces a path; throws std::invalid_argument naming the choices when `name`
+// is unknown or this CPU lacks it.
+void set_isa(const std::string& name);
+
+}  // namespace eb

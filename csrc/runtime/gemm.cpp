@@ -1,0 +1,250 @@
+// Runtime layer: packing, A preparation, blocking and threading for the
+// int8 GEMM (see eightbit/gemm.h for the algebra).
+#include "runtime/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/dispatch.h"
+#include "runtime/quantize.h"
+#include "runtime/thread_pool.h"
+
+namespace eb {
+namespace {
+
+// Bytes of packed B one block may span, so that it stays in a core's L2
+// while every row tile of the block streams over it.
+constexpr int64_t kBlockBBytes = 256 * 1024;
+// Row tiles per block, to bound the A rows reused from L1/L2 per block.
+constexpr int64_t kBlockRowTiles = 16;
+// Below this many multiply-adds per thread, extra threads cost more than
+// they save.
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 20;
+
+uint8_t shift_byte(uint8_t v, bool flip) { return flip ? static_cast<uint8_t>(v ^ 0x80u) : v; }
+
+// A in the form the kernel reads, plus the per-row sums when needed.
+struct PreparedA {
+  const uint8_t* a = nullptr;
+  int64_t lda = 0;
+  const int16_t* a_wide = nullptr;
+  int64_t lda_wide = 0;
+  const int32_t* row_sum = nullptr;
+};
+
+struct Scratch {
+  AlignedBuffer<uint8_t> a8;
+  AlignedBuffer<int16_t> a16;
+  AlignedBuffer<int32_t> row_sum, row_zp, row_comp, col_comp;
+  AlignedBuffer<float> row_scale;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Copies A when the kernel cannot read it in place: int8 A is shifted to
+// uint8 (a ^ 0x80), the avx2 path wants int16, and a row must be readable up
+// to Kp (K % 4 != 0 would over-read the caller's last row).
+PreparedA prepare_a(const AOperand& a, int64_t Kp, bool wide, bool need_row_sum, Scratch& s) {
+  PreparedA p;
+  const uint8_t* src = static_cast<const uint8_t*>(a.data);
+  const bool flip = a.is_signed;
+  if (wide) {
+    s.a16.reserve_discard(static_cast<size_t>(a.M * Kp));
+    for (int64_t m = 0; m < a.M; ++m) {
+      const uint8_t* row = src + m * a.lda;
+      int16_t* dst = s.a16.data() + m * Kp;
+      for (int64_t k = 0; k < a.K; ++k) dst[k] = shift_byte(row[k], flip);
+      for (int64_t k = a.K; k < Kp; ++k) dst[k] = 0;
+    }
+    p.a_wide = s.a16.data();
+    p.lda_wide = Kp;
+  } else if (flip || (a.K % kKGroup != 0 && !a.rows_padded)) {
+    s.a8.reserve_discard(static_cast<size_t>(a.M * Kp));
+    for (int64_t m = 0; m < a.M; ++m) {
+      const uint8_t* row = src + m * a.lda;
+      uint8_t* dst = s.a8.data() + m * Kp;
+      for (int64_t k = 0; k < a.K; ++k) dst[k] = shift_byte(row[k], flip);
+      for (int64_t k = a.K; k < Kp; ++k) dst[k] = 0;
+    }
+    p.a = s.a8.data();
+    p.lda = Kp;
+  } else {
+    p.a = src;
+    p.lda = a.lda;
+  }
+  if (need_row_sum) {
+    s.row_sum.reserve_discard(static_cast<size_t>(a.M));
+    for (int64_t m = 0; m < a.M; ++m) {
+      const uint8_t* row = src + m * a.lda;
+      uint32_t sum = 0;
+      for (int64_t k = 0; k < a.K; ++k) sum += shift_byte(row[k], flip);
+      s.row_sum[m] = static_cast<int32_t>(sum);
+    }
+    p.row_sum = s.row_sum.data();
+  }
+  return p;
+}
+
+// Splits rows x panels into blocks and runs them on the pool.
+void run_blocks(const GemmKernel& kernel, const GemmCall& call) {
+  const PackedB& B = *call.b;
+  const int64_t M = call.M;
+  const int64_t panels = B.Np / kPanelCols;
+  const int64_t panel_bytes = std::max<int64_t>(B.panel_stride(), 1);
+  int64_t block_panels = std::clamp<int64_t>(kBlockBBytes / panel_bytes, 1, panels);
+  if (block_panels > 1) block_panels &= ~int64_t{1};  // kernels take panels in pairs
+  int64_t block_rows = std::min<int64_t>(M, kernel.mr * kBlockRowTiles);
+
+  const int64_t macs = M * B.Np * B.Kp;
+  int threads = static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1,
+                                                     ThreadPool::instance().num_threads()));
+  auto count_blocks = [&] { return ((M + block_rows - 1) / block_rows) * ((panels + block_panels - 1) / block_panels); };
+  // Enough blocks for every thread: shrink the blocks, panels first.
+  while (threads > 1 && count_blocks() < 2 * threads && (block_panels > 2 || block_rows > kernel.mr)) {
+    if (block_panels > 2)
+      block_panels = std::max<int64_t>(2, (block_panels / 2) & ~int64_t{1});
+    else
+      block_rows = std::max<int64_t>(kernel.mr, (block_rows / 2 + kernel.mr - 1) / kernel.mr * kernel.mr);
+  }
+  const int64_t row_blocks = (M + block_rows - 1) / block_rows;
+  const int64_t blocks = count_blocks();
+  threads = static_cast<int>(std::min<int64_t>(threads, blocks));
+
+  // Blocks ordered panel-block major: consecutive blocks of one thread share
+  // the same slice of packed B.
+  auto run_range = [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      const int64_t pb = i / row_blocks, rb = i % row_blocks;
+      const int64_t m0 = rb * block_rows, p0 = pb * block_panels;
+      kernel.block(call, m0, std::min(M, m0 + block_rows), p0, std::min(panels, p0 + block_panels));
+    }
+  };
+  if (threads <= 1) {
+    run_range(0, blocks);
+    return;
+  }
+  ThreadPool::instance().run(threads, [&](int t) { run_range(blocks * t / threads, blocks * (t + 1) / threads); });
+}
+
+}  // namespace
+
+PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, const int32_t* zp,
+               bool zp_per_column) {
+  PackedB p;
+  p.K = K;
+  p.N = N;
+  p.Kp = round_up(K, kKGroup);
+  p.Np = round_up(N, kPanelCols);
+  p.b_signed = b_signed;
+  p.zp_per_column = zp_per_column;
+  p.data.resize(static_cast<size_t>(p.Kp * p.Np));
+  p.col_sum.resize(static_cast<size_t>(p.Np));
+  p.zp_shifted.resize(static_cast<size_t>(p.Np));
+  p.zp_user.resize(static_cast<size_t>(zp_per_column ? N : 1));
+  const uint8_t* src = static_cast<const uint8_t*>(b);
+  const uint8_t flip = b_signed ? 0 : 0x80;  // uint8 B -> int8: b - 128
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t panel = n / kPanelCols, col = n % kPanelCols;
+    int8_t* dst = p.data.data() + panel * p.panel_stride() + col * kKGroup;
+    uint32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const int8_t v = static_cast<int8_t>(src[k * ldb + n] ^ flip);
+      dst[(k / kKGroup) * kPanelGroupBytes + k % kKGroup] = v;
+      sum += static_cast<uint32_t>(static_cast<int32_t>(v));
+    }
+    p.col_sum[n] = static_cast<int32_t>(sum);
+    const int32_t z = zp[zp_per_column ? n : 0];
+    p.zp_shifted[n] = b_signed ? z : z - 128;
+    if (p.zp_shifted[n] != 0) p.any_zp_shifted = true;
+  }
+  for (size_t i = 0; i < p.zp_user.size(); ++i) p.zp_user[i] = zp[i];
+  return p;
+}
+
+void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
+  if (a.M == 0 || b.N == 0) return;
+  const GemmKernel& kernel = active_gemm();
+  Scratch& s = scratch();
+  const PreparedA pa = prepare_a(a, b.Kp, kernel.wide_a, b.any_zp_shifted, s);
+
+  // za' = za (+128 for int8 A, which the kernel sees shifted).
+  const int32_t za_shift = a.is_signed ? 128 : 0;
+  ep.col_comp = nullptr;
+  ep.row_zp = nullptr;
+  ep.row_comp = nullptr;
+  ep.col_sum = b.col_sum.data();
+  ep.col_zp = b.zp_shifted.data();
+  if (a.zp_per_row) {
+    s.row_zp.reserve_discard(static_cast<size_t>(a.M));
+    for (int64_t m = 0; m < a.M; ++m) s.row_zp[m] = a.zp[m] + za_shift;
+    ep.row_zp = s.row_zp.data();
+  } else {
+    const uint32_t za = static_cast<uint32_t>(a.zp[0] + za_shift);
+    if (za != 0) {
+      s.col_comp.reserve_discard(static_cast<size_t>(b.Np));
+      for (int64_t n = 0; n < b.Np; ++n)
+        s.col_comp[n] = static_cast<int32_t>(0u - za * static_cast<uint32_t>(b.col_sum[n]));
+      ep.col_comp = s.col_comp.data();
+    }
+  }
+  if (b.any_zp_shifted) {
+    s.row_comp.reserve_discard(static_cast<size_t>(a.M));
+    for (int64_t m = 0; m < a.M; ++m) {
+      const uint32_t za = static_cast<uint32_t>(a.zp[a.zp_per_row ? m : 0] + za_shift);
+      s.row_comp[m] = static_cast<int32_t>(static_cast<uint32_t>(pa.row_sum[m]) - static_cast<uint32_t>(a.K) * za);
+    }
+    ep.row_comp = s.row_comp.data();
+  }
+
+  GemmCall call;
+  call.M = a.M;
+  call.a = pa.a;
+  call.lda = pa.lda;
+  call.a_wide = pa.a_wide;
+  call.lda_wide = pa.lda_wide;
+  call.b = &b;
+  call.ep = ep;
+  run_blocks(kernel, call);
+}
+
+bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,
+                        const float* bias, bool relu, float* y, int64_t ldy) {
+  const int64_t K = w.K;
+  Scratch& s = scratch();
+  // Quantize rows straight into a Kp-strided buffer (the kernel reads the
+  // zero padding against zero weights), recording each row's scale and zp.
+  AlignedBuffer<uint8_t> xq(static_cast<size_t>(std::max<int64_t>(M * w.Kp, 1)));
+  AlignedBuffer<int32_t> zp(static_cast<size_t>(std::max<int64_t>(M, 1)));
+  s.row_scale.reserve_discard(static_cast<size_t>(std::max<int64_t>(M, 1)));
+  for (int64_t m = 0; m < M; ++m) {
+    QuantParams q;
+    if (!dynamic_qparams(x + m * ldx, K, &q)) return false;
+    quantize_per_tensor(x + m * ldx, K, q.scale, q.zero_point, 0, 255, xq.data() + m * w.Kp);
+    s.row_scale[m] = q.scale;
+    zp[m] = q.zero_point;
+  }
+  AOperand a;
+  a.data = xq.data();
+  a.is_signed = false;
+  a.M = M;
+  a.K = K;
+  a.lda = w.Kp;
+  a.zp = zp.data();
+  a.zp_per_row = true;
+  a.rows_padded = true;
+  Epilogue ep;
+  ep.kind = OutputKind::kFloat;
+  ep.row_scale = s.row_scale.data();
+  ep.col_scale = w_scale;
+  ep.bias = bias;
+  ep.relu = relu;
+  ep.out = y;
+  ep.ldc = ldy;
+  run_gemm(a, w, ep);
+  return true;
+}
+
+}  // namespace eb

@@ -1,0 +1,40 @@
+// Runtime layer: int8 GEMM entry points.  Validated, typed arguments in;
+// A preparation, zero-point terms, blocking and threads here; the micro-
+// kernels of the active ISA do the arithmetic.
+#pragma once
+
+#include <cstdint>
+
+#include "eightbit/gemm.h"
+
+namespace eb {
+
+// Packs B [K x N] (row stride ldb elements, uint8 or int8) once.  zp holds 1
+// value (per tensor) or N (per column), in B's own domain (0..255 / -128..127).
+PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, const int32_t* zp,
+               bool zp_per_column);
+
+// The A operand of one call: M x K bytes with row stride lda, uint8 or int8;
+// zero point per tensor (1 value) or per row (M values) in A's domain.
+struct AOperand {
+  const void* data = nullptr;
+  bool is_signed = false;
+  int64_t M = 0, K = 0, lda = 0;
+  const int32_t* zp = nullptr;
+  bool zp_per_row = false;
+  bool rows_padded = false;  // lda >= round_up(K, 4) and the pad bytes are readable
+};
+
+// C = epilogue(A x B).  `ep` carries the output kind, its parameters and the
+// output pointer; the zero-point fields are filled here.  Per-column
+// parameter arrays (multiplier, col_scale, bias, ...) must hold Np entries.
+void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep);
+
+// Dynamic linear layer: quantizes each row of x [M x K] (float32, row stride
+// ldx) to uint8 by the DynamicQuantizeLinear formula, then
+// y = float(acc) * (s_x[m] * w_scale[n]) + bias[n] (+ relu).  Returns false
+// (and computes nothing) when x holds a non-finite value.
+bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,
+                        const float* bias, bool relu, float* y, int64_t ldy);
+
+}  // namespace eb

@@ -1,0 +1,73 @@
+// Runtime layer: elementwise quantization (see quantize.h).
+#include "runtime/quantize.h"
+
+#include <cmath>
+
+#include "core/requantize.h"
+
+namespace eb {
+
+bool dynamic_qparams(const float* x, int64_t n, QuantParams* out) {
+  float mn = 0.0f, mx = 0.0f;  // the range always includes zero
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    finite &= std::isfinite(v);
+    mn = v < mn ? v : mn;
+    mx = v > mx ? v : mx;
+  }
+  if (!finite) return false;
+  const float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
+  const float zp = 0.0f - mn / scale;
+  out->scale = scale;
+  out->zero_point = clamp_round(zp, 0.0f, 255.0f);
+  return true;
+}
+
+template <typename T>
+static void quantize_span(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax, T* y) {
+  const float lo = static_cast<float>(qmin - zp), hi = static_cast<float>(qmax - zp);
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(clamp_round(x[i] / scale, lo, hi) + zp);
+}
+
+void quantize_per_tensor(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                         void* out) {
+  if (qmin < 0)
+    quantize_span(x, n, scale, zp, qmin, qmax, static_cast<int8_t*>(out));
+  else
+    quantize_span(x, n, scale, zp, qmin, qmax, static_cast<uint8_t*>(out));
+}
+
+void quantize_linear(const float* x, int64_t outer, int64_t channels, int64_t inner, const float* scale,
+                     const int32_t* zp, bool per_axis, int32_t qmin, int32_t qmax, void* out) {
+  uint8_t* y = static_cast<uint8_t*>(out);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t off = (o * channels + c) * inner;
+      const int64_t q = per_axis ? c : 0;
+      quantize_per_tensor(x + off, inner, scale[q], zp[q], qmin, qmax, y + off);
+    }
+}
+
+template <typename T>
+static void dequantize_span(const T* x, int64_t n, float scale, int32_t zp, float* y) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
+}
+
+void dequantize_linear(const void* x, int elem_bytes, bool is_signed, int64_t outer, int64_t channels,
+                       int64_t inner, const float* scale, const int32_t* zp, bool per_axis, float* out) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t off = (o * channels + c) * inner;
+      const int64_t q = per_axis ? c : 0;
+      if (elem_bytes == 4)
+        dequantize_span(static_cast<const int32_t*>(x) + off, inner, scale[q], zp[q], out + off);
+      else if (is_signed)
+        dequantize_span(static_cast<const int8_t*>(x) + off, inner, scale[q], zp[q], out + off);
+      else
+        dequantize_span(static_cast<const uint8_t*>(x) + off, inner, scale[q], zp[q], out + off);
+    }
+}
+
+}  // namespace eb

@@ -1,0 +1,43 @@
+"""eightbit: int8 quantization and fast, bit-exact int8 inference on CPUs.
+
+    import eightbit as eb
+    eb.cpu_info()                       # the kernels in use and what this CPU can run
+    pw = eb.pack_weights(b_int8)        # pack a [K, N] weight matrix once
+    y = eb.ops.matmul_integer(a_uint8, pw, a_zero_point)
+    layer = eb.QuantizedLinear(weight, bias)   # float in, float out, int8 inside
+
+``eightbit.ops`` runs ONNX's quantization operators in C++;
+``eightbit.reference`` is their plain-NumPy specification (bit-identical).
+"""
+
+from __future__ import annotations
+
+from . import numerics, ops, reference
+from ._version import __version__
+from .linear import QuantizedLinear
+from .ops import PackedWeights
+from .runtime import cpu_info, set_isa, set_num_threads
+
+__all__ = [
+    "__version__",
+    "cpu_info",
+    "set_isa",
+    "set_num_threads",
+    "pack_weights",
+    "PackedWeights",
+    "QuantizedLinear",
+    "ops",
+    "reference",
+    "numerics",
+]
+
+
+def pack_weights(b, b_zero_point=None) -> PackedWeights:
+    """Pack a [K, N] uint8 or int8 matrix once for the int8 GEMM kernels.
+
+    The result is accepted wherever ``b`` is accepted in ``eightbit.ops``
+    (``matmul_integer``, ``qlinear_matmul``), with identical results. Its
+    zero point (a scalar or one per column, of b's dtype) is packed with it;
+    a call may then omit ``b_zero_point`` or repeat the same value.
+    """
+    return PackedWeights(b, b_zero_point)

@@ -1,0 +1,251 @@
+"""ONNX operators on NumPy arrays, computed by the C++ core.
+
+Each function has the semantics, input names and input order of the ONNX
+operator it is named after (``docs/numerics.md`` gives every formula), and
+returns bit-identical results to the same function in ``eightbit.reference``.
+Wherever a ``b`` matrix is accepted, an ``eightbit.PackedWeights`` (weights
+packed once with ``eightbit.pack_weights``) is accepted too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from .numerics.fixed_point import quantize_multiplier
+from .numerics.qparams import float_multiplier
+
+__all__ = [
+    "quantize_linear",
+    "dequantize_linear",
+    "dynamic_quantize_linear",
+    "matmul_integer",
+    "qlinear_matmul",
+]
+
+PackedWeights = _core.PackedWeights
+_INT8_TYPES = (np.dtype(np.uint8), np.dtype(np.int8))
+
+
+def _array(x, name: str) -> np.ndarray:
+    if isinstance(x, PackedWeights):
+        raise TypeError(f"{name}: PackedWeights is only accepted for b")
+    return np.asarray(x)
+
+
+def _int8_array(x, name: str) -> np.ndarray:
+    x = _array(x, name)
+    if x.dtype not in _INT8_TYPES:
+        raise TypeError(f"{name}: expected uint8 or int8, got {x.dtype}")
+    return x
+
+
+def _scale(x, name: str) -> np.ndarray:
+    s = _array(x, name)
+    if s.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float32 scale, got {s.dtype}")
+    s = s.astype(np.float32, copy=False)
+    if s.ndim > 1:
+        raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {s.shape}")
+    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+        raise ValueError(f"{name}: every scale must be positive and finite")
+    return s
+
+
+def _zero_point(zp, name: str, dtype, size: int) -> np.ndarray:
+    """Zero point as int32 of `size` entries (1 = per tensor), checked against `dtype`."""
+    if zp is None:
+        return np.zeros(size, np.int32)
+    z = _array(zp, name)
+    if z.dtype != np.dtype(dtype):
+        raise TypeError(f"{name}: expected {np.dtype(dtype)} (the dtype of its tensor), got {z.dtype}")
+    if z.size != size:
+        raise ValueError(f"{name}: expected {size} value(s) to match the scale, got shape {z.shape}")
+    return z.astype(np.int32).reshape(size)
+
+
+def _axis_params(x: np.ndarray, scale: np.ndarray, axis: int, scale_name: str):
+    """(normalized axis, per_axis) for QuantizeLinear / DequantizeLinear."""
+    per_axis = scale.ndim == 1 and scale.size > 1
+    if not per_axis:
+        return 0, False
+    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis: {axis!r} is out of range for a {x.ndim}-D input")
+    axis = int(axis) % x.ndim
+    if scale.size != x.shape[axis]:
+        raise ValueError(
+            f"{scale_name}: per-axis scale has {scale.size} values but x.shape[{axis}] is {x.shape[axis]}"
+        )
+    return axis, True
+
+
+def quantize_linear(x, y_scale, y_zero_point=None, axis=1) -> np.ndarray:
+    """ONNX QuantizeLinear: ``y = saturate(round_half_even(x / y_scale) + y_zero_point)``.
+
+    Per tensor (scalar scale) or per axis (1-D scale along ``axis``). The
+    output dtype is the zero point's (uint8 when absent).
+    """
+    x = _array(x, "x")
+    if x.dtype.kind != "f":
+        raise TypeError(f"x: expected float32, got {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    scale = _scale(y_scale, "y_scale")
+    out_dtype = np.dtype(np.uint8) if y_zero_point is None else _int8_array(y_zero_point, "y_zero_point").dtype
+    axis, per_axis = _axis_params(x, scale, axis, "y_scale")
+    zp = _zero_point(y_zero_point, "y_zero_point", out_dtype, scale.size)
+    return _core.quantize_linear(x, scale.reshape(-1), zp, axis, per_axis, out_dtype == np.int8)
+
+
+def dequantize_linear(x, x_scale, x_zero_point=None, axis=1) -> np.ndarray:
+    """ONNX DequantizeLinear: ``y = (x - x_zero_point) * x_scale`` in float32."""
+    x = _array(x, "x")
+    if x.dtype not in _INT8_TYPES and x.dtype != np.int32:
+        raise TypeError(f"x: expected uint8, int8 or int32, got {x.dtype}")
+    scale = _scale(x_scale, "x_scale")
+    axis, per_axis = _axis_params(x, scale, axis, "x_scale")
+    if x.dtype == np.int32 and x_zero_point is not None and np.any(np.asarray(x_zero_point) != 0):
+        raise ValueError("x_zero_point: must be 0 for int32 input (ONNX DequantizeLinear)")
+    zp = _zero_point(x_zero_point, "x_zero_point", x.dtype, scale.size)
+    return _core.dequantize_linear(x, scale.reshape(-1), zp, axis, per_axis)
+
+
+def dynamic_quantize_linear(x):
+    """ONNX DynamicQuantizeLinear: uint8 ``y`` with the scale and zero point
+    computed from ``x``'s range (extended to include 0), as ONNX Runtime does.
+
+    Returns ``(y, y_scale, y_zero_point)``; the last two are 0-d arrays.
+    """
+    x = _array(x, "x")
+    if x.dtype.kind != "f":
+        raise TypeError(f"x: expected float32, got {x.dtype}")
+    y, scale, zp = _core.dynamic_quantize_linear(x.astype(np.float32, copy=False))
+    return y, np.array(scale, dtype=np.float32), np.array(zp, dtype=np.uint8)
+
+
+def _check_packed_zero_point(b: PackedWeights, b_zero_point) -> None:
+    if b_zero_point is None:
+        return
+    z = _array(b_zero_point, "b_zero_point")
+    if z.dtype != b.dtype:
+        raise TypeError(f"b_zero_point: expected {b.dtype} (the dtype of b), got {z.dtype}")
+    n = b.shape[1]
+    if z.size not in (1, n) or not np.array_equal(
+        np.broadcast_to(z.reshape(-1), (n,)), np.broadcast_to(b.zero_point.reshape(-1), (n,))
+    ):
+        raise ValueError("b_zero_point: differs from the zero point b was packed with; repack the weights")
+
+
+def _row_zero_point(a_zero_point, a: np.ndarray, rows: int, batch: int):
+    """a_zero_point for the flattened [batch * rows, K] A: scalar stays, per-row repeats per batch."""
+    if a_zero_point is None:
+        return None
+    z = _int8_array(a_zero_point, "a_zero_point")
+    if z.dtype != a.dtype:
+        raise TypeError(f"a_zero_point: expected {a.dtype} (the dtype of a), got {z.dtype}")
+    if z.size == 1:
+        return z.reshape(())
+    if z.size != rows:
+        raise ValueError(f"a_zero_point: expected a scalar or {rows} values (one per row of a), got shape {z.shape}")
+    return np.tile(z.reshape(rows), batch)
+
+
+def _matmul_2d(a, b, a_zero_point, b_zero_point, compute, out_dtype):
+    """Shared ONNX MatMul shape handling: 1-D promotion and batch broadcasting.
+
+    ``compute(a2d, packed_b, a_zp)`` runs one 2-D product of dtype ``out_dtype``.
+    """
+    a = _int8_array(a, "a")
+    if a.ndim == 0:
+        raise ValueError("a: expected at least 1 dimension")
+    packed = isinstance(b, PackedWeights)
+    if packed:
+        _check_packed_zero_point(b, b_zero_point)
+    else:
+        b = _int8_array(b, "b")
+        if b.ndim == 0:
+            raise ValueError("b: expected at least 1 dimension")
+    a_vec, b_vec = a.ndim == 1, (not packed and b.ndim == 1)
+    a2 = a[np.newaxis, :] if a_vec else a
+    b2 = b if packed else (b[:, np.newaxis] if b_vec else b)
+    K = a2.shape[-1]
+    b_shape = b2.shape
+    if b_shape[-2] != K:
+        raise ValueError(f"a: inner dimension K={K} does not match b's K={b_shape[-2]}")
+    M, N = a2.shape[-2], b_shape[-1]
+
+    if packed or b2.ndim == 2:
+        pb = b2 if packed else PackedWeights(np.ascontiguousarray(b2), b_zero_point)
+        batch_shape = a2.shape[:-2]
+        batch = int(np.prod(batch_shape)) if batch_shape else 1
+        y = compute(a2.reshape(batch * M, K), pb, _row_zero_point(a_zero_point, a2, M, batch))
+        y = y.reshape(*batch_shape, M, N)
+    else:
+        batch_shape = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        a_b = np.broadcast_to(a2, (*batch_shape, M, K))
+        b_b = np.broadcast_to(b2, (*batch_shape, K, N))
+        zp = _row_zero_point(a_zero_point, a2, M, 1)
+        y = np.empty((*batch_shape, M, N), out_dtype)
+        for idx in np.ndindex(*batch_shape):
+            pb = PackedWeights(np.ascontiguousarray(b_b[idx]), b_zero_point)
+            y[idx] = compute(np.ascontiguousarray(a_b[idx]), pb, zp)
+    if a_vec:
+        y = y[..., 0, :]
+    if b_vec:
+        y = y[..., 0]
+    return y
+
+
+def matmul_integer(a, b, a_zero_point=None, b_zero_point=None) -> np.ndarray:
+    """ONNX MatMulInteger: ``(a - a_zero_point) @ (b - b_zero_point)`` in int32.
+
+    ``a`` and ``b`` are uint8 or int8 (any pair); ``a_zero_point`` is a scalar
+    or one per row of ``a``; ``b_zero_point`` a scalar or one per column of
+    ``b``. Batch dimensions broadcast as in ONNX MatMul. ``b`` may be a
+    ``PackedWeights`` (then ``b_zero_point`` may be omitted).
+    """
+    if isinstance(b, PackedWeights) and type(a) is np.ndarray and a.ndim == 2 and b_zero_point is None:
+        return _core.matmul_integer(a, b, a_zero_point)  # the hot path: no Python-side work
+    return _matmul_2d(a, b, a_zero_point, b_zero_point, _core.matmul_integer, np.int32)
+
+
+def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *, requant="float"):
+    """ONNX QLinearMatMul: the int32 product of MatMulInteger, requantized to
+    ``y_zero_point``'s dtype.
+
+    ``requant="float"`` (default) is ONNX Runtime's float32 requantization;
+    ``requant="fixed"`` is TFLite's integer-only fixed-point multiplier
+    (docs/numerics.md). ``b_scale`` / ``b_zero_point`` may be per column.
+    """
+    if requant not in ("float", "fixed"):
+        raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
+    a_s = _scale(a_scale, "a_scale")
+    if a_s.size != 1:
+        raise ValueError("a_scale: expected a scalar (per-row A scales are not supported, as in ONNX Runtime)")
+    b_s = _scale(b_scale, "b_scale")
+    y_s = _scale(y_scale, "y_scale")
+    if y_s.size != 1:
+        raise ValueError("y_scale: expected a scalar")
+    y_zp = _int8_array(y_zero_point, "y_zero_point")
+    if y_zp.size != 1:
+        raise ValueError("y_zero_point: expected a scalar")
+    n = b.shape[1] if isinstance(b, PackedWeights) else np.shape(b)[-1]
+    if b_s.size not in (1, n):
+        raise ValueError(f"b_scale: expected a scalar or {n} values (one per column of b), got {b_s.size}")
+    y_signed = y_zp.dtype == np.int8
+    zp_value = int(y_zp.reshape(()))
+
+    if requant == "float":
+        mult = np.ascontiguousarray(float_multiplier(a_s.reshape(()), b_s.reshape(-1), y_s.reshape(())), np.float32)
+
+        def compute(a2, pb, azp):
+            return _core.qlinear_matmul(a2, azp, pb, mult, zp_value, y_signed)
+    else:
+        real = np.float64(a_s.reshape(())) * b_s.reshape(-1).astype(np.float64) / np.float64(y_s.reshape(()))
+        m0, shift = quantize_multiplier(real)
+        m0 = np.ascontiguousarray(m0, np.int32).reshape(-1)
+        shift = np.ascontiguousarray(shift, np.int32).reshape(-1)
+
+        def compute(a2, pb, azp):
+            return _core.qlinear_matmul_fixed(a2, azp, pb, m0, shift, zp_value, y_signed)
+
+    return _matmul_2d(a, b, a_zero_point, b_zero_point, compute, y_zp.dtype)

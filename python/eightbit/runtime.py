@@ -1,0 +1,62 @@
+"""The only importer of the C++ core: CPU dispatch and thread settings.
+
+Environment variables, read once at import:
+
+- ``EIGHTBIT_ISA``: force an instruction-set path (``scalar``, ``avx2``,
+  ``avxvnni``, ``avx512vnni``); a name this CPU cannot run is an error.
+- ``EIGHTBIT_NUM_THREADS``: size of the C++ thread pool (default: all cores).
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _core
+
+ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni")
+
+
+def cpu_info() -> dict:
+    """What the C++ core runs on.
+
+    Returns a dict with ``isa`` (the path in use), ``available`` (every path
+    this CPU can run, slowest first), ``num_threads`` and ``features`` (the
+    detected instruction-set flags).
+    """
+    return _core.cpu_info()
+
+
+def set_isa(name: str) -> None:
+    """Force the kernels of one instruction set (``eb.cpu_info()["available"]``).
+
+    Raises ValueError for an unknown name or one this CPU lacks.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    _core.set_isa(name)
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the kernels use (>= 1)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def _apply_environment() -> None:
+    isa = os.environ.get("EIGHTBIT_ISA")
+    if isa:
+        try:
+            set_isa(isa.strip())
+        except ValueError as e:
+            raise ValueError(f"EIGHTBIT_ISA: {e}") from None
+    threads = os.environ.get("EIGHTBIT_NUM_THREADS")
+    if threads:
+        try:
+            n = int(threads)
+        except ValueError:
+            raise ValueError(f"EIGHTBIT_NUM_THREADS: expected a positive integer, got {threads!r}") from None
+        set_num_threads(n)
+
+
+_apply_environment()
