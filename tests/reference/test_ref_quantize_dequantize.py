@@ -33,6 +33,23 @@ def test_quantize_per_tensor_ties_saturation_and_specials(dtype):
             np.testing.assert_array_equal(y, [quantize_oracle(v, scale, zp, dtype) for v in x])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_quantize_near_ties_uses_true_division(dtype):
+    """Values a few ulps from (k + 0.5) * scale: only true float32 division rounds like the oracle
+    (x * (1 / scale) differs on some of them)."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        scale = F(rng.uniform(0.01, 4.0))
+        x = ((rng.integers(-100, 100, 400) + F(0.5)) * scale).astype(F)
+        steps = rng.integers(-2, 3, x.size)
+        for i, st in enumerate(steps):
+            for _ in range(abs(int(st))):
+                x[i] = np.nextafter(x[i], F(np.inf) if st > 0 else F(-np.inf))
+        zp = np.array(3, dtype)
+        y = quantize_linear(x, scale, zp)
+        np.testing.assert_array_equal(y, [quantize_oracle(v, scale, 3, dtype) for v in x])
+
+
 def test_quantize_default_zero_point_is_uint8():
     y = quantize_linear(np.array([-1.0, 0.0, 1.0, 300.0], F), F(1.0))
     assert y.dtype == np.uint8
