@@ -18,10 +18,31 @@ NP2TP = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.uint8): TensorProt
 F = np.float32
 
 
-@pytest.fixture(params=["reference", "ops"])
+def _ops_params():
+    """eightbit.ops once per instruction set this CPU runs; plain "ops" when eightbit cannot be
+    imported, so that the failure shows instead of vanishing."""
+    try:
+        isas = importlib.import_module("eightbit").cpu_info()["available"]
+    except Exception:
+        return ["ops"]
+    return [f"ops-{isa}" for isa in isas]
+
+
+@pytest.fixture(params=["reference"] + _ops_params())
 def impl(request):
     """The module under test; an import error of eightbit.ops is a failure, not a skip."""
-    return importlib.import_module(f"eightbit.{request.param}")
+    name, _, isa = request.param.partition("-")
+    module = importlib.import_module(f"eightbit.{name}")
+    if not isa:
+        yield module
+        return
+    eb = importlib.import_module("eightbit")
+    previous = eb.cpu_info()["isa"]
+    eb.set_isa(isa)
+    try:
+        yield module
+    finally:
+        eb.set_isa(previous)
 
 
 def _cpu_flags():
