@@ -19,10 +19,12 @@ constexpr int kMaxTileCols = 64;
 // S (rows x cols, row stride ld) whose top-left element is C[m0][n0].
 inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows,
                            int64_t n0, int cols) {
-  alignas(64) int32_t acc[kMaxTileCols];
+  alignas(64) int32_t buffer[kMaxTileCols];
   for (int r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     const int32_t* s = tile + r * ld;
+    // int32 output is written in place; the other kinds go through `buffer`.
+    int32_t* acc = ep.kind == OutputKind::kInt32 ? static_cast<int32_t*>(ep.out) + m * ep.ldc + n0 : buffer;
     // Zero-point terms in uint32: wrap-around is the int32 accumulation the
     // contract asks for, and unsigned overflow is defined behaviour.
     if (ep.col_comp != nullptr) {
@@ -46,11 +48,8 @@ inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, 
     }
 
     switch (ep.kind) {
-      case OutputKind::kInt32: {
-        int32_t* out = static_cast<int32_t*>(ep.out) + m * ep.ldc + n0;
-        for (int c = 0; c < cols; ++c) out[c] = acc[c];
+      case OutputKind::kInt32:
         break;
-      }
       case OutputKind::kQuantFloat: {
         const float lo = static_cast<float>(ep.qmin - ep.out_zp);
         const float hi = static_cast<float>(ep.qmax - ep.out_zp);

@@ -326,6 +326,7 @@ py::dict cpu_info() {
   flags["avx2"] = f.avx2;
   flags["avxvnni"] = f.avxvnni;
   flags["avx512vnni"] = f.avx512vnni;
+  flags["amx"] = f.amx;
   d["features"] = flags;
   return d;
 }

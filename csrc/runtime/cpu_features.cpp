@@ -3,6 +3,8 @@
 // a hypervisor or kernel may disable AVX-512 on a CPU that has it.
 #include "runtime/cpu_features.h"
 
+#include "eightbit/gemm.h"
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #include <cstdint>
@@ -41,6 +43,13 @@ CpuFeatures detect() {
   f.avx2 = ymm_state && avx2 && fma;
   f.avxvnni = f.avx2 && avxvnni;
   f.avx512vnni = f.avx2 && zmm_state && avx512 && vnni512;
+  const bool amx_tile = bit(edx, 24), amx_int8 = bit(edx, 25);
+  const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
+#if defined(EB_HAVE_X86_KERNELS)
+  f.amx = f.avx512vnni && amx_tile && amx_int8 && tile_state && amx_usable();
+#else
+  (void)amx_tile, (void)amx_int8, (void)tile_state;
+#endif
   return f;
 }
 #else

@@ -22,6 +22,7 @@ const IsaEntry kIsas[] = {
     {"avx2", [] { return cpu_features().avx2; }, gemm_kernel_avx2},
     {"avxvnni", [] { return cpu_features().avxvnni; }, gemm_kernel_avxvnni},
     {"avx512vnni", [] { return cpu_features().avx512vnni; }, gemm_kernel_avx512vnni},
+    {"amx", [] { return cpu_features().amx; }, gemm_kernel_amx},
 #endif
 };
 

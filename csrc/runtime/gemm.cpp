@@ -47,11 +47,34 @@ Scratch& scratch() {
 // Copies A when the kernel cannot read it in place: int8 A is shifted to
 // uint8 (a ^ 0x80), the avx2 path wants int16, and a row must be readable up
 // to Kp (K % 4 != 0 would over-read the caller's last row).
-PreparedA prepare_a(const AOperand& a, int64_t Kp, bool wide, bool need_row_sum, Scratch& s) {
+PreparedA prepare_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool need_row_sum, Scratch& s) {
   PreparedA p;
   const uint8_t* src = static_cast<const uint8_t*>(a.data);
   const bool flip = a.is_signed;
-  if (wide) {
+  const bool wide = kernel.wide_a;
+  const bool tiled = kernel.a_row_pad > 1;  // AMX: whole zero-padded tiles
+  if (tiled) {
+    // AMX reads A as whole 16-row x 64-byte tiles: store each tile
+    // contiguously ([row tile][k chunk][16 x 64 bytes]), zero-padded.  Rows
+    // of A strided by a power of two would otherwise fall into a handful of
+    // L1 sets and evict each other on every tile load.
+    const int64_t tile_rows = kernel.a_row_pad / 2, chunk = kernel.a_k_pad;
+    const int64_t rows = round_up(a.M, kernel.a_row_pad), chunks = (a.K + chunk - 1) / chunk;
+    s.a8.reserve_discard(static_cast<size_t>(rows * chunks * chunk));
+    for (int64_t m = 0; m < rows; ++m) {
+      const uint8_t* row = src + m * a.lda;
+      uint8_t* dst_tile = s.a8.data() + (m / tile_rows) * chunks * tile_rows * chunk + (m % tile_rows) * chunk;
+      for (int64_t c = 0; c < chunks; ++c) {
+        uint8_t* dst = dst_tile + c * tile_rows * chunk;
+        const int64_t k0 = c * chunk;
+        const int64_t valid = m < a.M ? std::min<int64_t>(chunk, a.K - k0) : 0;
+        for (int64_t k = 0; k < valid; ++k) dst[k] = shift_byte(row[k0 + k], flip);
+        std::memset(dst + valid, 0, static_cast<size_t>(chunk - valid));
+      }
+    }
+    p.a = s.a8.data();
+    p.lda = chunks * tile_rows * chunk;  // bytes per row tile
+  } else if (wide) {
     s.a16.reserve_discard(static_cast<size_t>(a.M * Kp));
     for (int64_t m = 0; m < a.M; ++m) {
       const uint8_t* row = src + m * a.lda;
@@ -140,7 +163,7 @@ PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, 
   p.Np = round_up(N, kPanelCols);
   p.b_signed = b_signed;
   p.zp_per_column = zp_per_column;
-  p.data.resize(static_cast<size_t>(p.Kp * p.Np));
+  p.data.resize(static_cast<size_t>(p.Kp * p.Np + kPackedSlack));
   p.col_sum.resize(static_cast<size_t>(p.Np));
   p.zp_shifted.resize(static_cast<size_t>(p.Np));
   p.zp_user.resize(static_cast<size_t>(zp_per_column ? N : 1));
@@ -166,9 +189,10 @@ PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, 
 
 void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
   if (a.M == 0 || b.N == 0) return;
-  const GemmKernel& kernel = active_gemm();
+  GemmKernel kernel = active_gemm();
+  if (a.M < kernel.min_rows) kernel = kernel.few_rows();
   Scratch& s = scratch();
-  const PreparedA pa = prepare_a(a, b.Kp, kernel.wide_a, b.any_zp_shifted, s);
+  const PreparedA pa = prepare_a(a, b.Kp, kernel, b.any_zp_shifted, s);
 
   // za' = za (+128 for int8 A, which the kernel sees shifted).
   const int32_t za_shift = a.is_signed ? 128 : 0;

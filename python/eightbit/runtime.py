@@ -3,7 +3,7 @@
 Environment variables, read once at import:
 
 - ``EIGHTBIT_ISA``: force an instruction-set path (``scalar``, ``avx2``,
-  ``avxvnni``, ``avx512vnni``); a name this CPU cannot run is an error.
+  ``avxvnni``, ``avx512vnni``, ``amx``); a name this CPU cannot run is an error.
 - ``EIGHTBIT_NUM_THREADS``: size of the C++ thread pool (default: all cores).
 """
 
@@ -13,7 +13,7 @@ import os
 
 from . import _core
 
-ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni")
+ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni", "amx")
 
 
 def cpu_info() -> dict:

@@ -32,6 +32,9 @@ namespace eb {
 constexpr int kPanelCols = 16;
 constexpr int kKGroup = 4;
 constexpr int64_t kPanelGroupBytes = kPanelCols * kKGroup;  // 64
+// Readable bytes after the last panel: an AMX B tile (16 groups) may start
+// in the last partial K chunk.
+constexpr int64_t kPackedSlack = 16 * kPanelGroupBytes;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -39,7 +42,7 @@ struct PackedB {
   int64_t K = 0, N = 0;    // logical shape
   int64_t Kp = 0, Np = 0;  // padded to kKGroup / kPanelCols
   bool b_signed = true;    // dtype the user gave (int8 true, uint8 false)
-  AlignedBuffer<int8_t> data;        // (Np / 16) panels x (Kp / 4) x 64 bytes
+  AlignedBuffer<int8_t> data;        // (Np / 16) panels x (Kp / 4) x 64 bytes, + kPackedSlack
   AlignedBuffer<int32_t> col_sum;    // [Np] sum_k bs[k][n]
   AlignedBuffer<int32_t> zp_shifted; // [Np] zb' = zb (int8 B) or zb - 128 (uint8 B); 0 in padding
   AlignedBuffer<int32_t> zp_user;    // [N] zero points as the user gave them
@@ -102,15 +105,23 @@ struct GemmCall {
 using GemmBlockFn = void (*)(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 
 struct GemmKernel {
-  const char* isa;       // "scalar", "avx2", "avxvnni", "avx512vnni"
+  const char* isa;       // "scalar", "avx2", "avxvnni", "avx512vnni", "amx"
   bool wide_a;           // wants GemmCall::a_wide (int16 A)
   int mr;                // rows per micro-tile (block sizes are multiples of it)
   GemmBlockFn block;
+  int a_row_pad = 1;     // A must be readable in whole groups of this many rows
+  int a_k_pad = kKGroup; // and this many bytes per row (zero beyond K)
+  // Calls with fewer rows than this use `few_rows()` instead (a tile kernel
+  // would spend most of each tile on padding).
+  int min_rows = 0;
+  GemmKernel (*few_rows)() = nullptr;
 };
 
 GemmKernel gemm_kernel_scalar();
 GemmKernel gemm_kernel_avx2();
 GemmKernel gemm_kernel_avxvnni();
 GemmKernel gemm_kernel_avx512vnni();
+GemmKernel gemm_kernel_amx();
+bool amx_usable();  // CPU has AMX-INT8 and the OS granted tile state
 
 }  // namespace eb

@@ -1,0 +1,162 @@
+// Kernel layer, AMX-INT8 (Sapphire Rapids and later): u8 x s8 GEMM on tiles.
+//
+// `tdpbusd` multiplies a 16 x 64 byte A tile by a 16 x (16 x 4) byte B tile
+// into 16 x 16 int32 lanes, exact, with no intermediate saturation: 16384
+// multiply-adds per instruction, 16x a zmm vpdpbusd.  The k4n16 B layout is
+// already AMX's: 16 consecutive 64-byte k-groups of a panel are one B tile
+// (64 k x 16 columns, row stride 64 bytes).
+//
+// Tile use: tmm0-1 = A (rows 0-15, 16-31), tmm2-3 = B (two panels),
+// tmm4-7 = C (32 x 32 int32).  The runtime stores A as zero-padded 16 x 64
+// byte tiles, each contiguous (GemmKernel::a_row_pad / a_k_pad; GemmCall::lda
+// is then the bytes of one 16-row tile row); a B tile over the last partial
+// K chunk reads padding or the next panel, which meets those zero A bytes and
+// adds nothing (PackedB keeps 1 KiB of slack for the last panel).  Blocks of fewer than 8 rows go to the
+// AVX-512 VNNI kernels, which waste less of a tile on GEMV-like calls.
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/epilogue.h"
+
+namespace eb {
+namespace {
+
+constexpr int kTileRows = 16;
+constexpr int kTileK = 64;  // bytes of A per tile row = 16 k-groups of B
+constexpr int kMR = 2 * kTileRows;
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+TileConfig make_config() {
+  TileConfig c;
+  for (int t = 0; t < 8; ++t) {
+    c.colsb[t] = 64;
+    c.rows[t] = kTileRows;
+  }
+  return c;
+}
+
+// One 32 x 32 C block (ATILES = 1: rows 0-15 only) over `chunks` chunks of
+// 64 k.  C starts from zero, or from `partial` when a previous K block left
+// it there; it ends in `out` (row stride 32 int32).
+template <int ATILES>
+void tile_kernel(int64_t chunks, const uint8_t* a, int64_t a_tile_row_bytes, const int8_t* b0, const int8_t* b1,
+                 const int32_t* partial, int32_t* out) {
+  constexpr int64_t kTileBytes = kTileRows * kTileK;
+  constexpr int ld = 2 * kPanelCols * sizeof(int32_t);
+  constexpr int64_t kLowerHalf = kTileRows * 2 * kPanelCols;
+  if (partial == nullptr) {
+    _tile_zero(4);
+    _tile_zero(5);
+    if (ATILES == 2) {
+      _tile_zero(6);
+      _tile_zero(7);
+    }
+  } else {
+    _tile_loadd(4, partial, ld);
+    _tile_loadd(5, partial + kPanelCols, ld);
+    if (ATILES == 2) {
+      _tile_loadd(6, partial + kLowerHalf, ld);
+      _tile_loadd(7, partial + kLowerHalf + kPanelCols, ld);
+    }
+  }
+  for (int64_t c = 0; c < chunks; ++c) {
+    _tile_loadd(2, b0 + c * kTileRows * kPanelGroupBytes, kPanelGroupBytes);
+    _tile_loadd(3, b1 + c * kTileRows * kPanelGroupBytes, kPanelGroupBytes);
+    _tile_loadd(0, a + c * kTileBytes, kTileK);
+    _tile_dpbusd(4, 0, 2);
+    _tile_dpbusd(5, 0, 3);
+    if (ATILES == 2) {
+      _tile_loadd(1, a + a_tile_row_bytes + c * kTileBytes, kTileK);
+      _tile_dpbusd(6, 1, 2);
+      _tile_dpbusd(7, 1, 3);
+    }
+  }
+  _tile_stored(4, out, ld);
+  _tile_stored(5, out + kPanelCols, ld);
+  if (ATILES == 2) {
+    _tile_stored(6, out + kLowerHalf, ld);
+    _tile_stored(7, out + kLowerHalf + kPanelCols, ld);
+  }
+}
+
+// K is walked in blocks of kBlockChunks x 64 so that one row tile's A
+// (32 x 512 bytes) stays in L1 while the panel pairs' B (16 KiB each)
+// streams from L2; between K blocks the 32 x 32 C blocks wait in `partials`.
+// Without it, A and B both come from L2 and the tile loads, not tdpbusd, set
+// the pace.
+constexpr int64_t kBlockChunks = 8;
+constexpr int64_t kCBlock = kMR * 2 * kPanelCols;  // int32 per 32 x 32 C block
+
+void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  static thread_local const TileConfig config = make_config();
+  thread_local AlignedBuffer<int32_t> partials;
+  const PackedB& B = *call.b;
+  const int64_t chunks = (B.Kp + kTileK - 1) / kTileK;
+  const int64_t row_tiles = (m1 - m0 + kMR - 1) / kMR, pairs = (p1 - p0 + 1) / 2;
+  if (chunks > kBlockChunks) partials.reserve_discard(static_cast<size_t>(row_tiles * pairs * kCBlock));
+  alignas(64) int32_t tile[kCBlock];
+  _tile_loadconfig(&config);
+  for (int64_t k0 = 0; k0 < chunks; k0 += kBlockChunks) {
+    const int64_t kc = std::min(kBlockChunks, chunks - k0);
+    const bool first = k0 == 0, last = k0 + kc >= chunks;
+    for (int64_t t = 0; t < row_tiles; ++t) {
+      const int64_t m = m0 + t * kMR;
+      const int rows = static_cast<int>(std::min<int64_t>(kMR, m1 - m));
+      const uint8_t* a = call.a + (m / kTileRows) * call.lda + k0 * kTileRows * kTileK;
+      for (int64_t i = 0; i < pairs; ++i) {
+        const int64_t p = p0 + 2 * i;
+        // An odd last panel pairs with itself; its duplicate columns are not stored.
+        const int8_t* b0 = B.panel(p) + k0 * kTileRows * kPanelGroupBytes;
+        const int8_t* b1 = B.panel(p + 1 < p1 ? p + 1 : p) + k0 * kTileRows * kPanelGroupBytes;
+        int32_t* keep = partials.data() + (t * pairs + i) * kCBlock;
+        int32_t* out = last ? tile : keep;
+        const int32_t* from = first ? nullptr : keep;
+        if (rows > kTileRows)
+          tile_kernel<2>(kc, a, call.lda, b0, b1, from, out);
+        else
+          tile_kernel<1>(kc, a, call.lda, b0, b1, from, out);
+        if (last) {
+          const int64_t n0 = p * kPanelCols;
+          const int cols = static_cast<int>(std::min<int64_t>((p + 1 < p1 ? 2 : 1) * kPanelCols, B.N - n0));
+          apply_epilogue(call.ep, tile, 2 * kPanelCols, m, rows, n0, cols);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+bool amx_usable() {
+  // Linux hands out the 8 KiB tile state only on request (arch_prctl
+  // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); without it the first tile
+  // instruction faults.
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+GemmKernel gemm_kernel_amx() {
+  GemmKernel k{"amx", false, kMR, block_amx, kMR, kTileK};
+  k.min_rows = 8;
+  k.few_rows = gemm_kernel_avx512vnni;
+  return k;
+}
+
+}  // namespace eb
