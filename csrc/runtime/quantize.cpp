@@ -18,9 +18,13 @@ bool dynamic_qparams(const float* x, int64_t n, QuantParams* out) {
   }
   if (!finite) return false;
   const float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
-  const float zp = 0.0f - mn / scale;
+  // ORT clamps with std::max(0, std::min(255, z)), which sends NaN (a range
+  // so small that scale underflows to 0) to 255, unlike clamp_round.
+  float z = 0.0f - mn / scale;
+  z = z < 255.0f ? z : 255.0f;
+  z = 0.0f < z ? z : 0.0f;
   out->scale = scale;
-  out->zero_point = clamp_round(zp, 0.0f, 255.0f);
+  out->zero_point = static_cast<int32_t>(round_even_small(z));
   return true;
 }
 
