@@ -316,6 +316,32 @@ py::tuple dynamic_quantize_linear(const py::handle& x_in) {
   return py::make_tuple(y, q.scale, q.zero_point);
 }
 
+// Per-row DynamicQuantizeLinear: the input quantization of QuantizedLinear.
+py::tuple dynamic_quantize_rows(const py::handle& x_in) {
+  py::array x = as_array(x_in, "x");
+  if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
+  if (x.ndim() != 2) value_error("x: expected a 2-D [rows, K] array");
+  const int64_t M = x.shape(0), K = x.shape(1);
+  py::array_t<uint8_t> y({M, K});
+  py::array_t<float> scale(M);
+  py::array_t<uint8_t> zp(M);
+  bool ok = true;
+  {
+    py::gil_scoped_release release;
+    const float* px = static_cast<const float*>(x.data());
+    for (int64_t m = 0; m < M && ok; ++m) {
+      eb::QuantParams q;
+      ok = eb::dynamic_qparams(px + m * K, K, &q);
+      if (!ok) break;
+      eb::quantize_per_tensor(px + m * K, K, q.scale, q.zero_point, 0, 255, y.mutable_data() + m * K);
+      scale.mutable_data()[m] = q.scale;
+      zp.mutable_data()[m] = static_cast<uint8_t>(q.zero_point);
+    }
+  }
+  if (!ok) value_error("x: contains NaN or infinity; dynamic quantization needs finite inputs");
+  return py::make_tuple(y, scale, zp);
+}
+
 py::dict cpu_info() {
   py::dict d;
   const eb::CpuFeatures& f = eb::cpu_features();
@@ -377,4 +403,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("dequantize_linear", &dequantize_linear, py::arg("x"), py::arg("x_scale"), py::arg("x_zero_point"),
         py::arg("axis"), py::arg("per_axis"));
   m.def("dynamic_quantize_linear", &dynamic_quantize_linear, py::arg("x"));
+  m.def("dynamic_quantize_rows", &dynamic_quantize_rows, py::arg("x"));
 }

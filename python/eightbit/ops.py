@@ -19,6 +19,7 @@ __all__ = [
     "quantize_linear",
     "dequantize_linear",
     "dynamic_quantize_linear",
+    "dynamic_quantize_rows",
     "matmul_integer",
     "qlinear_matmul",
 ]
@@ -120,6 +121,20 @@ def dynamic_quantize_linear(x):
         raise TypeError(f"x: expected float32, got {x.dtype}")
     y, scale, zp = _core.dynamic_quantize_linear(x.astype(np.float32, copy=False))
     return y, np.array(scale, dtype=np.float32), np.array(zp, dtype=np.uint8)
+
+
+def dynamic_quantize_rows(x):
+    """DynamicQuantizeLinear applied to each row of a 2-D ``x`` on its own
+    (the input quantization of ``QuantizedLinear``; not an ONNX op).
+
+    Returns ``(y uint8 [M, K], scale float32 [M], zero_point uint8 [M])``.
+    """
+    x = _array(x, "x")
+    if x.dtype.kind != "f":
+        raise TypeError(f"x: expected float32, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D [rows, K] array, got shape {x.shape}")
+    return _core.dynamic_quantize_rows(x.astype(np.float32, copy=False))
 
 
 def _check_packed_zero_point(b: PackedWeights, b_zero_point) -> None:
