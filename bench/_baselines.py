@@ -540,16 +540,45 @@ def cpu_flags_line() -> str:
     return f"CPU: {model}; {usable_cpus()} usable cpus; flags: {got}"
 
 
-def load_line() -> str:
-    """The 1-minute load average: other processes on a 2-core machine skew the 2-thread row most."""
-    try:
-        with open("/proc/loadavg") as f:
-            load1 = float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return "load average: unknown"
-    warn = "" if load1 < 0.5 else (f" (other processes are using the CPUs: absolute times and the "
-                                   f"2-thread row are unreliable; ratios are paired, see README)")
-    return f"load average (1 min) at the end of the run: {load1:.2f}{warn}"
+class CpuUsage:
+    """CPU time used by other processes, and stolen by the hypervisor, while we measured.
+
+    Our own use is subtracted, so the figure says how much of the 2 cores we did not have."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.s0 = self._stat()
+        self.own0 = self._own()
+
+    @staticmethod
+    def _own():
+        t = os.times()
+        return t.user + t.system
+
+    @staticmethod
+    def _stat():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        user, nice, system, idle, iowait, irq, softirq, steal = v
+        return (user + nice + system + irq + softirq) / hz, steal / hz
+
+    def line(self) -> str:
+        s1 = self._stat()
+        if s1 is None or self.s0 is None:
+            return "CPU use by other processes: unknown"
+        wall = max(time.perf_counter() - self.t0, 1e-9)
+        other = max(0.0, (s1[0] - self.s0[0]) - (self._own() - self.own0)) / wall
+        steal = (s1[1] - self.s0[1]) / wall
+        warn = ""
+        if other > 0.1 or steal > 0.05:
+            warn = ("  <- the machine was not idle: absolute times and the 2-thread row are "
+                    "unreliable (ratios are paired, see bench/README.md)")
+        return (f"during the run, other processes used {other:.2f} cores and the hypervisor stole "
+                f"{steal:.2f} cores (of {usable_cpus()}){warn}")
 
 
 def numpy_blas_line() -> str:

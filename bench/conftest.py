@@ -31,6 +31,7 @@ except ImportError:
 import _baselines as B  # noqa: E402
 
 _RESULTS = pytest.StashKey()
+_USAGE = pytest.StashKey()
 
 
 def pytest_configure(config):
@@ -39,6 +40,7 @@ def pytest_configure(config):
     res.eb_unavailable = why
     res.isas = B.available_isas(eb)
     config.stash[_RESULTS] = res
+    config.stash[_USAGE] = B.CpuUsage()
     config.addinivalue_line("markers", "two_threads: runs on 2 threads; ordered last")
 
 
@@ -83,7 +85,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(f"eb.cpu_info() failed: {e}")
     tr.write_line(B.versions_line(eb))
     tr.write_line(B.numpy_blas_line())
-    tr.write_line(B.load_line())
+    usage = config.stash.get(_USAGE, None)
+    if usage is not None:
+        tr.write_line(usage.line())
     tr.write_line("")
     for line in res.render().splitlines():
         tr.write_line(line)

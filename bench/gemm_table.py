@@ -35,6 +35,7 @@ def main(argv=None):
     ap.add_argument("--min-cycles", type=int, default=5)
     args = ap.parse_args(argv)
 
+    usage = B.CpuUsage()
     res = B.Results()
     eb, why = B.import_eightbit()
     res.eb_unavailable = why
@@ -102,7 +103,7 @@ def main(argv=None):
                     run(rows[k], k, fn, baselines, ours_prepare=fn)
 
     print(res.render())
-    print(B.load_line())
+    print(usage.line())
     bad = [k for k, (ok, _) in res.verified.items() if not ok]
     for k in bad:
         print(f"WRONG RESULT {k}: {res.verified[k][1]}")
