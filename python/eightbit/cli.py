@@ -59,9 +59,9 @@ def _cmd_demo(args) -> int:
     print(f"  size:           float32 {float_bytes / 1e6:.2f} MB -> int8 {layer.nbytes / 1e6:.2f} MB "
           f"({float_bytes / layer.nbytes:.1f}x smaller)")
     print(f"  latency:        eightbit int8 {t_int8 * 1e6:.0f} us; NumPy float32 {t_float * 1e6:.0f} us "
-          f"({t_float / t_int8:.1f}x slower)")
+          f"(int8 speed-up {t_float / t_int8:.1f}x)")
     if t_ort is not None:
-        print(f"                  ONNX Runtime float32 Gemm+Relu {t_ort * 1e6:.0f} us ({t_ort / t_int8:.1f}x slower)")
+        print(f"                  ONNX Runtime float32 Gemm+Relu {t_ort * 1e6:.0f} us (int8 speed-up {t_ort / t_int8:.1f}x)")
     return 0
 
 
