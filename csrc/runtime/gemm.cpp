@@ -21,17 +21,6 @@ constexpr int64_t kBlockRowTiles = 16;
 // they save.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 20;
 
-uint8_t shift_byte(uint8_t v, bool flip) { return flip ? static_cast<uint8_t>(v ^ 0x80u) : v; }
-
-// A in the form the kernel reads, plus the per-row sums when needed.
-struct PreparedA {
-  const uint8_t* a = nullptr;
-  int64_t lda = 0;
-  const int16_t* a_wide = nullptr;
-  int64_t lda_wide = 0;
-  const int32_t* row_sum = nullptr;
-};
-
 struct Scratch {
   AlignedBuffer<uint8_t> a8;
   AlignedBuffer<int16_t> a16;
@@ -44,75 +33,127 @@ Scratch& scratch() {
   return s;
 }
 
-// Copies A when the kernel cannot read it in place: int8 A is shifted to
-// uint8 (a ^ 0x80), the avx2 path wants int16, and a row must be readable up
-// to Kp (K % 4 != 0 would over-read the caller's last row).
-PreparedA prepare_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool need_row_sum, Scratch& s) {
+// How the kernel reads A.  A copy is made when it cannot read the caller's
+// rows in place: int8 A is shifted to uint8 (a ^ 0x80); the avx2 path wants
+// int16; a row must be readable up to Kp (K % 4 != 0 would over-read the
+// caller's last row); AMX reads whole 16-row x 64-byte tiles, each stored
+// contiguously ([row tile][k chunk][16 x 64 bytes], zero-padded) because rows
+// strided by a power of two would fall into a handful of L1 sets and evict
+// each other on every tile load.
+enum class ALayout { kInPlace, kBytes, kWide, kTiles };
+
+struct PreparedA {
+  ALayout layout = ALayout::kInPlace;
+  int64_t rows = 0;   // rows to fill (M, or M padded to whole tiles)
+  int64_t width = 0;  // bytes / elements per copied row, or the tile chunk
+  int64_t chunks = 0, tile_rows = 0;
+  uint8_t* bytes = nullptr;
+  int16_t* wide = nullptr;
+  int32_t* row_sum = nullptr;  // null when no zb' != 0
+  // What the kernel gets.
+  const uint8_t* a = nullptr;
+  int64_t lda = 0;
+};
+
+PreparedA plan_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool need_row_sum, Scratch& s) {
   PreparedA p;
-  const uint8_t* src = static_cast<const uint8_t*>(a.data);
-  const bool flip = a.is_signed;
-  const bool wide = kernel.wide_a;
-  const bool tiled = kernel.a_row_pad > 1;  // AMX: whole zero-padded tiles
-  if (tiled) {
-    // AMX reads A as whole 16-row x 64-byte tiles: store each tile
-    // contiguously ([row tile][k chunk][16 x 64 bytes]), zero-padded.  Rows
-    // of A strided by a power of two would otherwise fall into a handful of
-    // L1 sets and evict each other on every tile load.
-    const int64_t tile_rows = kernel.a_row_pad / 2, chunk = kernel.a_k_pad;
-    const int64_t rows = round_up(a.M, kernel.a_row_pad), chunks = (a.K + chunk - 1) / chunk;
-    s.a8.reserve_discard(static_cast<size_t>(rows * chunks * chunk));
-    for (int64_t m = 0; m < rows; ++m) {
-      const uint8_t* row = src + m * a.lda;
-      uint8_t* dst_tile = s.a8.data() + (m / tile_rows) * chunks * tile_rows * chunk + (m % tile_rows) * chunk;
-      for (int64_t c = 0; c < chunks; ++c) {
-        uint8_t* dst = dst_tile + c * tile_rows * chunk;
-        const int64_t k0 = c * chunk;
-        const int64_t valid = m < a.M ? std::min<int64_t>(chunk, a.K - k0) : 0;
-        for (int64_t k = 0; k < valid; ++k) dst[k] = shift_byte(row[k0 + k], flip);
-        std::memset(dst + valid, 0, static_cast<size_t>(chunk - valid));
-      }
-    }
-    p.a = s.a8.data();
-    p.lda = chunks * tile_rows * chunk;  // bytes per row tile
-  } else if (wide) {
+  p.rows = a.M;
+  if (kernel.a_row_pad > 1) {
+    p.layout = ALayout::kTiles;
+    p.tile_rows = kernel.a_row_pad / 2;
+    p.width = kernel.a_k_pad;
+    p.rows = round_up(a.M, kernel.a_row_pad);
+    p.chunks = (a.K + p.width - 1) / p.width;
+    s.a8.reserve_discard(static_cast<size_t>(p.rows * p.chunks * p.width));
+    p.bytes = s.a8.data();
+    p.a = p.bytes;
+    p.lda = p.chunks * p.tile_rows * p.width;  // bytes per row of tiles
+  } else if (kernel.wide_a) {
+    p.layout = ALayout::kWide;
+    p.width = Kp;
     s.a16.reserve_discard(static_cast<size_t>(a.M * Kp));
-    for (int64_t m = 0; m < a.M; ++m) {
-      const uint8_t* row = src + m * a.lda;
-      int16_t* dst = s.a16.data() + m * Kp;
-      for (int64_t k = 0; k < a.K; ++k) dst[k] = shift_byte(row[k], flip);
-      for (int64_t k = a.K; k < Kp; ++k) dst[k] = 0;
-    }
-    p.a_wide = s.a16.data();
-    p.lda_wide = Kp;
-  } else if (flip || (a.K % kKGroup != 0 && !a.rows_padded)) {
+    p.wide = s.a16.data();
+  } else if (a.is_signed || (a.K % kKGroup != 0 && !a.rows_padded)) {
+    p.layout = ALayout::kBytes;
+    p.width = Kp;
     s.a8.reserve_discard(static_cast<size_t>(a.M * Kp));
-    for (int64_t m = 0; m < a.M; ++m) {
-      const uint8_t* row = src + m * a.lda;
-      uint8_t* dst = s.a8.data() + m * Kp;
-      for (int64_t k = 0; k < a.K; ++k) dst[k] = shift_byte(row[k], flip);
-      for (int64_t k = a.K; k < Kp; ++k) dst[k] = 0;
-    }
-    p.a = s.a8.data();
+    p.bytes = s.a8.data();
+    p.a = p.bytes;
     p.lda = Kp;
   } else {
-    p.a = src;
+    p.a = static_cast<const uint8_t*>(a.data);
     p.lda = a.lda;
   }
   if (need_row_sum) {
     s.row_sum.reserve_discard(static_cast<size_t>(a.M));
-    for (int64_t m = 0; m < a.M; ++m) {
-      const uint8_t* row = src + m * a.lda;
-      uint32_t sum = 0;
-      for (int64_t k = 0; k < a.K; ++k) sum += shift_byte(row[k], flip);
-      s.row_sum[m] = static_cast<int32_t>(sum);
-    }
     p.row_sum = s.row_sum.data();
   }
   return p;
 }
 
-// Splits rows x panels into blocks and runs them on the pool.
-void run_blocks(const GemmKernel& kernel, const GemmCall& call) {
+// Fills rows [m0, m1) of the prepared A (and their row sums).  Disjoint row
+// ranges may be filled by different threads.
+void fill_a_rows(const AOperand& a, const PreparedA& p, int64_t m0, int64_t m1) {
+  const uint8_t* src = static_cast<const uint8_t*>(a.data);
+  const uint8_t flip = a.is_signed ? 0x80 : 0;
+  for (int64_t m = m0; m < m1; ++m) {
+    const uint8_t* row = src + m * a.lda;
+    const int64_t valid = m < a.M ? a.K : 0;
+    switch (p.layout) {
+      case ALayout::kInPlace:
+        break;
+      case ALayout::kBytes:
+      case ALayout::kWide:
+        for (int64_t k = 0; k < valid; ++k) {
+          const uint8_t v = row[k] ^ flip;
+          if (p.layout == ALayout::kWide) p.wide[m * p.width + k] = v;
+          else p.bytes[m * p.width + k] = v;
+        }
+        for (int64_t k = valid; k < p.width; ++k) {
+          if (p.layout == ALayout::kWide) p.wide[m * p.width + k] = 0;
+          else p.bytes[m * p.width + k] = 0;
+        }
+        break;
+      case ALayout::kTiles: {
+        uint8_t* first = p.bytes + (m / p.tile_rows) * p.lda + (m % p.tile_rows) * p.width;
+        for (int64_t c = 0; c < p.chunks; ++c) {
+          uint8_t* dst = first + c * p.tile_rows * p.width;
+          const int64_t k0 = c * p.width;
+          const int64_t n = std::clamp<int64_t>(valid - k0, 0, p.width);
+          for (int64_t k = 0; k < n; ++k) dst[k] = row[k0 + k] ^ flip;
+          std::memset(dst + n, 0, static_cast<size_t>(p.width - n));
+        }
+        break;
+      }
+    }
+    if (p.row_sum != nullptr && m < a.M) {
+      uint32_t sum = 0;
+      for (int64_t k = 0; k < a.K; ++k) sum += static_cast<uint8_t>(row[k] ^ flip);
+      p.row_sum[m] = static_cast<int32_t>(sum);
+    }
+  }
+}
+
+// Prepares A on `threads` threads (the copy is O(M K), but at 2048 x 2048 it
+// is 4 MB of single-threaded work otherwise).
+void prepare_a(const AOperand& a, const PreparedA& p, int threads) {
+  if (p.layout == ALayout::kInPlace && p.row_sum == nullptr) return;
+  if (threads <= 1 || p.rows < 2 * threads) {
+    fill_a_rows(a, p, 0, p.rows);
+    return;
+  }
+  ThreadPool::instance().run(threads, [&](int t) {
+    fill_a_rows(a, p, p.rows * t / threads, p.rows * (t + 1) / threads);
+  });
+}
+
+int choose_threads(int64_t M, const PackedB& B) {
+  const int64_t macs = M * B.Np * B.Kp;
+  return static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1, ThreadPool::instance().num_threads()));
+}
+
+// Splits rows x panels into blocks and runs them on up to `threads` threads.
+void run_blocks(const GemmKernel& kernel, const GemmCall& call, int threads) {
   const PackedB& B = *call.b;
   const int64_t M = call.M;
   const int64_t panels = B.Np / kPanelCols;
@@ -121,9 +162,6 @@ void run_blocks(const GemmKernel& kernel, const GemmCall& call) {
   if (block_panels > 1) block_panels &= ~int64_t{1};  // kernels take panels in pairs
   int64_t block_rows = std::min<int64_t>(M, kernel.mr * kBlockRowTiles);
 
-  const int64_t macs = M * B.Np * B.Kp;
-  int threads = static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1,
-                                                     ThreadPool::instance().num_threads()));
   auto count_blocks = [&] { return ((M + block_rows - 1) / block_rows) * ((panels + block_panels - 1) / block_panels); };
   // Enough blocks for every thread: shrink the blocks, panels first.
   while (threads > 1 && count_blocks() < 2 * threads && (block_panels > 2 || block_rows > kernel.mr)) {
@@ -192,7 +230,9 @@ void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
   GemmKernel kernel = active_gemm();
   if (a.M < kernel.min_rows) kernel = kernel.few_rows();
   Scratch& s = scratch();
-  const PreparedA pa = prepare_a(a, b.Kp, kernel, b.any_zp_shifted, s);
+  const int threads = choose_threads(a.M, b);
+  const PreparedA pa = plan_a(a, b.Kp, kernel, b.any_zp_shifted, s);
+  prepare_a(a, pa, threads);
 
   // za' = za (+128 for int8 A, which the kernel sees shifted).
   const int32_t za_shift = a.is_signed ? 128 : 0;
@@ -227,11 +267,11 @@ void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
   call.M = a.M;
   call.a = pa.a;
   call.lda = pa.lda;
-  call.a_wide = pa.a_wide;
-  call.lda_wide = pa.lda_wide;
+  call.a_wide = pa.wide;
+  call.lda_wide = pa.width;
   call.b = &b;
   call.ep = ep;
-  run_blocks(kernel, call);
+  run_blocks(kernel, call, threads);
 }
 
 bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,
