@@ -46,16 +46,27 @@ TileConfig make_config() {
   return c;
 }
 
+// Where a 32 x 32 C block starts from or ends in: its four 16 x 16 int32
+// tiles (upper-left, upper-right, lower-left, lower-right) and their row
+// stride in bytes.  Stride 0 repeats one row: that is how a per-column term
+// becomes the starting value of every row of C.
+struct CTiles {
+  const int32_t* at[4];
+  int64_t stride;
+};
+
+CTiles c_tiles(const int32_t* c, int64_t row_stride_elems, int64_t lower_offset_elems) {
+  return {{c, c + kPanelCols, c + lower_offset_elems, c + lower_offset_elems + kPanelCols},
+          static_cast<int64_t>(row_stride_elems * sizeof(int32_t))};
+}
+
 // One 32 x 32 C block (ATILES = 1: rows 0-15 only) over `chunks` chunks of
-// 64 k.  C starts from zero, or from `partial` when a previous K block left
-// it there; it ends in `out` (row stride 32 int32).
+// 64 k, starting from `from` (zero when null) and stored to `to`.
 template <int ATILES>
 void tile_kernel(int64_t chunks, const uint8_t* a, int64_t a_tile_row_bytes, const int8_t* b0, const int8_t* b1,
-                 const int32_t* partial, int32_t* out) {
+                 const CTiles* from, const CTiles& to) {
   constexpr int64_t kTileBytes = kTileRows * kTileK;
-  constexpr int ld = 2 * kPanelCols * sizeof(int32_t);
-  constexpr int64_t kLowerHalf = kTileRows * 2 * kPanelCols;
-  if (partial == nullptr) {
+  if (from == nullptr) {
     _tile_zero(4);
     _tile_zero(5);
     if (ATILES == 2) {
@@ -63,11 +74,11 @@ void tile_kernel(int64_t chunks, const uint8_t* a, int64_t a_tile_row_bytes, con
       _tile_zero(7);
     }
   } else {
-    _tile_loadd(4, partial, ld);
-    _tile_loadd(5, partial + kPanelCols, ld);
+    _tile_loadd(4, from->at[0], from->stride);
+    _tile_loadd(5, from->at[1], from->stride);
     if (ATILES == 2) {
-      _tile_loadd(6, partial + kLowerHalf, ld);
-      _tile_loadd(7, partial + kLowerHalf + kPanelCols, ld);
+      _tile_loadd(6, from->at[2], from->stride);
+      _tile_loadd(7, from->at[3], from->stride);
     }
   }
   for (int64_t c = 0; c < chunks; ++c) {
@@ -82,30 +93,38 @@ void tile_kernel(int64_t chunks, const uint8_t* a, int64_t a_tile_row_bytes, con
       _tile_dpbusd(7, 1, 3);
     }
   }
-  _tile_stored(4, out, ld);
-  _tile_stored(5, out + kPanelCols, ld);
+  _tile_stored(4, const_cast<int32_t*>(to.at[0]), to.stride);
+  _tile_stored(5, const_cast<int32_t*>(to.at[1]), to.stride);
   if (ATILES == 2) {
-    _tile_stored(6, out + kLowerHalf, ld);
-    _tile_stored(7, out + kLowerHalf + kPanelCols, ld);
+    _tile_stored(6, const_cast<int32_t*>(to.at[2]), to.stride);
+    _tile_stored(7, const_cast<int32_t*>(to.at[3]), to.stride);
   }
 }
 
-// K is walked in blocks of kBlockChunks x 64 so that one row tile's A
-// (32 x 512 bytes) stays in L1 while the panel pairs' B (16 KiB each)
-// streams from L2; between K blocks the 32 x 32 C blocks wait in `partials`.
-// Without it, A and B both come from L2 and the tile loads, not tdpbusd, set
-// the pace.
-constexpr int64_t kBlockChunks = 8;
+// K is walked in blocks of kBlockChunks x 64 (2048, as MLAS does), between
+// which the 32 x 32 C blocks wait in `partials`.  Measured on Emerald Rapids:
+// smaller K blocks (to keep A in L1) lose more to the C round trips than
+// they gain.
+constexpr int64_t kBlockChunks = 32;
 constexpr int64_t kCBlock = kMR * 2 * kPanelCols;  // int32 per 32 x 32 C block
+constexpr int64_t kCLower = kTileRows * 2 * kPanelCols;
 
 void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   static thread_local const TileConfig config = make_config();
   thread_local AlignedBuffer<int32_t> partials;
   const PackedB& B = *call.b;
+  const Epilogue& ep = call.ep;
+  // MatMulInteger with per-tensor zero points needs no epilogue at all: the
+  // per-column term starts C (a stride-0 tile load) and the tiles are stored
+  // straight into the output.  With AMX the epilogue would otherwise cost as
+  // much as the multiplication.
+  const bool direct = ep.kind == OutputKind::kInt32 && ep.row_zp == nullptr && ep.row_comp == nullptr;
+  int32_t* const out = static_cast<int32_t*>(ep.out);
   const int64_t chunks = (B.Kp + kTileK - 1) / kTileK;
   const int64_t row_tiles = (m1 - m0 + kMR - 1) / kMR, pairs = (p1 - p0 + 1) / 2;
   if (chunks > kBlockChunks) partials.reserve_discard(static_cast<size_t>(row_tiles * pairs * kCBlock));
   alignas(64) int32_t tile[kCBlock];
+  const CTiles tile_io = c_tiles(tile, 2 * kPanelCols, kCLower);
   _tile_loadconfig(&config);
   for (int64_t k0 = 0; k0 < chunks; k0 += kBlockChunks) {
     const int64_t kc = std::min(kBlockChunks, chunks - k0);
@@ -115,21 +134,36 @@ void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t
       const int rows = static_cast<int>(std::min<int64_t>(kMR, m1 - m));
       const uint8_t* a = call.a + (m / kTileRows) * call.lda + k0 * kTileRows * kTileK;
       for (int64_t i = 0; i < pairs; ++i) {
-        const int64_t p = p0 + 2 * i;
+        const int64_t p = p0 + 2 * i, n0 = p * kPanelCols;
         // An odd last panel pairs with itself; its duplicate columns are not stored.
+        const bool pair = p + 1 < p1;
         const int8_t* b0 = B.panel(p) + k0 * kTileRows * kPanelGroupBytes;
-        const int8_t* b1 = B.panel(p + 1 < p1 ? p + 1 : p) + k0 * kTileRows * kPanelGroupBytes;
-        int32_t* keep = partials.data() + (t * pairs + i) * kCBlock;
-        int32_t* out = last ? tile : keep;
-        const int32_t* from = first ? nullptr : keep;
+        const int8_t* b1 = B.panel(pair ? p + 1 : p) + k0 * kTileRows * kPanelGroupBytes;
+        const CTiles keep = c_tiles(partials.data() + (t * pairs + i) * kCBlock, 2 * kPanelCols, kCLower);
+        CTiles init{};
+        const CTiles* from = nullptr;
+        if (!first) {
+          from = &keep;
+        } else if (direct && ep.col_comp != nullptr) {
+          init = c_tiles(ep.col_comp + n0, 0, 0);
+          from = &init;
+        }
+        const int cols = static_cast<int>(std::min<int64_t>((pair ? 2 : 1) * kPanelCols, B.N - n0));
+        const bool whole = cols == 2 * kPanelCols && (rows == kMR || rows == kTileRows);
+        CTiles to = tile_io;
+        if (!last) to = keep;
+        else if (direct && whole) to = c_tiles(out + m * ep.ldc + n0, ep.ldc, kTileRows * ep.ldc);
         if (rows > kTileRows)
-          tile_kernel<2>(kc, a, call.lda, b0, b1, from, out);
+          tile_kernel<2>(kc, a, call.lda, b0, b1, from, to);
         else
-          tile_kernel<1>(kc, a, call.lda, b0, b1, from, out);
-        if (last) {
-          const int64_t n0 = p * kPanelCols;
-          const int cols = static_cast<int>(std::min<int64_t>((p + 1 < p1 ? 2 : 1) * kPanelCols, B.N - n0));
-          apply_epilogue(call.ep, tile, 2 * kPanelCols, m, rows, n0, cols);
+          tile_kernel<1>(kc, a, call.lda, b0, b1, from, to);
+        if (last && to.at[0] == tile) {
+          if (direct) {
+            for (int r = 0; r < rows; ++r)
+              std::memcpy(out + (m + r) * ep.ldc + n0, tile + r * 2 * kPanelCols, cols * sizeof(int32_t));
+          } else {
+            apply_epilogue(ep, tile, 2 * kPanelCols, m, rows, n0, cols);
+          }
         }
       }
     }
