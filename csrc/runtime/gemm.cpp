@@ -37,20 +37,18 @@ Scratch& scratch() {
 // How the kernel reads A.  A copy is made when it cannot read the caller's
 // rows in place: int8 A is shifted to uint8 (a ^ 0x80); the avx2 path wants
 // int16; a row must be readable up to Kp (K % 4 != 0 would over-read the
-// caller's last row); AMX reads whole 16-row x 64-byte tiles, each stored
-// contiguously ([row tile][k chunk][16 x 64 bytes], zero-padded) because rows
-// strided by a power of two would fall into a handful of L1 sets and evict
-// each other on every tile load.
+// caller's last row); AMX reads whole 16-row x 64-byte tiles, in a layout
+// its own packer (GemmKernel::pack_a_tiles) writes.
 enum class ALayout { kInPlace, kBytes, kWide, kTiles };
 
 struct PreparedA {
   ALayout layout = ALayout::kInPlace;
   int64_t rows = 0;   // rows to fill (M, or M padded to whole tiles)
-  int64_t width = 0;  // bytes / elements per copied row, or the tile chunk
-  int64_t chunks = 0, tile_rows = 0;
+  int64_t width = 0;  // bytes / elements per copied row
   uint8_t* bytes = nullptr;
   int16_t* wide = nullptr;
   int32_t* row_sum = nullptr;  // null when no zb' != 0
+  GemmKernel::PackTilesFn pack_tiles = nullptr;
   // What the kernel gets.
   const uint8_t* a = nullptr;
   int64_t lda = 0;
@@ -61,14 +59,13 @@ PreparedA plan_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool n
   p.rows = a.M;
   if (kernel.a_row_pad > 1) {
     p.layout = ALayout::kTiles;
-    p.tile_rows = kernel.a_row_pad / 2;
-    p.width = kernel.a_k_pad;
+    p.pack_tiles = kernel.pack_a_tiles;
     p.rows = round_up(a.M, kernel.a_row_pad);
-    p.chunks = (a.K + p.width - 1) / p.width;
-    s.a8.reserve_discard(static_cast<size_t>(p.rows * p.chunks * p.width));
+    const int64_t row_tile_bytes = round_up(a.K, kernel.a_k_pad) * (kernel.a_row_pad / 2);
+    s.a8.reserve_discard(static_cast<size_t>(p.rows / (kernel.a_row_pad / 2) * row_tile_bytes));
     p.bytes = s.a8.data();
     p.a = p.bytes;
-    p.lda = p.chunks * p.tile_rows * p.width;  // bytes per row of tiles
+    p.lda = row_tile_bytes;  // bytes per row of tiles
   } else if (kernel.wide_a) {
     p.layout = ALayout::kWide;
     p.width = Kp;
@@ -97,6 +94,7 @@ PreparedA plan_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool n
 void fill_a_rows(const AOperand& a, const PreparedA& p, int64_t m0, int64_t m1) {
   const uint8_t* src = static_cast<const uint8_t*>(a.data);
   const uint8_t flip = a.is_signed ? 0x80 : 0;
+  if (p.layout == ALayout::kTiles) p.pack_tiles(src, a.lda, a.M, a.K, a.is_signed, p.bytes, m0, m1);
   for (int64_t m = m0; m < m1; ++m) {
     const uint8_t* row = src + m * a.lda;
     const int64_t valid = m < a.M ? a.K : 0;
@@ -115,17 +113,8 @@ void fill_a_rows(const AOperand& a, const PreparedA& p, int64_t m0, int64_t m1) 
           else p.bytes[m * p.width + k] = 0;
         }
         break;
-      case ALayout::kTiles: {
-        uint8_t* first = p.bytes + (m / p.tile_rows) * p.lda + (m % p.tile_rows) * p.width;
-        for (int64_t c = 0; c < p.chunks; ++c) {
-          uint8_t* dst = first + c * p.tile_rows * p.width;
-          const int64_t k0 = c * p.width;
-          const int64_t n = std::clamp<int64_t>(valid - k0, 0, p.width);
-          for (int64_t k = 0; k < n; ++k) dst[k] = row[k0 + k] ^ flip;
-          std::memset(dst + n, 0, static_cast<size_t>(p.width - n));
-        }
-        break;
-      }
+      case ALayout::kTiles:
+        break;  // done above by the kernel's own packer
     }
     if (p.row_sum != nullptr && m < a.M) {
       uint32_t sum = 0;

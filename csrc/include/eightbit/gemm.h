@@ -115,6 +115,11 @@ struct GemmKernel {
   // would spend most of each tile on padding).
   int min_rows = 0;
   GemmKernel (*few_rows)() = nullptr;
+  // Kernels that read A as tiles (a_row_pad > 1) copy rows [m0, m1) of A
+  // (M x K, row stride lda; rows >= M are zero) into their tile layout.
+  using PackTilesFn = void (*)(const uint8_t* a, int64_t lda, int64_t M, int64_t K, bool flip, uint8_t* dst,
+                               int64_t m0, int64_t m1);
+  PackTilesFn pack_a_tiles = nullptr;
 };
 
 GemmKernel gemm_kernel_scalar();

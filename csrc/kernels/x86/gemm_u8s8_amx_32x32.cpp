@@ -171,6 +171,28 @@ void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t
   _tile_release();
 }
 
+// A into whole zero-padded 16 x 64 byte tiles, each contiguous:
+// [row tile][k chunk][16 rows x 64 bytes].  Rows of A strided by a power of
+// two would otherwise fall into a handful of L1 sets and evict each other on
+// every tile load.  int8 A is shifted to uint8 on the way (flip).
+void pack_a_tiles(const uint8_t* a, int64_t lda, int64_t M, int64_t K, bool flip, uint8_t* dst, int64_t m0,
+                  int64_t m1) {
+  const int64_t chunks = (K + kTileK - 1) / kTileK;
+  const int64_t tile_row_bytes = chunks * kTileRows * kTileK;
+  const __m512i x = _mm512_set1_epi8(flip ? static_cast<char>(0x80) : 0);
+  for (int64_t m = m0; m < m1; ++m) {
+    uint8_t* first = dst + (m / kTileRows) * tile_row_bytes + (m % kTileRows) * kTileK;
+    const uint8_t* row = a + m * lda;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t valid = m < M ? std::clamp<int64_t>(K - c * kTileK, 0, kTileK) : 0;
+      const __mmask64 mask = valid == kTileK ? ~__mmask64{0} : ((__mmask64{1} << valid) - 1);
+      const __m512i v = _mm512_maskz_loadu_epi8(mask, row + c * kTileK);
+      // Bytes past K stay zero: only the loaded bytes are flipped.
+      _mm512_store_si512(first + c * kTileRows * kTileK, _mm512_xor_si512(v, _mm512_maskz_mov_epi8(mask, x)));
+    }
+  }
+}
+
 }  // namespace
 
 bool amx_usable() {
@@ -190,6 +212,7 @@ GemmKernel gemm_kernel_amx() {
   GemmKernel k{"amx", false, kMR, block_amx, kMR, kTileK};
   k.min_rows = 8;
   k.few_rows = gemm_kernel_avx512vnni;
+  k.pack_a_tiles = pack_a_tiles;
   return k;
 }
 
