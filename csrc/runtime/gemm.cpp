@@ -12,10 +12,6 @@
 namespace eb {
 namespace {
 
-// Bytes of packed B one block may span, so that it stays in a core's L2
-// while every row tile of the block streams over it (2 MB L2 on the Xeons
-// this was tuned on; 512 KiB measured best of 64 KiB .. 1 MiB).
-constexpr int64_t kBlockBBytes = 512 * 1024;
 // Row tiles per block, to bound the A rows reused from L1/L2 per block.
 constexpr int64_t kBlockRowTiles = 16;
 // Below this many multiply-adds per thread, extra threads cost more than
@@ -148,7 +144,7 @@ void run_blocks(const GemmKernel& kernel, const GemmCall& call, int threads) {
   const int64_t M = call.M;
   const int64_t panels = B.Np / kPanelCols;
   const int64_t panel_bytes = std::max<int64_t>(B.panel_stride(), 1);
-  int64_t block_panels = std::clamp<int64_t>(kBlockBBytes / panel_bytes, 1, panels);
+  int64_t block_panels = std::clamp<int64_t>(kernel.block_b_bytes / panel_bytes, 1, panels);
   if (block_panels > 1) block_panels &= ~int64_t{1};  // kernels take panels in pairs
   int64_t block_rows = std::min<int64_t>(M, kernel.mr * kBlockRowTiles);
 

@@ -109,6 +109,9 @@ struct GemmKernel {
   bool wide_a;           // wants GemmCall::a_wide (int16 A)
   int mr;                // rows per micro-tile (block sizes are multiples of it)
   GemmBlockFn block;
+  // Bytes of packed B per block: the block stays in a core's L2 while every
+  // row tile of the block streams over it.
+  int64_t block_b_bytes = 256 * 1024;
   int a_row_pad = 1;     // A must be readable in whole groups of this many rows
   int a_k_pad = kKGroup; // and this many bytes per row (zero beyond K)
   // Calls with fewer rows than this use `few_rows()` instead (a tile kernel

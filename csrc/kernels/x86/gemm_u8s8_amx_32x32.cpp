@@ -209,8 +209,11 @@ bool amx_usable() {
 }
 
 GemmKernel gemm_kernel_amx() {
-  GemmKernel k{"amx", false, kMR, block_amx, kMR, kTileK};
+  GemmKernel k{"amx", false, kMR, block_amx};
+  k.a_row_pad = kMR;
+  k.a_k_pad = kTileK;
   k.min_rows = 8;
+  k.block_b_bytes = 1024 * 1024;  // of a 2 MB L2 (Sapphire / Emerald Rapids); best of 256 KiB .. 1.5 MiB
   k.few_rows = gemm_kernel_avx512vnni;
   k.pack_a_tiles = pack_a_tiles;
   return k;
