@@ -90,13 +90,9 @@ void ThreadPool::worker_loop(int index, unsigned long seen) {
       if (generation_ == seen && !stop_) {
         lock.unlock();
         const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-        while (std::chrono::steady_clock::now() < until) {
-          {
-            std::lock_guard<std::mutex> peek(mutex_);
-            if (generation_ != seen || stop_) break;
-          }
+        while (generation_.load(std::memory_order_acquire) == seen &&
+               std::chrono::steady_clock::now() < until)
           std::this_thread::yield();
-        }
         lock.lock();
       }
       wake_.wait(lock, [&] { return generation_ != seen || stop_; });

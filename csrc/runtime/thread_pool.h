@@ -7,6 +7,7 @@
 // after a job before sleeping, so back-to-back calls do not pay a wake-up.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -40,7 +41,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
   int job_threads_ = 0;
-  unsigned long generation_ = 0;
+  std::atomic<unsigned long> generation_{0};  // written under mutex_, read by spinning workers
   int pending_ = 0;
   bool stop_ = false;
   int num_threads_ = 1;

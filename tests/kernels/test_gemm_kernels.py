@@ -125,3 +125,25 @@ def test_threads_give_identical_results(rng):
         eb.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(one, int64_matmul(a, b, 5, 0))
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """The GIL is released during compute: calls from several Python threads
+    share the pool and their scratch buffers safely."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = []
+    for i in range(6):
+        a = random_operand(rng, (64 + 7 * i, 200), np.uint8 if i % 2 else np.int8)
+        b = random_operand(rng, (200, 96), np.int8)
+        cases.append((a, eb.pack_weights(b), int64_matmul(a, b, 0, 0)))
+    before = eb.cpu_info()["num_threads"]
+    try:
+        eb.set_num_threads(2)
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(5):
+                results = list(pool.map(lambda c: eb.ops.matmul_integer(c[0], c[1]), cases))
+                for (_, _, expected), got in zip(cases, results):
+                    np.testing.assert_array_equal(got, expected)
+    finally:
+        eb.set_num_threads(before)
