@@ -15,6 +15,17 @@ namespace eb {
 
 constexpr int kMaxTileCols = 64;
 
+// Writes requantized values (already within [qmin, qmax]) as int8 or uint8.
+inline void store_quantized(const Epilogue& ep, const int32_t* q, int64_t m, int64_t n0, int cols) {
+  if (ep.qmin < 0) {
+    int8_t* out = static_cast<int8_t*>(ep.out) + m * ep.ldc + n0;
+    for (int c = 0; c < cols; ++c) out[c] = static_cast<int8_t>(q[c]);
+  } else {
+    uint8_t* out = static_cast<uint8_t*>(ep.out) + m * ep.ldc + n0;
+    for (int c = 0; c < cols; ++c) out[c] = static_cast<uint8_t>(q[c]);
+  }
+}
+
 // Applies the zero-point terms and the output stage to a tile of raw sums
 // S (rows x cols, row stride ld) whose top-left element is C[m0][n0].
 inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows,
@@ -57,13 +68,7 @@ inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, 
         alignas(64) int32_t q[kMaxTileCols];
         for (int c = 0; c < cols; ++c)
           q[c] = clamp_round(static_cast<float>(acc[c]) * mult[c], lo, hi) + ep.out_zp;
-        if (ep.qmin < 0) {
-          int8_t* out = static_cast<int8_t*>(ep.out) + m * ep.ldc + n0;
-          for (int c = 0; c < cols; ++c) out[c] = static_cast<int8_t>(q[c]);
-        } else {
-          uint8_t* out = static_cast<uint8_t*>(ep.out) + m * ep.ldc + n0;
-          for (int c = 0; c < cols; ++c) out[c] = static_cast<uint8_t>(q[c]);
-        }
+        store_quantized(ep, q, m, n0, cols);
         break;
       }
       case OutputKind::kQuantFixed: {
@@ -76,13 +81,7 @@ inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, 
           const int64_t y = static_cast<int64_t>(v) + ep.out_zp;
           q[c] = static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(y, ep.qmin), ep.qmax));
         }
-        if (ep.qmin < 0) {
-          int8_t* out = static_cast<int8_t*>(ep.out) + m * ep.ldc + n0;
-          for (int c = 0; c < cols; ++c) out[c] = static_cast<int8_t>(q[c]);
-        } else {
-          uint8_t* out = static_cast<uint8_t*>(ep.out) + m * ep.ldc + n0;
-          for (int c = 0; c < cols; ++c) out[c] = static_cast<uint8_t>(q[c]);
-        }
+        store_quantized(ep, q, m, n0, cols);
         break;
       }
       case OutputKind::kFloat: {

@@ -50,7 +50,8 @@ py::array as_array(const py::handle& h, const char* arg) {
   return a;
 }
 
-// Integer zero points (1 or `count` values) of dtype `want`, widened to int32.
+// Integer zero points (1 or `count` values) of dtype `want`, widened to
+// int32; *per_element tells which (count == 1 counts as one value).
 std::vector<int32_t> zero_points(const py::object& obj, const char* arg, Dt want, int64_t count,
                                  bool* per_element) {
   *per_element = false;
@@ -59,12 +60,11 @@ std::vector<int32_t> zero_points(const py::object& obj, const char* arg, Dt want
   if (dtype_of(z) != want) type_error(arg, want == Dt::kU8 ? "uint8 (the dtype of its tensor)" : "int8 (the dtype of its tensor)", z);
   const int64_t n = z.size();
   if (n != 1 && n != count)
-    value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got shape with " +
-                std::to_string(n) + " elements");
+    value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got " + std::to_string(n));
   std::vector<int32_t> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     out[i] = want == Dt::kU8 ? static_cast<const uint8_t*>(z.data())[i] : static_cast<const int8_t*>(z.data())[i];
-  *per_element = n != 1 || count == 1 ? (n == count && n != 1) : false;
+  *per_element = n > 1;
   return out;
 }
 
@@ -97,7 +97,6 @@ PackedB make_packed(const py::array& b_in, const py::object& zp_obj) {
   const int64_t K = b.shape(0), N = b.shape(1);
   bool per_column = false;
   std::vector<int32_t> zp = zero_points(zp_obj, "b_zero_point", dt, N, &per_column);
-  if (zp.size() == static_cast<size_t>(N) && N != 1) per_column = true;
   py::gil_scoped_release release;
   return eb::pack_b(b.data(), dt == Dt::kS8, K, N, N, zp.data(), per_column);
 }
@@ -120,7 +119,6 @@ AInput make_a(const py::handle& a_in, const py::object& zp_obj, const PackedB& b
     value_error("a: inner dimension K=" + std::to_string(K) + " does not match b's K=" + std::to_string(b.K));
   bool per_row = false;
   in.zp = zero_points(zp_obj, "a_zero_point", dt, M, &per_row);
-  if (in.zp.size() == static_cast<size_t>(M) && M != 1) per_row = true;
   in.op.data = in.a.data();
   in.op.is_signed = dt == Dt::kS8;
   in.op.M = M;
