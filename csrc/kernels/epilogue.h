@@ -17,7 +17,7 @@ constexpr int kMaxTileCols = 64;
 
 // Writes requantized values (already within [qmin, qmax]) as int8 or uint8.
 inline void store_quantized(const Epilogue& ep, const int32_t* q, int64_t m, int64_t n0, int cols) {
-  if (ep.qmin < 0) {
+  if (ep.out_signed) {
     int8_t* out = static_cast<int8_t*>(ep.out) + m * ep.ldc + n0;
     for (int c = 0; c < cols; ++c) out[c] = static_cast<int8_t>(q[c]);
   } else {

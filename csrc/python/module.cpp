@@ -156,6 +156,7 @@ eb::Epilogue quant_epilogue(py::array& out, int64_t N, int32_t y_zp, bool y_sign
   ep.out = out.mutable_data();
   ep.ldc = N;
   ep.out_zp = y_zp;
+  ep.out_signed = y_signed;
   ep.qmin = y_signed ? -128 : 0;
   ep.qmax = y_signed ? 127 : 255;
   const int32_t lo = ep.qmin, hi = ep.qmax;

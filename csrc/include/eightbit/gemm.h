@@ -63,9 +63,10 @@ enum class OutputKind {
 
 struct Epilogue {
   OutputKind kind = OutputKind::kInt32;
-  // Zero-point terms (see the header comment).  Exactly one of col_comp (a
-  // per-tensor za' folded per column: -za' * colsum[n]) or row_zp (za'[m]) is
-  // used; row_comp (rowsum[m] - K * za'[m]) is null when every zb' is 0.
+  // Zero-point terms (see the header comment).  col_comp holds per-column
+  // int32 terms added to every row (an int32 bias, and -za' * colsum[n] for a
+  // per-tensor za'); row_zp (za'[m]) is set instead of the latter for per-row
+  // za; row_comp (rowsum[m] - K * za'[m]) is null when every zb' is 0.
   const int32_t* col_comp = nullptr;  // [Np]
   const int32_t* row_zp = nullptr;    // [M]
   const int32_t* row_comp = nullptr;  // [M]
@@ -76,7 +77,8 @@ struct Epilogue {
   const int32_t* fixed_m0 = nullptr;  // [Np]
   const int32_t* fixed_shift = nullptr;  // [Np]
   int32_t out_zp = 0;
-  int32_t qmin = 0, qmax = 255;       // output range (uint8 or int8)
+  bool out_signed = false;            // int8 output (else uint8)
+  int32_t qmin = 0, qmax = 255;       // clamp range: the dtype's, or narrower for a fused ReLU / clip
   // kFloat
   const float* row_scale = nullptr;   // [M]
   const float* col_scale = nullptr;   // [Np]
