@@ -231,14 +231,16 @@ void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
     s.row_zp.reserve_discard(static_cast<size_t>(a.M));
     for (int64_t m = 0; m < a.M; ++m) s.row_zp[m] = a.zp[m] + za_shift;
     ep.row_zp = s.row_zp.data();
-  } else {
-    const uint32_t za = static_cast<uint32_t>(a.zp[0] + za_shift);
-    if (za != 0) {
-      s.col_comp.reserve_discard(static_cast<size_t>(b.Np));
-      for (int64_t n = 0; n < b.Np; ++n)
-        s.col_comp[n] = static_cast<int32_t>(0u - za * static_cast<uint32_t>(b.col_sum[n]));
-      ep.col_comp = s.col_comp.data();
+  }
+  // Per-column terms: the int32 bias and, for a per-tensor za', -za' * colsum.
+  const uint32_t za = a.zp_per_row ? 0u : static_cast<uint32_t>(a.zp[0] + za_shift);
+  if (za != 0 || ep.bias_i32 != nullptr) {
+    s.col_comp.reserve_discard(static_cast<size_t>(b.Np));
+    for (int64_t n = 0; n < b.Np; ++n) {
+      const uint32_t bias = ep.bias_i32 != nullptr && n < b.N ? static_cast<uint32_t>(ep.bias_i32[n]) : 0u;
+      s.col_comp[n] = static_cast<int32_t>(bias - za * static_cast<uint32_t>(b.col_sum[n]));
     }
+    ep.col_comp = s.col_comp.data();
   }
   if (b.any_zp_shifted) {
     s.row_comp.reserve_discard(static_cast<size_t>(a.M));

@@ -67,7 +67,8 @@ struct Epilogue {
   // int32 terms added to every row (an int32 bias, and -za' * colsum[n] for a
   // per-tensor za'); row_zp (za'[m]) is set instead of the latter for per-row
   // za; row_comp (rowsum[m] - K * za'[m]) is null when every zb' is 0.
-  const int32_t* col_comp = nullptr;  // [Np]
+  const int32_t* col_comp = nullptr;  // [Np], filled by the runtime
+  const int32_t* bias_i32 = nullptr;  // [N] int32 bias (QLinearConv's B), set by the caller
   const int32_t* row_zp = nullptr;    // [M]
   const int32_t* row_comp = nullptr;  // [M]
   const int32_t* col_sum = nullptr;   // [Np]
