@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "python/convert.h"
 #include "runtime/cpu_features.h"
 #include "runtime/dispatch.h"
 #include "runtime/gemm.h"
@@ -17,77 +18,9 @@
 
 namespace py = pybind11;
 using eb::PackedB;
+using namespace eb::bind;
 
 namespace {
-
-enum class Dt { kU8, kS8, kI32, kF32, kOther };
-
-Dt dtype_of(const py::array& a) {
-  const py::dtype d = a.dtype();
-  const char kind = d.kind();
-  const auto size = d.itemsize();
-  if (kind == 'u' && size == 1) return Dt::kU8;
-  if (kind == 'i' && size == 1) return Dt::kS8;
-  if (kind == 'i' && size == 4) return Dt::kI32;
-  if (kind == 'f' && size == 4) return Dt::kF32;
-  return Dt::kOther;
-}
-
-std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
-
-[[noreturn]] void type_error(const char* arg, const char* expected, const py::array& got) {
-  throw py::type_error(std::string(arg) + ": expected " + expected + ", got " + dtype_name(got));
-}
-
-[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
-
-// A C-contiguous view (copied only if the caller's array is not).
-py::array contiguous(const py::handle& h) { return py::array::ensure(h, py::array::c_style); }
-
-py::array as_array(const py::handle& h, const char* arg) {
-  py::array a = contiguous(h);
-  if (!a) value_error(std::string(arg) + ": expected an array");
-  return a;
-}
-
-// Integer zero points (1 or `count` values) of dtype `want`, widened to
-// int32; *per_element tells which (count == 1 counts as one value).
-std::vector<int32_t> zero_points(const py::object& obj, const char* arg, Dt want, int64_t count,
-                                 bool* per_element) {
-  *per_element = false;
-  if (obj.is_none()) return {0};
-  py::array z = as_array(obj, arg);
-  if (dtype_of(z) != want) type_error(arg, want == Dt::kU8 ? "uint8 (the dtype of its tensor)" : "int8 (the dtype of its tensor)", z);
-  const int64_t n = z.size();
-  if (n != 1 && n != count)
-    value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got " + std::to_string(n));
-  std::vector<int32_t> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = want == Dt::kU8 ? static_cast<const uint8_t*>(z.data())[i] : static_cast<const int8_t*>(z.data())[i];
-  *per_element = n > 1;
-  return out;
-}
-
-// Float32 parameters (1 or `count` values) that must be positive and finite,
-// broadcast to `padded` entries (the kernels read whole panels).
-std::vector<float> positive_scales(const py::handle& obj, const char* arg, int64_t count, int64_t padded) {
-  py::array s = as_array(obj, arg);
-  if (dtype_of(s) != Dt::kF32) type_error(arg, "float32", s);
-  const int64_t n = s.size();
-  if (n != 1 && n != count)
-    value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got " + std::to_string(n));
-  const float* p = static_cast<const float*>(s.data());
-  std::vector<float> out(static_cast<size_t>(std::max(padded, count)), 0.0f);
-  for (int64_t i = 0; i < count; ++i) {
-    const float v = p[n == 1 ? 0 : i];
-    if (!(v > 0.0f) || !std::isfinite(v))
-      value_error(std::string(arg) + ": every value must be positive and finite, got " + std::to_string(v));
-    out[i] = v;
-  }
-  return out;
-}
-
-const char* kUint8OrInt8 = "uint8 or int8";
 
 PackedB make_packed(const py::array& b_in, const py::object& zp_obj) {
   py::array b = as_array(b_in, "b");
@@ -151,25 +84,12 @@ py::array qlinear_output(int64_t M, int64_t N, bool y_signed) {
   return py::array_t<uint8_t>({M, N});
 }
 
-eb::Epilogue quant_epilogue(py::array& out, int64_t N, int32_t y_zp, bool y_signed) {
-  eb::Epilogue ep;
-  ep.out = out.mutable_data();
-  ep.ldc = N;
-  ep.out_zp = y_zp;
-  ep.out_signed = y_signed;
-  ep.qmin = y_signed ? -128 : 0;
-  ep.qmax = y_signed ? 127 : 255;
-  const int32_t lo = ep.qmin, hi = ep.qmax;
-  if (y_zp < lo || y_zp > hi) value_error("y_zero_point: " + std::to_string(y_zp) + " is outside the output range");
-  return ep;
-}
-
 py::array qlinear_matmul(const py::handle& a_in, const py::object& a_zp, const PackedB& b,
                          const py::handle& multiplier, int32_t y_zp, bool y_signed) {
   AInput a = make_a(a_in, a_zp, b);
   std::vector<float> mult = positive_scales(multiplier, "multiplier", b.N, b.Np);
   py::array out = qlinear_output(a.op.M, b.N, y_signed);
-  eb::Epilogue ep = quant_epilogue(out, b.N, y_zp, y_signed);
+  eb::Epilogue ep = quant_epilogue(out.mutable_data(), b.N, y_zp, y_signed);
   ep.kind = eb::OutputKind::kQuantFloat;
   ep.multiplier = mult.data();
   py::gil_scoped_release release;
@@ -180,22 +100,14 @@ py::array qlinear_matmul(const py::handle& a_in, const py::object& a_zp, const P
 py::array qlinear_matmul_fixed(const py::handle& a_in, const py::object& a_zp, const PackedB& b,
                                const py::handle& m0_in, const py::handle& shift_in, int32_t y_zp, bool y_signed) {
   AInput a = make_a(a_in, a_zp, b);
-  auto per_column_int = [&](const py::handle& h, const char* arg) {
-    py::array v = as_array(h, arg);
-    if (dtype_of(v) != Dt::kI32) type_error(arg, "int32", v);
-    if (v.size() != 1 && v.size() != b.N) value_error(std::string(arg) + ": expected 1 value or N values");
-    std::vector<int32_t> out(static_cast<size_t>(std::max(b.Np, b.N)), 0);
-    for (int64_t i = 0; i < b.N; ++i) out[i] = static_cast<const int32_t*>(v.data())[v.size() == 1 ? 0 : i];
-    return out;
-  };
-  std::vector<int32_t> m0 = per_column_int(m0_in, "quantized_multiplier");
-  std::vector<int32_t> shift = per_column_int(shift_in, "shift");
+  std::vector<int32_t> m0 = per_column_int32(m0_in, "quantized_multiplier", b.N, b.Np);
+  std::vector<int32_t> shift = per_column_int32(shift_in, "shift", b.N, b.Np);
   for (int64_t i = 0; i < b.N; ++i) {
     if (m0[i] < 0) value_error("quantized_multiplier: must be in [0, 2^31)");
     if (shift[i] > 30 || shift[i] < -31) value_error("shift: must be in [-31, 30]");
   }
   py::array out = qlinear_output(a.op.M, b.N, y_signed);
-  eb::Epilogue ep = quant_epilogue(out, b.N, y_zp, y_signed);
+  eb::Epilogue ep = quant_epilogue(out.mutable_data(), b.N, y_zp, y_signed);
   ep.kind = eb::OutputKind::kQuantFixed;
   ep.fixed_m0 = m0.data();
   ep.fixed_shift = shift.data();
@@ -403,4 +315,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("axis"), py::arg("per_axis"));
   m.def("dynamic_quantize_linear", &dynamic_quantize_linear, py::arg("x"));
   m.def("dynamic_quantize_rows", &dynamic_quantize_rows, py::arg("x"));
+  bind_conv(m);
 }

@@ -15,7 +15,7 @@ from __future__ import annotations
 from . import numerics, ops, reference
 from ._version import __version__
 from .linear import QuantizedLinear
-from .ops import PackedWeights
+from .ops import PackedConvWeights, PackedWeights
 from .runtime import cpu_info, set_isa, set_num_threads
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "set_num_threads",
     "pack_weights",
     "PackedWeights",
+    "pack_conv_weights",
+    "PackedConvWeights",
     "QuantizedLinear",
     "ops",
     "reference",
@@ -41,3 +43,13 @@ def pack_weights(b, b_zero_point=None) -> PackedWeights:
     a call may then omit ``b_zero_point`` or repeat the same value.
     """
     return PackedWeights(b, b_zero_point)
+
+
+def pack_conv_weights(w, w_zero_point=None, *, group=1) -> PackedConvWeights:
+    """Pack OIHW (or OIW) uint8/int8 convolution weights once.
+
+    Accepted in place of ``w`` by ``eightbit.ops.conv_integer`` and ``qlinear_conv`` with
+    identical results; the zero point (scalar or one per output channel) follows the same rule
+    as ``pack_weights``.
+    """
+    return ops.pack_conv(w, w_zero_point, group)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from . import conv as _conv
 from .numerics.fixed_point import quantize_multiplier
 from .numerics.qparams import float_multiplier
 
@@ -22,15 +23,18 @@ __all__ = [
     "dynamic_quantize_rows",
     "matmul_integer",
     "qlinear_matmul",
+    "conv_integer",
+    "qlinear_conv",
 ]
 
 PackedWeights = _core.PackedWeights
+PackedConvWeights = _core.PackedConvWeights
 _INT8_TYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 
 
 def _array(x, name: str) -> np.ndarray:
-    if isinstance(x, PackedWeights):
-        raise TypeError(f"{name}: PackedWeights is only accepted for b")
+    if isinstance(x, (PackedWeights, PackedConvWeights)):
+        raise TypeError(f"{name}: packed weights are only accepted for b / w")
     return np.asarray(x)
 
 
@@ -264,3 +268,136 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
             return _core.qlinear_matmul_fixed(a2, azp, pb, m0, shift, zp_value, y_signed)
 
     return _matmul_2d(a, b, a_zero_point, b_zero_point, compute, y_zp.dtype)
+
+
+def pack_conv(w, w_zero_point=None, group=1) -> PackedConvWeights:
+    """OIHW (or OIW) uint8/int8 weights packed for the convolution kernels."""
+    w = _int8_array(w, "w")
+    if w.ndim == 3:
+        w = w[:, :, np.newaxis, :]
+    if w.ndim != 4:
+        raise ValueError(f"w: expected [C_out, C_in / group, kH, kW] weights, got shape {w.shape}")
+    if isinstance(group, bool) or not isinstance(group, (int, np.integer)):
+        raise TypeError(f"group: expected an int, got {type(group).__name__}")
+    return PackedConvWeights(np.ascontiguousarray(w), w_zero_point, int(group))
+
+
+def _conv_setup(x, w, w_zero_point, group, layout, attrs):
+    """Validated NHWC input, packed weights and explicit geometry for one conv call."""
+    layout = _conv.check_layout(layout)
+    x = _int8_array(x, "x")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x: expected a 3-D or 4-D tensor, got shape {x.shape}")
+    if isinstance(w, PackedConvWeights):
+        if group != w.group:
+            raise ValueError(f"group: {group} differs from the group the weights were packed with ({w.group})")
+        if w_zero_point is not None:
+            z = _array(w_zero_point, "w_zero_point")
+            if z.dtype != w.dtype:
+                raise TypeError(f"w_zero_point: expected {w.dtype} (the dtype of w), got {z.dtype}")
+            oc = w.shape[0]
+            if z.size not in (1, oc) or not np.array_equal(
+                np.broadcast_to(z.reshape(-1), (oc,)), np.broadcast_to(w.zero_point.reshape(-1), (oc,))
+            ):
+                raise ValueError("w_zero_point: differs from the zero point w was packed with; repack the weights")
+        packed = w
+        w_spatial = w.shape[2:] if x.ndim == 4 else w.shape[3:]
+    else:
+        w_arr = _int8_array(w, "w")
+        if w_arr.ndim != x.ndim:
+            raise ValueError(f"w: expected {x.ndim}-D weights for a {x.ndim}-D input, got shape {w_arr.shape}")
+        packed = pack_conv(w_arr, w_zero_point, group)
+        w_spatial = w_arr.shape[2:]
+    x_spatial = x.shape[2:] if layout == "NCHW" else x.shape[1:-1]
+    geometry = _conv.resolve(tuple(x_spatial), tuple(w_spatial), **attrs)
+    return _conv.to_nhwc(x, layout), packed, geometry, layout
+
+
+def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None, group=1,
+                 kernel_shape=None, pads=None, strides=None, layout="NCHW"):
+    """ONNX ConvInteger: int32 convolution of ``(x - x_zero_point)`` with ``(w - w_zero_point)``.
+
+    1-D or 2-D; any stride, dilation, asymmetric padding, group count; ``auto_pad`` SAME_UPPER,
+    SAME_LOWER, VALID. ``layout="NHWC"`` takes and returns channels-last tensors (weights stay
+    OIHW). ``w`` may be a ``PackedConvWeights`` from ``eightbit.pack_conv_weights``.
+    """
+    attrs = dict(auto_pad=auto_pad, dilations=dilations, kernel_shape=kernel_shape, pads=pads, strides=strides)
+    x4, packed, geo, layout = _conv_setup(x, w, w_zero_point, group, layout, attrs)
+    if x_zero_point is not None and _array(x_zero_point, "x_zero_point").size != 1:
+        raise ValueError("x_zero_point: expected a scalar (per-tensor)")
+    y = _core.conv_integer_nhwc(x4, x_zero_point, packed, geo.strides, geo.dilations, geo.pads)
+    return _conv.from_nhwc(y, layout, geo.spatial_dims)
+
+
+def _activation_range(activation, y_scale, y_zero_point):
+    """[qmin, qmax] of the output after a fused ReLU / ReLU6 / Clip: the bounds in
+    real units quantized as QuantizeLinear does (real 0 is y_zero_point exactly)."""
+    info = np.iinfo(y_zero_point.dtype)
+    if activation is None:
+        return int(info.min), int(info.max)
+    if activation == "relu":
+        lo, hi = 0.0, None
+    elif activation == "relu6":
+        lo, hi = 0.0, 6.0
+    elif isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
+        lo, hi = activation[1], activation[2]
+    else:
+        raise ValueError(f"activation: expected None, 'relu', 'relu6' or ('clip', lo, hi), got {activation!r}")
+
+    def q(v):
+        if v is None:
+            return None
+        return int(quantize_linear(np.array([v], np.float32), y_scale, y_zero_point)[0])
+
+    qlo, qhi = q(lo), q(hi)
+    qlo = int(info.min) if qlo is None else qlo
+    qhi = int(info.max) if qhi is None else qhi
+    if qlo > qhi:
+        raise ValueError(f"activation: clip bounds {lo}, {hi} are empty")
+    return qlo, qhi
+
+
+def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
+                 auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
+                 activation=None, layout="NCHW", requant="float"):
+    """ONNX QLinearConv: the ConvInteger accumulator plus the int32 bias ``B``,
+    requantized to ``y_zero_point``'s dtype (per-channel ``w_scale`` allowed).
+
+    ``activation`` (None, "relu", "relu6" or ("clip", lo, hi)) is fused as a clamp of the
+    output: its bounds are quantized with ``y_scale`` / ``y_zero_point`` as QuantizeLinear
+    does. ``requant`` as in ``qlinear_matmul``.
+    """
+    if requant not in ("float", "fixed"):
+        raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
+    attrs = dict(auto_pad=auto_pad, dilations=dilations, kernel_shape=kernel_shape, pads=pads, strides=strides)
+    x4, packed, geo, layout = _conv_setup(x, w, w_zero_point, group, layout, attrs)
+    oc = packed.shape[0]
+    x_s, w_s, y_s = _scale(x_scale, "x_scale"), _scale(w_scale, "w_scale"), _scale(y_scale, "y_scale")
+    if x_s.size != 1:
+        raise ValueError("x_scale: expected a scalar")
+    if y_s.size != 1:
+        raise ValueError("y_scale: expected a scalar")
+    if w_s.size not in (1, oc):
+        raise ValueError(f"w_scale: expected a scalar or {oc} values (one per output channel), got {w_s.size}")
+    if x_zero_point is not None and _array(x_zero_point, "x_zero_point").size != 1:
+        raise ValueError("x_zero_point: expected a scalar (per-tensor)")
+    y_zp = _int8_array(y_zero_point, "y_zero_point")
+    if y_zp.size != 1:
+        raise ValueError("y_zero_point: expected a scalar")
+    y_zp = y_zp.reshape(())
+    if B is not None:
+        B = _array(B, "B")
+        if B.dtype != np.int32:
+            raise TypeError(f"B: expected int32, got {B.dtype}")
+    qmin, qmax = _activation_range(activation, y_s.reshape(()), y_zp)
+    mult = m0 = shift = None
+    if requant == "float":
+        mult = np.ascontiguousarray(float_multiplier(x_s.reshape(()), w_s.reshape(-1), y_s.reshape(())), np.float32)
+    else:
+        real = np.float64(x_s.reshape(())) * w_s.reshape(-1).astype(np.float64) / np.float64(y_s.reshape(()))
+        m0, shift = quantize_multiplier(real)
+        m0 = np.ascontiguousarray(m0, np.int32).reshape(-1)
+        shift = np.ascontiguousarray(shift, np.int32).reshape(-1)
+    y = _core.qlinear_conv_nhwc(x4, x_zero_point, packed, geo.strides, geo.dilations, geo.pads, mult, m0, shift, B,
+                                int(y_zp), y_zp.dtype == np.int8, qmin, qmax)
+    return _conv.from_nhwc(y, layout, geo.spatial_dims)

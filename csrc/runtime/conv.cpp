@@ -1,0 +1,169 @@
+// Runtime layer: int8 convolution (see conv.h).
+#include "runtime/conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/epilogue.h"
+#include "runtime/gemm.h"
+#include "runtime/thread_pool.h"
+
+namespace eb {
+namespace {
+
+int32_t weight_value(const void* w, bool w_signed, int64_t i) {
+  return w_signed ? static_cast<const int8_t*>(w)[i] : static_cast<const uint8_t*>(w)[i];
+}
+
+int64_t output_bytes(OutputKind kind) {
+  return kind == OutputKind::kQuantFloat || kind == OutputKind::kQuantFixed ? 1 : 4;
+}
+
+// Splits [0, n) over the pool when there is enough work.
+template <typename Fn>
+void parallel_rows(int64_t n, int64_t work_per_row, Fn&& fn) {
+  constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
+  const int threads = static_cast<int>(
+      std::clamp<int64_t>(n * work_per_row / kMinWorkPerThread, 1, ThreadPool::instance().num_threads()));
+  if (threads <= 1 || n < threads) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
+}
+
+// One group's patches: row (n, oh, ow) holds kernel_h x kernel_w runs of
+// group_in_c bytes; taps outside the input hold the zero point.
+void im2col(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t group, uint8_t* out) {
+  const int64_t oh_n = g.out_h(), ow_n = g.out_w(), cg = g.group_in_c();
+  const int64_t row_bytes = g.kernel_h * g.kernel_w * cg;
+  parallel_rows(g.batch * oh_n * ow_n, row_bytes, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow = r % ow_n;
+      uint8_t* dst = out + r * row_bytes;
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += cg) {
+          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+          if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w)
+            std::memset(dst, zero_byte, static_cast<size_t>(cg));
+          else
+            std::memcpy(dst, x + ((n * g.in_h + ih) * g.in_w + iw) * g.in_c + group * cg, static_cast<size_t>(cg));
+        }
+      }
+    }
+  });
+}
+
+// Depthwise: every channel its own filter; vectorised across channels.
+template <typename T>
+void depthwise(const ConvGeometry& g, const T* x, int32_t x_zp, const PackedConv& w, const Epilogue& ep) {
+  const int64_t oh_n = g.out_h(), ow_n = g.out_w(), C = g.in_c;
+  parallel_rows(g.batch * oh_n * ow_n, C * g.kernel_h * g.kernel_w, [&](int64_t r0, int64_t r1) {
+    AlignedBuffer<int32_t> acc(static_cast<size_t>(C));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow = r % ow_n;
+      uint32_t* a = reinterpret_cast<uint32_t*>(acc.data());
+      std::fill(a, a + C, 0u);
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        if (ih < 0 || ih >= g.in_h) continue;
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+          if (iw < 0 || iw >= g.in_w) continue;  // a padded tap adds (x_zp - x_zp) * w = 0
+          const T* xp = x + ((n * g.in_h + ih) * g.in_w + iw) * C;
+          const int32_t* wp = w.dw_weights.data() + (kh * g.kernel_w + kw) * C;
+          for (int64_t c = 0; c < C; ++c)
+            a[c] += static_cast<uint32_t>((static_cast<int32_t>(xp[c]) - x_zp) * wp[c]);
+        }
+      }
+      for (int64_t c0 = 0; c0 < C; c0 += kMaxTileCols)
+        apply_epilogue(ep, acc.data() + c0, 0, r, 1, c0, static_cast<int>(std::min<int64_t>(kMaxTileCols, C - c0)));
+    }
+  });
+}
+
+}  // namespace
+
+PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_in_c, int64_t kernel_h,
+                     int64_t kernel_w, int64_t groups, const int32_t* zp, bool zp_per_channel) {
+  PackedConv p;
+  p.out_c = out_c;
+  p.group_in_c = group_in_c;
+  p.kernel_h = kernel_h;
+  p.kernel_w = kernel_w;
+  p.groups = groups;
+  p.w_signed = w_signed;
+  p.zp_per_channel = zp_per_channel;
+  p.zp_user.assign(zp, zp + (zp_per_channel ? out_c : 1));
+  const int64_t taps = kernel_h * kernel_w;
+  p.depthwise = groups > 1 && group_in_c == 1 && out_c == groups;
+  if (p.depthwise) {
+    p.dw_weights.resize(static_cast<size_t>(taps * out_c));
+    for (int64_t c = 0; c < out_c; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        p.dw_weights[t * out_c + c] = weight_value(w, w_signed, c * taps + t) - zp[zp_per_channel ? c : 0];
+    return p;
+  }
+  const int64_t group_out_c = out_c / groups, K = taps * group_in_c;
+  std::vector<uint8_t> b(static_cast<size_t>(K * group_out_c));
+  for (int64_t g = 0; g < groups; ++g) {
+    // B[(kh, kw, c)][j] = w[g * group_out_c + j][c][kh][kw]
+    for (int64_t j = 0; j < group_out_c; ++j)
+      for (int64_t c = 0; c < group_in_c; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          b[(t * group_in_c + c) * group_out_c + j] =
+              static_cast<const uint8_t*>(w)[((g * group_out_c + j) * group_in_c + c) * taps + t];
+    p.group_b.push_back(pack_b(b.data(), w_signed, K, group_out_c, group_out_c,
+                               zp + (zp_per_channel ? g * group_out_c : 0), zp_per_channel));
+  }
+  return p;
+}
+
+void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp, const PackedConv& w,
+              const Epilogue& ep) {
+  const int64_t M = g.batch * g.out_h() * g.out_w();
+  if (M == 0 || g.out_c == 0) return;
+  if (w.depthwise) {
+    Epilogue e = ep;
+    e.col_comp = ep.bias_i32;  // the kernel subtracts both zero points itself
+    if (x_signed)
+      depthwise(g, static_cast<const int8_t*>(x), x_zp, w, e);
+    else
+      depthwise(g, static_cast<const uint8_t*>(x), x_zp, w, e);
+    return;
+  }
+  const int64_t cg = g.group_in_c(), ocg = g.group_out_c();
+  const int64_t K = g.kernel_h * g.kernel_w * cg;
+  thread_local AlignedBuffer<uint8_t> patches;
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    AOperand a;
+    a.is_signed = x_signed;
+    a.M = M;
+    a.K = K;
+    a.zp = &x_zp;
+    if (g.pointwise()) {
+      a.data = static_cast<const uint8_t*>(x) + grp * cg;
+      a.lda = g.in_c;
+    } else {
+      patches.reserve_discard(static_cast<size_t>(M * K));
+      im2col(g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), grp, patches.data());
+      a.data = patches.data();
+      a.lda = K;
+    }
+    // This group's slice of the output columns and per-channel parameters.
+    Epilogue e = ep;
+    const int64_t off = grp * ocg;
+    e.out = static_cast<uint8_t*>(ep.out) + off * output_bytes(ep.kind);
+    auto shift = [off](auto* ptr) { return ptr == nullptr ? ptr : ptr + off; };
+    e.bias_i32 = shift(ep.bias_i32);
+    e.multiplier = shift(ep.multiplier);
+    e.fixed_m0 = shift(ep.fixed_m0);
+    e.fixed_shift = shift(ep.fixed_shift);
+    e.col_scale = shift(ep.col_scale);
+    e.bias = shift(ep.bias);
+    run_gemm(a, w.group_b[grp], e);
+  }
+}
+
+}  // namespace eb

@@ -1,0 +1,55 @@
+// Runtime layer: int8 2-D convolution on NHWC activations (ONNX ConvInteger /
+// QLinearConv semantics).  Weights are packed once per group into the GEMM's
+// packed-B layout with K ordered (kh, kw, c), the order of an NHWC patch.
+// Convolutions run as GEMMs over an im2col copy of the input (padding taps
+// hold the input zero point, so they contribute nothing), except 1x1 stride-1
+// unpadded ones, which read the input in place, and depthwise ones, which have
+// their own channel-vectorised kernel.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "eightbit/gemm.h"
+
+namespace eb {
+
+struct ConvGeometry {
+  int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0;
+  int64_t out_c = 0, kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t groups = 1;
+
+  int64_t out_h() const { return (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (in_w + pad_left + pad_right - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  int64_t group_in_c() const { return in_c / groups; }
+  int64_t group_out_c() const { return out_c / groups; }
+  bool depthwise() const { return groups == in_c && groups == out_c && groups > 1; }
+  bool pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_left == 0 &&
+           pad_bottom == 0 && pad_right == 0;
+  }
+};
+
+struct PackedConv {
+  int64_t out_c = 0, group_in_c = 0, kernel_h = 0, kernel_w = 0, groups = 1;
+  bool w_signed = true;
+  bool zp_per_channel = false;
+  std::vector<int32_t> zp_user;      // 1 or out_c zero points, in w's domain
+  std::vector<PackedB> group_b;      // one GEMM B per group (empty for depthwise)
+  AlignedBuffer<int32_t> dw_weights; // depthwise: [kh * kw][channels], w - zp
+  bool depthwise = false;
+};
+
+// Packs OIHW weights [out_c, group_in_c, kernel_h, kernel_w] (uint8 or int8).
+PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_in_c, int64_t kernel_h,
+                     int64_t kernel_w, int64_t groups, const int32_t* zp, bool zp_per_channel);
+
+// y = epilogue(conv(x - x_zp, w - w_zp)).  x is NHWC bytes; the epilogue's
+// output is NHWC with ldc = out_c and per-column parameters indexed by
+// output channel (ep.bias_i32, ep.multiplier, ... hold out_c entries).
+void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp, const PackedConv& w,
+              const Epilogue& ep);
+
+}  // namespace eb
