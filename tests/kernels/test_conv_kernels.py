@@ -87,3 +87,41 @@ def test_conv1d_matches_2d(rng):
     y1 = eb.ops.conv_integer(x, w, np.uint8(9), pads=[1, 2], strides=[2])
     y2 = eb.ops.conv_integer(x[:, :, None, :], w[:, :, None, :], np.uint8(9), pads=[0, 1, 0, 2], strides=[1, 2])
     np.testing.assert_array_equal(y1, y2[:, :, 0, :])
+
+
+@pytest.mark.parametrize("requant", ["float", "fixed"])
+@pytest.mark.parametrize("activation", [None, "relu", "relu6", ("clip", -0.5, 2.0)])
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[4]])
+def test_qlinear_conv_is_conv_then_requantize(isa, rng, case, activation, requant):
+    """qlinear_conv == reference requantization of (ConvInteger + B), clamped to the
+    quantized activation bounds."""
+    from eightbit import reference as ref
+    from eightbit.numerics.fixed_point import quantize_multiplier
+    from eightbit.numerics.qparams import float_multiplier
+
+    n, c, h, w, o, k, strides, dilations, pads, group = case
+    x = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
+    wt = rng.integers(-127, 128, (o, c // group, k, k), dtype=np.int8)
+    x_scale, y_scale = np.float32(0.02), np.float32(rng.uniform(0.05, 0.3))
+    w_scale = rng.uniform(0.002, 0.02, o).astype(np.float32)
+    xz, yz = np.uint8(rng.integers(0, 256)), np.int8(rng.integers(-20, 20))
+    bias = rng.integers(-5000, 5000, o, dtype=np.int32)
+    kwargs = dict(strides=strides, dilations=dilations, pads=list(pads), group=group)
+    y = eb.ops.qlinear_conv(x, x_scale, xz, wt, w_scale, np.int8(0), y_scale, yz, bias, activation=activation,
+                            requant=requant, **kwargs)
+
+    acc = direct_conv(x, wt, int(xz), np.zeros(o, np.int64), strides, dilations, pads, group)
+    acc = (acc.astype(np.int64) + bias[None, :, None, None]).astype(np.int32).transpose(0, 2, 3, 1)
+    if requant == "float":
+        expected = ref.requantize_float(acc, float_multiplier(x_scale, w_scale, y_scale), yz, np.int8)
+    else:
+        m0, shift = quantize_multiplier(np.float64(x_scale) * w_scale.astype(np.float64) / np.float64(y_scale))
+        expected = ref.requantize_fixed(acc, m0, shift, yz, np.int8)
+    lo, hi = -128, 127
+    if activation is not None:
+        bounds = {"relu": (0.0, None), "relu6": (0.0, 6.0)}.get(activation, activation[1:])
+        q = lambda v: int(ref.quantize_linear(np.array([v], np.float32), y_scale, yz)[0])  # noqa: E731
+        lo = q(bounds[0])
+        hi = 127 if bounds[1] is None else q(bounds[1])
+    expected = np.clip(expected, lo, hi).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(y, expected)
