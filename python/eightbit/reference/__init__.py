@@ -3,10 +3,21 @@
 Every C++ kernel path must return bit-identical results to these functions; docs/numerics.md
 states the same formulas in prose.
 """
+from .conv_integer import conv_integer
 from .dequantize_linear import dequantize_linear
 from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .matmul_integer import matmul_integer
 from .qlinear_matmul import qlinear_matmul
+from .lookup_table import lookup_table, make_lookup_table
+from .max_pool import max_pool
+from .qlinear_add import qlinear_add
+from .qlinear_average_pool import qlinear_average_pool
+from .qlinear_concat import qlinear_concat
+from .qlinear_conv import qlinear_conv
+from .qlinear_global_average_pool import qlinear_global_average_pool
+from .qlinear_leaky_relu import qlinear_leaky_relu
+from .qlinear_mul import qlinear_mul
+from .qlinear_sigmoid import qlinear_sigmoid
 from .quantize_linear import quantize_linear
 from .quantized_linear import quantized_linear
 from .requantize import requantize_fixed, requantize_float
@@ -14,4 +25,7 @@ from .requantize import requantize_fixed, requantize_float
 __all__ = [
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "dynamic_quantize_rows",
     "matmul_integer", "qlinear_matmul", "requantize_float", "requantize_fixed", "quantized_linear",
+    "conv_integer", "qlinear_conv", "qlinear_add", "qlinear_mul", "qlinear_average_pool",
+    "qlinear_global_average_pool", "qlinear_concat", "qlinear_leaky_relu", "qlinear_sigmoid", "max_pool",
+    "lookup_table", "make_lookup_table",
 ]
