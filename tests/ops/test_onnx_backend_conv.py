@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
-IMPLS = ["reference"]
+IMPLS = ["reference", "ops"]
 OPS = ("ConvInteger", "QLinearConv")
 ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 

@@ -2,7 +2,8 @@
 domain), MaxPool on 8-bit tensors, and the com.microsoft QLinearAdd / QLinearMul /
 QLinearAveragePool / QLinearGlobalAveragePool / QLinearConcat / QLinearLeakyRelu / QLinearSigmoid.
 
-`IMPLS` lists the modules under test; append "ops" once eightbit.ops implements these operators.
+`IMPLS` lists the modules under test; `CONV_IMPLS` adds eightbit.ops (C++, on every instruction set
+this CPU has) for the operators it implements so far (ConvInteger, QLinearConv).
 Inputs are drawn so that rounding ties (power-of-two scales, every byte pair) and saturation occur.
 """
 import importlib
@@ -24,6 +25,29 @@ MS = "com.microsoft"
 @pytest.fixture(params=IMPLS)
 def impl(request):
     return importlib.import_module(f"eightbit.{request.param}")
+
+
+def _conv_impl_params():
+    import eightbit
+
+    return ["reference"] + [f"ops:{isa}" for isa in eightbit.cpu_info()["available"]]
+
+
+@pytest.fixture(params=_conv_impl_params())
+def conv_impl(request):
+    """eightbit.reference, then eightbit.ops forced onto each instruction set."""
+    import eightbit
+
+    name, _, isa = request.param.partition(":")
+    if not isa:
+        yield importlib.import_module(f"eightbit.{name}")
+        return
+    before = eightbit.cpu_info()["isa"]
+    eightbit.set_isa(isa)
+    try:
+        yield eightbit.ops
+    finally:
+        eightbit.set_isa(before)
 
 
 def ort_run(op, inputs, out_dtype, domain="", opset=21, **attrs):
@@ -73,7 +97,8 @@ CONV_TYPES = [(np.uint8, np.uint8), (np.uint8, np.int8), (np.int8, np.int8)]
 
 
 @pytest.mark.parametrize("x_dtype,w_dtype", CONV_TYPES + [(np.int8, np.uint8)])
-def test_conv_integer(impl, x_dtype, w_dtype):
+def test_conv_integer(conv_impl, x_dtype, w_dtype):
+    impl = conv_impl
     rng = np.random.default_rng(1)
     for trial in range(25):
         nd = 1 if trial % 5 == 0 else 2
@@ -89,9 +114,10 @@ def test_conv_integer(impl, x_dtype, w_dtype):
 
 @pytest.mark.parametrize("x_dtype,w_dtype", CONV_TYPES)
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_qlinear_conv(impl, x_dtype, w_dtype, layout):
+def test_qlinear_conv(conv_impl, x_dtype, w_dtype, layout):
     """Per-channel weight scales, int32 bias, random geometry; ORT takes NCHW, so NHWC is checked
     against ORT's result transposed."""
+    impl = conv_impl
     rng = np.random.default_rng(2 + (layout == "NHWC"))
     saturated = [0, 0]
     for trial in range(25):
@@ -123,7 +149,8 @@ def test_qlinear_conv(impl, x_dtype, w_dtype, layout):
     assert saturated[0] and saturated[1], "inputs never saturated at both ends"
 
 
-def test_qlinear_conv_depthwise_resnet_like_shapes(impl):
+def test_qlinear_conv_depthwise_resnet_like_shapes(conv_impl):
+    impl = conv_impl
     rng = np.random.default_rng(4)
     x = rand(rng, np.uint8, (1, 16, 14, 14))
     for w_shape, group, attrs in [((16, 1, 3, 3), 16, dict(pads=[1, 1, 1, 1], strides=[2, 2])),
