@@ -90,3 +90,16 @@ def test_cli_info_and_demo():
                            "--out-features", "32"], capture_output=True, text=True)
     assert demo.returncode == 0, demo.stderr
     assert "SQNR" in demo.stdout and "x smaller" in demo.stdout and "speed-up" in demo.stdout
+
+
+def test_readme_example_runs():
+    """The README's example is executed as written, so it stays true."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    code = re.search(r"```python\n(.*?)```", readme.read_text(), re.S).group(1)
+    namespace = {}
+    exec(compile(code, str(readme), "exec"), namespace)
+    assert namespace["acc"].shape == (64, 3072) and namespace["acc"].dtype == np.int32
+    assert namespace["yc"].shape == (1, 32, 28, 28)
