@@ -56,6 +56,7 @@ inline std::vector<int32_t> zero_points(const py::object& obj, const char* arg, 
   py::array z = as_array(obj, arg);
   if (dtype_of(z) != want) type_error(arg, want == Dt::kU8 ? "uint8 (the dtype of its tensor)" : "int8 (the dtype of its tensor)", z);
   const int64_t n = z.size();
+  if (n == 0 && count == 0) return {0};  // per-element zero points of an empty axis
   if (n != 1 && n != count)
     value_error(std::string(arg) + ": expected 1 value or " + std::to_string(count) + ", got " + std::to_string(n));
   std::vector<int32_t> out(static_cast<size_t>(n));

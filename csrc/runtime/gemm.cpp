@@ -214,7 +214,8 @@ PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, 
 void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
   if (a.M == 0 || b.N == 0) return;
   GemmKernel kernel = active_gemm();
-  if (a.M < kernel.min_rows) kernel = kernel.few_rows();
+  // Few rows, or K = 0 (no tile to multiply): the few-rows kernel.
+  if ((a.M < kernel.min_rows || b.Kp == 0) && kernel.few_rows != nullptr) kernel = kernel.few_rows();
   Scratch& s = scratch();
   const int threads = choose_threads(a.M, b);
   const PreparedA pa = plan_a(a, b.Kp, kernel, b.any_zp_shifted, s);

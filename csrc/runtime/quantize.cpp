@@ -56,7 +56,7 @@ void quantize_linear(const float* x, int64_t outer, int64_t channels, int64_t in
 template <typename T>
 static void dequantize_span(const T* x, int64_t n, float scale, int32_t zp, float* y) {
   for (int64_t i = 0; i < n; ++i)
-    y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
+    y[i] = static_cast<float>(static_cast<int64_t>(x[i]) - zp) * scale;  // int64: no overflow for int32 x
 }
 
 void dequantize_linear(const void* x, int elem_bytes, bool is_signed, int64_t outer, int64_t channels,

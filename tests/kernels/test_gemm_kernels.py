@@ -147,3 +147,23 @@ def test_concurrent_calls_from_python_threads(rng):
                     np.testing.assert_array_equal(got, expected)
     finally:
         eb.set_num_threads(before)
+
+
+@pytest.mark.parametrize("m", [1, 8, 40])
+def test_k_zero_every_output_kind(isa, m):
+    """K = 0: the product is all zeros, then requantized / dequantized as usual
+    (found by the sanitizer run: the AMX path once returned uninitialized memory)."""
+    a = np.zeros((m, 0), np.uint8)
+    b = np.zeros((0, 20), np.int8)
+    np.testing.assert_array_equal(eb.ops.matmul_integer(a, eb.pack_weights(b), np.uint8(3)), np.zeros((m, 20), np.int32))
+    for requant in ("float", "fixed"):
+        y = eb.ops.qlinear_matmul(a, np.float32(0.1), np.uint8(3), b, np.float32(0.2), np.int8(0), np.float32(0.5),
+                                  np.uint8(17), requant=requant)
+        np.testing.assert_array_equal(y, np.full((m, 20), 17, np.uint8))
+
+
+def test_empty_n_with_empty_per_column_zero_point():
+    a = np.zeros((2, 3), np.uint8)
+    b = np.zeros((3, 0), np.int8)
+    got = eb.ops.matmul_integer(a, b, None, np.zeros(0, np.int8))
+    assert got.shape == (2, 0)
