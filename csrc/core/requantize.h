@@ -12,6 +12,12 @@
 
 namespace eb {
 
+// Internal linkage on purpose: this header is compiled into translation units
+// with different instruction-set flags, and an inline function with external
+// linkage would be merged by the linker into ONE copy (possibly an AVX-512
+// one, called from the portable path on a CPU without AVX-512).
+namespace {
+
 // Round half to even for |v| < 2^22: adding 1.5 * 2^23 pushes the fraction
 // bits out of the mantissa under the default rounding mode.  Every caller has
 // clamped v to a quantized range first, so |v| <= 510.
@@ -54,5 +60,7 @@ inline int32_t requantize_fixed(int32_t acc, int32_t m0, int32_t shift) {
   x = std::min<int64_t>(std::max<int64_t>(x, INT32_MIN), INT32_MAX);
   return rounding_divide_by_pot(srdhm(static_cast<int32_t>(x), m0), right);
 }
+
+}  // namespace
 
 }  // namespace eb

@@ -13,6 +13,12 @@
 
 namespace eb {
 
+// Internal linkage on purpose: this header is compiled into translation units
+// with different instruction-set flags, and an inline function with external
+// linkage would be merged by the linker into ONE copy (possibly an AVX-512
+// one, called from the portable path on a CPU without AVX-512).
+namespace {
+
 constexpr int kMaxTileCols = 64;
 
 // Writes requantized values (already within [qmin, qmax]) as int8 or uint8.
@@ -102,5 +108,7 @@ inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, 
     }
   }
 }
+
+}  // namespace
 
 }  // namespace eb

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/epilogue.h"
+#include "runtime/dispatch.h"
 #include "runtime/gemm.h"
 #include "runtime/thread_pool.h"
 
@@ -55,34 +55,6 @@ void im2col(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t 
   });
 }
 
-// Depthwise: every channel its own filter; vectorised across channels.
-template <typename T>
-void depthwise(const ConvGeometry& g, const T* x, int32_t x_zp, const PackedConv& w, const Epilogue& ep) {
-  const int64_t oh_n = g.out_h(), ow_n = g.out_w(), C = g.in_c;
-  parallel_rows(g.batch * oh_n * ow_n, C * g.kernel_h * g.kernel_w, [&](int64_t r0, int64_t r1) {
-    AlignedBuffer<int32_t> acc(static_cast<size_t>(C));
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow = r % ow_n;
-      uint32_t* a = reinterpret_cast<uint32_t*>(acc.data());
-      std::fill(a, a + C, 0u);
-      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) continue;
-        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          if (iw < 0 || iw >= g.in_w) continue;  // a padded tap adds (x_zp - x_zp) * w = 0
-          const T* xp = x + ((n * g.in_h + ih) * g.in_w + iw) * C;
-          const int32_t* wp = w.dw_weights.data() + (kh * g.kernel_w + kw) * C;
-          for (int64_t c = 0; c < C; ++c)
-            a[c] += static_cast<uint32_t>((static_cast<int32_t>(xp[c]) - x_zp) * wp[c]);
-        }
-      }
-      for (int64_t c0 = 0; c0 < C; c0 += kMaxTileCols)
-        apply_epilogue(ep, acc.data() + c0, 0, r, 1, c0, static_cast<int>(std::min<int64_t>(kMaxTileCols, C - c0)));
-    }
-  });
-}
-
 }  // namespace
 
 PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_in_c, int64_t kernel_h,
@@ -125,12 +97,16 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
   const int64_t M = g.batch * g.out_h() * g.out_w();
   if (M == 0 || g.out_c == 0) return;
   if (w.depthwise) {
-    Epilogue e = ep;
-    e.col_comp = ep.bias_i32;  // the kernel subtracts both zero points itself
-    if (x_signed)
-      depthwise(g, static_cast<const int8_t*>(x), x_zp, w, e);
-    else
-      depthwise(g, static_cast<const uint8_t*>(x), x_zp, w, e);
+    DepthwiseCall call;
+    call.g = g;
+    call.x = x;
+    call.x_signed = x_signed;
+    call.x_zp = x_zp;
+    call.weights = w.dw_weights.data();
+    call.ep = ep;
+    call.ep.col_comp = ep.bias_i32;  // the kernel subtracts both zero points itself
+    const DepthwiseFn kernel = active_depthwise();
+    parallel_rows(M, g.in_c * g.kernel_h * g.kernel_w, [&](int64_t r0, int64_t r1) { kernel(call, r0, r1); });
     return;
   }
   const int64_t cg = g.group_in_c(), ocg = g.group_out_c();

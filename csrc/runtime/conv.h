@@ -10,27 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "eightbit/gemm.h"
+#include "eightbit/conv.h"
 
 namespace eb {
-
-struct ConvGeometry {
-  int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0;
-  int64_t out_c = 0, kernel_h = 0, kernel_w = 0;
-  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
-  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
-  int64_t groups = 1;
-
-  int64_t out_h() const { return (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
-  int64_t out_w() const { return (in_w + pad_left + pad_right - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
-  int64_t group_in_c() const { return in_c / groups; }
-  int64_t group_out_c() const { return out_c / groups; }
-  bool depthwise() const { return groups == in_c && groups == out_c && groups > 1; }
-  bool pointwise() const {
-    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_left == 0 &&
-           pad_bottom == 0 && pad_right == 0;
-  }
-};
 
 struct PackedConv {
   int64_t out_c = 0, group_in_c = 0, kernel_h = 0, kernel_w = 0, groups = 1;

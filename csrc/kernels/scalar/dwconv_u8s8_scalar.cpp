@@ -1,0 +1,9 @@
+// Kernel layer, scalar: depthwise convolution (kernels/depthwise.h compiled
+// with this unit's instruction-set flags).
+#include "kernels/depthwise.h"
+
+namespace eb {
+
+DepthwiseFn depthwise_kernel_scalar() { return depthwise_any; }
+
+}  // namespace eb
