@@ -33,22 +33,43 @@ void parallel_rows(int64_t n, int64_t work_per_row, Fn&& fn) {
 }
 
 // One group's patches: row (n, oh, ow) holds kernel_h x kernel_w runs of
-// group_in_c bytes; taps outside the input hold the zero point.
+// group_in_c bytes; taps outside the input hold the zero point.  With one
+// group and dilation_w == 1 the kernel_w taps of a kernel row are adjacent
+// pixels, copied as one run (the 3-channel stem would otherwise copy 3 bytes
+// at a time).
 void im2col(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t group, uint8_t* out) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), cg = g.group_in_c();
   const int64_t row_bytes = g.kernel_h * g.kernel_w * cg;
+  const bool runs = g.groups == 1 && g.dilation_w == 1;
   parallel_rows(g.batch * oh_n * ow_n, row_bytes, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow = r % ow_n;
       uint8_t* dst = out + r * row_bytes;
+      const int64_t iw0 = ow * g.stride_w - g.pad_left;
       for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
         const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        if (ih < 0 || ih >= g.in_h) {
+          std::memset(dst, zero_byte, static_cast<size_t>(g.kernel_w * cg));
+          dst += g.kernel_w * cg;
+          continue;
+        }
+        const uint8_t* src_row = x + (n * g.in_h + ih) * g.in_w * g.in_c + group * cg;
+        if (runs) {
+          // Taps [lo, hi) are inside the row; the rest are padding.
+          const int64_t lo = std::clamp<int64_t>(-iw0, 0, g.kernel_w);
+          const int64_t hi = std::clamp<int64_t>(g.in_w - iw0, lo, g.kernel_w);
+          std::memset(dst, zero_byte, static_cast<size_t>(lo * cg));
+          std::memcpy(dst + lo * cg, src_row + (iw0 + lo) * g.in_c, static_cast<size_t>((hi - lo) * cg));
+          std::memset(dst + hi * cg, zero_byte, static_cast<size_t>((g.kernel_w - hi) * cg));
+          dst += g.kernel_w * cg;
+          continue;
+        }
         for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += cg) {
-          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w)
+          const int64_t iw = iw0 + kw * g.dilation_w;
+          if (iw < 0 || iw >= g.in_w)
             std::memset(dst, zero_byte, static_cast<size_t>(cg));
           else
-            std::memcpy(dst, x + ((n * g.in_h + ih) * g.in_w + iw) * g.in_c + group * cg, static_cast<size_t>(cg));
+            std::memcpy(dst, src_row + iw * g.in_c, static_cast<size_t>(cg));
         }
       }
     }
