@@ -93,9 +93,25 @@ PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_
   p.depthwise = groups > 1 && group_in_c == 1 && out_c == groups;
   if (p.depthwise) {
     p.dw_weights.resize(static_cast<size_t>(taps * out_c));
-    for (int64_t c = 0; c < out_c; ++c)
-      for (int64_t t = 0; t < taps; ++t)
-        p.dw_weights[t * out_c + c] = weight_value(w, w_signed, c * taps + t) - zp[zp_per_channel ? c : 0];
+    p.dw_weight_sum.resize(static_cast<size_t>(out_c));
+    bool fits_i8 = taps <= kDwMaxTaps;
+    for (int64_t c = 0; c < out_c; ++c) {
+      int32_t sum = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int32_t v = weight_value(w, w_signed, c * taps + t) - zp[zp_per_channel ? c : 0];
+        p.dw_weights[t * out_c + c] = v;
+        sum += v;
+        fits_i8 = fits_i8 && v >= -128 && v <= 127;
+      }
+      p.dw_weight_sum[c] = sum;
+    }
+    if (fits_i8) {
+      const int64_t blocks = (out_c + kDwBlockChannels - 1) / kDwBlockChannels;
+      p.dw_weights_i8.resize(static_cast<size_t>((taps + 3) / 4 * blocks * kDwBlockBytes));
+      for (int64_t c = 0; c < out_c; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          p.dw_weights_i8[dw_i8_offset(blocks, t, c)] = static_cast<int8_t>(p.dw_weights[t * out_c + c]);
+    }
     return p;
   }
   const int64_t group_out_c = out_c / groups, K = taps * group_in_c;
@@ -125,7 +141,23 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
     call.x_zp = x_zp;
     call.weights = w.dw_weights.data();
     call.ep = ep;
-    call.ep.col_comp = ep.bias_i32;  // the kernel subtracts both zero points itself
+    call.ep.col_comp = ep.bias_i32;  // the int32 kernels subtract both zero points themselves
+    // For the VNNI kernels: the zero-point row and bias - x_zp' * sum_t w.
+    thread_local AlignedBuffer<int32_t> comp;
+    thread_local AlignedBuffer<uint8_t> zero_row;
+    if (w.dw_weights_i8.size() != 0) {
+      const uint32_t zp_u = static_cast<uint32_t>(x_zp + (x_signed ? 128 : 0));
+      comp.reserve_discard(static_cast<size_t>(g.in_c));
+      zero_row.reserve_discard(static_cast<size_t>(g.in_c));
+      for (int64_t c = 0; c < g.in_c; ++c) {
+        const uint32_t bias = ep.bias_i32 != nullptr ? static_cast<uint32_t>(ep.bias_i32[c]) : 0u;
+        comp[c] = static_cast<int32_t>(bias - zp_u * static_cast<uint32_t>(w.dw_weight_sum[c]));
+      }
+      std::memset(zero_row.data(), static_cast<uint8_t>(x_zp), static_cast<size_t>(g.in_c));
+      call.weights_i8 = w.dw_weights_i8.data();
+      call.comp_i8 = comp.data();
+      call.zero_row = zero_row.data();
+    }
     const DepthwiseFn kernel = active_depthwise();
     parallel_rows(M, g.in_c * g.kernel_h * g.kernel_w, [&](int64_t r0, int64_t r1) { kernel(call, r0, r1); });
     return;

@@ -21,6 +21,8 @@ struct PackedConv {
   std::vector<int32_t> zp_user;      // 1 or out_c zero points, in w's domain
   std::vector<PackedB> group_b;      // one GEMM B per group (empty for depthwise)
   AlignedBuffer<int32_t> dw_weights; // depthwise: [kh * kw][channels], w - zp
+  AlignedBuffer<int8_t> dw_weights_i8;  // depthwise, when every w - zp fits int8: see DepthwiseCall
+  AlignedBuffer<int32_t> dw_weight_sum; // [channels] sum over taps of w - zp
   bool depthwise = false;
 };
 

@@ -14,6 +14,7 @@ import numpy as np
 from . import _core
 from . import conv as _conv
 from .numerics.fixed_point import quantize_multiplier
+from .numerics._checks import all_positive_finite
 from .numerics.qparams import float_multiplier
 
 __all__ = [
@@ -52,7 +53,7 @@ def _scale(x, name: str) -> np.ndarray:
     s = s.astype(np.float32, copy=False)
     if s.ndim > 1:
         raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {s.shape}")
-    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+    if not all_positive_finite(s):
         raise ValueError(f"{name}: every scale must be positive and finite")
     return s
 
@@ -295,10 +296,8 @@ def _conv_setup(x, w, w_zero_point, group, layout, attrs):
             z = _array(w_zero_point, "w_zero_point")
             if z.dtype != w.dtype:
                 raise TypeError(f"w_zero_point: expected {w.dtype} (the dtype of w), got {z.dtype}")
-            oc = w.shape[0]
-            if z.size not in (1, oc) or not np.array_equal(
-                np.broadcast_to(z.reshape(-1), (oc,)), np.broadcast_to(w.zero_point.reshape(-1), (oc,))
-            ):
+            oc, packed_zp = w.shape[0], w.zero_point.reshape(-1)
+            if z.size not in (1, oc) or not (z.reshape(-1) == packed_zp).all():
                 raise ValueError("w_zero_point: differs from the zero point w was packed with; repack the weights")
         packed = w
         w_spatial = w.shape[2:] if x.ndim == 4 else w.shape[3:]

@@ -125,3 +125,41 @@ def test_qlinear_conv_is_conv_then_requantize(isa, rng, case, activation, requan
         hi = 127 if bounds[1] is None else q(bounds[1])
     expected = np.clip(expected, lo, hi).transpose(0, 3, 1, 2)
     np.testing.assert_array_equal(y, expected)
+
+
+DEPTHWISE_CASES = [
+    # c, h, w, k, strides, dilations, pads
+    (1, 5, 6, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (17, 7, 7, 3, (2, 2), (1, 1), (0, 1, 2, 1)),
+    (64, 9, 8, 3, (1, 1), (2, 1), (2, 1, 2, 1)),
+    (65, 6, 6, 5, (2, 1), (1, 1), (2, 2, 2, 2)),
+    (130, 4, 5, 5, (1, 2), (1, 2), (3, 0, 1, 4)),
+    (8, 9, 9, 7, (1, 1), (1, 1), (3, 3, 3, 3)),   # 49 taps: 13 groups of 4
+    (8, 10, 10, 9, (1, 1), (1, 1), (4, 4, 4, 4)), # 81 taps: too many for the int8 path
+    (3, 2, 2, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("x_dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("weights", ["int8 zp 0", "uint8 zp 128", "wide"])
+@pytest.mark.parametrize("case", DEPTHWISE_CASES)
+def test_depthwise_paths(isa, rng, case, weights, x_dtype):
+    """Depthwise on every ISA, with weights whose w - w_zp fit int8 (the VNNI kernels' path) and
+    weights that do not (the int32 path), against direct int64 convolution."""
+    c, h, w, k, strides, dilations, pads = case
+    info = np.iinfo(x_dtype)
+    x = rng.integers(info.min, info.max + 1, (2, c, h, w), dtype=x_dtype)
+    xz = x_dtype(rng.integers(info.min, info.max + 1))
+    if weights == "int8 zp 0":
+        wt, wz = rng.integers(-128, 128, (c, 1, k, k), dtype=np.int8), np.zeros(c, np.int8)
+    elif weights == "uint8 zp 128":
+        wt, wz = rng.integers(0, 256, (c, 1, k, k), dtype=np.uint8), np.full(c, 128, np.uint8)
+    else:
+        wt, wz = rng.integers(-128, 128, (c, 1, k, k), dtype=np.int8), np.full(c, 127, np.int8)
+        wt.flat[0] = -128  # w - w_zp = -255 for channel 0
+    expected = direct_conv(x, wt, int(xz), wz.astype(np.int64), strides, dilations, pads, c)
+    packed = eb.pack_conv_weights(wt, wz, group=c)
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    got = eb.ops.conv_integer(x_nhwc, packed, xz, layout="NHWC", strides=strides, dilations=dilations,
+                              pads=list(pads), group=c)
+    np.testing.assert_array_equal(got, expected.transpose(0, 2, 3, 1))

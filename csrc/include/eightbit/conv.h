@@ -26,15 +26,40 @@ struct ConvGeometry {
   }
 };
 
+// Depthwise weights for the VNNI kernels: taps in groups of 4 (the 4 bytes
+// one vpdpbusd lane multiplies), channels in blocks of 64, and inside a block
+// the order the kernels' byte interleave produces: 16-byte lane l of the k-th
+// vector of a (group, block) holds channels 16 l + 4 k .. 16 l + 4 k + 3, 4 tap
+// bytes each.  A 256-bit kernel reads the lower / upper halves of each vector
+// as its channel blocks of 32.  Taps past kernel_h * kernel_w and channels
+// past C have weight 0.
+constexpr int kDwBlockChannels = 64;
+constexpr int kDwBlockBytes = kDwBlockChannels * 4;  // one (tap group, block)
+constexpr int kDwMaxTaps = 64;                       // larger kernels use the int32 path
+
+inline int64_t dw_i8_offset(int64_t blocks, int64_t tap, int64_t c) {
+  const int64_t group = tap / 4, t = tap % 4, b = c / kDwBlockChannels, cc = c % kDwBlockChannels;
+  const int64_t l = cc / 16, k = (cc % 16) / 4, j = cc % 4;
+  return (group * blocks + b) * kDwBlockBytes + k * 64 + l * 16 + j * 4 + t;
+}
+
 // One depthwise convolution (groups == in_c == out_c): every channel its
 // own filter.  `weights` is [kernel_h * kernel_w][channels] int32 holding
 // w - w_zero_point; the epilogue's col_comp carries the int32 bias.
+//
+// VNNI kernels use `weights_i8` instead when it is set (every w - w_zp fits
+// int8): they sum x * w over every tap, padding taps reading `zero_row` (C
+// bytes of x_zp), and the epilogue adds `comp_i8` = bias - x_zp' * sum_t w
+// (x_zp' = x_zp + 128 for int8 x, which these kernels flip to uint8).
 struct DepthwiseCall {
   ConvGeometry g;
   const void* x = nullptr;  // NHWC bytes
   bool x_signed = false;
   int32_t x_zp = 0;
   const int32_t* weights = nullptr;
+  const int8_t* weights_i8 = nullptr;
+  const int32_t* comp_i8 = nullptr;  // [C]
+  const uint8_t* zero_row = nullptr; // [C]
   Epilogue ep;
 };
 

@@ -6,6 +6,8 @@ Nothing here computes; it only guards the formulas elsewhere.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 QUANT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
@@ -55,10 +57,18 @@ def quant_dtype(dtype, name: str = "dtype") -> np.dtype:
     return dt
 
 
+def all_positive_finite(arr: np.ndarray) -> bool:
+    """Every value in (0, inf); NaN fails both comparisons.  Scalars skip NumPy's reductions
+    (per-call validation of an op's scales is otherwise a large part of a small op's time)."""
+    if arr.size == 1:
+        return 0.0 < float(arr.reshape(-1)[0]) < math.inf
+    return bool(((arr > 0) & (arr < np.inf)).all())
+
+
 def positive_scale(value, name: str) -> np.ndarray:
     """Scale(s) as float32; each must be finite and > 0 (after the float32 conversion)."""
     arr = float_array(value, name)
-    if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+    if not all_positive_finite(arr):
         raise ValueError(f"{name} must be finite and > 0, got {arr.ravel()[:8].tolist()}")
     return arr
 
