@@ -137,7 +137,10 @@ def have_ort() -> bool:
     return True
 
 
-def _session(model, threads: int):
+def ort_session(model, threads: int, optimized_model_path=None):
+    """A CPU session on ``threads`` intra-op threads (inter_op 1, sequential, ORT_ENABLE_ALL).
+
+    optimized_model_path: where ORT saves the graph after its optimizations (what it runs)."""
     import onnx
     import onnxruntime as ort
 
@@ -151,12 +154,15 @@ def _session(model, threads: int):
         # ORT's workers spin after a parallel run by default; in paired rounds (see Paired) they
         # would then compete with the next call for the second core.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = str(optimized_model_path)
+        so.log_severity_level = 3  # ORT warns that a saved NCHWc graph is machine-specific
     # graph_optimization_level left at its default, ORT_ENABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), sess_options=so,
                                 providers=["CPUExecutionProvider"])
 
 
-def _model(node, inputs, outputs, initializers, domains=(("", 17),)):
+def one_node_model(node, inputs, outputs, initializers, domains=(("", 17),)):
     from onnx import helper
     graph = helper.make_graph([node], "bench", inputs, outputs, initializer=initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in domains],
@@ -170,7 +176,7 @@ def ort_matmul_integer(shape, threads: int = 1):
     m, k, n = shape
     a, b, _, _ = gemm_data(shape)
     node = helper.make_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], ["Y"])
-    model = _model(
+    model = one_node_model(
         node,
         [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
         [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])],
@@ -178,7 +184,7 @@ def ort_matmul_integer(shape, threads: int = 1):
          numpy_helper.from_array(np.array(A_ZERO_POINT, dtype=np.uint8), "a_zp"),
          numpy_helper.from_array(np.array(0, dtype=np.int8), "b_zp")],
     )
-    return _session(model, threads), {"A": a}
+    return ort_session(model, threads), {"A": a}
 
 
 @functools.lru_cache(maxsize=None)
@@ -188,13 +194,13 @@ def ort_matmul_f32(shape, threads: int = 1):
     m, k, n = shape
     _, _, a_f, b_f = gemm_data(shape)
     node = helper.make_node("MatMul", ["A", "B"], ["Y"])
-    model = _model(
+    model = one_node_model(
         node,
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])],
         [numpy_helper.from_array(b_f, "B")],
     )
-    return _session(model, threads), {"A": a_f}
+    return ort_session(model, threads), {"A": a_f}
 
 
 @functools.lru_cache(maxsize=None)
@@ -203,13 +209,13 @@ def ort_gemm_f32():
     from onnx import TensorProto, helper, numpy_helper
     x, w, bias = linear_data()
     node = helper.make_node("Gemm", ["X", "W", "bias"], ["Y"], transB=1)
-    model = _model(
+    model = one_node_model(
         node,
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [LINEAR_BATCH, LINEAR_IN])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [LINEAR_BATCH, LINEAR_OUT])],
         [numpy_helper.from_array(w, "W"), numpy_helper.from_array(bias, "bias")],
     )
-    return _session(model, 1), {"X": x}
+    return ort_session(model, 1), {"X": x}
 
 
 @functools.lru_cache(maxsize=None)
@@ -224,7 +230,7 @@ def ort_dynamic_quant_matmul():
     wq = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)  # [out, in]
     node = helper.make_node("DynamicQuantizeMatMul", ["X", "B", "b_scale", "b_zp", "bias"], ["Y"],
                             domain="com.microsoft")
-    model = _model(
+    model = one_node_model(
         node,
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [LINEAR_BATCH, LINEAR_IN])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [LINEAR_BATCH, LINEAR_OUT])],
@@ -234,7 +240,7 @@ def ort_dynamic_quant_matmul():
          numpy_helper.from_array(bias, "bias")],
         domains=(("", 17), ("com.microsoft", 1)),
     )
-    return _session(model, 1), {"X": x}
+    return ort_session(model, 1), {"X": x}
 
 
 @functools.lru_cache(maxsize=None)
@@ -505,6 +511,29 @@ class PedanticShim:
         return float(np.median(self.times))
 
 
+def time_paired(benchmark, results, ours_key, ours, baselines, budget_s, min_cycles=5, warmup=True,
+                ours_prepare=None):
+    """Time ours and its baselines in the same cycles (:class:`Paired`) and record the medians:
+    ours under ``ours_key``, each baseline under ``paired_key(ours_key, name)``.
+
+    benchmark: pytest-benchmark's fixture or a :class:`PedanticShim`. Returns (ours median,
+    {baseline name: median}); ours median is None under ``--benchmark-disable`` (nothing recorded).
+    """
+    med = Paired(ours, baselines, ours_prepare).run(benchmark, budget_s, min_cycles=min_cycles,
+                                                    warmup=warmup)
+    if isinstance(benchmark, PedanticShim):
+        ours_med = benchmark.median
+    else:
+        stats = getattr(benchmark, "stats", None)
+        ours_med = None if stats is None else stats.stats.median
+    if ours_med is None:
+        return None, med
+    results.record(ours_key, ours_med)
+    for name, sec in med.items():
+        results.record(paired_key(ours_key, name), sec)
+    return ours_med, med
+
+
 # --------------------------------------------------------------------------------------------
 # Machine description
 # --------------------------------------------------------------------------------------------
@@ -595,6 +624,20 @@ def numpy_blas_line() -> str:
     return f"NumPy {np.__version__}: {desc}{note}"
 
 
+def header_lines(eb, numpy_blas=True) -> list:
+    """What the tables were measured on: CPU, eightbit's ISA, versions, NumPy's BLAS."""
+    lines = [cpu_flags_line()]
+    if eb is not None:
+        try:
+            lines.append(f"eb.cpu_info(): {eb.cpu_info()}")
+        except Exception as e:
+            lines.append(f"eb.cpu_info() failed: {e}")
+    lines.append(versions_line(eb))
+    if numpy_blas:
+        lines.append(numpy_blas_line())
+    return lines
+
+
 def versions_line(eb) -> str:
     parts = [f"numpy {np.__version__}"]
     try:
@@ -665,14 +708,26 @@ def table_rows() -> list:
     return rows
 
 
-def _fmt_us(sec):
+def format_table(headers, rows, left=()) -> list:
+    """Lines of a plain-text table: columns padded to width, right-aligned except the columns
+    whose indices are in ``left`` (negative indices count from the end)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    left = {i % len(widths) for i in left}
+
+    def fmt(cells):
+        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def fmt_us(sec):
     if sec is None:
         return "-"
     us = sec * 1e6
     return f"{us:.1f}" if us < 100 else f"{us:.0f}"
 
 
-def _fmt_ratio(r):
+def fmt_ratio(r):
     return "-" if r is None else f"{r:.2f}x"
 
 
@@ -699,7 +754,13 @@ class Results:
             return usable_cpus() >= 2
         return True
 
+    def has_gemm(self) -> bool:
+        """Whether any case of the GEMM table was measured or verified."""
+        row_keys = {k for r in table_rows() for k in (r.ours, *r.cols.values())}
+        return any(k.split("~")[0] in row_keys for k in (*self.times, *self.verified))
+
     def render(self) -> str:
+        """The GEMM target table."""
         headers = (["case", "ours us", "GOP/s"]
                    + [h for c in COLUMNS for h in (f"{c} us", f"x{c}")]
                    + ["target", "result"])
@@ -708,7 +769,7 @@ class Results:
         standalone = set()
         for row in table_rows():
             ours = self.times.get(row.ours)
-            cells = [row.label, _fmt_us(ours), "-" if ours is None else f"{row.ops / ours / 1e9:.0f}"]
+            cells = [row.label, fmt_us(ours), "-" if ours is None else f"{row.ops / ours / 1e9:.0f}"]
             ratios = {}
             for c in COLUMNS:
                 base = None
@@ -719,7 +780,7 @@ class Results:
                         standalone.add(row.label)
                 r = base / ours if (base is not None and ours) else None
                 ratios[c] = r
-                cells += [_fmt_us(base), _fmt_ratio(r)]
+                cells += [fmt_us(base), fmt_ratio(r)]
             target = ", ".join(f">={t:g}x {c}" for c, t in row.targets)
             ok_v, detail = self.verified.get(row.ours, (None, ""))
             if ok_v is False:
@@ -740,13 +801,7 @@ class Results:
             if row.note:
                 notes.append(f"{row.label}: {row.note}")
             lines.append(cells)
-        widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines)]
-        def fmt(cells):
-            out = []
-            for i, (c, w) in enumerate(zip(cells, widths)):
-                out.append(str(c).ljust(w) if i in (0, len(cells) - 2, len(cells) - 1) else str(c).rjust(w))
-            return "  ".join(out).rstrip()
-        text = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines]
+        text = format_table(headers, lines, left=(0, -2, -1))
         text.append("ratio = baseline time / our time (higher is better); times are medians over the "
                     "same cycles (~20 ms blocks of each implementation, alternating), single thread "
                     "unless stated; GOP/s = 2*M*N*K / our time.")

@@ -20,36 +20,17 @@ def _verify(results, k, fn, shape):
         pytest.fail(f"{k}: {detail}")
 
 
-def paired(benchmark, request, results, ours_key, fn, baselines, ours_prepare=None):
-    """Time ours and the baselines {key: fn | (fn, before, after)} in alternating blocks; record
-    the medians (ours' from pytest-benchmark) for the summary table."""
-    cfg = request.config
-    p = B.Paired(fn, baselines, ours_prepare)
-    med = p.run(benchmark, 4.0 * float(cfg.getoption("benchmark_max_time")),
-                min_cycles=int(cfg.getoption("benchmark_min_rounds")),
-                warmup=bool(cfg.getoption("benchmark_warmup")))
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable
-        return
-    ours = stats.stats.median
-    results.record(ours_key, ours)
-    for bk, sec in med.items():
-        results.record(B.paired_key(ours_key, bk), sec)
-        benchmark.extra_info[f"{bk} median s"] = sec
-        benchmark.extra_info[f"ratio vs {bk}"] = sec / ours
-
-
 @pytest.mark.parametrize("shape", B.OUR_VARIANTS["1t"], ids=B.shape_id)
-def bench_ours(benchmark, request, eb, results, shape):
+def bench_ours(benchmark, paired, eb, results, shape):
     benchmark.group = B.shape_id(shape)
     k = B.key("ours-1t", shape)
     fn = B.gemm_ours_fn(eb, shape)
     _verify(results, k, fn, shape)
-    paired(benchmark, request, results, k, fn, B.gemm_paired_baselines(shape))
+    paired(k, fn, B.gemm_paired_baselines(shape))
 
 
 @pytest.mark.parametrize("shape", B.OUR_VARIANTS["avx2"], ids=B.shape_id)
-def bench_ours_avx2(benchmark, request, eb, results, shape):
+def bench_ours_avx2(benchmark, paired, eb, results, shape):
     benchmark.group = B.shape_id(shape)
     if "avx2" not in B.available_isas(eb):
         pytest.skip("no AVX2 on this machine")
@@ -58,12 +39,12 @@ def bench_ours_avx2(benchmark, request, eb, results, shape):
         assert eb.cpu_info()["isa"] == "avx2"
         fn = B.gemm_ours_fn(eb, shape)   # packed under the ISA it runs on
         _verify(results, k, fn, shape)
-        paired(benchmark, request, results, k, fn, B.gemm_paired_baselines(shape))
+        paired(k, fn, B.gemm_paired_baselines(shape))
 
 
 @pytest.mark.two_threads
 @pytest.mark.parametrize("shape", B.OUR_VARIANTS["2t"], ids=B.shape_id)
-def bench_ours_2threads(benchmark, request, eb, results, shape):
+def bench_ours_2threads(benchmark, paired, eb, results, shape):
     benchmark.group = B.shape_id(shape) + "-2threads"
     if B.usable_cpus() < 2:
         pytest.skip("fewer than 2 usable CPUs")
@@ -75,7 +56,7 @@ def bench_ours_2threads(benchmark, request, eb, results, shape):
         baselines = {B.key("ours-1t", shape): (fn, lambda: eb.set_num_threads(1),
                                                lambda: eb.set_num_threads(2))}
         baselines.update(B.gemm_paired_baselines(shape, threads=2))
-        paired(benchmark, request, results, k, fn, baselines, ours_prepare=fn)  # warm the pool
+        paired(k, fn, baselines, ours_prepare=fn)  # warm the pool
 
 
 def _baseline_params():

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 
 import _baselines as B
-from bench_gemm import paired
 
 GROUP = f"linear-{B.LINEAR_BATCH}x{B.LINEAR_IN}->{B.LINEAR_OUT}"
 
 
-def bench_linear_ours(benchmark, request, eb, results):
+def bench_linear_ours(benchmark, paired, eb, results):
     benchmark.group = GROUP
     x, w, bias = B.linear_data()
     lin = eb.QuantizedLinear(w, bias)
@@ -22,8 +21,7 @@ def bench_linear_ours(benchmark, request, eb, results):
     if not ok:
         pytest.fail(f"QuantizedLinear: relative L2 error vs float32 {rel:.3e} >= {B.LINEAR_TOL}")
     kinds = B.LINEAR_BASELINES if B.have_ort() else ["numpy"]
-    paired(benchmark, request, results, "lin/ours", lambda: lin(x),
-           {f"lin/{k}": B.linear_baseline_fn(k) for k in kinds})
+    paired("lin/ours", lambda: lin(x), {f"lin/{k}": B.linear_baseline_fn(k) for k in kinds})
 
 
 @pytest.mark.parametrize("kind", B.LINEAR_BASELINES)

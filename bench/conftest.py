@@ -1,11 +1,13 @@
-"""pytest-benchmark suite: eightbit int8 GEMM against ONNX Runtime and NumPy, in the same run.
+"""pytest-benchmark suite: eightbit int8 GEMM and convolution against ONNX Runtime (and NumPy),
+in the same run.
 
 Run from the repository root (see bench/README.md):
 
     pytest bench/ --benchmark-only
 
 bench/pytest.ini makes pytest collect ``bench_*.py`` / ``bench_*`` functions and sets the timing
-defaults. At the end of the session the target table is printed (``pytest_terminal_summary``).
+defaults. At the end of the session the target tables are printed (``pytest_terminal_summary``):
+the GEMM table and the convolution table, each when some of its cases ran.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ except ImportError:
     threadpoolctl = None
 
 import _baselines as B  # noqa: E402
+import _conv as C  # noqa: E402
 
 _RESULTS = pytest.StashKey()
 _USAGE = pytest.StashKey()
@@ -64,6 +67,28 @@ def eb():
     return mod
 
 
+@pytest.fixture
+def paired(benchmark, request, results):
+    """paired(ours_key, fn, baselines, ours_prepare=None): time ours with pytest-benchmark and the
+    baselines {key: fn | (fn, before, after)} in alternating blocks for 4 x --benchmark-max-time
+    (_baselines.Paired); record the medians for the summary tables, and the baselines' paired
+    medians and ratios in the benchmark's extra_info."""
+    cfg = request.config
+
+    def run(ours_key, fn, baselines, ours_prepare=None):
+        ours, med = B.time_paired(benchmark, results, ours_key, fn, baselines,
+                                  4.0 * float(cfg.getoption("benchmark_max_time")),
+                                  min_cycles=int(cfg.getoption("benchmark_min_rounds")),
+                                  warmup=bool(cfg.getoption("benchmark_warmup")),
+                                  ours_prepare=ours_prepare)
+        if ours is None:  # --benchmark-disable
+            return
+        for bk, sec in med.items():
+            benchmark.extra_info[f"{bk} median s"] = sec
+            benchmark.extra_info[f"ratio vs {bk}"] = sec / ours
+    return run
+
+
 @pytest.fixture(scope="session")
 def need_ort():
     if not B.have_ort():
@@ -72,22 +97,23 @@ def need_ort():
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     res = config.stash.get(_RESULTS, None)
-    if res is None or not (res.times or res.verified):
+    if res is None:
+        return
+    tables = []
+    if res.has_gemm():
+        tables.append(("eightbit int8 GEMM vs ONNX Runtime (same run)", res.render))
+    if C.has_conv(res):
+        tables.append(("eightbit int8 convolution vs ONNX Runtime (same run)", lambda: C.render(res)))
+    if not tables:
         return
     tr = terminalreporter
-    tr.write_sep("=", "eightbit int8 GEMM vs ONNX Runtime (same run)")
-    tr.write_line(B.cpu_flags_line())
     eb, _ = B.import_eightbit()
-    if eb is not None:
-        try:
-            tr.write_line(f"eb.cpu_info(): {eb.cpu_info()}")
-        except Exception as e:
-            tr.write_line(f"eb.cpu_info() failed: {e}")
-    tr.write_line(B.versions_line(eb))
-    tr.write_line(B.numpy_blas_line())
     usage = config.stash.get(_USAGE, None)
-    if usage is not None:
-        tr.write_line(usage.line())
-    tr.write_line("")
-    for line in res.render().splitlines():
-        tr.write_line(line)
+    for i, (title, render) in enumerate(tables):
+        tr.write_sep("=", title)
+        if i == 0:  # the machine, once
+            for line in B.header_lines(eb) + ([usage.line()] if usage is not None else []):
+                tr.write_line(line)
+        tr.write_line("")
+        for line in render().splitlines():
+            tr.write_line(line)

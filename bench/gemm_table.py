@@ -40,13 +40,9 @@ def main(argv=None):
     eb, why = B.import_eightbit()
     res.eb_unavailable = why
     res.isas = B.available_isas(eb)
-    print(B.cpu_flags_line())
     if eb is not None:
         eb.set_num_threads(1)
-        print(f"eb.cpu_info(): {eb.cpu_info()}")
-    print(B.versions_line(eb))
-    print(B.numpy_blas_line())
-    print()
+    print("\n".join(B.header_lines(eb)) + "\n")
     if eb is None:
         print(f"eightbit not importable ({why}): nothing to compare")
         return 1
@@ -54,11 +50,8 @@ def main(argv=None):
     def run(label, ours_key, fn, baselines, ours_prepare=None):
         if args.k not in label:
             return
-        shim = B.PedanticShim()
-        med = B.Paired(fn, baselines, ours_prepare).run(shim, args.time, min_cycles=args.min_cycles)
-        res.record(ours_key, shim.median)
-        for bk, sec in med.items():
-            res.record(B.paired_key(ours_key, bk), sec)
+        B.time_paired(B.PedanticShim(), res, ours_key, fn, baselines, args.time,
+                      min_cycles=args.min_cycles, ours_prepare=ours_prepare)
         print(f"  measured {label}", file=sys.stderr)
 
     def verify(k, fn, shape):

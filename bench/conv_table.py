@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Print the convolution target table (issue 3) without pytest-benchmark (a development aid).
+
+Same cases, baselines, verification and paired timing (short alternating blocks, see
+_baselines.Paired) as ``pytest bench/bench_conv.py --benchmark-only``; only the timer loop is a
+plain one.
+
+    python bench/conv_table.py                       # every case, ~1 s of timing each (~40 s)
+    python bench/conv_table.py --quick               # 0.3 s each, no 2-thread row (~15 s)
+    python bench/conv_table.py --layers 3x3,dw --batch 1    # layer ids / labels containing 3x3 or dw
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _baselines as B  # noqa: E402
+import _conv as C  # noqa: E402
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", default="",
+                    help="comma-separated substrings of layer ids / labels: "
+                         + ", ".join(layer.id for layer in C.LAYERS))
+    ap.add_argument("--batch", type=int, action="append", choices=C.BATCHES,
+                    help="only this batch (repeatable); default: all")
+    ap.add_argument("-t", "--time", type=float, default=None,
+                    help="seconds of timing per case (default 1.0, 0.3 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="short timing, at least 3 cycles, no 2-thread row")
+    ap.add_argument("--min-cycles", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.time is None:
+        args.time = 0.3 if args.quick else 1.0
+    if args.min_cycles is None:
+        args.min_cycles = 3 if args.quick else 5
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    usage = B.CpuUsage()
+    res = B.Results()
+    eb, why = B.import_eightbit()
+    res.eb_unavailable = why
+    res.isas = B.available_isas(eb)
+    if eb is not None:
+        eb.set_num_threads(1)
+    print("\n".join(B.header_lines(eb, numpy_blas=False)) + "\n")  # no NumPy column here
+    if eb is None:
+        print(f"eightbit not importable ({why}): nothing to compare")
+        return 1
+
+    cases = C.CASES + ([] if args.quick else C.THREADED_CASES)  # 2-thread case last
+    layers = [s for s in args.layers.split(",") if s]
+    for case in C.select(cases, layers, args.batch):
+        if case.threads > B.usable_cpus():
+            continue
+        fn = C.conv_ours_fn(eb, case)
+        with C.case_threads(eb, case):
+            if not C.verify(res, case, fn):
+                continue
+            B.time_paired(B.PedanticShim(), res, case.key("ours"), fn,
+                          C.paired_baselines(eb, case, fn), args.time, min_cycles=args.min_cycles,
+                          ours_prepare=fn if case.threads > 1 else None)
+        print(f"  measured {case.id}", file=sys.stderr)
+
+    print(C.render(res))
+    print(usage.line())
+    bad = [k for k, (ok, _) in res.verified.items() if ok is False]
+    for k in bad:
+        print(f"WRONG RESULT {k}: {res.verified[k][1]}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
