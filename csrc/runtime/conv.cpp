@@ -15,10 +15,6 @@ int32_t weight_value(const void* w, bool w_signed, int64_t i) {
   return w_signed ? static_cast<const int8_t*>(w)[i] : static_cast<const uint8_t*>(w)[i];
 }
 
-int64_t output_bytes(OutputKind kind) {
-  return kind == OutputKind::kQuantFloat || kind == OutputKind::kQuantFixed ? 1 : 4;
-}
-
 // Splits [0, n) over the pool when there is enough work.
 template <typename Fn>
 void parallel_rows(int64_t n, int64_t work_per_row, Fn&& fn) {
@@ -32,49 +28,91 @@ void parallel_rows(int64_t n, int64_t work_per_row, Fn&& fn) {
   ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
 }
 
-// One group's patches: row (n, oh, ow) holds kernel_h x kernel_w runs of
-// group_in_c bytes; taps outside the input hold the zero point.  With one
-// group and dilation_w == 1 the kernel_w taps of a kernel row are adjacent
-// pixels, copied as one run (the 3-channel stem would otherwise copy 3 bytes
-// at a time).
-void im2col(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t group, uint8_t* out) {
+// Copies / fills of a few dozen bytes (a stem's kernel row is 21): inline
+// 16-byte moves, the last one overlapping, instead of a libc call per run.
+inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n < 16) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    return;
+  }
+  for (int64_t i = 0; i + 16 < n; i += 16) std::memcpy(dst + i, src + i, 16);
+  std::memcpy(dst + n - 16, src + n - 16, 16);
+}
+
+inline void fill_run(uint8_t* dst, uint8_t value, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = value;
+}
+
+// One kernel row of one patch: kernel_w taps of group_in_c bytes, those
+// outside the input (iw0 + kw * dilation_w out of [0, in_w)) the zero point.
+void patch_kernel_row(const ConvGeometry& g, const uint8_t* src_row, int64_t iw0, uint8_t zero_byte, uint8_t* dst) {
+  const int64_t cg = g.group_in_c();
+  for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += cg) {
+    const int64_t iw = iw0 + kw * g.dilation_w;
+    if (iw < 0 || iw >= g.in_w)
+      fill_run(dst, zero_byte, cg);
+    else
+      copy_run(dst, src_row + iw * g.in_c, cg);
+  }
+}
+
+// Rows [r0, r1) of one group's patches, ld bytes apart: row (n, oh, ow)
+// holds kernel_h x kernel_w taps of group_in_c bytes; taps outside the input
+// hold the zero point.  Walked one output row and one kernel row at a time;
+// with one group and dilation_w == 1, a window inside the input horizontally
+// copies its kernel_w taps as one run (adjacent pixels).
+void im2col_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t group, int64_t r0, int64_t r1,
+                 uint8_t* out, int64_t ld) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), cg = g.group_in_c();
-  const int64_t row_bytes = g.kernel_h * g.kernel_w * cg;
+  const int64_t kernel_row_bytes = g.kernel_w * cg;
   const bool runs = g.groups == 1 && g.dilation_w == 1;
-  parallel_rows(g.batch * oh_n * ow_n, row_bytes, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow = r % ow_n;
-      uint8_t* dst = out + r * row_bytes;
-      const int64_t iw0 = ow * g.stride_w - g.pad_left;
-      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) {
-          std::memset(dst, zero_byte, static_cast<size_t>(g.kernel_w * cg));
-          dst += g.kernel_w * cg;
-          continue;
-        }
-        const uint8_t* src_row = x + (n * g.in_h + ih) * g.in_w * g.in_c + group * cg;
-        if (runs) {
-          // Taps [lo, hi) are inside the row; the rest are padding.
-          const int64_t lo = std::clamp<int64_t>(-iw0, 0, g.kernel_w);
-          const int64_t hi = std::clamp<int64_t>(g.in_w - iw0, lo, g.kernel_w);
-          std::memset(dst, zero_byte, static_cast<size_t>(lo * cg));
-          std::memcpy(dst + lo * cg, src_row + (iw0 + lo) * g.in_c, static_cast<size_t>((hi - lo) * cg));
-          std::memset(dst + hi * cg, zero_byte, static_cast<size_t>((g.kernel_w - hi) * cg));
-          dst += g.kernel_w * cg;
-          continue;
-        }
-        for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += cg) {
-          const int64_t iw = iw0 + kw * g.dilation_w;
-          if (iw < 0 || iw >= g.in_w)
-            std::memset(dst, zero_byte, static_cast<size_t>(cg));
-          else
-            std::memcpy(dst, src_row + iw * g.in_c, static_cast<size_t>(cg));
-        }
+  // Output columns whose windows lie inside [0, in_w): [ow_in0, ow_in1).
+  const int64_t span = (g.kernel_w - 1) * g.dilation_w;
+  const int64_t ow_in0 = std::min(ow_n, (g.pad_left + g.stride_w - 1) / g.stride_w);
+  const int64_t ow_in1 = g.in_w - span + g.pad_left <= 0
+                             ? 0
+                             : std::clamp<int64_t>((g.in_w - 1 - span + g.pad_left) / g.stride_w + 1, ow_in0, ow_n);
+  for (int64_t r = r0; r < r1;) {
+    const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow0 = r % ow_n;
+    const int64_t ow1 = std::min(ow_n, ow0 + (r1 - r));
+    uint8_t* const first = out + (r - r0) * ld;
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+      uint8_t* dst = first + kh * kernel_row_bytes;
+      if (ih < 0 || ih >= g.in_h) {
+        for (int64_t ow = ow0; ow < ow1; ++ow, dst += ld) fill_run(dst, zero_byte, kernel_row_bytes);
+        continue;
+      }
+      const uint8_t* src_row = x + (n * g.in_h + ih) * g.in_w * g.in_c + group * cg;
+      for (int64_t ow = ow0; ow < ow1; ++ow, dst += ld) {
+        const int64_t iw0 = ow * g.stride_w - g.pad_left;
+        if (runs && ow >= ow_in0 && ow < ow_in1)
+          copy_run(dst, src_row + iw0 * g.in_c, kernel_row_bytes);
+        else
+          patch_kernel_row(g, src_row, iw0, zero_byte, dst);
       }
     }
-  });
+    r += ow1 - ow0;
+  }
 }
+
+// One group's patches as a GEMM row source (ARowSource).
+struct PatchSource {
+  const ConvGeometry* g;
+  const uint8_t* x;
+  uint8_t zero_byte;
+  int64_t group;
+
+  static void fill(const void* ctx, int64_t m0, int64_t m1, uint8_t* dst, int64_t ld) {
+    const PatchSource& p = *static_cast<const PatchSource*>(ctx);
+    im2col_rows(*p.g, p.x, p.zero_byte, p.group, m0, m1, dst, ld);
+  }
+};
+
+// Patches at most this large are written whole before the GEMM (they stay in
+// L2 anyway, and every thread can take a share of the panels); larger ones
+// are produced chunk by chunk inside it.
+constexpr int64_t kWholePatchBytes = 1024 * 1024;
 
 }  // namespace
 
@@ -171,12 +209,17 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
     a.M = M;
     a.K = K;
     a.zp = &x_zp;
+    const PatchSource source{&g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), grp};
     if (g.pointwise()) {
       a.data = static_cast<const uint8_t*>(x) + grp * cg;
       a.lda = g.in_c;
+    } else if (M * K > kWholePatchBytes) {
+      a.source = {PatchSource::fill, &source};
     } else {
       patches.reserve_discard(static_cast<size_t>(M * K));
-      im2col(g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), grp, patches.data());
+      parallel_rows(M, K, [&](int64_t r0, int64_t r1) {
+        PatchSource::fill(&source, r0, r1, patches.data() + r0 * K, K);
+      });
       a.data = patches.data();
       a.lda = K;
     }

@@ -133,6 +133,9 @@ void prepare_a(const AOperand& a, const PreparedA& p, int threads) {
   });
 }
 
+// Rows of A per chunk when A comes from a row source.
+constexpr int64_t kStreamChunkBytes = 128 * 1024;
+
 int choose_threads(int64_t M, const PackedB& B) {
   const int64_t macs = M * B.Np * B.Kp;
   return static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1, ThreadPool::instance().num_threads()));
@@ -211,13 +214,13 @@ PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, 
   return p;
 }
 
-void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
-  if (a.M == 0 || b.N == 0) return;
+namespace {
+
+void run_gemm_rows(const AOperand& a, const PackedB& b, Epilogue ep, int threads) {
   GemmKernel kernel = active_gemm();
   // Few rows, or K = 0 (no tile to multiply): the few-rows kernel.
   if ((a.M < kernel.min_rows || b.Kp == 0) && kernel.few_rows != nullptr) kernel = kernel.few_rows();
   Scratch& s = scratch();
-  const int threads = choose_threads(a.M, b);
   const PreparedA pa = plan_a(a, b.Kp, kernel, b.any_zp_shifted, s);
   prepare_a(a, pa, threads);
 
@@ -261,6 +264,53 @@ void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
   call.b = &b;
   call.ep = ep;
   run_blocks(kernel, call, threads);
+}
+
+// Each chunk of rows is produced into a per-thread buffer and multiplied by
+// all of B before the next: A never makes the round trip to memory.
+void run_gemm_streamed(const AOperand& a, const PackedB& b, const Epilogue& ep, int threads) {
+  const int64_t Kp = b.Kp;
+  const int64_t chunk_rows = std::max<int64_t>(kStreamChunkBytes / std::max<int64_t>(Kp, 1) / 32 * 32, 32);
+  const int64_t chunks = (a.M + chunk_rows - 1) / chunk_rows;
+  const int64_t out_row_bytes = ep.ldc * output_bytes(ep.kind);
+  auto run_chunks = [&](int64_t c0, int64_t c1) {
+    thread_local AlignedBuffer<uint8_t> rows;
+    rows.reserve_discard(static_cast<size_t>(chunk_rows * Kp));
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t m0 = c * chunk_rows, m = std::min(chunk_rows, a.M - m0);
+      a.source.fill(a.source.ctx, m0, m0 + m, rows.data(), Kp);
+      if (Kp > a.K)
+        for (int64_t r = 0; r < m; ++r) std::memset(rows.data() + r * Kp + a.K, 0, static_cast<size_t>(Kp - a.K));
+      AOperand sub = a;
+      sub.source = {};
+      sub.data = rows.data();
+      sub.M = m;
+      sub.lda = Kp;
+      sub.rows_padded = true;
+      if (a.zp_per_row) sub.zp += m0;
+      Epilogue e = ep;
+      e.out = static_cast<uint8_t*>(ep.out) + m0 * out_row_bytes;
+      if (e.row_scale != nullptr) e.row_scale += m0;
+      run_gemm_rows(sub, b, e, 1);
+    }
+  };
+  threads = static_cast<int>(std::min<int64_t>(threads, chunks));
+  if (threads <= 1) {
+    run_chunks(0, chunks);
+    return;
+  }
+  ThreadPool::instance().run(threads, [&](int t) { run_chunks(chunks * t / threads, chunks * (t + 1) / threads); });
+}
+
+}  // namespace
+
+void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
+  if (a.M == 0 || b.N == 0) return;
+  const int threads = choose_threads(a.M, b);
+  if (a.source.fill != nullptr)
+    run_gemm_streamed(a, b, ep, threads);
+  else
+    run_gemm_rows(a, b, ep, threads);
 }
 
 bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,

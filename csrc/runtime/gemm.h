@@ -14,9 +14,18 @@ namespace eb {
 PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, const int32_t* zp,
                bool zp_per_column);
 
-// The A operand of one call: M x K bytes with row stride lda, uint8 or int8;
-// zero point per tensor (1 value) or per row (M values) in A's domain.
+// A produced on demand (im2col): fill(ctx, m0, m1, dst, ld) writes rows
+// [m0, m1) of A, K bytes each in A's own domain, ld bytes apart.
+struct ARowSource {
+  void (*fill)(const void* ctx, int64_t m0, int64_t m1, uint8_t* dst, int64_t ld) = nullptr;
+  const void* ctx = nullptr;
+};
+
+// The A operand of one call: M x K bytes with row stride lda, uint8 or int8,
+// or rows from `source` (then data / lda are unused); zero point per tensor
+// (1 value) or per row (M values) in A's domain.
 struct AOperand {
+  ARowSource source;
   const void* data = nullptr;
   bool is_signed = false;
   int64_t M = 0, K = 0, lda = 0;
@@ -25,7 +34,8 @@ struct AOperand {
   bool rows_padded = false;  // lda >= round_up(K, 4) and the pad bytes are readable
 };
 
-// C = epilogue(A x B).  `ep` carries the output kind, its parameters and the
+// C = epilogue(A x B).  A from a row source is produced and multiplied in
+// chunks of rows small enough to stay in L2 in between.  `ep` carries the output kind, its parameters and the
 // output pointer; the zero-point fields are filled here.  Per-column
 // parameter arrays (multiplier, col_scale, bias, ...) must hold Np entries.
 void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep);

@@ -61,6 +61,10 @@ enum class OutputKind {
   kFloat,       // dynamic linear: float(acc) * (row_scale[m] * col_scale[n]) + bias[n], optional relu
 };
 
+inline int64_t output_bytes(OutputKind kind) {
+  return kind == OutputKind::kQuantFloat || kind == OutputKind::kQuantFixed ? 1 : 4;
+}
+
 struct Epilogue {
   OutputKind kind = OutputKind::kInt32;
   // Zero-point terms (see the header comment).  col_comp holds per-column
