@@ -33,8 +33,9 @@ Scratch& scratch() {
 // How the kernel reads A.  A copy is made when it cannot read the caller's
 // rows in place: int8 A is shifted to uint8 (a ^ 0x80); the avx2 path wants
 // int16; a row must be readable up to Kp (K % 4 != 0 would over-read the
-// caller's last row); AMX reads whole 16-row x 64-byte tiles, in a layout
-// its own packer (GemmKernel::pack_a_tiles) writes.
+// caller's last row); AMX reads whole 16-row x 64-byte tiles, in place when
+// the rows allow it, else in a layout its own packer
+// (GemmKernel::pack_a_tiles) writes.
 enum class ALayout { kInPlace, kBytes, kWide, kTiles };
 
 struct PreparedA {
@@ -45,10 +46,21 @@ struct PreparedA {
   int16_t* wide = nullptr;
   int32_t* row_sum = nullptr;  // null when no zb' != 0
   GemmKernel::PackTilesFn pack_tiles = nullptr;
+  int64_t direct_rows = 0;     // kTiles: rows the kernel reads in place
   // What the kernel gets.
   const uint8_t* a = nullptr;
   int64_t lda = 0;
+  int64_t lda_tiles = 0;
 };
+
+// Tile kernels can read uint8 rows in place when every tile row (a_k_pad
+// bytes) is readable and zero past K, and the row stride does not put 16
+// rows into a few L1 sets (a multiple of 2 KiB would).
+bool tiles_in_place(const AOperand& a, const GemmKernel& kernel) {
+  const int64_t k_tiles = round_up(a.K, kernel.a_k_pad);
+  return !a.is_signed && a.source.fill == nullptr && a.lda % 2048 != 0 &&
+         (a.K == k_tiles || a.zero_padded_to >= k_tiles);
+}
 
 PreparedA plan_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool need_row_sum, Scratch& s) {
   PreparedA p;
@@ -57,11 +69,15 @@ PreparedA plan_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool n
     p.layout = ALayout::kTiles;
     p.pack_tiles = kernel.pack_a_tiles;
     p.rows = round_up(a.M, kernel.a_row_pad);
-    const int64_t row_tile_bytes = round_up(a.K, kernel.a_k_pad) * (kernel.a_row_pad / 2);
-    s.a8.reserve_discard(static_cast<size_t>(p.rows / (kernel.a_row_pad / 2) * row_tile_bytes));
+    if (tiles_in_place(a, kernel)) {
+      p.direct_rows = a.M / kernel.a_row_pad * kernel.a_row_pad;
+      p.a = static_cast<const uint8_t*>(a.data);
+      p.lda = a.lda;
+    }
+    const int64_t tile_rows = kernel.a_row_pad / 2;
+    p.lda_tiles = round_up(a.K, kernel.a_k_pad) * tile_rows;  // bytes per row of tiles
+    s.a8.reserve_discard(static_cast<size_t>((p.rows - p.direct_rows) / tile_rows * p.lda_tiles));
     p.bytes = s.a8.data();
-    p.a = p.bytes;
-    p.lda = row_tile_bytes;  // bytes per row of tiles
   } else if (kernel.wide_a) {
     p.layout = ALayout::kWide;
     p.width = Kp;
@@ -90,7 +106,9 @@ PreparedA plan_a(const AOperand& a, int64_t Kp, const GemmKernel& kernel, bool n
 void fill_a_rows(const AOperand& a, const PreparedA& p, int64_t m0, int64_t m1) {
   const uint8_t* src = static_cast<const uint8_t*>(a.data);
   const uint8_t flip = a.is_signed ? 0x80 : 0;
-  if (p.layout == ALayout::kTiles) p.pack_tiles(src, a.lda, a.M, a.K, a.is_signed, p.bytes, m0, m1);
+  const int64_t d = p.direct_rows;
+  if (p.layout == ALayout::kTiles && std::max(m0, d) < m1)
+    p.pack_tiles(src + d * a.lda, a.lda, a.M - d, a.K, a.is_signed, p.bytes, std::max(m0, d) - d, m1 - d);
   for (int64_t m = m0; m < m1; ++m) {
     const uint8_t* row = src + m * a.lda;
     const int64_t valid = m < a.M ? a.K : 0;
@@ -259,6 +277,9 @@ void run_gemm_rows(const AOperand& a, const PackedB& b, Epilogue ep, int threads
   call.M = a.M;
   call.a = pa.a;
   call.lda = pa.lda;
+  call.a_direct_rows = pa.direct_rows;
+  call.a_tiles = pa.bytes;
+  call.lda_tiles = pa.lda_tiles;
   call.a_wide = pa.wide;
   call.lda_wide = pa.width;
   call.b = &b;
@@ -269,24 +290,25 @@ void run_gemm_rows(const AOperand& a, const PackedB& b, Epilogue ep, int threads
 // Each chunk of rows is produced into a per-thread buffer and multiplied by
 // all of B before the next: A never makes the round trip to memory.
 void run_gemm_streamed(const AOperand& a, const PackedB& b, const Epilogue& ep, int threads) {
-  const int64_t Kp = b.Kp;
-  const int64_t chunk_rows = std::max<int64_t>(kStreamChunkBytes / std::max<int64_t>(Kp, 1) / 32 * 32, 32);
+  // Rows padded with zeros to whole 64-byte tile rows, so AMX reads them in place.
+  const int64_t ld = round_up(b.Kp, 64);
+  const int64_t chunk_rows = std::max<int64_t>(kStreamChunkBytes / std::max<int64_t>(ld, 1) / 32 * 32, 32);
   const int64_t chunks = (a.M + chunk_rows - 1) / chunk_rows;
   const int64_t out_row_bytes = ep.ldc * output_bytes(ep.kind);
   auto run_chunks = [&](int64_t c0, int64_t c1) {
     thread_local AlignedBuffer<uint8_t> rows;
-    rows.reserve_discard(static_cast<size_t>(chunk_rows * Kp));
+    rows.reserve_discard(static_cast<size_t>(chunk_rows * ld));
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t m0 = c * chunk_rows, m = std::min(chunk_rows, a.M - m0);
-      a.source.fill(a.source.ctx, m0, m0 + m, rows.data(), Kp);
-      if (Kp > a.K)
-        for (int64_t r = 0; r < m; ++r) std::memset(rows.data() + r * Kp + a.K, 0, static_cast<size_t>(Kp - a.K));
+      a.source.fill(a.source.ctx, m0, m0 + m, rows.data(), ld);
+      for (int64_t r = 0; r < m; ++r) std::memset(rows.data() + r * ld + a.K, 0, static_cast<size_t>(ld - a.K));
       AOperand sub = a;
       sub.source = {};
       sub.data = rows.data();
       sub.M = m;
-      sub.lda = Kp;
+      sub.lda = ld;
       sub.rows_padded = true;
+      sub.zero_padded_to = ld;
       if (a.zp_per_row) sub.zp += m0;
       Epilogue e = ep;
       e.out = static_cast<uint8_t*>(ep.out) + m0 * out_row_bytes;

@@ -32,6 +32,7 @@ struct AOperand {
   const int32_t* zp = nullptr;
   bool zp_per_row = false;
   bool rows_padded = false;  // lda >= round_up(K, 4) and the pad bytes are readable
+  int64_t zero_padded_to = 0; // every row readable, and zero past K, up to this many bytes
 };
 
 // C = epilogue(A x B).  A from a row source is produced and multiplied in

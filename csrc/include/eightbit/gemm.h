@@ -103,6 +103,13 @@ struct GemmCall {
   int64_t lda = 0;
   const int16_t* a_wide = nullptr;  // avx2: zero-extended copy of A, lda_wide elements per row
   int64_t lda_wide = 0;
+  // Tile kernels (GemmKernel::a_row_pad > 1): rows [0, a_direct_rows) are
+  // read in place (a, lda; every row readable and zero up to a_k_pad), the
+  // rest from the packed tiles (a_tiles, lda_tiles bytes per row of tiles,
+  // the first one holding row a_direct_rows).
+  int64_t a_direct_rows = 0;
+  const uint8_t* a_tiles = nullptr;
+  int64_t lda_tiles = 0;
   const PackedB* b = nullptr;
   Epilogue ep;
 };

@@ -7,11 +7,11 @@
 // (64 k x 16 columns, row stride 64 bytes).
 //
 // Tile use: tmm0-1 = A (rows 0-15, 16-31), tmm2-3 = B (two panels),
-// tmm4-7 = C (32 x 32 int32).  The runtime stores A as zero-padded 16 x 64
-// byte tiles, each contiguous (GemmKernel::a_row_pad / a_k_pad; GemmCall::lda
-// is then the bytes of one 16-row tile row); a B tile over the last partial
-// K chunk reads padding or the next panel, which meets those zero A bytes and
-// adds nothing (PackedB keeps 1 KiB of slack for the last panel).  Blocks of fewer than 8 rows go to the
+// tmm4-7 = C (32 x 32 int32).  A tiles are read in place from rows padded
+// with zeros to whole 64-byte chunks, or from zero-padded contiguous 16 x 64
+// byte tiles the runtime packs (GemmCall::a_direct_rows); a B tile over the
+// last partial K chunk reads padding or the next panel, which meets those
+// zero A bytes and adds nothing (PackedB keeps 1 KiB of slack for the last panel).  Blocks of fewer than 8 rows go to the
 // AVX-512 VNNI kernels, which waste less of a tile on GEMV-like calls.
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -60,12 +60,28 @@ CTiles c_tiles(const int32_t* c, int64_t row_stride_elems, int64_t lower_offset_
           static_cast<int64_t>(row_stride_elems * sizeof(int32_t))};
 }
 
+// Where the A tiles of a 32-row block start: in place (row stride lda) or
+// packed (contiguous 16 x 64 tiles).
+struct ATiles {
+  const uint8_t* at;
+  int64_t stride;      // bytes between rows of a tile
+  int64_t chunk_step;  // bytes to the tile of the next 64 k
+  int64_t lower_step;  // bytes to the tile of rows 16-31
+};
+
+ATiles a_tiles(const GemmCall& call, int64_t m, int64_t k0) {
+  if (m < call.a_direct_rows)
+    return {call.a + m * call.lda + k0 * kTileK, call.lda, kTileK, kTileRows * call.lda};
+  constexpr int64_t kTileBytes = kTileRows * kTileK;
+  return {call.a_tiles + ((m - call.a_direct_rows) / kTileRows) * call.lda_tiles + k0 * kTileBytes, kTileK,
+          kTileBytes, call.lda_tiles};
+}
+
 // One 32 x 32 C block (ATILES = 1: rows 0-15 only) over `chunks` chunks of
 // 64 k, starting from `from` (zero when null) and stored to `to`.
 template <int ATILES>
-void tile_kernel(int64_t chunks, const uint8_t* a, int64_t a_tile_row_bytes, const int8_t* b0, const int8_t* b1,
-                 const CTiles* from, const CTiles& to) {
-  constexpr int64_t kTileBytes = kTileRows * kTileK;
+void tile_kernel(int64_t chunks, const ATiles& a, const int8_t* b0, const int8_t* b1, const CTiles* from,
+                 const CTiles& to) {
   if (from == nullptr) {
     _tile_zero(4);
     _tile_zero(5);
@@ -84,11 +100,11 @@ void tile_kernel(int64_t chunks, const uint8_t* a, int64_t a_tile_row_bytes, con
   for (int64_t c = 0; c < chunks; ++c) {
     _tile_loadd(2, b0 + c * kTileRows * kPanelGroupBytes, kPanelGroupBytes);
     _tile_loadd(3, b1 + c * kTileRows * kPanelGroupBytes, kPanelGroupBytes);
-    _tile_loadd(0, a + c * kTileBytes, kTileK);
+    _tile_loadd(0, a.at + c * a.chunk_step, a.stride);
     _tile_dpbusd(4, 0, 2);
     _tile_dpbusd(5, 0, 3);
     if (ATILES == 2) {
-      _tile_loadd(1, a + a_tile_row_bytes + c * kTileBytes, kTileK);
+      _tile_loadd(1, a.at + a.lower_step + c * a.chunk_step, a.stride);
       _tile_dpbusd(6, 1, 2);
       _tile_dpbusd(7, 1, 3);
     }
@@ -132,7 +148,7 @@ void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t
     for (int64_t t = 0; t < row_tiles; ++t) {
       const int64_t m = m0 + t * kMR;
       const int rows = static_cast<int>(std::min<int64_t>(kMR, m1 - m));
-      const uint8_t* a = call.a + (m / kTileRows) * call.lda + k0 * kTileRows * kTileK;
+      const ATiles a = a_tiles(call, m, k0);
       for (int64_t i = 0; i < pairs; ++i) {
         const int64_t p = p0 + 2 * i, n0 = p * kPanelCols;
         // An odd last panel pairs with itself; its duplicate columns are not stored.
@@ -154,9 +170,9 @@ void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t
         if (!last) to = keep;
         else if (direct && whole) to = c_tiles(out + m * ep.ldc + n0, ep.ldc, kTileRows * ep.ldc);
         if (rows > kTileRows)
-          tile_kernel<2>(kc, a, call.lda, b0, b1, from, to);
+          tile_kernel<2>(kc, a, b0, b1, from, to);
         else
-          tile_kernel<1>(kc, a, call.lda, b0, b1, from, to);
+          tile_kernel<1>(kc, a, b0, b1, from, to);
         if (last && to.at[0] == tile) {
           if (direct) {
             for (int r = 0; r < rows; ++r)
