@@ -62,8 +62,6 @@ void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, 
     const int32_t* s = tile + r * ld;
     Out* out = static_cast<Out*>(ep.out) + (m0 + r) * ep.ldc + n0;
 #if defined(__AVX512BW__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's intrinsics start from an "undefined" vector
     // The same IEEE operations as clamp_round, 16 lanes at a time, the tail
     // masked (GCC vectorises the loop below with 128-bit vectors only).
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
@@ -77,7 +75,6 @@ void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, 
       // cvtps2dq rounds half to even (MXCSR default), as round_even_small does.
       _mm512_mask_cvtepi32_storeu_epi8(out + c, m, _mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
     }
-#pragma GCC diagnostic pop
 #else
     int c = 0;
     for (; c + 16 <= cols; c += 16)

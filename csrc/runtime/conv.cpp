@@ -132,7 +132,7 @@ PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_
   if (p.depthwise) {
     p.dw_weights.resize(static_cast<size_t>(taps * out_c));
     p.dw_weight_sum.resize(static_cast<size_t>(out_c));
-    bool fits_i8 = taps <= kDwMaxTaps;
+    bool fits_i8 = true;
     for (int64_t c = 0; c < out_c; ++c) {
       int32_t sum = 0;
       for (int64_t t = 0; t < taps; ++t) {
@@ -145,10 +145,12 @@ PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_
     }
     if (fits_i8) {
       const int64_t blocks = (out_c + kDwBlockChannels - 1) / kDwBlockChannels;
-      p.dw_weights_i8.resize(static_cast<size_t>((taps + 3) / 4 * blocks * kDwBlockBytes));
+      p.dw_weights_i8.resize(static_cast<size_t>(kernel_w * dw_row_groups(kernel_h) * blocks * kDwBlockBytes));
       for (int64_t c = 0; c < out_c; ++c)
-        for (int64_t t = 0; t < taps; ++t)
-          p.dw_weights_i8[dw_i8_offset(blocks, t, c)] = static_cast<int8_t>(p.dw_weights[t * out_c + c]);
+        for (int64_t kh = 0; kh < kernel_h; ++kh)
+          for (int64_t kw = 0; kw < kernel_w; ++kw)
+            p.dw_weights_i8[dw_i8_offset(blocks, kernel_h, kh, kw, c)] =
+                static_cast<int8_t>(p.dw_weights[(kh * kernel_w + kw) * out_c + c]);
     }
     return p;
   }

@@ -134,8 +134,8 @@ DEPTHWISE_CASES = [
     (64, 9, 8, 3, (1, 1), (2, 1), (2, 1, 2, 1)),
     (65, 6, 6, 5, (2, 1), (1, 1), (2, 2, 2, 2)),
     (130, 4, 5, 5, (1, 2), (1, 2), (3, 0, 1, 4)),
-    (8, 9, 9, 7, (1, 1), (1, 1), (3, 3, 3, 3)),   # 49 taps: 13 groups of 4
-    (8, 10, 10, 9, (1, 1), (1, 1), (4, 4, 4, 4)), # 81 taps: too many for the int8 path
+    (8, 9, 9, 7, (1, 1), (1, 1), (3, 3, 3, 3)),   # 7 rows: 2 row groups
+    (8, 10, 10, 9, (1, 1), (1, 1), (4, 4, 4, 4)), # 9 rows: 3 row groups of 4
     (3, 2, 2, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
 ]
 
@@ -160,6 +160,17 @@ def test_depthwise_paths(isa, rng, case, weights, x_dtype):
     expected = direct_conv(x, wt, int(xz), wz.astype(np.int64), strides, dilations, pads, c)
     packed = eb.pack_conv_weights(wt, wz, group=c)
     x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    got = eb.ops.conv_integer(x_nhwc, packed, xz, layout="NHWC", strides=strides, dilations=dilations,
-                              pads=list(pads), group=c)
+    attrs = dict(strides=strides, dilations=dilations, pads=list(pads), group=c)
+    got = eb.ops.conv_integer(x_nhwc, packed, xz, layout="NHWC", **attrs)
     np.testing.assert_array_equal(got, expected.transpose(0, 2, 3, 1))
+
+    # Requantized output (the VNNI kernels requantize their accumulators directly).
+    from eightbit import reference as ref
+
+    x_scale, y_scale = np.float32(0.03), np.float32(0.7)
+    w_scale = rng.uniform(0.002, 0.02, c).astype(np.float32)
+    bias = rng.integers(-3000, 3000, c, dtype=np.int32)
+    yz = x_dtype(rng.integers(info.min // 2, info.max // 2 + 1))
+    want = ref.qlinear_conv(x, x_scale, xz, wt, w_scale, wz, y_scale, yz, bias, **attrs)
+    got = eb.ops.qlinear_conv(x_nhwc, x_scale, xz, packed, w_scale, wz, y_scale, yz, bias, layout="NHWC", **attrs)
+    np.testing.assert_array_equal(got, want.transpose(0, 2, 3, 1))

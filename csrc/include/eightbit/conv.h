@@ -26,19 +26,20 @@ struct ConvGeometry {
   }
 };
 
-// Depthwise weights for the VNNI kernels: taps in groups of 4 (the 4 bytes
-// one vpdpbusd lane multiplies), channels in blocks of 64, and inside a block
-// the order the kernels' byte interleave produces: 16-byte lane l of the k-th
-// vector of a (group, block) holds channels 16 l + 4 k .. 16 l + 4 k + 3, 4 tap
-// bytes each.  A 256-bit kernel reads the lower / upper halves of each vector
-// as its channel blocks of 32.  Taps past kernel_h * kernel_w and channels
-// past C have weight 0.
+// Depthwise weights for the VNNI kernels: the taps of one kernel column in
+// groups of 4 rows (the 4 bytes one vpdpbusd lane multiplies; group
+// kw * row_groups + kh / 4, byte kh % 4), channels in blocks of 64, and inside
+// a block the order the kernels' byte interleave produces: 16-byte lane l of
+// the k-th vector of a (group, block) holds channels 16 l + 4 k .. 16 l + 4 k
+// + 3, 4 tap bytes each.  Rows past kernel_h and channels past C have weight 0.
 constexpr int kDwBlockChannels = 64;
 constexpr int kDwBlockBytes = kDwBlockChannels * 4;  // one (tap group, block)
-constexpr int kDwMaxTaps = 64;                       // larger kernels use the int32 path
 
-inline int64_t dw_i8_offset(int64_t blocks, int64_t tap, int64_t c) {
-  const int64_t group = tap / 4, t = tap % 4, b = c / kDwBlockChannels, cc = c % kDwBlockChannels;
+inline int64_t dw_row_groups(int64_t kernel_h) { return (kernel_h + 3) / 4; }
+
+inline int64_t dw_i8_offset(int64_t blocks, int64_t kernel_h, int64_t kh, int64_t kw, int64_t c) {
+  const int64_t group = kw * dw_row_groups(kernel_h) + kh / 4, t = kh % 4;
+  const int64_t b = c / kDwBlockChannels, cc = c % kDwBlockChannels;
   const int64_t l = cc / 16, k = (cc % 16) / 4, j = cc % 4;
   return (group * blocks + b) * kDwBlockBytes + k * 64 + l * 16 + j * 4 + t;
 }
@@ -48,9 +49,9 @@ inline int64_t dw_i8_offset(int64_t blocks, int64_t tap, int64_t c) {
 // w - w_zero_point; the epilogue's col_comp carries the int32 bias.
 //
 // VNNI kernels use `weights_i8` instead when it is set (every w - w_zp fits
-// int8): they sum x * w over every tap, padding taps reading `zero_row` (C
-// bytes of x_zp), and the epilogue adds `comp_i8` = bias - x_zp' * sum_t w
-// (x_zp' = x_zp + 128 for int8 x, which these kernels flip to uint8).
+// int8): they sum x * w over every tap, padding taps reading x_zp (`zero_row`
+// holds C bytes of it), and the epilogue adds `comp_i8` = bias - x_zp' *
+// sum_t w (x_zp' = x_zp + 128 for int8 x, which these kernels flip to uint8).
 struct DepthwiseCall {
   ConvGeometry g;
   const void* x = nullptr;  // NHWC bytes

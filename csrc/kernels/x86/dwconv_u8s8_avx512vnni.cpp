@@ -1,13 +1,18 @@
 // Kernel layer, avx512vnni: depthwise convolution.
 //
 // With int8 weights (PackedConv::dw_weights_i8) each vpdpbusd multiplies 4
-// taps of 16 channels: the 64-channel rows of 4 taps are byte-interleaved
-// (2 unpack rounds) into 4 vectors of [channel][4 taps] dwords, in the order
-// the packed weights expect (see DepthwiseCall).  Padding taps read a row of
-// the zero point, so every pixel runs the same straight-line code; the sums
-// are un-permuted by a 4 x 4 transpose of 128-bit lanes and requantized by
-// the shared epilogue, several pixels per call.  Otherwise the int32 kernel of
-// kernels/depthwise.h, compiled with this unit's flags.
+// kernel rows of one kernel column for 16 channels.  The kernel walks one
+// output row (a run of output pixels) at a time: for every input column the
+// run touches, the 64-channel bytes of 4 input rows are byte-interleaved once
+// (2 unpack rounds) into 4 vectors of [channel][4 rows] dwords, in the order
+// the packed weights expect (see DepthwiseCall).  Each output pixel then adds
+// kernel_w of those column vectors times the weights: with stride 1 every
+// interleave serves kernel_w pixels.  Rows and columns outside the input read
+// the zero point.  The sums are un-permuted by a 4 x 4 transpose of 128-bit
+// lanes and requantized by the shared epilogue, a run of pixels per call
+// (float requantization is done on the accumulators directly).
+// Otherwise the int32 kernel of kernels/depthwise.h, compiled with this unit's
+// flags.
 #include <immintrin.h>
 
 #include "kernels/depthwise.h"
@@ -15,123 +20,147 @@
 namespace eb {
 namespace {
 
-constexpr int kChunkPixels = 8;  // output pixels per epilogue call
+// The 4 vectors of one interleaved input column: x[k] lane l dword j holds
+// the 4 rows' bytes of channel 16 l + 4 k + j.
+struct Column {
+  __m512i x[4];
+};
 
-// _mm512_shuffle_i32x4 through its masked form: GCC 12's unmasked macro
-// starts from an "undefined" vector and warns about it.
-template <int kImm>
-__m512i shuffle_lanes(__m512i a, __m512i b) {
-  return _mm512_mask_shuffle_i32x4(a, static_cast<__mmask16>(0xFFFF), a, b, kImm);
+inline Column interleave(__m512i r0, __m512i r1, __m512i r2, __m512i r3) {
+  const __m512i lo01 = _mm512_unpacklo_epi8(r0, r1), hi01 = _mm512_unpackhi_epi8(r0, r1);
+  const __m512i lo23 = _mm512_unpacklo_epi8(r2, r3), hi23 = _mm512_unpackhi_epi8(r2, r3);
+  return {{_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23), _mm512_unpacklo_epi16(hi01, hi23),
+           _mm512_unpackhi_epi16(hi01, hi23)}};
 }
 
-// Walks output pixels in order and yields each one's tap pointers: past the
-// kernel, and outside the input, the zero-point row.  Pixels whose window is
-// inside the input (most of them) take fixed offsets from the window corner.
-class TapWalker {
+// Stores channels in order: acc[k] lane l holds channels 16 l + 4 k ...
+inline void store_unpermuted(const __m512i acc[4], int32_t* s) {
+  const __m512i t0 = _mm512_shuffle_i32x4(acc[0], acc[1], 0x44), t1 = _mm512_shuffle_i32x4(acc[0], acc[1], 0xEE);
+  const __m512i t2 = _mm512_shuffle_i32x4(acc[2], acc[3], 0x44), t3 = _mm512_shuffle_i32x4(acc[2], acc[3], 0xEE);
+  _mm512_store_si512(s, _mm512_shuffle_i32x4(t0, t2, 0x88));
+  _mm512_store_si512(s + 16, _mm512_shuffle_i32x4(t0, t2, 0xDD));
+  _mm512_store_si512(s + 32, _mm512_shuffle_i32x4(t1, t3, 0x88));
+  _mm512_store_si512(s + 48, _mm512_shuffle_i32x4(t1, t3, 0xDD));
+}
+
+// Float requantization (the kQuantFloat epilogue) of one pixel's 64 channels
+// straight from the permuted accumulators: per-channel parameters are loaded
+// in the same permuted order, and one dword permute puts the 64 output bytes
+// in channel order.  The same IEEE operations as requantize_float_rows.
+class PermutedRequantizer {
  public:
-  TapWalker(const DepthwiseCall& call, int64_t r, int64_t padded_taps)
-      : call_(call), g_(call.g), padded_taps_(padded_taps), oh_n_(g_.out_h()), ow_n_(g_.out_w()) {
-    n_ = r / (oh_n_ * ow_n_);
-    oh_ = (r / ow_n_) % oh_n_;
-    ow_ = r % ow_n_;
-    int64_t t = 0;
-    for (int64_t kh = 0; kh < g_.kernel_h; ++kh)
-      for (int64_t kw = 0; kw < g_.kernel_w; ++kw)
-        offsets_[t++] = (kh * g_.dilation_h * g_.in_w + kw * g_.dilation_w) * g_.in_c;
+  PermutedRequantizer(const Epilogue& ep, const int32_t* comp, int64_t c0, int64_t C) {
+    alignas(64) float mult[64];
+    alignas(64) int32_t add[64];
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 4; ++l)
+        for (int j = 0; j < 4; ++j) {
+          const int64_t c = c0 + 16 * l + 4 * k + j;
+          mult[16 * k + 4 * l + j] = c < C && ep.multiplier != nullptr ? ep.multiplier[c] : 0.0f;
+          add[16 * k + 4 * l + j] = c < C ? comp[c] : 0;
+        }
+    for (int k = 0; k < 4; ++k) {
+      mult_[k] = _mm512_load_ps(mult + 16 * k);
+      comp_[k] = _mm512_load_si512(add + 16 * k);
+    }
+    lo_ = _mm512_set1_ps(static_cast<float>(ep.qmin - ep.out_zp));
+    hi_ = _mm512_set1_ps(static_cast<float>(ep.qmax - ep.out_zp));
+    zp_ = _mm512_set1_epi32(ep.out_zp);
   }
 
-  // Fills ptrs[0, padded_taps) for the current pixel and moves to the next.
-  void next(const uint8_t** ptrs) {
-    const int64_t ih0 = oh_ * g_.stride_h - g_.pad_top, iw0 = ow_ * g_.stride_w - g_.pad_left;
-    const uint8_t* x = static_cast<const uint8_t*>(call_.x);
-    const int64_t taps = g_.kernel_h * g_.kernel_w;
-    if (ih0 >= 0 && ih0 + (g_.kernel_h - 1) * g_.dilation_h < g_.in_h && iw0 >= 0 &&
-        iw0 + (g_.kernel_w - 1) * g_.dilation_w < g_.in_w) {
-      const uint8_t* corner = x + ((n_ * g_.in_h + ih0) * g_.in_w + iw0) * g_.in_c;
-      for (int64_t t = 0; t < taps; ++t) ptrs[t] = corner + offsets_[t];
-    } else {
-      int64_t t = 0;
-      for (int64_t kh = 0; kh < g_.kernel_h; ++kh) {
-        const int64_t ih = ih0 + kh * g_.dilation_h;
-        const bool row_in = ih >= 0 && ih < g_.in_h;
-        for (int64_t kw = 0; kw < g_.kernel_w; ++kw, ++t) {
-          const int64_t iw = iw0 + kw * g_.dilation_w;
-          ptrs[t] = row_in && iw >= 0 && iw < g_.in_w ? x + ((n_ * g_.in_h + ih) * g_.in_w + iw) * g_.in_c
-                                                      : call_.zero_row;
-        }
-      }
+  void store(const __m512i acc[4], void* out, __mmask64 mask) const {
+    __m128i q[4];
+    for (int k = 0; k < 4; ++k) {
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[k], comp_[k])), mult_[k]);
+      v = _mm512_min_ps(_mm512_max_ps(v, lo_), hi_);  // maxps(v, lo): lo when v is NaN
+      q[k] = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_));
     }
-    for (int64_t t = taps; t < padded_taps_; ++t) ptrs[t] = call_.zero_row;
-    if (++ow_ == ow_n_) {
-      ow_ = 0;
-      if (++oh_ == oh_n_) {
-        oh_ = 0;
-        ++n_;
-      }
-    }
+    // Dword 4 k + l of `bytes` holds channels 16 l + 4 k ..; move it to 4 l + k.
+    __m512i bytes = _mm512_inserti32x4(_mm512_castsi128_si512(q[0]), q[1], 1);
+    bytes = _mm512_inserti32x4(bytes, q[2], 2);
+    bytes = _mm512_inserti32x4(bytes, q[3], 3);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_mask_storeu_epi8(out, mask, _mm512_permutexvar_epi32(order, bytes));
   }
 
  private:
-  const DepthwiseCall& call_;
-  const ConvGeometry& g_;
-  int64_t padded_taps_, oh_n_, ow_n_;
-  int64_t n_ = 0, oh_ = 0, ow_ = 0;
-  int64_t offsets_[kDwMaxTaps];
+  __m512 mult_[4], lo_, hi_;
+  __m512i comp_[4], zp_;
 };
 
 template <bool kSigned>
 void depthwise_vnni(const DepthwiseCall& call, int64_t r0, int64_t r1) {
   const ConvGeometry& g = call.g;
-  const int64_t C = g.in_c, groups = (g.kernel_h * g.kernel_w + 3) / 4;
+  const int64_t C = g.in_c, oh_n = g.out_h(), ow_n = g.out_w();
+  const int64_t row_groups = dw_row_groups(g.kernel_h);
   const int64_t blocks = (C + kDwBlockChannels - 1) / kDwBlockChannels;
   const int64_t group_stride = blocks * kDwBlockBytes;
+  const uint8_t* x = static_cast<const uint8_t*>(call.x);
   Epilogue ep = call.ep;
   ep.col_comp = call.comp_i8;
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  const uint8_t* ptrs[kChunkPixels][kDwMaxTaps];
-  alignas(64) int32_t sums[kChunkPixels * kDwBlockChannels];
-  TapWalker walker(call, r0, groups * 4);
-  for (int64_t r = r0; r < r1; r += kChunkPixels) {
-    const int pixels = static_cast<int>(std::min<int64_t>(kChunkPixels, r1 - r));
-    for (int p = 0; p < pixels; ++p) walker.next(ptrs[p]);
+  const bool fused = ep.kind == OutputKind::kQuantFloat && ep.row_zp == nullptr && ep.row_comp == nullptr;
+  const __m512i flip = _mm512_set1_epi8(kSigned ? static_cast<char>(0x80) : 0);
+  // Per output-row run: its interleaved input columns, and its sums (kept
+  // permuted between row groups).
+  thread_local AlignedBuffer<Column> columns;
+  thread_local AlignedBuffer<int32_t> sums;
+  for (int64_t r = r0; r < r1;) {
+    const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow0 = r % ow_n;
+    const int64_t pixels = std::min(ow_n - ow0, r1 - r);
+    const int64_t iw_first = ow0 * g.stride_w - g.pad_left;
+    const int64_t span = (pixels - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
+    columns.reserve_discard(static_cast<size_t>(span));
+    sums.reserve_discard(static_cast<size_t>(pixels * kDwBlockChannels));
+    Column* const column = columns.data();  // (each thread_local access is a call)
+    int32_t* const sum = sums.data();
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t c0 = b * kDwBlockChannels;
       const int cols = static_cast<int>(std::min<int64_t>(kDwBlockChannels, C - c0));
       const __mmask64 mask = cols == 64 ? ~__mmask64{0} : (__mmask64{1} << cols) - 1;
+      const __m512i zero_point = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, call.zero_row + c0), flip);
       const int8_t* wb = call.weights_i8 + b * kDwBlockBytes;
-      for (int p = 0; p < pixels; ++p) {
-        __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        const uint8_t* const* tp = ptrs[p];
-        for (int64_t q = 0; q < groups; ++q, tp += 4) {
-          __m512i a0 = _mm512_maskz_loadu_epi8(mask, tp[0] + c0);
-          __m512i a1 = _mm512_maskz_loadu_epi8(mask, tp[1] + c0);
-          __m512i a2 = _mm512_maskz_loadu_epi8(mask, tp[2] + c0);
-          __m512i a3 = _mm512_maskz_loadu_epi8(mask, tp[3] + c0);
-          if (kSigned) {
-            a0 = _mm512_xor_si512(a0, flip);
-            a1 = _mm512_xor_si512(a1, flip);
-            a2 = _mm512_xor_si512(a2, flip);
-            a3 = _mm512_xor_si512(a3, flip);
-          }
-          const __m512i lo01 = _mm512_unpacklo_epi8(a0, a1), hi01 = _mm512_unpackhi_epi8(a0, a1);
-          const __m512i lo23 = _mm512_unpacklo_epi8(a2, a3), hi23 = _mm512_unpackhi_epi8(a2, a3);
-          const int8_t* w = wb + q * group_stride;
-          acc0 = _mm512_dpbusd_epi32(acc0, _mm512_unpacklo_epi16(lo01, lo23), _mm512_load_si512(w));
-          acc1 = _mm512_dpbusd_epi32(acc1, _mm512_unpackhi_epi16(lo01, lo23), _mm512_load_si512(w + 64));
-          acc2 = _mm512_dpbusd_epi32(acc2, _mm512_unpacklo_epi16(hi01, hi23), _mm512_load_si512(w + 128));
-          acc3 = _mm512_dpbusd_epi32(acc3, _mm512_unpackhi_epi16(hi01, hi23), _mm512_load_si512(w + 192));
+      const PermutedRequantizer requant(ep, call.comp_i8, c0, C);
+      for (int64_t rg = 0; rg < row_groups; ++rg) {
+        // The 4 input rows of this row group; a row outside the input or
+        // past the kernel reads the zero-point row at every column (step 0).
+        const uint8_t* rows[4];
+        int64_t steps[4];
+        for (int i = 0; i < 4; ++i) {
+          const int64_t kh = 4 * rg + i, ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+          const bool in = kh < g.kernel_h && ih >= 0 && ih < g.in_h;
+          rows[i] = in ? x + (n * g.in_h + ih) * g.in_w * C + c0 : call.zero_row + c0;
+          steps[i] = in ? C : 0;
         }
-        // acc_k lane l holds channels 16 l + 4 k ..: transpose the 4 x 4 lanes.
-        const __m512i t0 = shuffle_lanes<0x44>(acc0, acc1), t1 = shuffle_lanes<0xEE>(acc0, acc1);
-        const __m512i t2 = shuffle_lanes<0x44>(acc2, acc3), t3 = shuffle_lanes<0xEE>(acc2, acc3);
-        int32_t* s = sums + p * kDwBlockChannels;
-        _mm512_store_si512(s, shuffle_lanes<0x88>(t0, t2));
-        _mm512_store_si512(s + 16, shuffle_lanes<0xDD>(t0, t2));
-        _mm512_store_si512(s + 32, shuffle_lanes<0x88>(t1, t3));
-        _mm512_store_si512(s + 48, shuffle_lanes<0xDD>(t1, t3));
+        auto load = [&](int i, int64_t iw) {
+          return _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[i] + iw * steps[i]), flip);
+        };
+        const Column padding = interleave(zero_point, zero_point, zero_point, zero_point);
+        for (int64_t col = 0; col < span; ++col) {
+          const int64_t iw = iw_first + col;
+          column[col] = iw >= 0 && iw < g.in_w ? interleave(load(0, iw), load(1, iw), load(2, iw), load(3, iw)) : padding;
+        }
+        const bool first = rg == 0, last = rg + 1 == row_groups;
+        for (int64_t p = 0; p < pixels; ++p) {
+          int32_t* s = sum + p * kDwBlockChannels;
+          __m512i acc[4];
+          for (int k = 0; k < 4; ++k) acc[k] = first ? _mm512_setzero_si512() : _mm512_load_si512(s + 16 * k);
+          for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+            const Column& xc = column[p * g.stride_w + kw * g.dilation_w];
+            const int8_t* w = wb + (kw * row_groups + rg) * group_stride;
+            for (int k = 0; k < 4; ++k) acc[k] = _mm512_dpbusd_epi32(acc[k], xc.x[k], _mm512_load_si512(w + 64 * k));
+          }
+          if (last && fused) {
+            requant.store(acc, static_cast<uint8_t*>(ep.out) + (r + p) * ep.ldc + c0, mask);
+          } else if (last) {
+            store_unpermuted(acc, s);
+          } else {
+            for (int k = 0; k < 4; ++k) _mm512_store_si512(s + 16 * k, acc[k]);
+          }
+        }
       }
-      apply_epilogue(ep, sums, kDwBlockChannels, r, pixels, c0, cols);
+      if (!fused) apply_epilogue(ep, sum, kDwBlockChannels, r, static_cast<int>(pixels), c0, cols);
     }
+    r += pixels;
   }
 }
 
