@@ -29,7 +29,8 @@ class ConvGeometry:
 def _ints(value, name: str, count: int, default: int) -> tuple:
     if value is None:
         return (default,) * count
-    values = tuple(int(v) for v in np.asarray(value).reshape(-1))
+    items = value if isinstance(value, (list, tuple)) else np.asarray(value).reshape(-1)
+    values = tuple(int(v) for v in items)
     if len(values) != count:
         raise ValueError(f"{name}: expected {count} values, got {len(values)}")
     return values

@@ -15,7 +15,7 @@ from . import _core
 from . import conv as _conv
 from .numerics.fixed_point import quantize_multiplier
 from .numerics._checks import all_positive_finite
-from .numerics.qparams import float_multiplier
+from .numerics.qparams import float_multiplier_unchecked
 
 __all__ = [
     "quantize_linear",
@@ -255,7 +255,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     zp_value = int(y_zp.reshape(()))
 
     if requant == "float":
-        mult = np.ascontiguousarray(float_multiplier(a_s.reshape(()), b_s.reshape(-1), y_s.reshape(())), np.float32)
+        mult = np.ascontiguousarray(float_multiplier_unchecked(a_s.reshape(()), b_s.reshape(-1), y_s.reshape(())))
 
         def compute(a2, pb, azp):
             return _core.qlinear_matmul(a2, azp, pb, mult, zp_value, y_signed)
@@ -391,7 +391,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     qmin, qmax = _activation_range(activation, y_s.reshape(()), y_zp)
     mult = m0 = shift = None
     if requant == "float":
-        mult = np.ascontiguousarray(float_multiplier(x_s.reshape(()), w_s.reshape(-1), y_s.reshape(())), np.float32)
+        mult = np.ascontiguousarray(float_multiplier_unchecked(x_s.reshape(()), w_s.reshape(-1), y_s.reshape(())))
     else:
         real = np.float64(x_s.reshape(())) * w_s.reshape(-1).astype(np.float64) / np.float64(y_s.reshape(()))
         m0, shift = quantize_multiplier(real)

@@ -113,7 +113,9 @@ def float_multiplier(a_scale, b_scale, y_scale) -> np.ndarray:
     y = positive_scale(y_scale, "y_scale")
     if a.size != 1 or y.size != 1:
         raise ValueError(f"a_scale and y_scale must be scalars, got shapes {a.shape} and {y.shape}")
-    a = a.reshape(())
-    y = y.reshape(())
-    product = (a * b).astype(np.float32)
-    return (product / y).astype(np.float32)
+    return float_multiplier_unchecked(a.reshape(()), b, y.reshape(()))
+
+
+def float_multiplier_unchecked(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``float_multiplier`` for float32 scales already validated (a, y 0-d; b 0-d or 1-d)."""
+    return np.divide(np.multiply(a, b, dtype=np.float32), y, dtype=np.float32)
