@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/requantize.h"
 #include "runtime/dispatch.h"
@@ -134,34 +135,21 @@ bool covers_whole_image(const PoolGeometry& g, const int64_t pad_end[3]) {
   return true;
 }
 
-// Per-channel int32 sums (mod 2^32, as the contract's int32 accumulator) of
-// `pixels` rows of `channels` values.
-template <typename T>
-void sum_pixels(const T* x, int64_t pixels, int64_t channels, uint32_t* sum) {
-  std::fill(sum, sum + channels, 0u);
-  if (channels == 1) {  // channels-first input: one contiguous row
-    uint32_t s = 0;
-    for (int64_t p = 0; p < pixels; ++p) s += static_cast<uint32_t>(static_cast<int32_t>(x[p]));
-    sum[0] = s;
-    return;
-  }
-  for (int64_t p = 0; p < pixels; ++p) {
-    const T* row = x + p * channels;
-    for (int64_t c = 0; c < channels; ++c) sum[c] += static_cast<uint32_t>(static_cast<int32_t>(row[c]));
-  }
-}
-
 template <typename T>
 void global_average(const T* x, int64_t batch, int64_t pixels, int64_t channels, float x_scale, int32_t x_zp,
                     float y_scale, int32_t y_zp, T* y) {
   const float scale = x_scale / (y_scale * static_cast<float>(pixels));
-  const uint32_t zp_total = static_cast<uint32_t>(x_zp) * static_cast<uint32_t>(pixels);
+  // int8 is summed as uint8 + 128: the offset leaves with the zero point's term (mod 2^32).
+  const uint8_t flip = std::is_signed<T>::value ? 0x80 : 0x00;
+  const uint32_t offset = std::is_signed<T>::value ? 128u : 0u;
+  const uint32_t zp_total = (static_cast<uint32_t>(x_zp) + offset) * static_cast<uint32_t>(pixels);
+  const SumPixelsFn sum_pixels = active_cnn().sum_pixels;
   const float lo = static_cast<float>(static_cast<int32_t>(std::numeric_limits<T>::min()) - y_zp);
   const float hi = static_cast<float>(static_cast<int32_t>(std::numeric_limits<T>::max()) - y_zp);
   parallel_for(batch, pixels * channels, [&](int64_t b0, int64_t b1) {
     std::vector<uint32_t> sum(static_cast<size_t>(channels));
     for (int64_t b = b0; b < b1; ++b) {
-      sum_pixels(x + b * pixels * channels, pixels, channels, sum.data());
+      sum_pixels(reinterpret_cast<const uint8_t*>(x) + b * pixels * channels, pixels, channels, flip, sum.data());
       T* out = y + b * channels;
       for (int64_t c = 0; c < channels; ++c) {
         const int32_t acc = static_cast<int32_t>(sum[c] - zp_total);

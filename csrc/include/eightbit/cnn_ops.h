@@ -81,6 +81,9 @@ using QMulFn = void (*)(const QMulParams& params, const BinaryRun& run);
 using MaxPoolFn = void (*)(const PoolGeometry& g, bool is_signed, const void* x, void* y, int64_t r0, int64_t r1);
 using AvgPoolFn = void (*)(const PoolGeometry& g, const AvgPoolParams& params, const void* x, void* y, int64_t r0,
                            int64_t r1);
+// Per-channel sums (mod 2^32) of `pixels` rows of `channels` bytes, each read
+// as uint8 after XOR with `flip`.
+using SumPixelsFn = void (*)(const uint8_t* x, int64_t pixels, int64_t channels, uint8_t flip, uint32_t* sum);
 // y[i] = table[x[i]] for i < n; table has 256 entries.
 using LookupFn = void (*)(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y);
 
@@ -89,6 +92,7 @@ struct CnnKernels {
   QMulFn qlinear_mul = nullptr;
   MaxPoolFn max_pool = nullptr;
   AvgPoolFn average_pool = nullptr;
+  SumPixelsFn sum_pixels = nullptr;
   LookupFn lookup = nullptr;
 };
 

@@ -12,6 +12,7 @@ CnnKernels cnn_kernels_scalar() {
   k.qlinear_mul = qlinear_mul_any;
   k.max_pool = max_pool_any;
   k.average_pool = average_pool_any;
+  k.sum_pixels = sum_pixels;
   k.lookup = lookup_bytes;
   return k;
 }

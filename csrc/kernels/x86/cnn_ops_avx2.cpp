@@ -39,6 +39,7 @@ CnnKernels cnn_kernels_avx2() {
   k.qlinear_mul = qlinear_mul_any;
   k.max_pool = max_pool_any;
   k.average_pool = average_pool_any;
+  k.sum_pixels = sum_pixels;
   k.lookup = lookup_avx2;
   return k;
 }

@@ -40,6 +40,7 @@ CnnKernels cnn_kernels_avx512vnni() {
   k.qlinear_mul = qlinear_mul_any;
   k.max_pool = max_pool_any;
   k.average_pool = average_pool_any;
+  k.sum_pixels = sum_pixels;
   k.lookup = lookup_avx512;
   return k;
 }
