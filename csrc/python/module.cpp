@@ -17,6 +17,10 @@
 #include "runtime/thread_pool.h"
 
 namespace py = pybind11;
+
+namespace eb::bind {
+void bind_cnn_ops(py::module_& m);  // bind_cnn_ops.cpp
+}  // namespace eb::bind
 using eb::PackedB;
 using namespace eb::bind;
 
@@ -316,4 +320,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("dynamic_quantize_linear", &dynamic_quantize_linear, py::arg("x"));
   m.def("dynamic_quantize_rows", &dynamic_quantize_rows, py::arg("x"));
   bind_conv(m);
+  bind_cnn_ops(m);
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "eightbit/cnn_ops.h"
 #include "eightbit/conv.h"
 #include "eightbit/gemm.h"
 
@@ -17,6 +18,7 @@ std::vector<std::string> available_isas();
 // The kernels in use.
 const GemmKernel& active_gemm();
 DepthwiseFn active_depthwise();
+const CnnKernels& active_cnn();
 
 // Forces a path; throws std::invalid_argument naming the choices when `name`
 // is unknown or this CPU lacks it.

@@ -4,7 +4,8 @@ Each function has the semantics, input names and input order of the ONNX
 operator it is named after (``docs/numerics.md`` gives every formula), and
 returns bit-identical results to the same function in ``eightbit.reference``.
 Wherever a ``b`` matrix is accepted, an ``eightbit.PackedWeights`` (weights
-packed once with ``eightbit.pack_weights``) is accepted too.
+packed once with ``eightbit.pack_weights``) is accepted too. The CNN companion
+operators (QLinearAdd, pools, tables, ...) live in ``eightbit.cnn_ops``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from . import cnn_ops as _cnn_ops
 from . import conv as _conv
+from .cnn_ops import (lookup_table, make_lookup_table, max_pool, qlinear_add, qlinear_average_pool,
+                      qlinear_concat, qlinear_global_average_pool, qlinear_leaky_relu, qlinear_mul,
+                      qlinear_sigmoid)
 from .numerics.fixed_point import quantize_multiplier
 from .numerics._checks import all_positive_finite
 from .numerics.qparams import float_multiplier_unchecked
@@ -26,6 +31,7 @@ __all__ = [
     "qlinear_matmul",
     "conv_integer",
     "qlinear_conv",
+    *_cnn_ops.__all__,
 ]
 
 PackedWeights = _core.PackedWeights

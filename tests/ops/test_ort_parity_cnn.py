@@ -2,8 +2,8 @@
 domain), MaxPool on 8-bit tensors, and the com.microsoft QLinearAdd / QLinearMul /
 QLinearAveragePool / QLinearGlobalAveragePool / QLinearConcat / QLinearLeakyRelu / QLinearSigmoid.
 
-`IMPLS` lists the modules under test; `CONV_IMPLS` adds eightbit.ops (C++, on every instruction set
-this CPU has) for the operators it implements so far (ConvInteger, QLinearConv).
+Every test runs on eightbit.reference and on eightbit.ops (C++) forced onto each instruction set
+this CPU has (`conv_impl`; `impl`, for the companion operators, is the same list).
 Inputs are drawn so that rounding ties (power-of-two scales, every byte pair) and saturation occur.
 """
 import importlib
@@ -15,16 +15,16 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-IMPLS = ["reference"]
 NP2TP = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.uint8): TensorProto.UINT8,
          np.dtype(np.int8): TensorProto.INT8, np.dtype(np.int32): TensorProto.INT32}
 F = np.float32
 MS = "com.microsoft"
 
 
-@pytest.fixture(params=IMPLS)
-def impl(request):
-    return importlib.import_module(f"eightbit.{request.param}")
+@pytest.fixture
+def impl(conv_impl):
+    """The companion operators run on the same implementations as the convolutions."""
+    return conv_impl
 
 
 def _conv_impl_params():
