@@ -15,7 +15,9 @@ namespace {
 void lookup_avx512(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y) {
   __m512i rows[16];
   for (int j = 0; j < 16; ++j)
-    rows[j] = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16 * j)));
+    // (masked form: GCC 12's unmasked broadcast starts from an "undefined" vector and warns)
+    rows[j] = _mm512_maskz_broadcast_i32x4(__mmask16(0xFFFF),
+                                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16 * j)));
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
