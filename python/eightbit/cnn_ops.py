@@ -28,6 +28,7 @@ from .reference._qlinear_binary import check_binary
 from .reference.lookup_table import make_lookup_table
 from .reference.qlinear_add import _ort_input0_broadcast
 from .reference.qlinear_average_pool import _scalar, kernel_list
+from .reference.qlinear_concat import concat_triples
 
 __all__ = [
     "qlinear_add",
@@ -300,14 +301,7 @@ def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
     (y_scale, y_zero_point) through its identity table (copied when that table is the identity),
     then concatenated along ``axis``."""
     y_zp = quant_array(y_zero_point, "y_zero_point")
-    try:
-        triples = list(inputs)
-    except TypeError as exc:
-        raise TypeError("inputs must be a sequence of (tensor, scale, zero_point) triples") from exc
-    if not triples:
-        raise ValueError("inputs must contain at least one (tensor, scale, zero_point) triple")
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
+    triples = concat_triples(inputs, axis)
     dt = y_zp.dtype
     out_params = _fast_params(dt, (y_scale, _SCALE), (y_zero_point, _ZP))
     tensors, tables = [], []

@@ -2,8 +2,7 @@
 // kernels/pooling.h compiled with AVX2 + FMA), and a vpshufb table lookup.
 #include <immintrin.h>
 
-#include "kernels/elementwise.h"
-#include "kernels/pooling.h"
+#include "kernels/cnn_kernels.h"
 
 namespace eb {
 namespace {
@@ -33,15 +32,6 @@ void lookup_avx2(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y) 
 
 }  // namespace
 
-CnnKernels cnn_kernels_avx2() {
-  CnnKernels k;
-  k.qlinear_add = qlinear_add_any;
-  k.qlinear_mul = qlinear_mul_any;
-  k.max_pool = max_pool_any;
-  k.average_pool = average_pool_any;
-  k.sum_pixels = sum_pixels;
-  k.lookup = lookup_avx2;
-  return k;
-}
+CnnKernels cnn_kernels_avx2() { return unit_cnn_kernels(lookup_avx2); }
 
 }  // namespace eb

@@ -3,8 +3,7 @@
 // lookup (AVX-512BW; vpermi2b would need VBMI, which this path does not assume).
 #include <immintrin.h>
 
-#include "kernels/elementwise.h"
-#include "kernels/pooling.h"
+#include "kernels/cnn_kernels.h"
 
 namespace eb {
 namespace {
@@ -36,15 +35,6 @@ void lookup_avx512(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y
 
 }  // namespace
 
-CnnKernels cnn_kernels_avx512vnni() {
-  CnnKernels k;
-  k.qlinear_add = qlinear_add_any;
-  k.qlinear_mul = qlinear_mul_any;
-  k.max_pool = max_pool_any;
-  k.average_pool = average_pool_any;
-  k.sum_pixels = sum_pixels;
-  k.lookup = lookup_avx512;
-  return k;
-}
+CnnKernels cnn_kernels_avx512vnni() { return unit_cnn_kernels(lookup_avx512); }
 
 }  // namespace eb

@@ -20,8 +20,8 @@ def _identity(d):
     return d
 
 
-def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
-    y_zp = quant_array(y_zero_point, "y_zero_point")
+def concat_triples(inputs, axis) -> list:
+    """The (tensor, scale, zero_point) inputs as a non-empty list; axis must be an integer."""
     try:
         triples = list(inputs)
     except TypeError as exc:
@@ -30,6 +30,12 @@ def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
         raise ValueError("inputs must contain at least one (tensor, scale, zero_point) triple")
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
+    return triples
+
+
+def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
+    y_zp = quant_array(y_zero_point, "y_zero_point")
+    triples = concat_triples(inputs, axis)
     parts = []
     for i, triple in enumerate(triples):
         if not isinstance(triple, (tuple, list)) or len(triple) != 3:
