@@ -1,0 +1,139 @@
+"""The quantized execution plan: what ``eb.quantize`` produces, what executors run and what the
+``.eb`` file stores.
+
+A plan is plain data: tensor specs (dtype, shape, quantization parameters) and a list of steps in
+execution order, each naming its input and output tensors, with plain-Python attributes and NumPy
+constants. Inside the plan, 4-D activations are NHWC (the kernels' layout); the plan's inputs and
+outputs are float32 in the float graph's own layout (NCHW), and the ``quantize`` / ``dequantize``
+steps at the boundary convert.
+
+Steps (``Step.op``), all on per-tensor quantized uint8/int8 tensors unless stated:
+
+==================  ===========================================================================
+quantize            float32 input (NCHW when 4-D) -> quantized (NHWC when 4-D)
+dequantize          quantized (NHWC when 4-D) -> float32 (NCHW when 4-D)
+conv                QLinearConv, NHWC. consts: ``w`` int8 OIHW, ``w_scale`` float32 [O],
+                    ``bias`` int32 [O]. attrs: strides, pads (top, left, bottom, right),
+                    dilations, group, activation (None, "relu", "relu6", ("clip", lo, hi))
+linear              x [N, K] times ``w`` int8 [O, K] (PyTorch layout), + ``bias`` int32 [O],
+                    requantized per output channel (``w_scale`` [O]); attrs: activation.
+                    Exactly QLinearConv with a 1x1 kernel on [N, K, 1, 1]
+add, mul            com.microsoft QLinearAdd / QLinearMul (numpy broadcasting)
+max_pool            MaxPool (output keeps the input's quantization); attrs: kernel, strides,
+                    pads, dilations, ceil_mode
+avg_pool            QLinearAveragePool; attrs: kernel, strides, pads, ceil_mode, count_include_pad
+global_avg_pool     QLinearGlobalAveragePool, output [N, 1, 1, C]
+concat              QLinearConcat; attrs: axis (of the plan's layout)
+lut                 256-entry table lookup; consts: ``table`` of the output dtype
+reshape             attrs: shape (batch dim as -1 or None); a 4-D NHWC input is put back in
+                    NCHW order first, so the result is the float graph's reshape
+softmax             float32 -> float32 along attrs["axis"]
+==================  ===========================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+QUANT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
+FLOAT = np.dtype(np.float32)
+
+# op -> (number of inputs or None for any, required consts, output kind)
+STEP_OPS = {
+    "quantize": (1, (), "quant"),
+    "dequantize": (1, (), "float"),
+    "conv": (1, ("w", "w_scale", "bias"), "quant"),
+    "linear": (1, ("w", "w_scale", "bias"), "quant"),
+    "add": (2, (), "quant"),
+    "mul": (2, (), "quant"),
+    "max_pool": (1, (), "quant"),
+    "avg_pool": (1, (), "quant"),
+    "global_avg_pool": (1, (), "quant"),
+    "concat": (None, (), "quant"),
+    "lut": (1, ("table",), "quant"),
+    "reshape": (1, (), "same"),
+    "softmax": (1, (), "float"),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the plan. ``shape`` has None for the batch dimension; quantized tensors
+    carry their per-tensor ``scale`` (float32 > 0) and ``zero_point`` (in ``dtype``'s range)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in QUANT_DTYPES
+
+
+@dataclass
+class Step:
+    op: str
+    inputs: tuple
+    output: str
+    attrs: dict = field(default_factory=dict)
+    consts: dict = field(default_factory=dict)
+    source: str = ""  # the float graph node this step implements (summaries, errors)
+
+
+@dataclass
+class Plan:
+    tensors: dict          # name -> TensorSpec
+    steps: list            # Step, in execution order
+    inputs: list           # names of the float32 graph inputs
+    outputs: list          # names of the float32 graph outputs
+    requant: str = "float"  # requantization of conv / linear: "float" (ORT) or "fixed" (TFLite)
+
+    def validate(self) -> "Plan":
+        """Check that every step reads defined tensors of the right kind and carries its
+        constants; raise ValueError naming the step otherwise. Returns self."""
+        defined = set()
+        for name in self.inputs:
+            spec = self._spec(name, "plan input")
+            if spec.dtype != FLOAT:
+                raise ValueError(f"plan input {name!r} must be float32, got {spec.dtype}")
+            defined.add(name)
+        for i, step in enumerate(self.steps):
+            where = f"step {i} ({step.op}, from {step.source or '?'})"
+            if step.op not in STEP_OPS:
+                raise ValueError(f"{where}: unknown op {step.op!r}")
+            arity, consts, kind = STEP_OPS[step.op]
+            if arity is not None and len(step.inputs) != arity:
+                raise ValueError(f"{where}: expected {arity} input(s), got {len(step.inputs)}")
+            for name in step.inputs:
+                if name not in defined:
+                    raise ValueError(f"{where}: input {name!r} is not computed before this step")
+            missing = [c for c in consts if c not in step.consts]
+            if missing:
+                raise ValueError(f"{where}: missing constant(s) {missing}")
+            out = self._spec(step.output, where)
+            first = self.tensors[step.inputs[0]] if step.inputs else None
+            expected = {"quant": out.quantized, "float": out.dtype == FLOAT,
+                        "same": first is not None and out.dtype == first.dtype}[kind]
+            if not expected:
+                raise ValueError(f"{where}: output {step.output!r} has the wrong dtype {out.dtype}")
+            if out.quantized and (out.scale is None or not out.scale > 0 or out.zero_point is None):
+                raise ValueError(f"{where}: output {step.output!r} lacks a positive scale / zero point")
+            if step.output in defined:
+                raise ValueError(f"{where}: output {step.output!r} is written twice")
+            defined.add(step.output)
+        for name in self.outputs:
+            if name not in defined or self.tensors[name].dtype != FLOAT:
+                raise ValueError(f"plan output {name!r} must be a float32 tensor computed by a step")
+        return self
+
+    def _spec(self, name: str, where: str) -> TensorSpec:
+        if name not in self.tensors:
+            raise ValueError(f"{where}: tensor {name!r} has no spec")
+        return self.tensors[name]
+
+    def const_bytes(self) -> int:
+        """Bytes of all constants (the weights a saved model holds)."""
+        return sum(int(np.asarray(v).nbytes) for s in self.steps for v in s.consts.values())

@@ -1,0 +1,65 @@
+"""QuantizedModel: a validated Plan with its weights packed once, run by the C++ kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops as _ops
+from .. import reference as _reference
+from .execute import conv_weights_4d, run_plan
+from .plan import Plan
+
+
+class QuantizedModel:
+    """An int8 model: ``qm(x)`` for a single-input model (float in, float out, the float graph's
+    layout), ``qm.run({name: array})`` for any. ``qm.reference_run`` computes the same with
+    ``eightbit.reference`` (NumPy), which ``run`` matches bit for bit."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan.validate()
+        self._packed = {
+            i: _ops.pack_conv(conv_weights_4d(s), np.zeros(s.consts["w"].shape[0], np.int8), s.attrs.get("group", 1))
+            for i, s in enumerate(plan.steps) if s.op in ("conv", "linear")
+        }
+
+    @property
+    def input_names(self) -> list:
+        return list(self.plan.inputs)
+
+    @property
+    def output_names(self) -> list:
+        return list(self.plan.outputs)
+
+    def run(self, feeds: dict) -> dict:
+        return run_plan(self.plan, feeds, _ops, self._packed)
+
+    def reference_run(self, feeds: dict) -> dict:
+        return run_plan(self.plan, feeds, _reference)
+
+    def __call__(self, x):
+        if len(self.plan.inputs) != 1:
+            raise TypeError(f"the model has inputs {self.plan.inputs}: call run({{name: array}})")
+        out = self.run({self.plan.inputs[0]: x})
+        return out[self.plan.outputs[0]] if len(out) == 1 else tuple(out[n] for n in self.plan.outputs)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the quantized constants (weights, scales, biases, tables)."""
+        return self.plan.const_bytes()
+
+    def summary(self) -> str:
+        """One line per step: op, source node, output dtype / shape / quantization, constant bytes."""
+        lines = [f"{'step':>4}  {'op':<16} {'node':<20} {'output':<28} {'dtype':<8} {'scale':>11} {'zp':>4} {'bytes':>9}"]
+        for i, s in enumerate(self.plan.steps):
+            t = self.plan.tensors[s.output]
+            shape = "x".join("N" if d is None else str(d) for d in t.shape)
+            scale = f"{t.scale:.5g}" if t.quantized else "-"
+            zp = str(t.zero_point) if t.quantized else "-"
+            nbytes = sum(int(np.asarray(v).nbytes) for v in s.consts.values())
+            lines.append(f"{i:>4}  {s.op:<16} {s.source[:20]:<20} {(s.output[:18] + ' ' + shape)[:28]:<28} "
+                         f"{str(t.dtype):<8} {scale:>11} {zp:>4} {nbytes:>9}")
+        lines.append(f"constants: {self.size_bytes} bytes")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"QuantizedModel(inputs={self.plan.inputs}, outputs={self.plan.outputs}, "
+                f"steps={len(self.plan.steps)}, bytes={self.size_bytes})")
