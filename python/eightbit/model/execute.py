@@ -45,7 +45,7 @@ def _conv_call(m, step, x, x_spec, out, weights):
     return m.qlinear_conv(x, xs, xzp, weights, c["w_scale"], np.zeros(o, np.int8), ys, yzp, c["bias"],
                           strides=a.get("strides", (1, 1)), pads=a.get("pads", (0, 0, 0, 0)),
                           dilations=a.get("dilations", (1, 1)), group=a.get("group", 1),
-                          activation=a.get("activation"), layout="NHWC")
+                          activation=a.get("activation"), layout="NHWC", requant=a.get("requant", "float"))
 
 
 def _conv(m, step, xs, ins, out, w):
@@ -102,10 +102,20 @@ def _softmax(m, step, xs, ins, out, w):
     return (e / e.sum(axis=step.attrs["axis"], keepdims=True)).astype(np.float32)
 
 
+def _float(m, step, xs, ins, out, w):
+    """A float graph node, run by the float graph executor (a one-node graph)."""
+    from ..graph import Graph
+
+    g = Graph("float step")
+    inputs = [g.input(f"in{i}", spec.shape) for i, spec in enumerate(ins)]
+    g.output(g.add_node(step.attrs["op"], inputs, step.attrs["attrs"], step.consts, name=step.source or "node"))
+    return g.run({f"in{i}": x for i, x in enumerate(xs)})
+
+
 STEP_FUNCS = {
     "quantize": _quantize, "dequantize": _dequantize, "conv": _conv, "linear": _linear, "add": _binary,
     "mul": _binary, "max_pool": _max_pool, "avg_pool": _avg_pool, "global_avg_pool": _global_avg_pool,
-    "concat": _concat, "lut": _lut, "reshape": _reshape, "softmax": _softmax,
+    "concat": _concat, "lut": _lut, "reshape": _reshape, "softmax": _softmax, "float": _float,
 }
 
 

@@ -28,7 +28,12 @@ lut                 256-entry table lookup; consts: ``table`` of the output dtyp
 reshape             attrs: shape (batch dim as -1 or None); a 4-D NHWC input is put back in
                     NCHW order first, so the result is the float graph's reshape
 softmax             float32 -> float32 along attrs["axis"]
+float               a float graph node left float32 (excluded, or no int8 step for it): attrs
+                    "op" and "attrs", consts as in the graph IR (graph/ir.py); float inputs
 ==================  ===========================================================================
+
+conv and linear also take attrs["requant"]: "float" (ONNX Runtime, default) or "fixed" (TFLite).
+Float32 tensors inside the plan are in the float graph's layout.
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ STEP_OPS = {
     "lut": (1, ("table",), "quant"),
     "reshape": (1, (), "same"),
     "softmax": (1, (), "float"),
+    "float": (None, (), "float"),
 }
 
 
@@ -89,7 +95,6 @@ class Plan:
     steps: list            # Step, in execution order
     inputs: list           # names of the float32 graph inputs
     outputs: list          # names of the float32 graph outputs
-    requant: str = "float"  # requantization of conv / linear: "float" (ORT) or "fixed" (TFLite)
 
     def validate(self) -> "Plan":
         """Check that every step reads defined tensors of the right kind and carries its
