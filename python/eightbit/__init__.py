@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from . import numerics, ops, reference
 from ._version import __version__
+from .graph import Graph
 from .linear import QuantizedLinear
 from .ops import PackedConvWeights, PackedWeights
 from .runtime import cpu_info, set_isa, set_num_threads
@@ -28,6 +29,7 @@ __all__ = [
     "pack_conv_weights",
     "PackedConvWeights",
     "QuantizedLinear",
+    "Graph",
     "ops",
     "reference",
     "numerics",

@@ -1,0 +1,335 @@
+"""Node builders: ``Graph.conv2d(...)`` and friends, named and argued as in torch.nn.functional.
+
+Each builder checks and normalizes its arguments (ints become pairs, padding="same" becomes
+explicit pads, weights become read-only float32 copies), then calls ``Graph.add_node``, which
+infers and checks shapes (shapes.py). Errors are ValueError / TypeError whose message starts
+with the node name and op, then names the argument: ``"conv2d_1 (conv2d): padding must be >= 0,
+got (-1, -1)"``. Weights use PyTorch layouts: conv2d OIHW, linear [out, in]; matmul takes a
+[K, N] constant (``x @ b``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .ir import Tensor
+
+
+# ---- argument checks shared with graph.py -----------------------------------------------------
+
+def check_name(name, what: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{what} must be a non-empty str, got {name!r}")
+
+
+def const_array(value, where: str, arg: str, share_readonly: bool = False) -> np.ndarray:
+    """A read-only float32 C-contiguous copy of `value`; rejects Tensors, non-numeric dtypes and
+    NaN / infinity. With `share_readonly` (add_node: consts of another node), an array that is
+    already read-only, float32, contiguous and owns its data is shared instead of copied."""
+    if share_readonly and isinstance(value, np.ndarray) and value.dtype == np.float32 \
+            and value.flags.c_contiguous and not value.flags.writeable and value.base is None:
+        return value
+    if isinstance(value, Tensor):
+        raise TypeError(f"{where}: {arg} must be a constant NumPy array, got Tensor {value.name!r}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: {arg} must be a numeric NumPy array, got {type(value).__name__}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{where}: {arg} must be a real numeric array, got dtype {arr.dtype}")
+    with np.errstate(over="ignore"):
+        arr = np.array(arr, dtype=np.float32, order="C", copy=True)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: {arg} must be finite (in float32), found NaN or infinity")
+    arr.setflags(write=False)
+    return arr
+
+
+def check_activation(act, where: str):
+    """None, "relu" or ("clip", lo, hi) with finite lo <= hi (returned with float bounds)."""
+    if act is None or act == "relu":
+        return act
+    if isinstance(act, (tuple, list)) and len(act) == 3 and act[0] == "clip":
+        lo, hi = _float(act[1], where, "activation lower bound"), _float(act[2], where, "activation upper bound")
+        if lo > hi:
+            raise ValueError(f"{where}: activation clip bounds must satisfy lo <= hi, got ({lo}, {hi})")
+        return ("clip", lo, hi)
+    raise ValueError(f"{where}: activation must be None, 'relu' or ('clip', lo, hi), got {act!r}")
+
+
+def _int(value, where: str, arg: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {arg} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {arg} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _pair(value, where: str, arg: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or \
+            any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
+        raise TypeError(f"{where}: {arg} must be an int or a pair of ints, got {value!r}")
+    if min(value) < minimum:
+        raise ValueError(f"{where}: {arg} must be >= {minimum}, got {tuple(int(v) for v in value)}")
+    return int(value[0]), int(value[1])
+
+
+def _float(value, where: str, arg: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {arg} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {arg} must be finite, got {value}")
+    return float(value)
+
+
+def _bool(value, where: str, arg: str) -> bool:
+    if value not in (True, False):
+        raise TypeError(f"{where}: {arg} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _axis(axis, rank: int, where: str, arg: str = "axis") -> int:
+    axis = _int(axis, where, arg, -rank)
+    if axis >= rank:
+        raise ValueError(f"{where}: {arg}={axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def _conv_pads(padding, kernel, dilation, stride, where: str) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right). "same" as in PyTorch: stride 1 only, total d * (k - 1) split
+    with the odd pixel at the end (bottom / right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{where}: padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
+            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            return (total[0] // 2, total[1] // 2, total[0] - total[0] // 2, total[1] - total[1] // 2)
+        raise ValueError(f"{where}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    ph, pw = _pair(padding, where, "padding", 0)
+    return (ph, pw, ph, pw)
+
+
+class Builders:
+    """Mixin of ``Graph``: one method per op; each returns the output Tensor."""
+
+    # -- helpers --
+
+    def _start(self, op: str, name):
+        name = self._pick_name(op, name)
+        return name, f"{name} ({op})"
+
+    def _unary(self, op: str, x, attrs, name):
+        name, where = self._start(op, name)
+        return self.add_node(op, [self._tensor(x, where, "x")], attrs, name=name)
+
+    # -- layers with weights --
+
+    def conv2d(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, name=None):
+        """2-D convolution, NCHW, weight OIHW [out, in/groups, kh, kw] (F.conv2d)."""
+        name, where = self._start("conv2d", name)
+        x = self._tensor(x, where, "x")
+        w = const_array(weight, where, "weight")
+        if w.ndim != 4:
+            raise ValueError(f"{where}: weight must have rank 4 [out, in/groups, kh, kw], got shape {list(w.shape)}")
+        stride = _pair(stride, where, "stride", 1)
+        dilation = _pair(dilation, where, "dilation", 1)
+        groups = _int(groups, where, "groups", 1)
+        pads = _conv_pads(padding, w.shape[2:], dilation, stride, where)
+        consts = {"weight": w}
+        if bias is not None:
+            consts["bias"] = const_array(bias, where, "bias")
+        attrs = {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups, "activation": None}
+        return self.add_node("conv2d", [x], attrs, consts, name=name)
+
+    def linear(self, x, weight, bias=None, *, name=None):
+        """``x @ weight.T + bias`` with weight [out_features, in_features] (F.linear)."""
+        name, where = self._start("linear", name)
+        x = self._tensor(x, where, "x")
+        consts = {"weight": const_array(weight, where, "weight")}
+        if bias is not None:
+            consts["bias"] = const_array(bias, where, "bias")
+        return self.add_node("linear", [x], {"activation": None}, consts, name=name)
+
+    def matmul(self, x, b, *, name=None):
+        """``x @ b`` with b a constant [K, N] array (torch.matmul with a constant right side)."""
+        name, where = self._start("matmul", name)
+        x = self._tensor(x, where, "x")
+        if isinstance(b, Tensor):
+            raise TypeError(f"{where}: b must be a constant [K, N] array; the product of two tensors "
+                            "is not supported")
+        return self.add_node("matmul", [x], {"activation": None}, {"b": const_array(b, where, "b")}, name=name)
+
+    def batch_norm2d(self, x, mean, var, weight=None, bias=None, eps=1e-5, *, name=None):
+        """Inference BatchNorm over axis 1: ``(x - mean) / sqrt(var + eps) * weight + bias``
+        (F.batch_norm, training=False); weight defaults to ones, bias to zeros."""
+        name, where = self._start("batch_norm2d", name)
+        x = self._tensor(x, where, "x")
+        mean = const_array(mean, where, "mean")
+        var = const_array(var, where, "var")
+        if (var < 0).any():
+            raise ValueError(f"{where}: var must be >= 0, got a minimum of {float(var.min())}")
+        eps = _float(eps, where, "eps")
+        if eps <= 0:
+            raise ValueError(f"{where}: eps must be > 0, got {eps}")
+        c = mean.shape
+        weight = const_array(np.ones(c, np.float32) if weight is None else weight, where, "weight")
+        bias = const_array(np.zeros(c, np.float32) if bias is None else bias, where, "bias")
+        consts = {"mean": mean, "var": var, "weight": weight, "bias": bias}
+        return self.add_node("batch_norm2d", [x], {"eps": eps}, consts, name=name)
+
+    # -- activations --
+
+    def relu(self, x, *, name=None):
+        return self._unary("relu", x, {}, name)
+
+    def relu6(self, x, *, name=None):
+        """``min(max(x, 0), 6)``."""
+        return self._unary("relu6", x, {}, name)
+
+    def clip(self, x, min=None, max=None, *, name=None):
+        """``min(max(x, min), max)``; a bound of None is absent (torch.clamp). Needs min <= max."""
+        name, where = self._start("clip", name)
+        lo = None if min is None else _float(min, where, "min")
+        hi = None if max is None else _float(max, where, "max")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"{where}: min must be <= max, got min={lo}, max={hi}")
+        return self.add_node("clip", [self._tensor(x, where, "x")], {"min": lo, "max": hi}, name=name)
+
+    def leaky_relu(self, x, negative_slope=0.01, *, name=None):
+        name, where = self._start("leaky_relu", name)
+        slope = _float(negative_slope, where, "negative_slope")
+        return self.add_node("leaky_relu", [self._tensor(x, where, "x")], {"negative_slope": slope}, name=name)
+
+    def sigmoid(self, x, *, name=None):
+        return self._unary("sigmoid", x, {}, name)
+
+    def tanh(self, x, *, name=None):
+        return self._unary("tanh", x, {}, name)
+
+    def hardswish(self, x, *, name=None):
+        """``x * relu6(x + 3) / 6``."""
+        return self._unary("hardswish", x, {}, name)
+
+    def gelu(self, x, approximate="none", *, name=None):
+        """``x * Phi(x)`` (exact, with erf) or its tanh approximation (F.gelu)."""
+        name, where = self._start("gelu", name)
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"{where}: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return self.add_node("gelu", [self._tensor(x, where, "x")], {"approximate": approximate}, name=name)
+
+    def softmax(self, x, axis, *, name=None):
+        name, where = self._start("softmax", name)
+        x = self._tensor(x, where, "x")
+        return self.add_node("softmax", [x], {"axis": _axis(axis, x.ndim, where)}, name=name)
+
+    def dropout(self, x, p=0.5, *, name=None):
+        """Identity (inference); kept in the graph until ``remove_identities``."""
+        name, where = self._start("dropout", name)
+        p = _float(p, where, "p")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{where}: p must be in [0, 1], got {p}")
+        return self.add_node("dropout", [self._tensor(x, where, "x")], {"p": p}, name=name)
+
+    def identity(self, x, *, name=None):
+        return self._unary("identity", x, {}, name)
+
+    # -- elementwise binary --
+
+    def _binary(self, op: str, a, b, name):
+        name, where = self._start(op, name)
+        if not isinstance(a, Tensor):
+            if not isinstance(b, Tensor):
+                raise TypeError(f"{where}: at least one of a, b must be a Tensor")
+            a, b = b, a                                    # add and mul commute
+        a = self._tensor(a, where, "a")
+        attrs = {"activation": None} if op == "add" else {}
+        if isinstance(b, Tensor):
+            return self.add_node(op, [a, self._tensor(b, where, "b")], attrs, name=name)
+        return self.add_node(op, [a], attrs, {"b": const_array(b, where, "b")}, name=name)
+
+    def add(self, a, b, *, name=None):
+        """``a + b``: two tensors, or a tensor and a constant array (NumPy broadcasting)."""
+        return self._binary("add", a, b, name)
+
+    def mul(self, a, b, *, name=None):
+        """``a * b``: two tensors, or a tensor and a constant array (NumPy broadcasting)."""
+        return self._binary("mul", a, b, name)
+
+    def concat(self, ts, axis, *, name=None):
+        """Concatenate tensors along ``axis`` (not the batch axis 0) (torch.cat)."""
+        name, where = self._start("concat", name)
+        if isinstance(ts, Tensor) or not isinstance(ts, (list, tuple)) or not ts:
+            raise TypeError(f"{where}: ts must be a non-empty list of Tensors, got {ts!r}")
+        ts = [self._tensor(t, where, f"ts[{i}]") for i, t in enumerate(ts)]
+        return self.add_node("concat", ts, {"axis": _axis(axis, ts[0].ndim, where)}, name=name)
+
+    # -- pooling --
+
+    def _pool_attrs(self, where, kernel_size, stride, padding, ceil_mode):
+        kernel = _pair(kernel_size, where, "kernel_size", 1)
+        stride = kernel if stride is None else _pair(stride, where, "stride", 1)
+        pad = _pair(padding, where, "padding", 0)
+        if any(2 * p > k for p, k in zip(pad, kernel)):
+            raise ValueError(f"{where}: padding={pad} must be at most half of kernel_size={kernel} "
+                             "(as in PyTorch)")
+        return {"kernel_size": kernel, "stride": stride, "pads": pad + pad,
+                "ceil_mode": _bool(ceil_mode, where, "ceil_mode")}
+
+    def max_pool2d(self, x, kernel_size, stride=None, padding=0, ceil_mode=False, *, name=None):
+        """Max over windows (F.max_pool2d); stride defaults to kernel_size; padding never wins."""
+        name, where = self._start("max_pool2d", name)
+        x = self._tensor(x, where, "x")
+        attrs = self._pool_attrs(where, kernel_size, stride, padding, ceil_mode)
+        return self.add_node("max_pool2d", [x], attrs, name=name)
+
+    def avg_pool2d(self, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                   *, name=None):
+        """Mean over windows (F.avg_pool2d): with count_include_pad the divisor counts the zero
+        padding (but not the part of a ceil_mode window beyond it), else only the input taps."""
+        name, where = self._start("avg_pool2d", name)
+        x = self._tensor(x, where, "x")
+        attrs = self._pool_attrs(where, kernel_size, stride, padding, ceil_mode)
+        attrs["count_include_pad"] = _bool(count_include_pad, where, "count_include_pad")
+        return self.add_node("avg_pool2d", [x], attrs, name=name)
+
+    def global_avg_pool2d(self, x, *, name=None):
+        """Mean over H and W: [N, C, H, W] -> [N, C, 1, 1] (F.adaptive_avg_pool2d(x, 1))."""
+        return self._unary("global_avg_pool2d", x, {}, name)
+
+    # -- shape ops --
+
+    def flatten(self, x, start_dim=1, *, name=None):
+        """Merge dimensions start_dim.. (>= 1: the batch stays) into one (torch.flatten)."""
+        name, where = self._start("flatten", name)
+        x = self._tensor(x, where, "x")
+        start = _axis(start_dim, x.ndim, where, "start_dim")
+        if start == 0:
+            raise ValueError(f"{where}: start_dim={start_dim} would merge the batch dimension; use >= 1")
+        return self.add_node("flatten", [x], {"start_dim": start}, name=name)
+
+    def reshape(self, x, shape, *, name=None):
+        """Reshape each sample: the output is ``(batch,) + shape``; one entry may be -1.
+
+        ``shape`` excludes the batch dimension (as Keras' Reshape), so a free batch stays free:
+        ``g.reshape(x, (16, 4, 4))`` maps [N, 256] to [N, 16, 4, 4].
+        """
+        name, where = self._start("reshape", name)
+        x = self._tensor(x, where, "x")
+        if not isinstance(shape, (tuple, list)):
+            raise TypeError(f"{where}: shape must be a tuple of ints (without the batch dimension), got {shape!r}")
+        dims = [_int(d, where, "shape entry", -1) for d in shape]
+        if dims.count(-1) > 1 or 0 in dims:
+            raise ValueError(f"{where}: shape={tuple(shape)} may hold one -1 and no 0")
+        size = math.prod(x.shape[1:])
+        if -1 in dims:
+            known = -math.prod(dims)
+            if size % known:
+                raise ValueError(f"{where}: shape={tuple(shape)} cannot hold the {size} values per sample "
+                                 f"of x {list(x.shape)}")
+            dims[dims.index(-1)] = size // known
+        return self.add_node("reshape", [x], {"shape": tuple(dims)}, name=name)

@@ -1,0 +1,125 @@
+"""Graph IR records (layer 2 of DESIGN.md): the plain data every later layer walks.
+
+A ``Graph`` (graph.py) is a list of ``Node`` records in topological order plus the names of its
+input and output tensors and a table of ``Tensor`` handles. Everything is plain data, so the
+quantizer, the lowering, the ONNX importer and the .eb writer can walk, copy and rewrite it:
+
+* ``Tensor``: a name, a shape (a tuple of ints; dimension 0 is the batch and may be ``None``,
+  "any size") and the dtype ``"float32"``. Builders return Tensors and accept them as inputs;
+  a Tensor belongs to one graph and is refused by any other.
+* ``Node``: ``op`` (a key of OPS below), ``name`` (unique among nodes), ``inputs`` (tensor names),
+  ``outputs`` (tensor names; every op here has exactly one), ``attrs`` (ints, floats, strs, bools,
+  ``None`` and tuples of them, already normalized: pairs are tuples, pads are explicit) and
+  ``consts``: the node's constants (weights, biases, BatchNorm statistics, the constant operand
+  of add/mul) as float32 C-contiguous **read-only** NumPy arrays. Constants live in the node
+  that uses them, never in a graph-level table: a rewrite replaces a node's consts wholesale and
+  a pass may share an unchanged array between the old and the new graph (they cannot be written).
+
+Names: builders name a node ``f"{op}_{k}"`` (the first free k for that op, e.g. ``"conv2d_3"``)
+unless ``name=`` is given, and name its output tensor the same. Node names and tensor names are
+two namespaces; after a pass fuses two nodes, the surviving node keeps its node name while its
+output takes the name of the removed node's output (graph output names never change).
+
+Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
+
+    op                inputs     consts                                   attrs
+    conv2d            x NCHW     weight [O, C/groups, kh, kw], bias [O]?  stride (sh, sw), pads (top,
+                                                                          left, bottom, right),
+                                                                          dilation (dh, dw), groups,
+                                                                          activation
+    linear            x [.., I]  weight [O, I] (PyTorch), bias [O]?       activation
+    matmul            x [.., K]  b [K, N]                                 activation
+    batch_norm2d      x [N,C,..] mean, var, weight, bias [C] (eval mode)  eps
+    add, mul          a, b       - (two tensors) or b (a constant array,  activation (add only)
+                      or a       NumPy broadcasting)
+    relu, relu6, sigmoid, tanh, hardswish, identity   x   -               -
+    clip              x          -                                        min, max (float or None)
+    leaky_relu        x          -                                        negative_slope
+    gelu              x          -                                        approximate ("none"/"tanh")
+    softmax           x          -                                        axis (>= 0)
+    dropout           x          -                                        p (identity at inference)
+    concat            x1, x2..   -                                        axis (>= 1)
+    max_pool2d        x NCHW     -                                        kernel_size, stride, pads,
+                                                                          ceil_mode
+    avg_pool2d        x NCHW     -                                        kernel_size, stride, pads,
+                                                                          ceil_mode, count_include_pad
+    global_avg_pool2d x NCHW     -                                        - (output [N, C, 1, 1])
+    flatten           x          -                                        start_dim (>= 1)
+    reshape           x          -                                        shape (per sample: the
+                                                                          output is (N,) + shape)
+
+``activation`` is ``None`` (none fused), ``"relu"`` or ``("clip", lo, hi)`` with finite floats
+lo <= hi (ReLU6 is ``("clip", 0.0, 6.0)``): the values ``eightbit.reference.qlinear_conv`` takes,
+applied to the op's float result. ``fuse_activations`` (passes.py) sets it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DTYPE = "float32"
+
+# op -> names of the constants it may hold (a "?" suffix marks an optional one)
+OPS: dict[str, tuple[str, ...]] = {
+    "conv2d": ("weight", "bias?"),
+    "linear": ("weight", "bias?"),
+    "matmul": ("b",),
+    "batch_norm2d": ("mean", "var", "weight", "bias"),
+    "add": ("b?",),
+    "mul": ("b?",),
+    "relu": (), "relu6": (), "clip": (), "leaky_relu": (), "sigmoid": (), "tanh": (),
+    "hardswish": (), "gelu": (), "softmax": (), "dropout": (), "identity": (),
+    "concat": (),
+    "max_pool2d": (), "avg_pool2d": (), "global_avg_pool2d": (),
+    "flatten": (), "reshape": (),
+}
+
+# ops whose attrs carry an ``activation`` that the float executor applies to their result
+FUSABLE_OPS = ("conv2d", "linear", "matmul", "add")
+
+
+def format_shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+class Tensor:
+    """A handle on one float32 tensor of one graph: ``name``, ``shape`` (dim 0 may be None)."""
+
+    __slots__ = ("name", "shape", "dtype", "_graph")
+
+    def __init__(self, name: str, shape: tuple, graph) -> None:
+        self.name = name
+        self.shape = tuple(shape)
+        self.dtype = DTYPE
+        self._graph = graph
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {format_shape(self.shape)})"
+
+
+@dataclass(eq=False)                 # compared by identity: consts are arrays
+class Node:
+    """One operation: ``outputs[0] = op(*inputs, **attrs)`` using ``consts`` (see the table above)."""
+
+    op: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def output(self) -> str:
+        """The name of the single output tensor."""
+        return self.outputs[0]
+
+    def copy(self) -> "Node":
+        """A copy whose lists and dicts may be edited; the (read-only) const arrays are shared."""
+        return Node(self.op, self.name, list(self.inputs), list(self.outputs), dict(self.attrs),
+                    dict(self.consts))

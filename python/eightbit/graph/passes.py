@@ -1,0 +1,168 @@
+"""Graph rewrites run before quantization (layer 2 of DESIGN.md).
+
+Each pass takes a Graph and returns a NEW Graph (the argument is never changed) with the same
+input and output names and, up to float32 rounding, the same outputs. Unchanged constant arrays
+are shared (they are read-only). A fused node keeps its own node name and takes over the output
+tensor name of the node it absorbed, so every tensor name a consumer or a graph output uses
+survives.
+
+* ``remove_identities``: drops dropout, identity, a one-input concat, a clip with no bounds, and
+  reshape / flatten that keep the shape.
+* ``fold_batch_norm``: conv2d or linear followed by batch_norm2d -> one conv2d / linear with
+  ``w' = w * s`` (per output channel) and ``b' = (b - mean) * s + beta``, ``s = gamma /
+  sqrt(var + eps)`` (computed in float64, stored as float32). linear folds only when its output
+  is [N, C] (BatchNorm's channel axis 1 is then linear's output feature axis).
+* ``fuse_activations``: relu, relu6 and clip after conv2d / linear / matmul / add -> the
+  producer's ``activation`` attribute: "relu", ("clip", 0.0, 6.0), ("clip", lo, hi); a clip with
+  only ``min=0`` is "relu"; a clip with one other open bound is left alone.
+* ``prepare_for_quantization``: the three, in that order (a dropout between a conv and its
+  BatchNorm or ReLU would otherwise block folding).
+
+A node is absorbed into its producer only if the producer's output feeds nothing else and is not
+a graph output (the unfused value would be lost) and the producer has no activation yet.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Graph
+from .ir import FUSABLE_OPS, Node
+
+__all__ = ["remove_identities", "fold_batch_norm", "fuse_activations", "prepare_for_quantization"]
+
+
+def _rebuild(g: Graph, nodes: list[Node]) -> Graph:
+    return Graph.from_nodes([(n, g.tensors[n].shape) for n in g.inputs], nodes, g.outputs, g.name)
+
+
+def _use_counts(g: Graph) -> dict[str, int]:
+    counts = {name: 0 for name in g.tensors}
+    for node in g.nodes:
+        for name in set(node.inputs):
+            counts[name] += 1
+    for name in g.outputs:
+        counts[name] += 1                       # a graph output is a use nobody may take away
+    return counts
+
+
+def _absorb(g: Graph, can_absorb) -> Graph:
+    """Shared walk of fold_batch_norm and fuse_activations: for each node whose single input is
+    produced by a node P seen earlier and used only by it, ``can_absorb(P, node)`` may return a
+    rewritten P; that P then takes the node's output name and the node disappears."""
+    uses = _use_counts(g)
+    kept: list[Node] = []
+    position: dict[str, int] = {}       # output name -> index in kept of the node producing it
+    for node in g.nodes:
+        at = position.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        if at is not None and uses[node.inputs[0]] == 1:
+            fused = can_absorb(kept[at], node)
+            if fused is not None:
+                fused.outputs = list(node.outputs)
+                kept[at] = fused
+                del position[node.inputs[0]]
+                position[node.output] = at
+                continue
+        kept.append(node.copy())
+        position[node.output] = len(kept) - 1
+    return _rebuild(g, kept)
+
+
+def _fold_into(producer: Node, bn: Node, g: Graph):
+    if bn.op != "batch_norm2d" or producer.op not in ("conv2d", "linear"):
+        return None
+    if producer.attrs.get("activation") is not None:
+        return None
+    if producer.op == "linear" and len(g.tensors[producer.output].shape) != 2:
+        return None
+    c = bn.consts
+    scale = c["weight"].astype(np.float64) / np.sqrt(c["var"].astype(np.float64) + bn.attrs["eps"])
+    w = producer.consts["weight"].astype(np.float64)
+    b = producer.consts.get("bias")
+    b = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
+    fused = producer.copy()
+    fused.consts["weight"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+    fused.consts["bias"] = ((b - c["mean"]) * scale + c["bias"]).astype(np.float32)
+    return fused
+
+
+def fold_batch_norm(g: Graph) -> Graph:
+    """Fold each batch_norm2d into the conv2d / linear that feeds it (see the module docstring)."""
+    return _absorb(g, lambda producer, node: _fold_into(producer, node, g))
+
+
+def activation_of(node: Node):
+    """The ``activation`` attribute equivalent to a relu / relu6 / clip node, or None."""
+    if node.op == "relu":
+        return "relu"
+    if node.op == "relu6":
+        return ("clip", 0.0, 6.0)
+    if node.op == "clip":
+        lo, hi = node.attrs["min"], node.attrs["max"]
+        if lo is not None and hi is not None:
+            return ("clip", lo, hi)
+        if lo == 0.0 and hi is None:
+            return "relu"
+    return None
+
+
+def _fuse_into(producer: Node, node: Node):
+    act = activation_of(node)
+    if act is None or producer.op not in FUSABLE_OPS or producer.attrs.get("activation") is not None:
+        return None
+    fused = producer.copy()
+    fused.attrs["activation"] = act
+    return fused
+
+
+def fuse_activations(g: Graph) -> Graph:
+    """Move relu / relu6 / clip into the ``activation`` of the conv2d / linear / matmul / add
+    that produces their input (see the module docstring)."""
+    return _absorb(g, _fuse_into)
+
+
+def _is_identity(node: Node, g: Graph) -> bool:
+    if node.op in ("dropout", "identity"):
+        return True
+    if node.op == "concat":
+        return len(node.inputs) == 1
+    if node.op == "clip":
+        return node.attrs["min"] is None and node.attrs["max"] is None
+    if node.op in ("reshape", "flatten"):
+        return g.tensors[node.inputs[0]].shape == g.tensors[node.output].shape
+    return False
+
+
+def remove_identities(g: Graph) -> Graph:
+    """Drop nodes whose output equals their input (see the module docstring).
+
+    Consumers of a dropped node read its input instead. When the dropped node's output is a
+    graph output, the node producing its input is renamed to keep the output name; if that is
+    impossible (the input is a graph input or itself a graph output) the node stays.
+    """
+    outputs, inputs = set(g.outputs), set(g.inputs)
+    alias: dict[str, str] = {}          # name a later node asks for -> name that now holds it
+    kept: list[Node] = []
+    for node in g.nodes:
+        node = node.copy()
+        node.inputs = [alias.get(n, n) for n in node.inputs]
+        if _is_identity(node, g):
+            src, dst = node.inputs[0], node.output
+            if dst not in outputs:
+                alias[dst] = src
+                continue
+            if src not in inputs and src not in outputs:
+                for k in kept:          # src becomes dst everywhere, before and after this node
+                    k.inputs = [dst if n == src else n for n in k.inputs]
+                    k.outputs = [dst if n == src else n for n in k.outputs]
+                alias[src] = dst
+                for key, value in alias.items():
+                    if value == src:
+                        alias[key] = dst
+                continue
+        kept.append(node)
+    return _rebuild(g, kept)
+
+
+def prepare_for_quantization(g: Graph) -> Graph:
+    """remove_identities, then fold_batch_norm, then fuse_activations."""
+    return fuse_activations(fold_batch_norm(remove_identities(g)))

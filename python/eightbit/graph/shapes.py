@@ -1,0 +1,220 @@
+"""Shape inference and consistency checks for graph nodes (layer 2 of DESIGN.md).
+
+``infer_shape(node, input_shapes)`` returns the output shape of a node whose attrs are already
+normalized (builders.py does that), or raises ValueError naming the node and the argument.
+It runs every time a node is added, by a builder, a pass or an importer, so a graph can never
+hold a node whose shapes do not fit.
+
+Dimension 0 of every tensor is the batch; it may be ``None`` (free) and no op mixes it with the
+other dimensions: reductions, flatten, reshape and concat work on dimensions >= 1 (softmax may
+name axis 0), and broadcasting treats a free batch like any size, so it only meets 1 or None.
+
+Window geometry (conv2d, pools), per spatial axis with input n, kernel k, stride s, dilation d,
+pads (b, e) and dilated extent dk = (k - 1) * d + 1, as in PyTorch:
+
+    out = floor((n + b + e - dk) / s) + 1
+    ceil_mode: out = ceil((n + b + e - dk) / s) + 1, minus 1 if that last window would start at
+               or after n + b (in the end padding): every window starts inside x or the left pad.
+"""
+from __future__ import annotations
+
+import math
+
+from .ir import Node, format_shape
+
+
+def window_out(n: int, k: int, s: int, d: int, pad_begin: int, pad_end: int, ceil_mode: bool = False):
+    """Output length of one spatial axis, or None when the dilated kernel exceeds the padded input."""
+    dk = (k - 1) * d + 1
+    span = n + pad_begin + pad_end - dk
+    if span < 0:
+        return None
+    if ceil_mode:
+        out = -(-span // s) + 1
+        if (out - 1) * s >= n + pad_begin:
+            out -= 1
+        return out
+    return span // s + 1
+
+
+def _fail(node: Node, message: str):
+    raise ValueError(f"{node.name} ({node.op}): {message}")
+
+
+def _rank(node: Node, shape, rank: int, what: str):
+    if len(shape) != rank:
+        _fail(node, f"x must be {what} (rank {rank}), got shape {format_shape(shape)}")
+
+
+def _min_rank(node: Node, shape, rank: int, what: str):
+    if len(shape) < rank:
+        _fail(node, f"x must have rank >= {rank} ({what}), got shape {format_shape(shape)}")
+
+
+def _vector(node: Node, key: str, length: int, what: str):
+    v = node.consts.get(key)
+    if v is not None and v.shape != (length,):
+        _fail(node, f"{key} must have shape [{length}] (one per {what}), got {list(v.shape)}")
+
+
+def _windows(node: Node, x, kernel, ceil_mode: bool):
+    stride, dil = node.attrs["stride"], node.attrs.get("dilation", (1, 1))
+    pads = node.attrs["pads"]
+    out = []
+    for i in range(2):
+        o = window_out(x[2 + i], kernel[i], stride[i], dil[i], pads[i], pads[2 + i], ceil_mode)
+        if o is None or o <= 0:
+            dk = (kernel[i] - 1) * dil[i] + 1
+            _fail(node, f"kernel (extent {dk} on spatial axis {i}) is larger than the padded input "
+                        f"({x[2 + i]} + padding {pads[i]} + {pads[2 + i]})")
+        out.append(o)
+    return out
+
+
+def _conv2d(node: Node, shapes):
+    (x,) = shapes
+    _rank(node, x, 4, "NCHW")
+    w = node.consts["weight"]
+    if w.ndim != 4:
+        _fail(node, f"weight must have rank 4 [out, in/groups, kh, kw], got shape {list(w.shape)}")
+    groups = node.attrs["groups"]
+    c, m = x[1], w.shape[0]
+    if c % groups:
+        _fail(node, f"groups={groups} does not divide the {c} input channels of x")
+    if m % groups:
+        _fail(node, f"groups={groups} does not divide the {m} output channels of weight")
+    if w.shape[1] != c // groups:
+        _fail(node, f"weight has {w.shape[1]} input channels per group, but x has {c} channels "
+                    f"/ groups={groups} = {c // groups}")
+    _vector(node, "bias", m, "output channel")
+    oh, ow = _windows(node, x, w.shape[2:], False)
+    return (x[0], m, oh, ow)
+
+
+def _linear(node: Node, shapes):
+    (x,) = shapes
+    _min_rank(node, x, 2, "[batch, ..., in_features]")
+    w = node.consts["weight"]
+    if w.ndim != 2:
+        _fail(node, f"weight must have rank 2 [out_features, in_features], got shape {list(w.shape)}")
+    if w.shape[1] != x[-1]:
+        _fail(node, f"weight has {w.shape[1]} input features, but x has {x[-1]} (last dimension)")
+    _vector(node, "bias", w.shape[0], "output feature")
+    return tuple(x[:-1]) + (w.shape[0],)
+
+
+def _matmul(node: Node, shapes):
+    (x,) = shapes
+    _min_rank(node, x, 2, "[batch, ..., K]")
+    b = node.consts["b"]
+    if b.ndim != 2:
+        _fail(node, f"b must be a [K, N] matrix, got shape {list(b.shape)}")
+    if b.shape[0] != x[-1]:
+        _fail(node, f"b has K={b.shape[0]} rows, but x has {x[-1]} (last dimension)")
+    return tuple(x[:-1]) + (b.shape[1],)
+
+
+def _batch_norm2d(node: Node, shapes):
+    (x,) = shapes
+    _min_rank(node, x, 2, "channels on axis 1")
+    for key in ("mean", "var", "weight", "bias"):
+        _vector(node, key, x[1], "channel of x")
+    return x
+
+
+def _same(node: Node, shapes):
+    return shapes[0]
+
+
+def broadcast(node: Node, a, b, b_name: str = "b"):
+    """NumPy broadcasting of shapes a and b where None (a free batch) matches only None or 1."""
+    if len(b) > len(a):
+        _fail(node, f"{b_name} (shape {format_shape(b)}) has more dimensions than a "
+                    f"({format_shape(a)}); it would move the batch dimension")
+    b = (1,) * (len(a) - len(b)) + tuple(b)
+    out = []
+    for i, (da, db) in enumerate(zip(a, b)):
+        if da == db or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        else:
+            _fail(node, f"shapes {format_shape(a)} and {b_name} {format_shape(b)} do not broadcast "
+                        f"(dimension {i}: {'?' if da is None else da} vs {'?' if db is None else db})")
+    return tuple(out)
+
+
+def _binary(node: Node, shapes):
+    if len(shapes) == 2:
+        if len(shapes[0]) != len(shapes[1]):
+            _fail(node, f"a and b must have the same rank (dimension 0 of each is the batch), got "
+                        f"{format_shape(shapes[0])} and {format_shape(shapes[1])}")
+        return broadcast(node, shapes[0], shapes[1])
+    return broadcast(node, shapes[0], node.consts["b"].shape)
+
+
+def _axis_ok(node: Node, axis: int, rank: int, lowest: int):
+    if not lowest <= axis < rank:
+        _fail(node, f"axis={axis} is out of range [{lowest}, {rank - 1}] for rank {rank}")
+
+
+def _softmax(node: Node, shapes):
+    _axis_ok(node, node.attrs["axis"], len(shapes[0]), 0)
+    return shapes[0]
+
+
+def _concat(node: Node, shapes):
+    axis, first = node.attrs["axis"], shapes[0]
+    _axis_ok(node, axis, len(first), 1)
+    total = 0
+    for i, s in enumerate(shapes):
+        if len(s) != len(first) or any(s[d] != first[d] for d in range(len(s)) if d != axis):
+            _fail(node, f"input {i} has shape {format_shape(s)}, which differs from input 0 "
+                        f"{format_shape(first)} outside axis {axis}")
+        total += s[axis]
+    return tuple(first[:axis]) + (total,) + tuple(first[axis + 1:])
+
+
+def _pool(node: Node, shapes):
+    (x,) = shapes
+    _rank(node, x, 4, "NCHW")
+    oh, ow = _windows(node, x, node.attrs["kernel_size"], node.attrs["ceil_mode"])
+    return (x[0], x[1], oh, ow)
+
+
+def _global_pool(node: Node, shapes):
+    (x,) = shapes
+    _rank(node, x, 4, "NCHW")
+    return (x[0], x[1], 1, 1)
+
+
+def _flatten(node: Node, shapes):
+    (x,) = shapes
+    start = node.attrs["start_dim"]
+    _axis_ok(node, start, len(x), 1)
+    return tuple(x[:start]) + (math.prod(x[start:]),)
+
+
+def _reshape(node: Node, shapes):
+    (x,) = shapes
+    target = tuple(node.attrs["shape"])
+    if math.prod(target) != math.prod(x[1:]):
+        _fail(node, f"shape={target} holds {math.prod(target)} values per sample, but x "
+                    f"{format_shape(x)} has {math.prod(x[1:])}")
+    return (x[0],) + target
+
+
+_RULES = {
+    "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
+    "add": _binary, "mul": _binary,
+    "relu": _same, "relu6": _same, "clip": _same, "leaky_relu": _same, "sigmoid": _same,
+    "tanh": _same, "hardswish": _same, "gelu": _same, "dropout": _same, "identity": _same,
+    "softmax": _softmax, "concat": _concat,
+    "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
+    "flatten": _flatten, "reshape": _reshape,
+}
+
+
+def infer_shape(node: Node, input_shapes) -> tuple:
+    """The output shape of `node` given its input shapes; ValueError if they do not fit."""
+    return _RULES[node.op](node, [tuple(s) for s in input_shapes])
