@@ -3,58 +3,10 @@ bits; and close to the float computation the plan quantizes."""
 import numpy as np
 import pytest
 
-import eightbit as eb
-from eightbit.model import Plan, QuantizedModel, Step, TensorSpec
-
-U8, F32 = np.dtype(np.uint8), np.dtype(np.float32)
+from eightbit.model import QuantizedModel, Step
 
 
-def tiny_cnn_plan(rng):
-    """x [N,3,8,8] -> conv 3x3 (8 ch, relu) -> maxpool 2 -> flatten -> linear 128->10 -> y."""
-    w1 = rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)
-    b1 = rng.normal(0, 0.1, 8).astype(np.float32)
-    w2 = rng.normal(0, 0.1, (10, 128)).astype(np.float32)
-    b2 = rng.normal(0, 0.1, 10).astype(np.float32)
-    s_x, s_h, s_y = 2.0 / 255, 0.02, 0.05
-    q1, ws1 = eb.numerics.qparams.quantize_weight_symmetric(w1)
-    q2, ws2 = eb.numerics.qparams.quantize_weight_symmetric(w2)
-    bias1 = np.round(b1 / (np.float32(s_x) * ws1)).astype(np.int32)
-    bias2 = np.round(b2 / (np.float32(s_h) * ws2)).astype(np.int32)
-    t = {
-        "x": TensorSpec("x", F32, (None, 3, 8, 8)),
-        "xq": TensorSpec("xq", U8, (None, 8, 8, 3), s_x, 128),
-        "h": TensorSpec("h", U8, (None, 8, 8, 8), s_h, 0),
-        "p": TensorSpec("p", U8, (None, 4, 4, 8), s_h, 0),
-        "f": TensorSpec("f", U8, (None, 128), s_h, 0),
-        "yq": TensorSpec("yq", U8, (None, 10), s_y, 128),
-        "y": TensorSpec("y", F32, (None, 10)),
-    }
-    steps = [
-        Step("quantize", ("x",), "xq"),
-        Step("conv", ("xq",), "h", dict(strides=(1, 1), pads=(1, 1, 1, 1), activation="relu"),
-             dict(w=q1, w_scale=ws1, bias=bias1), source="conv1"),
-        Step("max_pool", ("h",), "p", dict(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0))),
-        Step("reshape", ("p",), "f", dict(shape=(None, 128))),
-        Step("linear", ("f",), "yq", {}, dict(w=q2, w_scale=ws2, bias=bias2), source="fc"),
-        Step("dequantize", ("yq",), "y"),
-    ]
-    plan = Plan(t, steps, ["x"], ["y"])
-    return plan, (w1, b1, w2, b2)
-
-
-def float_forward(x, w1, b1, w2, b2):
-    n = x.shape[0]
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    h = np.zeros((n, 8, 8, 8), np.float64)
-    for i in range(3):
-        for j in range(3):
-            h += np.einsum("nchw,oc->nohw", xp[:, :, i:i + 8, j:j + 8], w1[:, :, i, j])
-    h = np.maximum(h + b1[None, :, None, None], 0)
-    p = h.reshape(n, 8, 4, 2, 4, 2).max(axis=(3, 5))
-    return p.reshape(n, -1) @ w2.T + b2
-
-
-def test_ops_equal_reference_on_every_isa(isa, rng):
+def test_ops_equal_reference_on_every_isa(isa, rng, tiny_cnn_plan):
     plan, _ = tiny_cnn_plan(rng)
     qm = QuantizedModel(plan)
     x = rng.uniform(-1, 1, (3, 3, 8, 8)).astype(np.float32)
@@ -62,23 +14,23 @@ def test_ops_equal_reference_on_every_isa(isa, rng):
     np.testing.assert_array_equal(qm(x), want)
 
 
-def test_plan_approximates_the_float_model(rng):
+def test_plan_approximates_the_float_model(rng, tiny_cnn_plan, tiny_float_forward):
     plan, weights = tiny_cnn_plan(rng)
     x = rng.uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
     y = QuantizedModel(plan)(x)
-    ref = float_forward(x.astype(np.float64), *weights)
+    ref = tiny_float_forward(x.astype(np.float64), *weights)
     # a few output quantization steps (0.05) plus propagated input / weight rounding
     np.testing.assert_allclose(y, ref, atol=0.25)
     assert np.abs(y - ref).mean() < 0.06
 
 
-def test_batch_dimension_is_free(rng):
+def test_batch_dimension_is_free(rng, tiny_cnn_plan):
     qm = QuantizedModel(tiny_cnn_plan(rng)[0])
     x = rng.uniform(-1, 1, (5, 3, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(qm(x)[2:3], qm(x[2:3]))
 
 
-def test_summary_and_size(rng):
+def test_summary_and_size(rng, tiny_cnn_plan):
     qm = QuantizedModel(tiny_cnn_plan(rng)[0])
     text = qm.summary()
     assert "conv1" in text and "fc" in text
@@ -90,13 +42,13 @@ def test_summary_and_size(rng):
     (np.zeros((2, 3, 8), np.float32), ValueError, "expected shape"),
     (np.zeros((1, 3, 8, 8), np.complex64), TypeError, "float32"),
 ])
-def test_bad_inputs(rng, x, error, match):
+def test_bad_inputs(rng, x, error, match, tiny_cnn_plan):
     qm = QuantizedModel(tiny_cnn_plan(rng)[0])
     with pytest.raises(error, match=match):
         qm(x)
 
 
-def test_run_names_missing_and_unknown_inputs(rng):
+def test_run_names_missing_and_unknown_inputs(rng, tiny_cnn_plan):
     qm = QuantizedModel(tiny_cnn_plan(rng)[0])
     with pytest.raises(ValueError, match="missing input 'x'"):
         qm.run({})
@@ -104,7 +56,7 @@ def test_run_names_missing_and_unknown_inputs(rng):
         qm.run({"x": np.zeros((1, 3, 8, 8), np.float32), "z": 1})
 
 
-def test_validate_names_the_bad_step(rng):
+def test_validate_names_the_bad_step(rng, tiny_cnn_plan):
     plan, _ = tiny_cnn_plan(rng)
     plan.steps[1].consts.pop("bias")
     with pytest.raises(ValueError, match=r"step 1 \(conv, from conv1\): missing constant"):

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import plan_shapes
+
 QUANT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 FLOAT = np.dtype(np.float32)
 
@@ -99,6 +101,8 @@ class Plan:
     def validate(self) -> "Plan":
         """Check that every step reads defined tensors of the right kind and carries its
         constants; raise ValueError naming the step otherwise. Returns self."""
+        for spec in self.tensors.values():
+            plan_shapes.check_size(spec)
         defined = set()
         for name in self.inputs:
             spec = self._spec(name, "plan input")
@@ -119,6 +123,13 @@ class Plan:
             if missing:
                 raise ValueError(f"{where}: missing constant(s) {missing}")
             out = self._spec(step.output, where)
+            _check_consts(step, out, where)
+            try:
+                want = plan_shapes.infer(step, [self.tensors[n] for n in step.inputs])
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if want is not None and tuple(want) != tuple(out.shape):
+                raise ValueError(f"{where}: computes shape {want}, but output {step.output!r} declares {out.shape}")
             first = self.tensors[step.inputs[0]] if step.inputs else None
             expected = {"quant": out.quantized, "float": out.dtype == FLOAT,
                         "same": first is not None and out.dtype == first.dtype}[kind]
@@ -142,3 +153,23 @@ class Plan:
     def const_bytes(self) -> int:
         """Bytes of all constants (the weights a saved model holds)."""
         return sum(int(np.asarray(v).nbytes) for s in self.steps for v in s.consts.values())
+
+
+def _check_consts(step: Step, out: TensorSpec, where: str) -> None:
+    """dtype and shape of the constants a step reads (a file may hold anything)."""
+    c = step.consts
+    if step.op in ("conv", "linear"):
+        w, ws, b = (np.asarray(c[k]) for k in ("w", "w_scale", "bias"))
+        ndim = 4 if step.op == "conv" else 2
+        if w.dtype != np.int8 or w.ndim != ndim or w.shape[0] == 0:
+            raise ValueError(f"{where}: w must be a {ndim}-D int8 array with output channels first, "
+                             f"got {w.dtype} {w.shape}")
+        o = w.shape[0]
+        if ws.dtype != np.float32 or ws.shape != (o,) or not np.all((ws > 0) & (ws < np.inf)):
+            raise ValueError(f"{where}: w_scale must be {o} positive finite float32 values")
+        if b.dtype != np.int32 or b.shape != (o,):
+            raise ValueError(f"{where}: bias must be {o} int32 values")
+    elif step.op == "lut":
+        t = np.asarray(c["table"])
+        if t.shape != (256,) or t.dtype != out.dtype:
+            raise ValueError(f"{where}: table must be 256 values of {out.dtype}")

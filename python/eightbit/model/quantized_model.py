@@ -5,6 +5,8 @@ import numpy as np
 
 from .. import ops as _ops
 from .. import reference as _reference
+from .._version import __version__
+from . import file_format
 from .execute import conv_weights_4d, run_plan
 from .plan import Plan
 
@@ -40,6 +42,15 @@ class QuantizedModel:
             raise TypeError(f"the model has inputs {self.plan.inputs}: call run({{name: array}})")
         out = self.run({self.plan.inputs[0]: x})
         return out[self.plan.outputs[0]] if len(out) == 1 else tuple(out[n] for n in self.plan.outputs)
+
+    def save(self, path) -> None:
+        """Write the model to a ``.eb`` file (docs/format.md)."""
+        file_format.save(self.plan, path, producer=f"eightbit {__version__}")
+
+    @classmethod
+    def load(cls, path) -> "QuantizedModel":
+        """Read a ``.eb`` file; a truncated, corrupted or foreign file raises ModelFileError."""
+        return cls(file_format.load(path))
 
     @property
     def size_bytes(self) -> int:
