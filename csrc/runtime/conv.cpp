@@ -221,12 +221,14 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
       // Rows padded with zeros to whole 64-byte chunks: AMX reads them in place.
       const int64_t ld = round_up(K, 64);
       patches.reserve_discard(static_cast<size_t>(M * ld));
+      // The pointer, not the thread_local: inside a pool thread `patches` names that thread's own buffer.
+      uint8_t* const patch_rows = patches.data();
       parallel_rows(M, K, [&](int64_t r0, int64_t r1) {
-        uint8_t* rows = patches.data() + r0 * ld;
+        uint8_t* rows = patch_rows + r0 * ld;
         PatchSource::fill(&source, r0, r1, rows, ld);
         for (int64_t r = 0; r < r1 - r0; ++r) std::memset(rows + r * ld + K, 0, static_cast<size_t>(ld - K));
       });
-      a.data = patches.data();
+      a.data = patch_rows;
       a.lda = ld;
       a.rows_padded = true;
       a.zero_padded_to = ld;

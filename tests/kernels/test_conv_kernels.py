@@ -174,3 +174,25 @@ def test_depthwise_paths(isa, rng, case, weights, x_dtype):
     want = ref.qlinear_conv(x, x_scale, xz, wt, w_scale, wz, y_scale, yz, bias, **attrs)
     got = eb.ops.qlinear_conv(x_nhwc, x_scale, xz, packed, w_scale, wz, y_scale, yz, bias, layout="NHWC", **attrs)
     np.testing.assert_array_equal(got, want.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("shape", [
+    (360, 16, 4, 32),   # im2col written whole, rows shared by 2 threads
+    (1, 64, 56, 64),    # im2col produced chunk by chunk inside the GEMM (patches > 1 MB)
+])
+def test_threaded_conv_paths(isa, rng, shape):
+    """Convolutions big enough for every thread, against eightbit.reference (NumPy)."""
+    from eightbit import reference as ref
+
+    n, c, hw, o = shape
+    x = rng.integers(0, 256, (n, c, hw, hw), dtype=np.uint8)
+    w = rng.integers(-127, 128, (o, c, 3, 3), dtype=np.int8)
+    args = (np.float32(0.02), np.uint8(7), w, rng.uniform(0.005, 0.02, o).astype(np.float32), np.zeros(o, np.int8),
+            np.float32(0.4), np.uint8(3), rng.integers(-999, 999, o, dtype=np.int32))
+    before = eb.cpu_info()["num_threads"]
+    eb.set_num_threads(2)
+    try:
+        got = eb.ops.qlinear_conv(x, *args, pads=[1, 1, 1, 1])
+    finally:
+        eb.set_num_threads(before)
+    np.testing.assert_array_equal(got, ref.qlinear_conv(x, *args, pads=[1, 1, 1, 1]))
