@@ -23,6 +23,7 @@ def test_shapes_are_inferred_through_a_network_with_a_free_batch():
     f = g.flatten(e)
     assert f.shape == (None, 512)
     assert g.reshape(f, (8, -1)).shape == (None, 8, 64)
+    assert g.reshape(f, (None, 2, 256)).shape == (None, 2, 256)      # a leading None is the batch
     assert g.linear(f, np.zeros((10, 512))).shape == (None, 10)
     assert g.matmul(g.reshape(f, (8, 64)), np.zeros((64, 5))).shape == (None, 8, 5)
     assert g.softmax(f, -1).shape == (None, 512)

@@ -138,7 +138,8 @@ def test_input_that_is_not_a_tensor(g):
 
 def test_add_of_incompatible_shapes(g, x):
     y = g.input("y", (None, 4, 5, 6))
-    with pytest.raises(ValueError, match=r"add_0 \(add\): shapes \[\?, 4, 6, 6\] and b \[\?, 4, 5, 6\] do not broadcast"):
+    with pytest.raises(ValueError, match=r"add_0 \(add\): shapes \[\?, 4, 6, 6\] and b \[\?, 4, 5, 6\] "
+                                         r"do not broadcast"):
         g.add(x, y)
 
 
@@ -271,7 +272,8 @@ def test_duplicate_input_name(g, x):
 
 
 def test_input_with_a_free_dimension_other_than_the_batch(g):
-    with pytest.raises(ValueError, match=r"input 'y': shape\[1\] must be a positive int \(only dimension 0 may be None\)"):
+    with pytest.raises(ValueError, match=r"input 'y': shape\[1\] must be a positive int "
+                                         r"\(only dimension 0 may be None\)"):
         g.input("y", (None, None, 3))
 
 
@@ -292,7 +294,8 @@ def test_add_node_of_an_unknown_op(g, x):
 
 
 def test_add_node_with_a_bad_activation(g, x):
-    with pytest.raises(ValueError, match=r"n \(add\): activation must be None, 'relu' or \('clip', lo, hi\), got 'relu6'"):
+    with pytest.raises(ValueError, match=r"n \(add\): activation must be None, 'relu' or \('clip', lo, hi\), "
+                                         r"got 'relu6'"):
         g.add_node("add", [x, x], {"activation": "relu6"}, name="n")
 
 

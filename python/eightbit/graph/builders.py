@@ -316,12 +316,15 @@ class Builders:
         """Reshape each sample: the output is ``(batch,) + shape``; one entry may be -1.
 
         ``shape`` excludes the batch dimension (as Keras' Reshape), so a free batch stays free:
-        ``g.reshape(x, (16, 4, 4))`` maps [N, 256] to [N, 16, 4, 4].
+        ``g.reshape(x, (16, 4, 4))`` maps [N, 256] to [N, 16, 4, 4]. A leading None names the
+        batch explicitly: ``(None, 16, 4, 4)`` means the same.
         """
         name, where = self._start("reshape", name)
         x = self._tensor(x, where, "x")
         if not isinstance(shape, (tuple, list)):
             raise TypeError(f"{where}: shape must be a tuple of ints (without the batch dimension), got {shape!r}")
+        if len(shape) and shape[0] is None:
+            shape = tuple(shape[1:])
         dims = [_int(d, where, "shape entry", -1) for d in shape]
         if dims.count(-1) > 1 or 0 in dims:
             raise ValueError(f"{where}: shape={tuple(shape)} may hold one -1 and no 0")

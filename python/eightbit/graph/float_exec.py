@@ -7,10 +7,10 @@ engine calibration streams activations from (layer 2 of DESIGN.md).
     every = g.run(x, return_all=True)             # {name: array} of every input and node output
 
 ``on_tensor(name, array)`` is called once per graph input (first, in input order) and then once
-per node output, in node order, as soon as the tensor exists; the array is a read-only view,
-valid after the call (copy nothing to keep it). Without ``return_all`` the executor drops each
-intermediate after its last consumer, so a calibrator that folds every batch into running
-statistics holds at most the live activations of one batch at a time.
+per node output, in node order, as soon as the tensor exists; the array is a read-only view
+(holding on to it keeps its memory alive). Without ``return_all`` the executor drops each
+intermediate after its last consumer, so a calibrator that folds each array into running
+statistics and keeps nothing holds at most the live activations of one batch at a time.
 
 Inputs: any floating dtype (converted to float32); the rank and every fixed dimension must
 match the declared shape; inputs sharing a free batch dimension must have the same batch size.
