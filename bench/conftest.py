@@ -1,5 +1,5 @@
-"""pytest-benchmark suite: eightbit int8 GEMM and convolution against ONNX Runtime (and NumPy),
-in the same run.
+"""pytest-benchmark suite: eightbit int8 GEMM, convolution and whole models against ONNX Runtime
+(and NumPy), in the same run.
 
 Run from the repository root (see bench/README.md):
 
@@ -7,7 +7,8 @@ Run from the repository root (see bench/README.md):
 
 bench/pytest.ini makes pytest collect ``bench_*.py`` / ``bench_*`` functions and sets the timing
 defaults. At the end of the session the target tables are printed (``pytest_terminal_summary``):
-the GEMM table and the convolution table, each when some of its cases ran.
+the GEMM table, the convolution table and the whole-model table, each when some of its cases
+ran.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ except ImportError:
 
 import _baselines as B  # noqa: E402
 import _conv as C  # noqa: E402
+import _model as M  # noqa: E402
 
 _RESULTS = pytest.StashKey()
 _USAGE = pytest.StashKey()
@@ -104,6 +106,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tables.append(("eightbit int8 GEMM vs ONNX Runtime (same run)", res.render))
     if C.has_conv(res):
         tables.append(("eightbit int8 convolution vs ONNX Runtime (same run)", lambda: C.render(res)))
+    if M.has_model(res):
+        tables.append(("eightbit whole models vs ONNX Runtime (same run)",
+                       lambda: M.render(res, B.import_eightbit()[0])))
     if not tables:
         return
     tr = terminalreporter

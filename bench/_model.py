@@ -1,0 +1,748 @@
+"""Shared pieces of the whole-model benchmark (issue 4): the models, an ONNX exporter, the ONNX
+Runtime baselines, the accuracy check, the Python-overhead measurement and the table.
+
+Used by the pytest-benchmark suite (``bench_model.py``) and the plain script ``model_table.py``;
+sessions, paired timing and the machine description come from ``_baselines.py``. Nothing here
+times anything.
+
+Models (random weights, deterministic seeds):
+
+* ``resnet18_graph(rng)``: an eightbit float Graph with ResNet-18's exact shapes (torchvision's
+  ``resnet18``): stem 7x7/2 conv 3->64 + BN + ReLU + max-pool 3x3/2 pad 1; 4 stages of 2
+  BasicBlocks (64, 128, 256, 512 channels; the first block of stages 2-4 has stride 2 and a 1x1/2
+  downsample conv + BN on the shortcut); residual add + ReLU; global average pool, flatten,
+  linear 512->1000. Convs have no bias (BN follows), He-normal weights. Every BatchNorm's running
+  mean / var are the statistics of its actual input on a probe batch (2 random images, drawn
+  from the same distribution as the calibration and test images), with gamma ~ U(0.6, 1.4) and
+  beta ~ N(0, 0.2): what a trained network's BN would look like, so every activation stays O(1).
+  eightbit folds the 20 BatchNorms into the convs; ONNX Runtime does too (its Conv+BN fusion).
+* ``mlp_graph(rng)``: 768 -> 3072 -> ReLU -> 768 -> ReLU -> 10 (three linears with bias).
+
+Data: images x ~ N(0, 1), float32 [N, 3, 224, 224]; MLP vectors x ~ N(0, 1) [N, 768].
+Calibration: the same batches for eightbit and ONNX Runtime (``calibration_batches``): ResNet-18
+4 batches of 2 images, MLP 8 batches of 8 vectors; min/max calibration on both sides
+(eightbit's default "minmax", ORT's default CalibrationMethod.MinMax).
+
+Baselines (sessions from ``_baselines.ort_session``: intra_op 1, inter_op 1, sequential,
+ORT_ENABLE_ALL), all fed the float32 model exported by ``graph_to_onnx``:
+
+* ``ort-f32``: the exported float model as is (ORT fuses Conv+BN+ReLU itself).
+* ``ort-i8`` for ResNet-18: ``onnxruntime.quantization.quant_pre_process`` (ORT's recommended
+  preparation: shape inference and its basic graph optimizations, which fold BN into Conv), then
+  ``quantize_static(quant_format=QDQ, per_channel=True, activation_type=QUInt8,
+  weight_type=QInt8)`` with a CalibrationDataReader over the calibration batches. ORT turns the
+  QDQ pairs into QLinearConv / QLinearAdd / ... when it builds the session (listed under the
+  table).
+* ``ort-i8`` for the MLP: ``quantize_dynamic(weight_type=QInt8)`` (ORT's defaults otherwise:
+  per-tensor weights). The MLP is exported with linear as MatMul + Add, because ORT's dynamic
+  quantizer only quantizes MatMul (a Gemm would stay float32). eightbit's side is static
+  quantization (``eb.quantize`` has no dynamic mode yet) unless ``eb.quantize`` accepts
+  ``dynamic=True`` when the bench runs; the table says which.
+
+Ours: ``qm = eb.quantize(graph, calibration_batches)`` (static, per-channel int8 weights, uint8
+activations), timed ``qm(x)`` (float32 NCHW in, float32 logits out) with ``eb.set_num_threads(1)``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+import _baselines as B
+
+PREFIX = "model/"          # every measurement key of this table starts with it
+I8, F32 = "ORT i8", "ORT f32"
+
+# --------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------
+
+RESNET18, MLP = "resnet18", "mlp"
+IMAGE = (3, 224, 224)
+MLP_DIMS = (768, 3072, 768, 10)
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str             # RESNET18 | MLP
+    batch: int
+    targets: tuple         # ((column, min ratio = baseline time / our time), ...)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-b{self.batch}"
+
+    @property
+    def label(self) -> str:
+        return {RESNET18: "ResNet-18 224x224", MLP: "MLP 768-3072-768-10"}[self.model]
+
+    def key(self, impl: str) -> str:
+        """Measurement key, e.g. ``model/resnet18-b1/ours`` or ``model/mlp-b1/ort-i8``."""
+        return f"{PREFIX}{self.id}/{impl}"
+
+
+CASES = [
+    Case(RESNET18, 1, ((I8, 1.0), (F32, 3.0))),
+    Case(RESNET18, 8, ((I8, 1.0), (F32, 3.0))),
+    Case(MLP, 1, ((I8, 1.0),)),
+]
+BASELINE_KINDS = ("ort-i8", "ort-f32")
+OVERHEAD_KEY = PREFIX + "overhead/ours"
+OVERHEAD_CXX_KEY = PREFIX + "overhead/cxx"
+OVERHEAD_TARGET_S = 20e-6
+
+
+def select(cases, words=None) -> list:
+    """Cases whose id contains one of ``words`` (all without)."""
+    return [c for c in cases if not words or any(w in c.id for w in words)]
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+def _probe_node(g, probe: dict, t):
+    """Run the node producing t on the probe values (a one-node graph, the float executor)."""
+    import eightbit as eb
+    node = g.producer(t.name)
+    one = eb.Graph("probe")
+    ins = [one.input(f"in{i}", g.tensors[n].shape) for i, n in enumerate(node.inputs)]
+    one.output(one.add_node(node.op, ins, node.attrs, node.consts, name="node"))
+    probe[t.name] = one.run({f"in{i}": probe[n] for i, n in enumerate(node.inputs)})
+    return t
+
+
+def _conv_bn(g, probe, rng, x, c_out, k, stride, pad, relu, name):
+    """conv (He-normal, no bias) + BN with the probe's statistics (+ ReLU)."""
+    c_in = g.tensors[x.name].shape[1]
+    w = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2.0 / (c_in * k * k))
+    y = _probe_node(g, probe, g.conv2d(x, w, None, stride=stride, padding=pad, name=f"{name}.conv"))
+    v = probe[y.name].astype(np.float64)
+    mean, var = v.mean(axis=(0, 2, 3)), v.var(axis=(0, 2, 3))
+    gamma, beta = rng.uniform(0.6, 1.4, c_out), rng.normal(0.0, 0.2, c_out)
+    y = _probe_node(g, probe, g.batch_norm2d(y, mean, var, gamma, beta, name=f"{name}.bn"))
+    return _probe_node(g, probe, g.relu(y, name=f"{name}.relu")) if relu else y
+
+
+def _basic_block(g, probe, rng, x, c_out, stride, name):
+    y = _conv_bn(g, probe, rng, x, c_out, 3, stride, 1, True, f"{name}.1")
+    y = _conv_bn(g, probe, rng, y, c_out, 3, 1, 1, False, f"{name}.2")
+    short = x
+    if stride != 1 or g.tensors[x.name].shape[1] != c_out:
+        short = _conv_bn(g, probe, rng, x, c_out, 1, stride, 0, False, f"{name}.down")
+    s = _probe_node(g, probe, g.add(y, short, name=f"{name}.add"))
+    return _probe_node(g, probe, g.relu(s, name=f"{name}.out"))
+
+
+def resnet18_graph(rng, probe_batch: int = 2):
+    """ResNet-18 (torchvision's shapes, 1000 classes) as an eightbit Graph with a free batch;
+    random weights drawn from rng, BN statistics from a probe batch (see the module docstring)."""
+    import eightbit as eb
+    g = eb.Graph("resnet18")
+    x = g.input("x", (None,) + IMAGE)
+    probe = {"x": rng.standard_normal((probe_batch,) + IMAGE).astype(np.float32)}
+    y = _conv_bn(g, probe, rng, x, 64, 7, 2, 3, True, "stem")
+    y = _probe_node(g, probe, g.max_pool2d(y, 3, stride=2, padding=1, name="stem.pool"))
+    for stage, c in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            stride = 2 if stage > 1 and block == 0 else 1
+            y = _basic_block(g, probe, rng, y, c, stride, f"layer{stage}.{block}")
+    y = g.flatten(g.global_avg_pool2d(y, name="avgpool"), 1, name="flatten")
+    w = rng.standard_normal((1000, 512)) * np.sqrt(1.0 / 512)
+    g.output(g.linear(y, w, rng.normal(0.0, 0.1, 1000), name="fc"))
+    return g
+
+
+def mlp_graph(rng):
+    """768 -> 3072 -> ReLU -> 768 -> ReLU -> 10, He-normal weights, small biases."""
+    import eightbit as eb
+    g = eb.Graph("mlp")
+    y = g.input("x", (None, MLP_DIMS[0]))
+    for i, (n_in, n_out) in enumerate(zip(MLP_DIMS[:-1], MLP_DIMS[1:])):
+        w = rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
+        y = g.linear(y, w, rng.normal(0.0, 0.1, n_out), name=f"fc{i + 1}")
+        if i < len(MLP_DIMS) - 2:
+            y = g.relu(y, name=f"relu{i + 1}")
+    g.output(y)
+    return g
+
+
+@functools.lru_cache(maxsize=None)
+def graph(model: str):
+    return resnet18_graph(np.random.default_rng(18)) if model == RESNET18 else \
+        mlp_graph(np.random.default_rng(768))
+
+
+def _sample_shape(model: str) -> tuple:
+    return IMAGE if model == RESNET18 else (MLP_DIMS[0],)
+
+
+def _data(model: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, n, 1 if model == RESNET18 else 2])
+    return rng.standard_normal((n,) + _sample_shape(model)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def calibration_batches(model: str) -> tuple:
+    """The calibration set, identical for eightbit and ONNX Runtime."""
+    n, per = (4, 2) if model == RESNET18 else (8, 8)
+    x = _data(model, n * per, seed=1)
+    return tuple(x[i * per:(i + 1) * per] for i in range(n))
+
+
+@functools.lru_cache(maxsize=None)
+def inputs(model: str, batch: int) -> np.ndarray:
+    """The timed input of a case (not in the calibration set)."""
+    return _data(model, batch, seed=2)
+
+
+def eval_set(model: str, quick: bool = False) -> np.ndarray:
+    """Inputs of the accuracy check (neither calibration nor timing data)."""
+    n = (8 if quick else 16) if model == RESNET18 else 256
+    return _data(model, n, seed=3)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX export
+# --------------------------------------------------------------------------------------------
+
+def graph_to_onnx(g, *, linear_as: str = "gemm", opset: int = 17):
+    """The float model of an eightbit Graph as an ONNX ModelProto (constants as initializers).
+
+    linear_as: "gemm" (Gemm transB=1, as torch exports a 2-D nn.Linear) or "matmul" (MatMul with
+    W.T, then Add bias: what ORT's quantize_dynamic can quantize). A fused ``activation`` attr (a
+    prepared graph) becomes a Relu / Clip after the node. A free batch dimension is "N"."""
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits = [], []
+
+    def const(name, value, dtype=np.float32):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(value, dtype)), name))
+        return name
+
+    def node(op_type, ins, outs, name, **attrs):
+        nodes.append(helper.make_node(op_type, ins, outs, name=name, **attrs))
+
+    for n in g.nodes:
+        a, x, y = n.attrs, list(n.inputs), n.output
+        act = a.get("activation")
+        out = y if act is None else f"{y}.pre_act"
+
+        def c(k, n=n):
+            return const(f"{n.name}.{k}", n.consts[k])
+        op = n.op
+        bias = [c("bias")] if op in ("conv2d", "linear") and "bias" in n.consts else []
+        if op == "conv2d":
+            w = n.consts["weight"]
+            node("Conv", [x[0], c("weight")] + bias, [out], n.name,
+                 kernel_shape=list(w.shape[2:]), strides=list(a["stride"]), pads=list(a["pads"]),
+                 dilations=list(a["dilation"]), group=a["groups"])
+        elif op == "linear":
+            if linear_as == "gemm" and len(g.tensors[x[0]].shape) == 2:
+                node("Gemm", [x[0], c("weight")] + bias, [out], n.name, transB=1)
+            else:
+                wt = const(f"{n.name}.weight_t", n.consts["weight"].T)
+                if bias:
+                    node("MatMul", [x[0], wt], [f"{y}.mm"], n.name)
+                    node("Add", [f"{y}.mm", bias[0]], [out], f"{n.name}.bias_add")
+                else:
+                    node("MatMul", [x[0], wt], [out], n.name)
+        elif op == "matmul":
+            node("MatMul", [x[0], c("b")], [out], n.name)
+        elif op == "batch_norm2d":
+            node("BatchNormalization", [x[0], c("weight"), c("bias"), c("mean"), c("var")], [out],
+                 n.name, epsilon=a["eps"])
+        elif op in ("add", "mul"):
+            node(op.capitalize(), [x[0], x[1] if len(x) > 1 else c("b")], [out], n.name)
+        elif op in ("relu", "sigmoid", "tanh", "identity", "dropout"):
+            node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}.get(op, "Identity"),
+                 [x[0]], [out], n.name)
+        elif op in ("relu6", "clip"):
+            lo, hi = (0.0, 6.0) if op == "relu6" else (a["min"], a["max"])
+            node("Clip", [x[0], "" if lo is None else const(f"{n.name}.min", lo),
+                          "" if hi is None else const(f"{n.name}.max", hi)], [out], n.name)
+        elif op == "leaky_relu":
+            node("LeakyRelu", [x[0]], [out], n.name, alpha=a["negative_slope"])
+        elif op == "hardswish":
+            node("HardSwish", [x[0]], [out], n.name)
+        elif op == "gelu":
+            if opset < 20:
+                raise ValueError(f"{n.name}: Gelu needs opset >= 20, got opset={opset}")
+            node("Gelu", [x[0]], [out], n.name, approximate=a["approximate"])
+        elif op == "softmax":
+            node("Softmax", [x[0]], [out], n.name, axis=a["axis"])
+        elif op == "concat":
+            node("Concat", x, [out], n.name, axis=a["axis"])
+        elif op in ("max_pool2d", "avg_pool2d"):
+            kw = dict(kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+                      pads=list(a["pads"]), ceil_mode=int(a["ceil_mode"]))
+            if op == "avg_pool2d":
+                kw["count_include_pad"] = int(a["count_include_pad"])
+            node("MaxPool" if op == "max_pool2d" else "AveragePool", [x[0]], [out], n.name, **kw)
+        elif op == "global_avg_pool2d":
+            node("GlobalAveragePool", [x[0]], [out], n.name)
+        elif op == "flatten" and a["start_dim"] == 1:
+            node("Flatten", [x[0]], [out], n.name, axis=1)
+        elif op in ("flatten", "reshape"):
+            shape = [0] * a["start_dim"] + [-1] if op == "flatten" else [0] + list(a["shape"])
+            node("Reshape", [x[0], const(f"{n.name}.shape", shape, np.int64)], [out], n.name)
+        else:
+            raise NotImplementedError(f"{n.name}: no ONNX export for op {op!r}")
+        if act == "relu":
+            node("Relu", [out], [y], f"{n.name}.act")
+        elif act is not None:
+            node("Clip", [out, const(f"{n.name}.act_min", act[1]), const(f"{n.name}.act_max", act[2])],
+                 [y], f"{n.name}.act")
+
+    def info(name):
+        shape = ["N" if d is None else d for d in g.tensors[name].shape]
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    onnx_graph = helper.make_graph(nodes, g.name, [info(i) for i in g.inputs],
+                                   [info(o) for o in g.outputs], initializer=inits)
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="eightbit-bench")
+    import onnx
+    model.ir_version = min(onnx.IR_VERSION, 10)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def onnx_fp32(model: str):
+    """The exported float model: Gemm for ResNet-18's fc, MatMul + Add for the MLP (see above)."""
+    return graph_to_onnx(graph(model), linear_as="gemm" if model == RESNET18 else "matmul")
+
+
+def _reader(name: str, batches):
+    """A CalibrationDataReader handing ORT the calibration batches, one per get_next."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.rewind()
+
+        def get_next(self):
+            return next(self._it, None)
+
+        def rewind(self):
+            self._it = iter([{name: b} for b in batches])
+    return Reader()
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    import logging
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+@functools.lru_cache(maxsize=None)
+def onnx_int8(model: str):
+    """ONNX Runtime's own int8 model: quantize_static QDQ per-channel (ResNet-18) or
+    quantize_dynamic (MLP), from the exported float model (see the module docstring)."""
+    import onnx
+    from onnxruntime.quantization import (QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    fp32 = onnx_fp32(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(fp32, src)
+        if model == MLP:  # without quant_pre_process: it fuses MatMul + Add into Gemm
+            with _quiet_root_logger():  # its "consider pre-processing" advice
+                quantize_dynamic(src, out, weight_type=QuantType.QInt8)
+        else:
+            pre = os.path.join(tmp, "pre.onnx")
+            quant_pre_process(src, pre)
+            quantize_static(pre, out, _reader(fp32.graph.input[0].name, calibration_batches(model)),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(out)
+
+
+@functools.lru_cache(maxsize=None)
+def ort_model(model: str, kind: str):
+    """(session, input name) of a baseline kind, 'ort-i8' or 'ort-f32', on 1 thread."""
+    m = onnx_int8(model) if kind == "ort-i8" else onnx_fp32(model)
+    return B.ort_session(m, 1), m.graph.input[0].name
+
+
+def baseline_fn(case: Case, kind: str):
+    sess, name = ort_model(case.model, kind)
+    return B.ort_call(sess, {name: inputs(case.model, case.batch)})
+
+
+def ort_run(model: str, kind: str, x: np.ndarray) -> np.ndarray:
+    sess, name = ort_model(model, kind)
+    return sess.run(None, {name: x})[0]
+
+
+@functools.lru_cache(maxsize=None)
+def ort_graph(model: str, kind: str) -> str:
+    """What ORT runs for a baseline after its optimizations: op type counts, in order of first use."""
+    import onnx
+    m = onnx_int8(model) if kind == "ort-i8" else onnx_fp32(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "optimized.onnx")
+        B.ort_session(m, 1, optimized_model_path=path)
+        nodes = onnx.load(path).graph.node
+    counts = Counter(f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in nodes)
+    return ", ".join(f"{op} x{k}" for op, k in counts.items())
+
+
+def check_export(model: str, x=None):
+    """(ok, detail): ORT fp32 on the exported model against the eightbit float graph."""
+    x = inputs(model, 1) if x is None else x
+    ref = graph(model).run(x)
+    got = ort_run(model, "ort-f32", x)
+    err = float(np.abs(got - ref).max())
+    tol = 1e-3 * max(1.0, float(np.abs(ref).max()))
+    ok = got.shape == ref.shape and np.allclose(got, ref, rtol=1e-3, atol=tol)
+    return ok, f"ORT fp32 vs graph.run: max |diff| {err:.2g} (max |y| {float(np.abs(ref).max()):.3g})"
+
+
+# --------------------------------------------------------------------------------------------
+# eightbit
+# --------------------------------------------------------------------------------------------
+
+def has_dynamic(eb) -> bool:
+    try:
+        return "dynamic" in inspect.signature(eb.quantize).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def our_mode(eb, model: str) -> str:
+    return "dynamic" if model == MLP and has_dynamic(eb) else "static"
+
+
+_QM: dict = {}
+
+
+def quantized(eb, model: str):
+    """eb.quantize(graph, calibration batches), once per model (dynamic for the MLP if offered).
+    Raises what eb.quantize raises (e.g. ImportError while eightbit.calibrate is missing)."""
+    if model not in _QM:
+        kw = {"dynamic": True} if our_mode(eb, model) == "dynamic" else {}
+        _QM[model] = eb.quantize(graph(model), list(calibration_batches(model)), **kw)
+    return _QM[model]
+
+
+def ours_fn(eb, case: Case):
+    qm, x = quantized(eb, case.model), inputs(case.model, case.batch)
+    return lambda: qm(x)
+
+
+def _top1_agree(a, b) -> float:
+    return float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+
+
+def _rel_err(a, b) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+@dataclass
+class Accuracy:
+    n: int
+    ours_top1: float | None      # top-1 agreement with the float graph
+    ort_top1: float | None
+    ours_rel: float | None       # relative L2 error of the logits against the float graph
+    ort_rel: float | None
+    export: str = ""
+
+
+def accuracy_store(results) -> dict:
+    """{model: Accuracy}, kept on the Results object of the run."""
+    return results.__dict__.setdefault("model_accuracy", {})
+
+
+REL_ERR_LIMIT = 0.5   # ours is WRONG beyond this relative logit error (a broken model, not noise)
+
+
+def verify(results, eb, case: Case, quick: bool = False) -> bool:
+    """Accuracy of ours (and of ORT int8) against the float graph on the eval set, once per model;
+    ours' output shape on the case input. Records the verdict; False when ours is broken."""
+    store = accuracy_store(results)
+    qm = quantized(eb, case.model)
+    y = np.asarray(qm(inputs(case.model, case.batch)))
+    want = (case.batch, MLP_DIMS[-1] if case.model == MLP else 1000)
+    if y.shape != want or y.dtype != np.float32 or not np.isfinite(y).all():
+        results.verify(case.key("ours"), False, f"got {y.dtype}{y.shape}, want float32{want}, finite")
+        return False
+    if case.model not in store:
+        x = eval_set(case.model, quick)
+        per = 8
+        ref = np.concatenate([graph(case.model).run(x[i:i + per]) for i in range(0, len(x), per)])
+        ours = np.concatenate([qm(x[i:i + per]) for i in range(0, len(x), per)])
+        ort = None
+        if B.have_ort():
+            ort = np.concatenate([ort_run(case.model, "ort-i8", x[i:i + per])
+                                  for i in range(0, len(x), per)])
+        store[case.model] = Accuracy(
+            len(x), _top1_agree(ours, ref), None if ort is None else _top1_agree(ort, ref),
+            _rel_err(ours, ref), None if ort is None else _rel_err(ort, ref))
+    acc = store[case.model]
+    ok = acc.ours_rel < REL_ERR_LIMIT
+    results.verify(case.key("ours"), ok, f"relative logit error vs the float graph {acc.ours_rel:.3f}")
+    return ok
+
+
+_CXX_CALLS: dict = {}   # case id -> C++ calls per qm(x)
+
+
+def paired_baselines(case: Case, eb=None) -> dict:
+    """{measurement key: call} timed beside ours: the ORT baselines and, given eb, the replay of
+    ours' C++ calls (key ``cxx``: the Python-side time per call is ours minus it)."""
+    out = {}
+    if B.have_ort():
+        out.update({case.key(kind): baseline_fn(case, kind) for kind in BASELINE_KINDS})
+    if eb is not None:
+        replay, n = cxx_replay(quantized(eb, case.model), inputs(case.model, case.batch))
+        if replay is not None:
+            out[case.key("cxx")] = replay
+            _CXX_CALLS[case.id] = n
+    return out
+
+
+# ---- Python-side overhead --------------------------------------------------------------------
+
+def tiny_graph():
+    """One conv2d 1->1, 1x1 kernel, on a [N, 1, 1, 1] input: the smallest whole model."""
+    import eightbit as eb
+    g = eb.Graph("tiny")
+    g.output(g.conv2d(g.input("x", (None, 1, 1, 1)), np.full((1, 1, 1, 1), 0.5), np.array([0.1]),
+                      name="conv"))
+    return g
+
+
+def tiny_model(eb):
+    if "tiny" not in _QM:
+        calib = [np.linspace(-1, 1, 8, dtype=np.float32).reshape(8, 1, 1, 1)]
+        _QM["tiny"] = eb.quantize(tiny_graph(), calib)
+    return _QM["tiny"]
+
+
+_NOT_WORK = ("cpu_info", "set_isa", "set_num_threads")
+
+
+@contextlib.contextmanager
+def _recording_cxx(calls: list):
+    """Every function of the C++ extension (``eightbit._core``) replaced by a wrapper that records
+    (function, args, kwargs) and calls it; the Python layers look them up as ``_core.name`` at
+    call time, so they all go through the wrappers. Restored on exit."""
+    from eightbit import _core
+    saved = {}
+    for name in dir(_core):
+        fn = getattr(_core, name)
+        if name.startswith("_") or name in _NOT_WORK or isinstance(fn, type) or not callable(fn):
+            continue
+        saved[name] = fn
+
+        def wrapper(*args, _fn=fn, **kwargs):
+            calls.append((_fn, args, kwargs))
+            return _fn(*args, **kwargs)
+        setattr(_core, name, wrapper)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(_core, name, fn)
+
+
+def cxx_replay(qm, x):
+    """(call, count): a call that runs exactly the C++ calls ``qm(x)`` makes (same functions, same
+    arguments: the recorded arrays, packed weights and scales), without any of the Python around
+    them (runner, eightbit.ops wrappers and checks, NumPy layout changes); (None, 0) if nothing
+    was recorded or the recorded run differs from a plain one. Reads nothing of the runner: it
+    works for any runner whose C++ entry points are functions of ``eightbit._core``."""
+    calls = []
+    with _recording_cxx(calls):
+        y = qm(x)
+    if not calls or not np.array_equal(np.asarray(y), np.asarray(qm(x))):
+        return None, 0
+    calls = tuple(calls)
+
+    def replay():
+        for fn, args, kwargs in calls:
+            fn(*args, **kwargs)
+    return replay, len(calls)
+
+
+def overhead_fns(eb):
+    """(ours, C++ replay or None, step ops): qm(x) on the tiny model with a [1, 1, 1, 1] input, and
+    the replay of its C++ calls."""
+    qm = tiny_model(eb)
+    x = np.array([[[[0.3]]]], np.float32)
+    replay, _ = cxx_replay(qm, x)
+    return (lambda: qm(x)), replay, [s.op for s in getattr(getattr(qm, "plan", None), "steps", [])]
+
+
+def steps_of(eb, model: str) -> int | None:
+    try:
+        return len(quantized(eb, model).plan.steps)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+HEADERS = ["model", "batch", "ours ms", "ORT int8 QDQ ms", "xORT int8", "ORT fp32 ms", "xORT fp32",
+           "target", "result"]
+
+
+def has_model(results) -> bool:
+    return any(k.startswith(PREFIX) for k in (*results.times, *results.verified))
+
+
+def fmt_ms(sec):
+    return "-" if sec is None else f"{sec * 1e3:.2f}" if sec < 0.1 else f"{sec * 1e3:.1f}"
+
+
+def _baseline_time(results, case: Case, kind: str):
+    """(median, paired?): paired with ours if measured so, else from its own bench run."""
+    t = results.times.get(B.paired_key(case.key("ours"), case.key(kind)))
+    if t is not None:
+        return t, True
+    return results.times.get(case.key(kind)), False
+
+
+def _verdict(results, ok, ours, ratio, targets) -> str:
+    if ok is False:
+        return "WRONG"
+    if not results.isas & {"avx512vnni", "avxvnni"}:
+        return "n/a (no VNNI)"
+    if ours is None:
+        return "not run" + (" (no eightbit)" if results.eb_unavailable else "")
+    if any(ratio.get(c) is None for c, _ in targets):
+        return "incomplete"
+    return "PASS" if all(ratio[c] >= t for c, t in targets) else "FAIL"
+
+
+def render(results, eb=None) -> str:
+    """The whole-model target table, the overhead line, accuracy and the ORT graphs."""
+    measured = {k.split("~")[0] for k in (*results.times, *results.verified)}
+    cases = [c for c in CASES if any(c.key(k) in measured for k in ("ours",) + BASELINE_KINDS)]
+    rows, notes = [], []
+    for case in cases:
+        ours = results.times.get(case.key("ours"))
+        times, paired = {}, True
+        for kind in BASELINE_KINDS:
+            times[kind], p = _baseline_time(results, case, kind)
+            paired &= p or times[kind] is None
+        ratio = {I8: times["ort-i8"] / ours if times["ort-i8"] and ours else None,
+                 F32: times["ort-f32"] / ours if times["ort-f32"] and ours else None}
+        ok, detail = results.verified.get(case.key("ours"), (None, ""))
+        if ok is False:
+            notes.append(f"{case.id}: ours is wrong: {detail}")
+        if ours is None and detail:
+            notes.append(f"{case.id}: ours not run: {detail}")
+        if not paired and ours is not None:
+            notes.append(f"{case.id}: baselines not paired with ours (their own bench runs)")
+        label = case.label
+        if case.model == MLP:
+            mode = our_mode(eb, MLP) if eb is not None else "static"
+            label += " *"
+            notes.append(f"* {case.id}: the ORT int8 column is quantize_dynamic (DynamicQuantizeMatMul, "
+                         f"per-tensor weights); ours is eb.quantize {mode}"
+                         + (" (eb.quantize has no dynamic mode yet)" if mode == "static" else ""))
+        target = ", ".join(f">={t:g}x {c}" for c, t in case.targets)
+        rows.append([label, case.batch, fmt_ms(ours), fmt_ms(times["ort-i8"]),
+                     B.fmt_ratio(ratio[I8]), fmt_ms(times["ort-f32"]), B.fmt_ratio(ratio[F32]),
+                     target, _verdict(results, ok, ours, ratio, case.targets)])
+    text = B.format_table(HEADERS, rows, left=(0, -2, -1)) if rows else []
+    if rows:
+        text.append("ratio = baseline time / our time (higher is better; >= 1.0x means ours takes at "
+                    "most the baseline's latency); medians over the same cycles (~20 ms blocks, or "
+                    "one call when longer, of each implementation, alternating); single thread. "
+                    "ORT int8 QDQ = quant_pre_process + quantize_static(QDQ, per_channel, "
+                    "QUInt8 activations, QInt8 weights), min/max over the calibration batches "
+                    "eightbit used (ResNet-18: 4 x 2 random N(0,1) images).")
+    text += _python_time_lines(results, cases, eb)
+    text += _overhead_lines(results, eb)
+    text += _accuracy_lines(results)
+    text += _graph_notes(cases)
+    if results.eb_unavailable:
+        text.append(f"eightbit not importable: {results.eb_unavailable}")
+    text += [f"note: {n}" for n in notes]
+    return "\n".join(text)
+
+
+def _python_time_lines(results, cases, eb) -> list:
+    parts = []
+    for case in cases:
+        ours = results.times.get(case.key("ours"))
+        cxx = results.times.get(B.paired_key(case.key("ours"), case.key("cxx")))
+        if ours is None or cxx is None:
+            continue
+        steps = steps_of(eb, case.model) if eb is not None else None
+        parts.append(f"{case.id} {fmt_ms(ours - cxx)} ms of {fmt_ms(ours)} ms "
+                     f"({_CXX_CALLS.get(case.id, '?')} C++ calls"
+                     + (f", {steps} plan steps)" if steps else ")"))
+    if not parts:
+        return []
+    return ["Python-side time per call (ours minus the replay of its C++ calls, same cycles): "
+            + "; ".join(parts)]
+
+
+def _overhead_lines(results, eb) -> list:
+    ours = results.times.get(OVERHEAD_KEY)
+    if ours is None:
+        why = results.verified.get(OVERHEAD_KEY, (None, ""))[1]
+        return [f"Python-side overhead per call: not measured{': ' + why if why else ''}"]
+    kern = results.times.get(B.paired_key(OVERHEAD_KEY, OVERHEAD_CXX_KEY))
+    if kern is None:
+        return [f"Python-side overhead per call (target < {OVERHEAD_TARGET_S * 1e6:.0f} us): at most "
+                f"{ours * 1e6:.1f} us (qm(x) on a 1-conv model, 1x1x1x1 input; the kernel calls "
+                "could not be recorded)"]
+    over = ours - kern
+    verdict = "PASS" if over < OVERHEAD_TARGET_S else "FAIL"
+    return [f"Python-side overhead per call: {over * 1e6:.1f} us (target < "
+            f"{OVERHEAD_TARGET_S * 1e6:.0f} us: {verdict}) = qm(x) {ours * 1e6:.1f} us - its C++ "
+            f"calls (eightbit._core) replayed with the recorded arguments {kern * 1e6:.1f} us; "
+            "model: one 1x1 conv 1->1 on a 1x1x1x1 input (quantize, conv, dequantize steps); "
+            "paired timing"]
+
+
+def _accuracy_lines(results) -> list:
+    store = accuracy_store(results)
+    if not store:
+        return []
+    rows = []
+    for model, a in store.items():
+        rows.append([{RESNET18: "ResNet-18", MLP: "MLP"}[model], a.n,
+                     "-" if a.ours_top1 is None else f"{a.ours_top1 * 100:.1f}%",
+                     "-" if a.ort_top1 is None else f"{a.ort_top1 * 100:.1f}%",
+                     "-" if a.ours_rel is None else f"{a.ours_rel:.3f}",
+                     "-" if a.ort_rel is None else f"{a.ort_rel:.3f}"])
+    text = ["", "accuracy against the float graph (graph.run), on random N(0,1) inputs that are "
+            "neither calibration nor timing data (a rough check: random weights, random data):"]
+    text += B.format_table(["model", "samples", "top-1 agree ours", "top-1 agree ORT int8",
+                            "rel. logit err ours", "rel. logit err ORT int8"], rows, left=(0,))
+    return text
+
+
+def _graph_notes(cases) -> list:
+    if not B.have_ort():
+        return []
+    notes = [""]
+    for model in dict.fromkeys(c.model for c in cases):
+        for kind in BASELINE_KINDS:
+            try:
+                desc = ort_graph(model, kind)
+            except Exception as e:  # informative only
+                desc = f"unknown ({type(e).__name__}: {e})"
+            notes.append(f"ORT graph, {model} {kind}: {desc}")
+    return notes
+
