@@ -319,7 +319,8 @@ void bind_plan(py::module_& m) {
            "Runs the plan on a sequence of float32 arrays (one per plan input); returns the outputs as a list.")
       .def_property_readonly("num_steps", &PlanExecutor::num_steps)
       .def_property_readonly("arena_bytes", &PlanExecutor::arena_bytes)
-      .def_property_readonly("arena_bytes_per_sample", &PlanExecutor::arena_bytes_per_sample);
+      .def_property_readonly("arena_bytes_per_sample", &PlanExecutor::arena_bytes_per_sample)
+      .def_property_readonly("last_run_seconds", &PlanExecutor::last_run_seconds);
 }
 
 }  // namespace eb::bind

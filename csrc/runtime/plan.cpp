@@ -2,6 +2,7 @@
 #include "runtime/plan.h"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -549,6 +550,7 @@ void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, c
   if (batch < 0 || inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("PlanExecutor::run: wrong number of buffers");
   std::lock_guard<std::mutex> lock(run_mutex_);
+  const auto start = std::chrono::steady_clock::now();
   // Grows only: a smaller batch reuses the arena of a larger one.
   arena_.reserve_discard(static_cast<size_t>(std::max<int64_t>(arena_per_sample_ * batch, 1)));
   Buffers buf;
@@ -559,6 +561,7 @@ void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, c
   for (size_t i = 0; i < inputs.size(); ++i) buf.ptr[inputs_[i]] = const_cast<float*>(inputs[i]);
   for (size_t i = 0; i < outputs.size(); ++i) buf.ptr[outputs_[i]] = outputs[i];
   for (const PlanStep& step : steps_) std::visit(StepRunner{tensors_, step, buf}, step.params);
+  last_run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace eb

@@ -145,6 +145,8 @@ class PlanExecutor {
   // Arena bytes one batch item needs, and the bytes held now.
   int64_t arena_bytes_per_sample() const { return arena_per_sample_; }
   int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
+  // Wall time of the last run() inside the core (to measure the binding's overhead).
+  double last_run_seconds() const { return last_run_seconds_; }
 
  private:
   void plan_memory();
@@ -157,6 +159,7 @@ class PlanExecutor {
   int64_t arena_per_sample_ = 0;
   bool finalized_ = false;
   AlignedBuffer<uint8_t> arena_;
+  double last_run_seconds_ = 0.0;
   std::mutex run_mutex_;
 };
 
