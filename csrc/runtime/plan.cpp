@@ -6,9 +6,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 #include <stdexcept>
-#include <type_traits>
 
 #include "runtime/cnn_ops.h"
 #include "runtime/quantize.h"
