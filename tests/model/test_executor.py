@@ -118,7 +118,7 @@ def concat_case(b, same_scale=False):
 
 def concat_2d_case(b):
     x1, x2 = b.input("x1", (5,)), b.input("x2", (7,))
-    b.output(b.step("concat", (x1, x2), b.q("c", (12,)), dict(axis=-1)))
+    b.output(b.step("concat", (x1, x2), b.q("c", (12,)), dict(axis=1)))
 
 
 def lut_case(b):
