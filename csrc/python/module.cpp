@@ -20,6 +20,7 @@ namespace py = pybind11;
 
 namespace eb::bind {
 void bind_cnn_ops(py::module_& m);  // bind_cnn_ops.cpp
+void bind_plan(py::module_& m);     // bind_plan.cpp
 }  // namespace eb::bind
 using eb::PackedB;
 using namespace eb::bind;
@@ -321,4 +322,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("dynamic_quantize_rows", &dynamic_quantize_rows, py::arg("x"));
   bind_conv(m);
   bind_cnn_ops(m);
+  bind_plan(m);
 }

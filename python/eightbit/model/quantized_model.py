@@ -1,4 +1,4 @@
-"""QuantizedModel: a validated Plan with its weights packed once, run by the C++ kernels."""
+"""QuantizedModel: a validated Plan lowered once to the C++ plan executor, which runs it in one call."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,21 +7,25 @@ from .. import ops as _ops
 from .. import reference as _reference
 from .._version import __version__
 from . import file_format
-from .execute import conv_weights_4d, run_plan
+from .execute import check_feeds, conv_weights_4d, run_plan
+from .native import build_executor
 from .plan import Plan
 
 
 class QuantizedModel:
     """An int8 model: ``qm(x)`` for a single-input model (float in, float out, the float graph's
     layout), ``qm.run({name: array})`` for any. ``qm.reference_run`` computes the same with
-    ``eightbit.reference`` (NumPy), which ``run`` matches bit for bit."""
+    ``eightbit.reference`` (NumPy), which ``run`` matches bit for bit; ``qm.run_steps`` runs the
+    plan step by step with ``eightbit.ops`` (one C++ call per step: for debugging)."""
 
     def __init__(self, plan: Plan):
         self.plan = plan.validate()
-        self._packed = {
-            i: _ops.pack_conv(conv_weights_4d(s), np.zeros(s.consts["w"].shape[0], np.int8), s.attrs.get("group", 1))
-            for i, s in enumerate(plan.steps) if s.op in ("conv", "linear")
-        }
+        self._packed = None
+        try:
+            self._executor = build_executor(self.plan)
+        except NotImplementedError:
+            self._executor = None  # a step the C++ executor lacks: run step by step
+        self._one_in_one_out = len(plan.inputs) == 1 and len(plan.outputs) == 1
 
     @property
     def input_names(self) -> list:
@@ -32,12 +36,29 @@ class QuantizedModel:
         return list(self.plan.outputs)
 
     def run(self, feeds: dict) -> dict:
+        if self._executor is None:
+            return self.run_steps(feeds)
+        names = self.plan.inputs
+        if len(feeds) != len(names) or any(n not in feeds for n in names):
+            check_feeds(self.plan, feeds)  # raises, naming the missing or unknown input
+        return dict(zip(self.plan.outputs, self._executor.run([feeds[n] for n in names])))
+
+    def run_steps(self, feeds: dict) -> dict:
+        """The plan run step by step by eightbit.ops (the same bits as ``run``)."""
+        if self._packed is None:
+            self._packed = {
+                i: _ops.pack_conv(conv_weights_4d(s), np.zeros(s.consts["w"].shape[0], np.int8),
+                                  s.attrs.get("group", 1))
+                for i, s in enumerate(self.plan.steps) if s.op in ("conv", "linear")
+            }
         return run_plan(self.plan, feeds, _ops, self._packed)
 
     def reference_run(self, feeds: dict) -> dict:
         return run_plan(self.plan, feeds, _reference)
 
     def __call__(self, x):
+        if self._one_in_one_out and self._executor is not None:
+            return self._executor.run((x,))[0]
         if len(self.plan.inputs) != 1:
             raise TypeError(f"the model has inputs {self.plan.inputs}: call run({{name: array}})")
         out = self.run({self.plan.inputs[0]: x})

@@ -1,0 +1,565 @@
+// Runtime layer: the plan executor (see plan.h).
+#include "runtime/plan.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/cnn_ops.h"
+#include "runtime/quantize.h"
+#include "runtime/thread_pool.h"
+
+namespace eb {
+namespace {
+
+constexpr int64_t kArenaAlign = 64;            // every tensor starts on a cache line
+constexpr int64_t kMaxGlobalPixels = int64_t{1} << 24;  // the global pool's float32 pixel count stays exact
+constexpr int64_t kMaxExtent = int64_t{1} << 40;
+
+[[noreturn]] void fail(const std::string& where, const std::string& what) {
+  throw std::invalid_argument(where + ": " + what);
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "(N";
+  for (size_t i = 1; i < s.size(); ++i) out += ", " + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+// Splits [0, n) over the thread pool when there is enough work (below ~64 K
+// byte-operations per thread a wake-up costs more than it saves).
+template <typename Fn>
+void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
+  constexpr double kMinWorkPerThread = 65536.0;
+  const double work = static_cast<double>(n) * static_cast<double>(std::max<int64_t>(work_per_item, 1));
+  const int threads = static_cast<int>(
+      std::clamp<double>(work / kMinWorkPerThread, 1.0, ThreadPool::instance().num_threads()));
+  if (threads <= 1 || n < threads) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
+}
+
+int64_t product(const std::vector<int64_t>& s, size_t from, size_t to) {
+  int64_t p = 1;
+  for (size_t i = from; i < to && i < s.size(); ++i) p *= s[i];
+  return p;
+}
+
+// The tensor's shape with this call's batch.
+std::vector<int64_t> with_batch(const PlanTensor& t, int64_t batch) {
+  std::vector<int64_t> s = t.shape;
+  s[0] = batch;
+  return s;
+}
+
+// ------------------------------------------------------------ layout changes
+
+// NCHW float32 -> NHWC quantized, one (n, h) row of W * C values at a time:
+// gathered into a small buffer, then quantized by the runtime's own loop.
+void quantize_nchw_to_nhwc(const float* x, int64_t batch, int64_t C, int64_t H, int64_t W, const PlanTensor& y_t,
+                           void* y) {
+  const int32_t qmin = y_t.is_signed() ? -128 : 0, qmax = y_t.is_signed() ? 127 : 255;
+  const int64_t row = W * C;
+  parallel_for(batch * H, row, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(row));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / H, h = r % H;
+      const float* src = x + (n * C * H + h) * W;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) buf[w * C + c] = src[c * H * W + w];
+      quantize_per_tensor(buf.data(), row, y_t.scale, y_t.zp, qmin, qmax, static_cast<uint8_t*>(y) + r * row);
+    }
+  });
+}
+
+void dequantize_nhwc_to_nchw(const void* x, const PlanTensor& x_t, int64_t batch, int64_t H, int64_t W, int64_t C,
+                             float* y) {
+  const int64_t row = W * C;
+  parallel_for(batch * H, row, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(row));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / H, h = r % H;
+      dequantize_linear(static_cast<const uint8_t*>(x) + r * row, 1, x_t.is_signed(), 1, 1, row, &x_t.scale,
+                        &x_t.zp, false, buf.data());
+      float* dst = y + (n * C * H + h) * W;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t w = 0; w < W; ++w) dst[c * H * W + w] = buf[w * C + c];
+    }
+  });
+}
+
+// Bytes of `batch` items of [P, C] <-> [C, P] (P pixels): NHWC <-> NCHW.
+void transpose_bytes(const uint8_t* x, int64_t batch, int64_t rows, int64_t cols, uint8_t* y) {
+  parallel_for(batch, rows * cols, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* src = x + n * rows * cols;
+      uint8_t* dst = y + n * rows * cols;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+    }
+  });
+}
+
+// --------------------------------------------------------------- step bodies
+
+struct Buffers {
+  int64_t batch = 0;
+  std::vector<void*> ptr;  // per tensor id
+};
+
+struct StepRunner {
+  const std::vector<PlanTensor>& tensors;
+  const PlanStep& step;
+  const Buffers& buf;
+
+  const PlanTensor& in_t(size_t i = 0) const { return tensors[static_cast<size_t>(step.inputs[i])]; }
+  const PlanTensor& out_t() const { return tensors[static_cast<size_t>(step.output)]; }
+  const void* in(size_t i = 0) const { return buf.ptr[static_cast<size_t>(step.inputs[i])]; }
+  void* out() const { return buf.ptr[static_cast<size_t>(step.output)]; }
+  int64_t batch() const { return buf.batch; }
+
+  void operator()(const QuantizeStep&) const {
+    const PlanTensor& x = in_t();
+    const PlanTensor& y = out_t();
+    const auto* px = static_cast<const float*>(in());
+    if (x.shape.size() == 4) {
+      quantize_nchw_to_nhwc(px, batch(), x.shape[1], x.shape[2], x.shape[3], y, out());
+      return;
+    }
+    const int64_t n = batch() * x.sample_elems();
+    const int32_t qmin = y.is_signed() ? -128 : 0, qmax = y.is_signed() ? 127 : 255;
+    parallel_for(n, 8, [&](int64_t i0, int64_t i1) {
+      quantize_per_tensor(px + i0, i1 - i0, y.scale, y.zp, qmin, qmax, static_cast<uint8_t*>(out()) + i0);
+    });
+  }
+
+  void operator()(const DequantizeStep&) const {
+    const PlanTensor& x = in_t();
+    auto* py = static_cast<float*>(out());
+    if (x.shape.size() == 4) {
+      dequantize_nhwc_to_nchw(in(), x, batch(), x.shape[1], x.shape[2], x.shape[3], py);
+      return;
+    }
+    const int64_t n = batch() * x.sample_elems();
+    parallel_for(n, 4, [&](int64_t i0, int64_t i1) {
+      dequantize_linear(static_cast<const uint8_t*>(in()) + i0, 1, x.is_signed(), 1, 1, i1 - i0, &x.scale, &x.zp,
+                        false, py + i0);
+    });
+  }
+
+  void operator()(const ConvStep& s) const {
+    const PlanTensor& x = in_t();
+    const PlanTensor& y = out_t();
+    ConvGeometry g = s.geometry;
+    g.batch = batch();
+    Epilogue ep;
+    ep.kind = s.fixed ? OutputKind::kQuantFixed : OutputKind::kQuantFloat;
+    ep.multiplier = s.fixed ? nullptr : s.multiplier.data();
+    ep.fixed_m0 = s.fixed ? s.m0.data() : nullptr;
+    ep.fixed_shift = s.fixed ? s.shift.data() : nullptr;
+    ep.bias_i32 = s.bias.data();
+    ep.out_zp = y.zp;
+    ep.out_signed = y.is_signed();
+    ep.qmin = s.qmin;
+    ep.qmax = s.qmax;
+    ep.out = out();
+    ep.ldc = g.out_c;
+    run_conv(g, in(), x.is_signed(), x.zp, s.weights, ep);
+  }
+
+  void operator()(const BinaryStep& s) const {
+    const PlanTensor& a = in_t(0);
+    const PlanTensor& b = in_t(1);
+    const PlanTensor& c = out_t();
+    const QuantTensor qa{in(0), with_batch(a, batch()), a.scale, a.zp};
+    const QuantTensor qb{in(1), with_batch(b, batch()), b.scale, b.zp};
+    if (s.mul)
+      qlinear_mul(qa, qb, c.scale, c.zp, c.is_signed(), out());
+    else
+      qlinear_add(qa, qb, c.scale, c.zp, c.is_signed(), batch() <= 1 ? s.b_first_batch_le1 : s.b_first_batch_gt1,
+                  out());
+  }
+
+  void operator()(const MaxPoolStep& s) const {
+    PoolGeometry g = s.window.geometry;
+    g.batch = batch();
+    max_pool(g, in_t().is_signed(), in(), out());
+  }
+
+  void operator()(const AvgPoolStep& s) const {
+    PoolGeometry g = s.window.geometry;
+    g.batch = batch();
+    qlinear_average_pool(g, s.window.pad_end, s.params, out_t().zp, in(), out());
+  }
+
+  void operator()(const GlobalAvgPoolStep&) const {
+    const PlanTensor& x = in_t();
+    const PlanTensor& y = out_t();
+    qlinear_global_average_pool(in(), x.is_signed(), batch(), x.shape[1] * x.shape[2], x.shape[3], x.scale, x.zp,
+                                y.scale, y.zp, out());
+  }
+
+  void operator()(const ConcatStep& s) const {
+    std::vector<ConcatPart> parts(step.inputs.size());
+    for (size_t i = 0; i < parts.size(); ++i) {
+      parts[i].data = static_cast<const uint8_t*>(in(i));
+      parts[i].axis_len = in_t(i).shape[static_cast<size_t>(s.axis)];
+      parts[i].table = s.tables[i].empty() ? nullptr : s.tables[i].data();
+    }
+    const std::vector<int64_t>& shape = out_t().shape;
+    const auto axis = static_cast<size_t>(s.axis);
+    concat(parts, batch() * product(shape, 1, axis), product(shape, axis + 1, shape.size()),
+           static_cast<uint8_t*>(out()));
+  }
+
+  void operator()(const LutStep& s) const {
+    lookup_table(static_cast<const uint8_t*>(in()), batch() * in_t().sample_elems(), s.table.data(),
+                 static_cast<uint8_t*>(out()));
+  }
+
+  // The float graph's reshape: a 4-D quantized input is read in NCHW order,
+  // a 4-D quantized output written in NHWC order.
+  void operator()(const ReshapeStep&) const {
+    const PlanTensor& x = in_t();
+    const PlanTensor& y = out_t();
+    const auto* src = static_cast<const uint8_t*>(in());
+    auto* dst = static_cast<uint8_t*>(out());
+    const bool from_nhwc = x.quantized() && x.shape.size() == 4;
+    const bool to_nhwc = y.quantized() && y.shape.size() == 4;
+    const int64_t bytes = batch() * x.sample_bytes();
+    if (!from_nhwc && !to_nhwc) {
+      if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
+      return;
+    }
+    if (from_nhwc && to_nhwc) {  // through NCHW order
+      thread_local AlignedBuffer<uint8_t> tmp;
+      tmp.reserve_discard(static_cast<size_t>(bytes));
+      transpose_bytes(src, batch(), x.shape[1] * x.shape[2], x.shape[3], tmp.data());
+      transpose_bytes(tmp.data(), batch(), y.shape[3], y.shape[1] * y.shape[2], dst);
+      return;
+    }
+    if (from_nhwc)
+      transpose_bytes(src, batch(), x.shape[1] * x.shape[2], x.shape[3], dst);
+    else
+      transpose_bytes(src, batch(), y.shape[3], y.shape[1] * y.shape[2], dst);
+  }
+
+  // exp and the sum in double, one rounding at the end: within a few ulp of
+  // NumPy's float32 formula (execute.py), which rounds at every step.
+  void operator()(const SoftmaxStep& s) const {
+    const std::vector<int64_t> shape = with_batch(in_t(), batch());
+    const auto axis = static_cast<size_t>(s.axis);
+    const int64_t outer = product(shape, 0, axis), len = shape[axis], inner = product(shape, axis + 1, shape.size());
+    const auto* x = static_cast<const float*>(in());
+    auto* y = static_cast<float*>(out());
+    parallel_for(outer, len * inner * 16, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o)
+        for (int64_t i = 0; i < inner; ++i) {
+          const float* px = x + o * len * inner + i;
+          float* py = y + o * len * inner + i;
+          float mx = -INFINITY;
+          for (int64_t k = 0; k < len; ++k) mx = std::max(mx, px[k * inner]);
+          double sum = 0.0;
+          for (int64_t k = 0; k < len; ++k) sum += std::exp(static_cast<double>(px[k * inner] - mx));
+          for (int64_t k = 0; k < len; ++k)
+            py[k * inner] = static_cast<float>(std::exp(static_cast<double>(px[k * inner] - mx)) / sum);
+        }
+    });
+  }
+
+  void operator()(const HostStep& s) const {
+    std::vector<const void*> ins(step.inputs.size());
+    for (size_t i = 0; i < ins.size(); ++i) ins[i] = in(i);
+    s.fn(batch(), ins, out());
+  }
+};
+
+// ------------------------------------------------------------ build checks
+
+struct StepChecker {
+  const std::vector<PlanTensor>& tensors;
+  const PlanStep& step;
+
+  const PlanTensor& in_t(size_t i = 0) const { return tensors[static_cast<size_t>(step.inputs[i])]; }
+  const PlanTensor& out_t() const { return tensors[static_cast<size_t>(step.output)]; }
+  [[noreturn]] void bad(const std::string& what) const { fail(step.label, what); }
+
+  void arity(size_t n) const {
+    if (step.inputs.size() != n) bad("expected " + std::to_string(n) + " input(s)");
+  }
+  void quant(const PlanTensor& t) const {
+    if (!t.quantized()) bad("tensor '" + t.name + "' must be uint8 or int8");
+  }
+  void rank(const PlanTensor& t, size_t r) const {
+    if (t.shape.size() != r) bad("tensor '" + t.name + "' must be " + std::to_string(r) + "-D, got " + shape_str(t.shape));
+  }
+  void same_type(const PlanTensor& a, const PlanTensor& b) const {
+    if (a.type != b.type) bad("tensors '" + a.name + "' and '" + b.name + "' must have the same dtype");
+  }
+  void shape_is(const PlanTensor& t, const std::vector<int64_t>& want) const {
+    if (!std::equal(t.shape.begin() + 1, t.shape.end(), want.begin() + 1, want.end()))
+      bad("tensor '" + t.name + "' has shape " + shape_str(t.shape) + ", expected " + shape_str(want));
+  }
+
+  void operator()(const QuantizeStep&) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    if (x.quantized()) bad("input must be float32");
+    quant(y);
+    const auto& s = x.shape;
+    shape_is(y, s.size() == 4 ? std::vector<int64_t>{0, s[2], s[3], s[1]} : s);
+  }
+  void operator()(const DequantizeStep&) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    quant(x);
+    if (y.quantized()) bad("output must be float32");
+    const auto& s = x.shape;
+    shape_is(y, s.size() == 4 ? std::vector<int64_t>{0, s[3], s[1], s[2]} : s);
+  }
+  void operator()(const ConvStep& c) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    quant(x);
+    quant(y);
+    const ConvGeometry& g = c.geometry;
+    const bool linear = x.shape.size() == 2;
+    if (!linear) rank(x, 4);
+    rank(y, linear ? 2 : 4);
+    const int64_t in_c = x.shape.back();
+    if (in_c != g.in_c || (!linear && (x.shape[1] != g.in_h || x.shape[2] != g.in_w)))
+      bad("geometry does not match input '" + x.name + "'");
+    if (g.in_c != c.weights.group_in_c * c.weights.groups || g.out_c != c.weights.out_c ||
+        g.kernel_h != c.weights.kernel_h || g.kernel_w != c.weights.kernel_w || g.groups != c.weights.groups)
+      bad("input '" + x.name + "' has " + std::to_string(in_c) + " channels; the weights do not fit it");
+    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_top < 0 || g.pad_left < 0 ||
+        g.pad_bottom < 0 || g.pad_right < 0)
+      bad("strides and dilations must be >= 1, pads >= 0");
+    if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
+        g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
+      bad("the (dilated) kernel is larger than the padded input");
+    shape_is(y, linear ? std::vector<int64_t>{0, g.out_c} : std::vector<int64_t>{0, g.out_h(), g.out_w(), g.out_c});
+    const int32_t lo = y.is_signed() ? -128 : 0, hi = y.is_signed() ? 127 : 255;
+    if (c.qmin < lo || c.qmax > hi || c.qmin > c.qmax) bad("activation clamp range is empty or outside the output type");
+    const size_t need = static_cast<size_t>(g.out_c + 16);
+    if ((c.fixed ? std::min(c.m0.size(), c.shift.size()) : c.multiplier.size()) < need || c.bias.size() < need)
+      bad("internal: per-channel parameters are too short");
+  }
+  void operator()(const BinaryStep&) const {
+    arity(2);
+    const PlanTensor &a = in_t(0), &b = in_t(1), &c = out_t();
+    quant(c);
+    same_type(a, c);
+    same_type(b, c);
+    std::vector<int64_t> out;
+    if (a.shape.size() != c.shape.size() || b.shape.size() != c.shape.size() ||
+        !broadcast_shapes(a.shape, b.shape, &out))
+      bad("input shapes " + shape_str(a.shape) + " and " + shape_str(b.shape) + " do not broadcast");
+    shape_is(c, out);
+  }
+  void pool(const PoolWindow& w) const {
+    arity(1);
+    const PoolGeometry& g = w.geometry;
+    const int64_t* pad_end = w.pad_end;
+    const PlanTensor &x = in_t(), &y = out_t();
+    quant(x);
+    same_type(x, y);
+    rank(x, 4);
+    for (int a = 0; a < 3; ++a)
+      if (g.kernel[a] < 1 || g.stride[a] < 1 || g.dilation[a] < 1 || g.pad_begin[a] < 0 || pad_end[a] < 0 ||
+          g.kernel[a] > INT32_MAX || g.stride[a] > INT32_MAX || g.dilation[a] > INT32_MAX ||
+          g.pad_begin[a] > INT32_MAX || pad_end[a] > INT32_MAX)
+        bad("kernel, strides and dilations must be in [1, 2^31), pads in [0, 2^31)");
+    PoolGeometry r = g;
+    if (g.in[1] != x.shape[1] || g.in[2] != x.shape[2] || g.channels != x.shape[3] || g.in[0] != 1)
+      bad("geometry does not match input '" + x.name + "'");
+    if (!resolve_pool_output(&r, pad_end, w.ceil_mode)) bad("the (dilated) kernel is larger than the padded input");
+    if (r.out[0] != g.out[0] || r.out[1] != g.out[1] || r.out[2] != g.out[2]) bad("internal: output extents differ");
+    shape_is(y, {0, r.out[1], r.out[2], r.channels});
+  }
+  void operator()(const MaxPoolStep& s) const { pool(s.window); }
+  void operator()(const AvgPoolStep& s) const {
+    pool(s.window);
+    const PoolGeometry& g = s.window.geometry;
+    if (g.kernel[1] == g.in[1] && g.kernel[2] == g.in[2] && g.pad_begin[1] == 0 && g.pad_begin[2] == 0 &&
+        s.window.pad_end[1] == 0 && s.window.pad_end[2] == 0 && g.in[1] * g.in[2] >= kMaxGlobalPixels)
+      bad("a window covering the whole image must have fewer than 2^24 pixels");
+  }
+  void operator()(const GlobalAvgPoolStep&) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    quant(x);
+    same_type(x, y);
+    rank(x, 4);
+    const int64_t pixels = x.shape[1] * x.shape[2];
+    if (pixels < 1 || pixels >= kMaxGlobalPixels) bad("expected between 1 and 2^24 - 1 pixels per channel");
+    shape_is(y, {0, 1, 1, x.shape[3]});
+  }
+  void operator()(const ConcatStep& s) const {
+    if (step.inputs.empty()) bad("expected at least one input");
+    const PlanTensor& y = out_t();
+    quant(y);
+    if (s.axis < 1 || s.axis >= static_cast<int64_t>(y.shape.size())) bad("axis must be a non-batch axis");
+    if (s.tables.size() != step.inputs.size()) bad("internal: expected one table entry per input");
+    int64_t total = 0;
+    for (size_t i = 0; i < step.inputs.size(); ++i) {
+      const PlanTensor& x = in_t(i);
+      same_type(x, y);
+      if (x.shape.size() != y.shape.size()) bad("input '" + x.name + "' has the wrong rank");
+      for (size_t d = 1; d < y.shape.size(); ++d)
+        if (d != static_cast<size_t>(s.axis) && x.shape[d] != y.shape[d])
+          bad("input '" + x.name + "' differs from the output outside the concat axis");
+      total += x.shape[static_cast<size_t>(s.axis)];
+      if (!s.tables[i].empty() && s.tables[i].size() != 256) bad("tables must have 256 entries");
+    }
+    if (total != y.shape[static_cast<size_t>(s.axis)]) bad("the output's axis extent is not the inputs' sum");
+  }
+  void operator()(const LutStep&) const {
+    arity(1);
+    quant(in_t());
+    quant(out_t());
+    shape_is(out_t(), in_t().shape);
+  }
+  void operator()(const ReshapeStep&) const {
+    arity(1);
+    same_type(in_t(), out_t());
+    if (in_t().sample_elems() != out_t().sample_elems())
+      bad("cannot reshape " + shape_str(in_t().shape) + " to " + shape_str(out_t().shape));
+  }
+  void operator()(const SoftmaxStep& s) const {
+    arity(1);
+    if (in_t().quantized() || out_t().quantized()) bad("softmax works on float32 tensors");
+    if (s.axis < 0 || s.axis >= static_cast<int64_t>(in_t().shape.size())) bad("axis out of range");
+    shape_is(out_t(), in_t().shape);
+  }
+  void operator()(const HostStep& s) const {
+    if (!s.fn) bad("internal: no function");
+  }
+};
+
+}  // namespace
+
+int64_t PlanTensor::sample_elems() const { return shape.empty() ? 1 : product(shape, 1, shape.size()); }
+
+int PlanExecutor::add_tensor(PlanTensor t) {
+  if (finalized_) throw std::logic_error("PlanExecutor: already finalized");
+  const std::string where = "tensor '" + t.name + "'";
+  if (t.shape.empty()) fail(where, "must have a batch dimension");
+  int64_t elems = 1;
+  for (size_t i = 1; i < t.shape.size(); ++i) {
+    if (t.shape[i] < 0 || t.shape[i] > kMaxExtent || (t.shape[i] > 0 && elems > kMaxExtent / t.shape[i]))
+      fail(where, "has a negative or huge dimension");
+    elems *= t.shape[i];
+  }
+  if (t.quantized()) {
+    if (!(t.scale > 0.0f) || !std::isfinite(t.scale)) fail(where, "scale must be positive and finite");
+    const int32_t lo = t.is_signed() ? -128 : 0, hi = t.is_signed() ? 127 : 255;
+    if (t.zp < lo || t.zp > hi) fail(where, "zero point is outside its dtype's range");
+  }
+  tensors_.push_back(std::move(t));
+  return static_cast<int>(tensors_.size() - 1);
+}
+
+void PlanExecutor::add_step(PlanStep step) {
+  if (finalized_) throw std::logic_error("PlanExecutor: already finalized");
+  const auto n = static_cast<int>(tensors_.size());
+  if (step.output < 0 || step.output >= n) fail(step.label, "unknown output tensor");
+  for (int id : step.inputs)
+    if (id < 0 || id >= n) fail(step.label, "unknown input tensor");
+  std::visit(StepChecker{tensors_, step}, step.params);
+  steps_.push_back(std::move(step));
+}
+
+void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
+  if (finalized_) throw std::logic_error("PlanExecutor: already finalized");
+  const size_t n = tensors_.size();
+  std::vector<bool> defined(n, false), external(n, false);
+  for (int id : inputs) {
+    if (id < 0 || static_cast<size_t>(id) >= n) fail("plan inputs", "unknown tensor");
+    if (tensors_[id].quantized()) fail("plan input '" + tensors_[id].name + "'", "must be float32");
+    defined[id] = external[id] = true;
+  }
+  for (const PlanStep& step : steps_) {
+    for (int id : step.inputs)
+      if (!defined[id]) fail(step.label, "input '" + tensors_[id].name + "' is not computed before this step");
+    if (defined[step.output]) fail(step.label, "output '" + tensors_[step.output].name + "' is written twice");
+    defined[step.output] = true;
+  }
+  for (int id : outputs) {
+    if (id < 0 || static_cast<size_t>(id) >= n || !defined[id] || tensors_[id].quantized() || external[id])
+      fail("plan outputs", "each must be a float32 tensor computed by a step");
+    external[id] = true;
+  }
+  inputs_ = std::move(inputs);
+  outputs_ = std::move(outputs);
+  offset_per_sample_.assign(n, -1);
+  plan_memory();
+  finalized_ = true;
+}
+
+// Greedy first-fit over lifetimes: tensors, largest first, each at the lowest
+// offset free of every placed tensor whose lifetime [defining step, last
+// reading step] overlaps its own.  Sizes are per batch item and every tensor
+// is linear in the batch, so offset * batch is a valid layout for any batch.
+void PlanExecutor::plan_memory() {
+  const size_t n = tensors_.size();
+  std::vector<int64_t> first(n, -1), last(n, -1);
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const auto i = static_cast<int64_t>(s);
+    first[steps_[s].output] = i;
+    last[steps_[s].output] = std::max(last[steps_[s].output], i);
+    for (int id : steps_[s].inputs) last[id] = std::max(last[id], i);
+  }
+  std::vector<bool> external(n, false);
+  for (int id : inputs_) external[id] = true;
+  for (int id : outputs_) external[id] = true;
+  std::vector<int> order;
+  for (size_t t = 0; t < n; ++t)
+    if (!external[t] && first[t] >= 0) order.push_back(static_cast<int>(t));
+  auto size_of = [&](int t) { return round_up(tensors_[t].sample_bytes(), kArenaAlign); };
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return size_of(a) > size_of(b); });
+  std::vector<int> placed;
+  arena_per_sample_ = 0;
+  for (int t : order) {
+    std::vector<std::pair<int64_t, int64_t>> busy;  // [begin, end) of overlapping tensors
+    for (int p : placed)
+      if (first[p] <= last[t] && first[t] <= last[p]) busy.emplace_back(offset_per_sample_[p], offset_per_sample_[p] + size_of(p));
+    std::sort(busy.begin(), busy.end());
+    int64_t offset = 0;
+    for (const auto& [begin, end] : busy) {
+      if (offset + size_of(t) <= begin) break;
+      offset = std::max(offset, end);
+    }
+    offset_per_sample_[t] = offset;
+    arena_per_sample_ = std::max(arena_per_sample_, offset + size_of(t));
+    placed.push_back(t);
+  }
+}
+
+void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs) {
+  if (!finalized_) throw std::logic_error("PlanExecutor: not finalized");
+  if (batch < 0 || inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
+    throw std::invalid_argument("PlanExecutor::run: wrong number of buffers");
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  const auto start = std::chrono::steady_clock::now();
+  // Grows only: a smaller batch reuses the arena of a larger one.
+  arena_.reserve_discard(static_cast<size_t>(std::max<int64_t>(arena_per_sample_ * batch, 1)));
+  Buffers buf;
+  buf.batch = batch;
+  buf.ptr.assign(tensors_.size(), nullptr);
+  for (size_t t = 0; t < tensors_.size(); ++t)
+    if (offset_per_sample_[t] >= 0) buf.ptr[t] = arena_.data() + offset_per_sample_[t] * batch;
+  for (size_t i = 0; i < inputs.size(); ++i) buf.ptr[inputs_[i]] = const_cast<float*>(inputs[i]);
+  for (size_t i = 0; i < outputs.size(); ++i) buf.ptr[outputs_[i]] = outputs[i];
+  for (const PlanStep& step : steps_) std::visit(StepRunner{tensors_, step, buf}, step.params);
+  last_run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace eb

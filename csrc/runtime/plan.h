@@ -1,0 +1,166 @@
+// Runtime layer: the plan executor.  Runs a whole quantized execution plan
+// (python/eightbit/model/plan.py) in one call: packed weights owned here,
+// 4-D quantized activations NHWC between steps, every intermediate tensor in
+// one arena planned once by liveness.  Numerics are the runtime ops' own
+// (run_conv, qlinear_add, pools, ...); every parameter that needs a rule
+// (multipliers, clamp bounds, tables, QLinearAdd's operand order) arrives
+// resolved from the builder, so results are bit-identical to eightbit.ops.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "eightbit/aligned_buffer.h"
+#include "eightbit/cnn_ops.h"
+#include "eightbit/conv.h"
+#include "runtime/conv.h"
+
+namespace eb {
+
+enum class ElemType : uint8_t { kFloat32, kUint8, kInt8 };
+
+inline int64_t elem_bytes(ElemType t) { return t == ElemType::kFloat32 ? 4 : 1; }
+
+// One tensor of the plan.  shape[0] is the batch, free at run time (the value
+// stored is ignored except for plan inputs, where a non-negative one is a
+// fixed batch).  4-D quantized tensors are NHWC; float ones keep the float
+// graph's layout (NCHW).
+struct PlanTensor {
+  std::string name;
+  ElemType type = ElemType::kFloat32;
+  std::vector<int64_t> shape;
+  float scale = 1.0f;
+  int32_t zp = 0;
+
+  bool quantized() const { return type != ElemType::kFloat32; }
+  bool is_signed() const { return type == ElemType::kInt8; }
+  int64_t sample_elems() const;  // elements per batch item
+  int64_t sample_bytes() const { return sample_elems() * elem_bytes(type); }
+};
+
+// ------------------------------------------------------------- step parameters
+
+struct QuantizeStep {};
+struct DequantizeStep {};
+
+// conv and linear (a 1x1 conv over [N, 1, 1, K]).  geometry.batch is set per call.
+struct ConvStep {
+  ConvGeometry geometry;
+  PackedConv weights;
+  bool fixed = false;                  // requant "fixed" (m0 / shift) instead of "float"
+  std::vector<float> multiplier;       // [out_c + 16] (kernels read whole panels)
+  std::vector<int32_t> m0, shift;      // [out_c + 16]
+  std::vector<int32_t> bias;           // [out_c + 16]
+  int32_t qmin = 0, qmax = 255;        // the fused activation's clamp
+};
+
+// QLinearAdd / QLinearMul.  ONNX Runtime's operand order of QLinearAdd depends
+// on the shapes, batch included, and through the batch only on whether it is
+// <= 1: the builder resolves it for both cases.
+struct BinaryStep {
+  bool mul = false;
+  bool b_first_batch_le1 = false, b_first_batch_gt1 = false;
+};
+
+// A pooling window over the two spatial axes of an NHWC tensor (depth 1);
+// geometry.out resolved by the builder, geometry.batch set per call.
+struct PoolWindow {
+  PoolGeometry geometry;
+  int64_t pad_end[3] = {0, 0, 0};
+  bool ceil_mode = false;
+};
+
+struct MaxPoolStep {
+  PoolWindow window;
+};
+
+struct AvgPoolStep {
+  PoolWindow window;
+  AvgPoolParams params;
+};
+
+struct GlobalAvgPoolStep {};
+
+struct ConcatStep {
+  int64_t axis = 1;                                   // >= 1: never the batch
+  std::vector<std::vector<uint8_t>> tables;           // per input: 256 bytes, or empty to copy
+};
+
+struct LutStep {
+  std::array<uint8_t, 256> table{};
+};
+
+struct ReshapeStep {};
+
+struct SoftmaxStep {
+  int64_t axis = 1;
+};
+
+// A step computed outside the core (a float graph node): called with the
+// batch size, the input buffers and the output buffer (shapes from the specs).
+using HostFn = std::function<void(int64_t batch, const std::vector<const void*>& inputs, void* output)>;
+struct HostStep {
+  HostFn fn;
+};
+
+using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
+                                GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, HostStep>;
+
+struct PlanStep {
+  std::string label;  // "step 3 (conv, from conv1)": for errors
+  std::vector<int> inputs;
+  int output = -1;
+  StepParams params;
+};
+
+// ------------------------------------------------------------------ executor
+
+class PlanExecutor {
+ public:
+  // Builder.  Every add_* checks the shapes and dtypes the step needs and
+  // throws std::invalid_argument naming the step otherwise, so that run()
+  // can never read or write out of bounds, whatever the plan holds.
+  int add_tensor(PlanTensor t);
+  void add_step(PlanStep step);
+  // Declares the plan's float32 inputs and outputs and plans the memory.
+  void finalize(std::vector<int> inputs, std::vector<int> outputs);
+
+  size_t num_tensors() const { return tensors_.size(); }
+  const PlanTensor& tensor(int id) const { return tensors_.at(static_cast<size_t>(id)); }
+  const std::vector<int>& inputs() const { return inputs_; }
+  const std::vector<int>& outputs() const { return outputs_; }
+  size_t num_steps() const { return steps_.size(); }
+
+  // Runs the plan for `batch` items: inputs[i] holds plan input i (float32,
+  // C-contiguous, its spec's shape with this batch), outputs[i] receives plan
+  // output i.  The caller has checked the shapes.  Thread-safe (one run at a
+  // time per executor: the arena is shared).
+  void run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs);
+
+  // Arena bytes one batch item needs, and the bytes held now.
+  int64_t arena_bytes_per_sample() const { return arena_per_sample_; }
+  int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
+  // Wall time of the last run() inside the core (to measure the binding's overhead).
+  double last_run_seconds() const { return last_run_seconds_; }
+
+ private:
+  void plan_memory();
+  void check_step(const PlanStep& step) const;
+
+  std::vector<PlanTensor> tensors_;
+  std::vector<PlanStep> steps_;
+  std::vector<int> inputs_, outputs_;
+  std::vector<int64_t> offset_per_sample_;  // arena offset per batch item; -1: not in the arena
+  int64_t arena_per_sample_ = 0;
+  bool finalized_ = false;
+  AlignedBuffer<uint8_t> arena_;
+  double last_run_seconds_ = 0.0;
+  std::mutex run_mutex_;
+};
+
+}  // namespace eb
