@@ -33,7 +33,8 @@ float               a float graph node left float32 (excluded, or no int8 step f
 ==================  ===========================================================================
 
 conv and linear also take attrs["requant"]: "float" (ONNX Runtime, default) or "fixed" (TFLite).
-Float32 tensors inside the plan are in the float graph's layout.
+Float32 tensors inside the plan are in the float graph's layout. Dimension 0 of every tensor is
+the batch (None in specs): executors size their memory per sample.
 """
 from __future__ import annotations
 
@@ -130,6 +131,9 @@ class Plan:
                 raise ValueError(f"{where}: {e}") from None
             if want is not None and tuple(want) != tuple(out.shape):
                 raise ValueError(f"{where}: computes shape {want}, but output {step.output!r} declares {out.shape}")
+            if step.op in ("reshape", "max_pool") and first.quantized and (
+                    (out.scale, out.zero_point) != (first.scale, first.zero_point)):
+                raise ValueError(f"{where}: copies bytes, so its output must keep the input's scale and zero point")
             first = self.tensors[step.inputs[0]] if step.inputs else None
             expected = {"quant": out.quantized, "float": out.dtype == FLOAT,
                         "same": first is not None and out.dtype == first.dtype}[kind]
