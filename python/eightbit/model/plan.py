@@ -131,10 +131,10 @@ class Plan:
                 raise ValueError(f"{where}: {e}") from None
             if want is not None and tuple(want) != tuple(out.shape):
                 raise ValueError(f"{where}: computes shape {want}, but output {step.output!r} declares {out.shape}")
+            first = self.tensors[step.inputs[0]] if step.inputs else None
             if step.op in ("reshape", "max_pool") and first.quantized and (
                     (out.scale, out.zero_point) != (first.scale, first.zero_point)):
                 raise ValueError(f"{where}: copies bytes, so its output must keep the input's scale and zero point")
-            first = self.tensors[step.inputs[0]] if step.inputs else None
             expected = {"quant": out.quantized, "float": out.dtype == FLOAT,
                         "same": first is not None and out.dtype == first.dtype}[kind]
             if not expected:
