@@ -69,3 +69,12 @@ def test_validate_names_the_bad_step(rng, tiny_cnn_plan):
     plan.steps[0] = Step("gemm", ("x",), "xq")
     with pytest.raises(ValueError, match="unknown op 'gemm'"):
         QuantizedModel(plan)
+
+
+def test_copying_steps_keep_the_quantization(rng, tiny_cnn_plan):
+    from dataclasses import replace
+
+    plan, _ = tiny_cnn_plan(rng)
+    plan.tensors["p"] = replace(plan.tensors["p"], scale=0.03)
+    with pytest.raises(ValueError, match=r"step 2 \(max_pool.*keep the input's scale"):
+        QuantizedModel(plan)
