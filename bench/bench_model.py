@@ -28,7 +28,8 @@ def bench_model_ours(benchmark, paired, eb, results, case):
     _quantized_or_skip(eb, results, case)
     if not M.verify(results, eb, case):
         pytest.fail(f"{case.id}: {results.verified[case.key('ours')][1]}")
-    paired(case.key("ours"), M.ours_fn(eb, case), M.paired_baselines(case, eb))
+    fn = M.ours_fn(eb, case)
+    paired(case.key("ours"), fn, M.paired_baselines(case, eb), ours_prepare=M.warm(fn))
 
 
 def bench_model_overhead(benchmark, paired, eb, results):

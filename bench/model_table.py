@@ -84,9 +84,9 @@ def main(argv=None):
         baselines = M.paired_baselines(case, eb if ours is not None else None)
         if ours is not None:
             B.time_paired(B.PedanticShim(), res, case.key("ours"), ours, baselines, args.time,
-                          min_cycles=args.min_cycles)
+                          min_cycles=args.min_cycles, ours_prepare=M.warm(ours))
         else:  # baselines alone, so the table still has them
-            for k, fn in baselines.items():
+            for k, (fn, _, _) in baselines.items():
                 shim = B.PedanticShim()
                 B.Paired(fn, {}).run(shim, args.time, min_cycles=args.min_cycles)
                 res.record(k, shim.median)
