@@ -137,7 +137,9 @@ class HistogramObserver(Observer):
         if not isinstance(symmetric, (bool, np.bool_)):
             raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
         self.symmetric = bool(symmetric)
-        self.num_quantized_bins = _check_quantized_bins(num_quantized_bins, self.bins)
+        # checked against bins only where it is used (entropy), so bins=64 works for the others
+        self.num_quantized_bins = _check_quantized_bins(
+            num_quantized_bins, self.bins if method == "entropy" else max(self.bins, num_quantized_bins))
         super().__init__(name=name)
 
     def _reset(self) -> None:
