@@ -86,10 +86,11 @@ def test_packed_weights_zero_point_rules(rng):
 def test_cli_info_and_demo():
     info = subprocess.run([sys.executable, "-m", "eightbit", "info"], capture_output=True, text=True)
     assert info.returncode == 0 and "isa in use" in info.stdout
-    demo = subprocess.run([sys.executable, "-m", "eightbit", "demo", "--batch", "4", "--in-features", "64",
-                           "--out-features", "32"], capture_output=True, text=True)
+    demo = subprocess.run([sys.executable, "-m", "eightbit", "demo"], capture_output=True, text=True)
     assert demo.returncode == 0, demo.stderr
-    assert "SQNR" in demo.stdout and "x smaller" in demo.stdout and "speed-up" in demo.stdout
+    for method in ("minmax", "moving_average", "percentile", "entropy", "mse"):
+        assert f"int8 {method}" in demo.stdout
+    assert "accuracy" in demo.stdout and "x smaller" in demo.stdout and "latency" in demo.stdout
 
 
 def test_readme_example_runs():

@@ -6,6 +6,10 @@
     y = eb.ops.matmul_integer(a_uint8, pw, a_zero_point)
     layer = eb.QuantizedLinear(weight, bias)   # float in, float out, int8 inside
 
+    g = eb.Graph(); x = g.input("x", (None, 1, 8, 8)); g.output(g.linear(g.flatten(x), w, b))
+    qm = eb.quantize(g, calibration_batches)  # a whole int8 model
+    qm.save("model.eb"); qm = eb.load("model.eb")
+
 ``eightbit.ops`` runs ONNX's quantization operators in C++;
 ``eightbit.reference`` is their plain-NumPy specification (bit-identical).
 """
@@ -16,6 +20,8 @@ from . import numerics, ops, reference
 from ._version import __version__
 from .graph import Graph
 from .linear import QuantizedLinear
+from .model import QuantizedModel
+from .quantizer import quantize
 from .ops import PackedConvWeights, PackedWeights
 from .runtime import cpu_info, set_isa, set_num_threads
 
@@ -30,6 +36,9 @@ __all__ = [
     "PackedConvWeights",
     "QuantizedLinear",
     "Graph",
+    "quantize",
+    "QuantizedModel",
+    "load",
     "ops",
     "reference",
     "numerics",
@@ -55,3 +64,9 @@ def pack_conv_weights(w, w_zero_point=None, *, group=1) -> PackedConvWeights:
     as ``pack_weights``.
     """
     return ops.pack_conv(w, w_zero_point, group)
+
+
+def load(path) -> QuantizedModel:
+    """Read a quantized model saved with ``QuantizedModel.save`` (a ``.eb`` file, docs/format.md).
+    A truncated, corrupted or foreign file raises ``ModelFileError`` (a ValueError)."""
+    return QuantizedModel.load(path)

@@ -33,68 +33,102 @@ def _best_time(fn, min_seconds: float = 0.3) -> float:
     return best
 
 
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
 def _cmd_demo(args) -> int:
-    rng = np.random.default_rng(0)
-    batch, d_in, d_out = args.batch, args.in_features, args.out_features
-    # A transformer feed-forward layer's shape, with weights of a trained layer's scale.
-    w = (rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)).astype(np.float32)
-    b = (0.02 * rng.standard_normal(d_out)).astype(np.float32)
-    x = rng.standard_normal((batch, d_in)).astype(np.float32)
+    """Quantize the shipped digits CNN with every calibration method: accuracy, size, speed."""
+    from .data import cnn_graph, digits
 
-    layer = eb.QuantizedLinear(w, b, activation="relu")
-    y_int8 = layer(x)
-    y_float = np.maximum(x @ w.T + b, 0)
-    err = y_int8 - y_float
-    sqnr = 10 * np.log10(np.sum(y_float**2) / max(np.sum(err**2), 1e-30))
-    rel = np.linalg.norm(err) / np.linalg.norm(y_float)
-
-    t_float = _best_time(lambda: np.maximum(x @ w.T + b, 0))
-    t_int8 = _best_time(lambda: layer(x))
-    t_ort = _ort_float_gemm_time(x, w, b)
-    float_bytes = w.nbytes + b.nbytes
-
-    print(f"eightbit demo: dynamic int8 linear layer {d_in} -> {d_out} + ReLU, batch {batch}")
-    print(f"  kernels:        {eb.cpu_info()['isa']} ({eb.cpu_info()['num_threads']} threads)")
-    print(f"  error:          SQNR {sqnr:.1f} dB, relative L2 {rel:.2e}, max abs {np.abs(err).max():.2e}")
-    print(f"  size:           float32 {float_bytes / 1e6:.2f} MB -> int8 {layer.nbytes / 1e6:.2f} MB "
-          f"({float_bytes / layer.nbytes:.1f}x smaller)")
-    print(f"  latency:        eightbit int8 {t_int8 * 1e6:.0f} us; NumPy float32 {t_float * 1e6:.0f} us "
-          f"(int8 speed-up {t_float / t_int8:.1f}x)")
-    if t_ort is not None:
-        print(f"                  ONNX Runtime float32 Gemm+Relu {t_ort * 1e6:.0f} us (int8 speed-up {t_ort / t_int8:.1f}x)")
+    d = digits()
+    graph = cnn_graph(d.weights)
+    calib = [d.calib_images[i:i + 64] for i in range(0, len(d.calib_images), 64)]
+    x = d.test_images
+    float_logits = graph.run(x)
+    float_bytes = sum(v.nbytes for n in graph.nodes for v in n.consts.values())
+    print(f"eightbit demo: a CNN trained on the 8x8 digits ({len(x)} test images), static int8 quantization")
+    print(f"  kernels: {eb.cpu_info()['isa']} ({eb.cpu_info()['num_threads']} threads)")
+    print(f"  float32: accuracy {_accuracy(float_logits, d.test_labels):.2%}, weights {float_bytes} bytes")
+    models = {}
+    for method in ("minmax", "moving_average", "percentile", "entropy", "mse"):
+        qm = eb.quantize(graph, calib, method=method)
+        models[method] = qm
+        logits = qm(x)
+        agree = float((logits.argmax(axis=1) == float_logits.argmax(axis=1)).mean())
+        print(f"  int8 {method:<15} accuracy {_accuracy(logits, d.test_labels):.2%} "
+              f"(same class as float32 on {agree:.1%}), {qm.size_bytes} bytes "
+              f"({float_bytes / qm.size_bytes:.1f}x smaller)")
+    qm = models["minmax"]
+    t_float = _best_time(lambda: graph.run(x))
+    t_int8 = _best_time(lambda: qm(x))
+    print(f"  latency for the {len(x)} images: float32 (NumPy) {t_float * 1e3:.2f} ms, int8 {t_int8 * 1e3:.2f} ms "
+          f"({t_float / t_int8:.1f}x)")
     return 0
 
 
-def _ort_float_gemm_time(x, w, b):
-    """Latency of the same float layer in ONNX Runtime (same thread count), or None without it."""
+def _cmd_inspect(args) -> int:
+    qm = eb.load(args.model)
+    print(repr(qm))
+    print(qm.summary())
+    return 0
+
+
+def _cmd_run(args) -> int:
+    qm = eb.load(args.model)
+    y = qm(np.load(args.input))
+    if args.output:
+        np.save(args.output, y)
+    else:
+        print(y)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    """Latency percentiles and throughput of a model on random inputs, by batch and threads."""
+    qm = eb.load(args.model)
+    spec = qm.plan.tensors[qm.plan.inputs[0]]
+    rng = np.random.default_rng(0)
+    before = eb.cpu_info()["num_threads"]
+    print(f"{'batch':>5} {'threads':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'samples/s':>10}")
     try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return None
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["y"])],
-        "demo",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [x.shape[0], w.shape[0]])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = eb.cpu_info()["num_threads"]
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return _best_time(lambda: session.run(None, {"x": x}))
+        for threads in args.threads:
+            eb.set_num_threads(threads)
+            for batch in args.batch:
+                x = rng.standard_normal((batch,) + tuple(spec.shape[1:])).astype(np.float32)
+                qm(x)
+                times, start = [], time.perf_counter()
+                while time.perf_counter() - start < args.seconds or len(times) < 5:
+                    t = time.perf_counter()
+                    qm(x)
+                    times.append(time.perf_counter() - t)
+                p50, p90, p99 = np.percentile(times, [50, 90, 99]) * 1e3
+                print(f"{batch:>5} {threads:>7} {p50:>8.3f} {p90:>8.3f} {p99:>8.3f} {batch / np.median(times):>10.0f}")
+    finally:
+        eb.set_num_threads(before)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eightbit", description="int8 quantization and inference on CPUs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="show the CPU features and the kernels in use").set_defaults(func=_cmd_info)
-    demo = sub.add_parser("demo", help="quantize a linear layer; print error, size and speed-up")
-    demo.add_argument("--batch", type=int, default=32)
-    demo.add_argument("--in-features", type=int, default=768)
-    demo.add_argument("--out-features", type=int, default=3072)
-    demo.set_defaults(func=_cmd_demo)
+    sub.add_parser("demo", help="quantize a digits CNN; print accuracy, size and speed-up").set_defaults(
+        func=_cmd_demo)
+    inspect = sub.add_parser("inspect", help="print a .eb model's steps, tensors and sizes")
+    inspect.add_argument("model")
+    inspect.set_defaults(func=_cmd_inspect)
+    run = sub.add_parser("run", help="run a .eb model on an input saved with numpy.save")
+    run.add_argument("model")
+    run.add_argument("--input", required=True)
+    run.add_argument("--output", help="write the output with numpy.save (default: print it)")
+    run.set_defaults(func=_cmd_run)
+    bench = sub.add_parser("bench", help="latency percentiles and throughput of a .eb model")
+    bench.add_argument("model")
+    bench.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    bench.add_argument("--threads", type=int, nargs="+", default=[1, eb.cpu_info()["num_threads"]])
+    bench.add_argument("--seconds", type=float, default=1.0)
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

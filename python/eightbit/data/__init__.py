@@ -24,3 +24,28 @@ def digits() -> Digits:
     weights = {k: v for k, v in arrays.items() if k.startswith(("cnn_", "mlp_"))}
     return Digits(weights, images(arrays["calib_pixels"]), images(arrays["test_pixels"]),
                   arrays["test_labels"].astype(np.int64))
+
+
+def cnn_graph(weights: dict):
+    """The digits CNN as an eightbit Graph: conv 3x3 (16) -> relu -> maxpool 2 -> conv 3x3 (32) ->
+    relu -> maxpool 2 -> flatten -> linear 128 -> 10. Input x [N, 1, 8, 8]."""
+    from ..graph import Graph
+
+    g = Graph("digits_cnn")
+    x = g.input("x", (None, 1, 8, 8))
+    h = g.max_pool2d(g.relu(g.conv2d(x, weights["cnn_conv1_w"], weights["cnn_conv1_b"], padding=1)), 2)
+    h = g.max_pool2d(g.relu(g.conv2d(h, weights["cnn_conv2_w"], weights["cnn_conv2_b"], padding=1)), 2)
+    g.output(g.linear(g.flatten(h), weights["cnn_fc_w"], weights["cnn_fc_b"], name="logits"))
+    return g
+
+
+def mlp_graph(weights: dict):
+    """The digits MLP as an eightbit Graph: 64 -> 64 -> 32 -> 10 with ReLUs. Input x [N, 1, 8, 8]."""
+    from ..graph import Graph
+
+    g = Graph("digits_mlp")
+    x = g.input("x", (None, 1, 8, 8))
+    h = g.relu(g.linear(g.flatten(x), weights["mlp_fc1_w"], weights["mlp_fc1_b"]))
+    h = g.relu(g.linear(h, weights["mlp_fc2_w"], weights["mlp_fc2_b"]))
+    g.output(g.linear(h, weights["mlp_fc3_w"], weights["mlp_fc3_b"], name="logits"))
+    return g

@@ -1,0 +1,265 @@
+"""eb.quantize: a float Graph and calibration batches -> a QuantizedModel (static int8).
+
+1. ``prepare_for_quantization``: BatchNorm folded into conv / linear, ReLU / ReLU6 / Clip fused
+   into their producer, dropout and identities removed (graph/passes.py).
+2. Calibration: the float graph runs batch by batch; every tensor's range is observed in bounded
+   memory (calibrate/).
+3. Lowering to a Plan (model/plan.py): per-channel symmetric int8 weights, int32 biases
+   (scale s_x * s_w[c]), per-tensor activations of ``activation_dtype`` from the calibrated
+   ranges; NHWC inside; quantize / dequantize steps where the graph enters and leaves int8.
+
+Each node lowers to one plan step:
+
+    conv2d, linear, matmul (constant b)    conv / linear, fused activation as a clamp
+    add, mul (two tensors)                 add / mul; a fused ReLU is the output's range
+    max_pool2d                             max_pool (keeps its input's quantization)
+    avg_pool2d, global_avg_pool2d          avg_pool / global_avg_pool
+    concat                                 concat (axis mapped to NHWC)
+    relu, relu6, clip, leaky_relu, sigmoid, tanh, hardswish, gelu
+                                           lut: the float function on the 256 input codes
+    flatten, reshape                       reshape (NCHW order, as the float graph)
+    softmax                                float32 softmax on the dequantized input
+
+Nodes named in ``exclude``, and nodes no step can run (add / mul with a constant operand,
+batch norm that did not fold), stay float32: they run as ``float`` steps on dequantized inputs.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import reference as _ref
+from .calibrate import Calibrator, iterate_batches
+from .graph import Graph
+from .graph.passes import prepare_for_quantization
+from .model import Plan, QuantizedModel, Step, TensorSpec
+from .numerics.qparams import choose_qparams, quantize_weight_symmetric
+
+_NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+_LUT_OPS = ("relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hardswish", "gelu")
+_INT32 = np.iinfo(np.int32)
+
+
+def quantize(graph: Graph, calibration, *, method: str = "minmax", percentile: float = 99.99,
+             per_channel: bool = True, activation_dtype="uint8", requant: str = "float", exclude=(),
+             progress=None) -> QuantizedModel:
+    """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
+
+    ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
+    input name), consumed once. ``method``: "minmax", "moving_average", "percentile" (uses
+    ``percentile``), "entropy" or "mse". ``exclude``: node names that stay float32.
+    ``requant``: "float" (ONNX Runtime's requantization) or "fixed" (TFLite's integer-only).
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
+    dtype = np.dtype(activation_dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        raise ValueError(f"activation_dtype: expected 'uint8' or 'int8', got {activation_dtype!r}")
+    if requant not in ("float", "fixed"):
+        raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
+    exclude = set([exclude] if isinstance(exclude, str) else exclude)
+    unknown = exclude - {n.name for n in graph.nodes}
+    if unknown:
+        raise ValueError(f"exclude: no node named {sorted(unknown)} in the graph")
+    prepared = prepare_for_quantization(graph)
+    calibrator = Calibrator(method, percentile=percentile)
+    for batch in iterate_batches(calibration, prepared.inputs, progress=progress):
+        prepared.run(batch, on_tensor=calibrator.observe)
+    ranges = calibrator.ranges()
+    return QuantizedModel(_Lowering(prepared, ranges, dtype, per_channel, exclude, requant).plan())
+
+
+class _Lowering:
+    """Walks the prepared graph once, emitting plan steps and tensor specs."""
+
+    def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool, exclude: set, requant: str):
+        self.g, self.ranges, self.dtype, self.per_channel, self.exclude = g, ranges, dtype, per_channel, exclude
+        self.requant = requant
+        self.tensors: dict = {}
+        self.steps: list = []
+        self.quantized: dict = {}  # graph tensor name -> plan name of its quantized form
+        self.floats: dict = {}     # graph tensor name -> plan name of its float32 form
+
+    def plan(self) -> Plan:
+        for name in self.g.inputs:
+            self._add_float(name, name)
+        for node in self.g.nodes:
+            self._lower(node)
+        for name in self.g.outputs:
+            self._float_output(name)
+        return Plan(self.tensors, self.steps, list(self.g.inputs), list(self.g.outputs))
+
+    # ---- tensors ------------------------------------------------------------------------------
+
+    def _shape(self, name: str, quantized: bool) -> tuple:
+        shape = self.g.tensors[name].shape
+        return (shape[0], shape[2], shape[3], shape[1]) if quantized and len(shape) == 4 else shape
+
+    def _add_float(self, graph_name: str, plan_name: str) -> str:
+        self.tensors[plan_name] = TensorSpec(plan_name, np.dtype(np.float32), self.g.tensors[graph_name].shape)
+        self.floats[graph_name] = plan_name
+        return plan_name
+
+    def _add_quantized(self, graph_name: str, qparams=None) -> str:
+        """The plan tensor holding graph_name quantized, with its calibrated qparams (or given ones).
+        Graph outputs keep their name for the float32 result, so their quantized form is "name:q"."""
+        plan_name = f"{graph_name}:q" if graph_name in self.g.outputs or graph_name in self.tensors else graph_name
+        scale, zp = qparams if qparams is not None else self._qparams(graph_name)
+        self.tensors[plan_name] = TensorSpec(plan_name, self.dtype, self._shape(graph_name, True), float(scale), int(zp))
+        self.quantized[graph_name] = plan_name
+        return plan_name
+
+    def _qparams(self, name: str):
+        lo, hi = self.ranges[name]
+        return choose_qparams(np.float32(lo), np.float32(hi), self.dtype)
+
+    def _q(self, name: str) -> str:
+        """The quantized form of a graph tensor, adding a quantize step on first use."""
+        if name not in self.quantized:
+            src = self.floats[name]
+            self.steps.append(Step("quantize", (src,), self._add_quantized(name), source=f"quantize {name}"))
+        return self.quantized[name]
+
+    def _f(self, name: str) -> str:
+        """The float32 form of a graph tensor, adding a dequantize step on first use."""
+        if name not in self.floats:
+            src = self.quantized[name]
+            self.steps.append(Step("dequantize", (src,), self._add_float(name, f"{name}:f"),
+                                   source=f"dequantize {name}"))
+        return self.floats[name]
+
+    def _float_output(self, name: str) -> None:
+        if name not in self.floats:
+            self.steps.append(Step("dequantize", (self.quantized[name],), self._add_float(name, name),
+                                   source=f"output {name}"))
+
+    # ---- nodes --------------------------------------------------------------------------------
+
+    def _lower(self, node) -> None:
+        handler = getattr(self, f"_lower_{node.op}", None)
+        if node.name in self.exclude or handler is None or not handler(node):
+            self._float_step(node)
+
+    def _step(self, op: str, node, inputs, attrs=None, consts=None, qparams=None) -> None:
+        out = self._add_quantized(node.output, qparams)
+        self.steps.append(Step(op, tuple(inputs), out, attrs or {}, consts or {}, source=node.name))
+
+    def _float_step(self, node) -> None:
+        inputs = tuple(self._f(i) for i in node.inputs)
+        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        attrs = {"op": node.op, "attrs": dict(node.attrs)}
+        self.steps.append(Step("float", inputs, out, attrs, dict(node.consts), source=node.name))
+
+    def _weights(self, node, w: np.ndarray, bias) -> dict:
+        """int8 weights (rows = output channels), their scales and the int32 bias."""
+        x_scale, _ = self._qparams(node.inputs[0])
+        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
+        ws = np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
+        bias_scale = (np.float32(x_scale) * ws).astype(np.float32)
+        b = np.zeros(w.shape[0], np.float32) if bias is None else bias
+        q = np.rint(b.astype(np.float64) / bias_scale.astype(np.float64))
+        if np.any(np.abs(q) > _INT32.max):
+            c = int(np.flatnonzero(np.abs(q) > _INT32.max)[0])
+            raise ValueError(f"{node.name}: bias[{c}] = {float(b[c]):g} overflows int32 at scale "
+                             f"{float(bias_scale[c]):g} (input scale x weight scale); the input range or "
+                             "the weights of this channel are too small: exclude the node or recalibrate")
+        zero_rows = np.flatnonzero(~np.any(w.reshape(w.shape[0], -1), axis=1))
+        if zero_rows.size:
+            warnings.warn(f"{node.name}: output channel(s) {zero_rows[:8].tolist()} have all-zero weights "
+                          "(their outputs are the bias alone)", stacklevel=4)
+        return {"w": wq, "w_scale": ws, "bias": q.astype(np.int32)}
+
+    def _lower_conv2d(self, node) -> bool:
+        a = node.attrs
+        consts = self._weights(node, node.consts["weight"], node.consts.get("bias"))
+        attrs = {"strides": tuple(a["stride"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilation"]),
+                 "group": a["groups"], "activation": a.get("activation")}
+        self._step("conv", node, [self._q(node.inputs[0])], {**attrs, "requant": self.requant}, consts)
+        return True
+
+    def _lower_linear(self, node, weight=None) -> bool:
+        if len(self.g.tensors[node.inputs[0]].shape) != 2:
+            return False
+        weight = node.consts["weight"] if weight is None else weight
+        consts = self._weights(node, weight, node.consts.get("bias"))
+        attrs = {"activation": node.attrs.get("activation"), "requant": self.requant}
+        self._step("linear", node, [self._q(node.inputs[0])], attrs, consts)
+        return True
+
+    def _lower_matmul(self, node) -> bool:
+        return self._lower_linear(node, np.ascontiguousarray(node.consts["b"].T))
+
+    def _lower_add(self, node) -> bool:
+        if len(node.inputs) != 2:
+            return False
+        # A fused ReLU / clip is in the calibrated output range: quantizing to it clamps.
+        self._step(node.op, node, [self._q(i) for i in node.inputs])
+        return True
+
+    _lower_mul = _lower_add
+
+    def _lower_max_pool2d(self, node) -> bool:
+        x = self._q(node.inputs[0])
+        spec = self.tensors[x]
+        a = node.attrs
+        attrs = {"kernel": tuple(a["kernel_size"]), "strides": tuple(a["stride"]), "pads": tuple(a["pads"]),
+                 "ceil_mode": int(a["ceil_mode"])}
+        self._step("max_pool", node, [x], attrs, qparams=(spec.scale, spec.zero_point))
+        return True
+
+    def _lower_avg_pool2d(self, node) -> bool:
+        a = node.attrs
+        attrs = {"kernel": tuple(a["kernel_size"]), "strides": tuple(a["stride"]), "pads": tuple(a["pads"]),
+                 "ceil_mode": int(a["ceil_mode"]), "count_include_pad": int(a["count_include_pad"])}
+        self._step("avg_pool", node, [self._q(node.inputs[0])], attrs)
+        return True
+
+    def _lower_global_avg_pool2d(self, node) -> bool:
+        self._step("global_avg_pool", node, [self._q(node.inputs[0])])
+        return True
+
+    def _lower_concat(self, node) -> bool:
+        axis = node.attrs["axis"]
+        if len(self.g.tensors[node.output].shape) == 4:
+            axis = _NCHW_TO_NHWC_AXIS[axis]
+        self._step("concat", node, [self._q(i) for i in node.inputs], {"axis": axis})
+        return True
+
+    def _lower_reshape(self, node) -> bool:
+        x = self._q(node.inputs[0])
+        spec = self.tensors[x]
+        shape = (None,) + tuple(self.g.tensors[node.output].shape[1:])
+        self._step("reshape", node, [x], {"shape": shape}, qparams=(spec.scale, spec.zero_point))
+        return True
+
+    _lower_flatten = _lower_reshape
+
+    def _lower_softmax(self, node) -> bool:
+        out = self._add_float(node.output, node.output)
+        self.steps.append(Step("softmax", (self._f(node.inputs[0]),), out, {"axis": node.attrs["axis"]},
+                               source=node.name))
+        return True
+
+    def _lut(self, node) -> bool:
+        x = self._q(node.inputs[0])
+        xs = self.tensors[x]
+        y_scale, y_zp = self._qparams(node.output)
+        fn = _float_function(node)
+        table = _ref.make_lookup_table(fn, np.float32(xs.scale), self.dtype.type(xs.zero_point), y_scale, y_zp,
+                                       self.dtype, self.dtype)
+        self._step("lut", node, [x], {"function": node.op}, {"table": table}, qparams=(y_scale, y_zp))
+        return True
+
+
+for _op in _LUT_OPS:
+    setattr(_Lowering, f"_lower_{_op}", _Lowering._lut)
+
+
+def _float_function(node):
+    """The node's own float32 computation as a function of a 256-value vector (the float
+    executor's, so the table is the float model's function at each input code)."""
+    g = Graph("lut")
+    d = g.input("d", (1, 256))
+    g.output(g.add_node(node.op, [d], node.attrs, node.consts, name="f"))
+    return lambda values: g.run(np.asarray(values, np.float32).reshape(1, 256)).reshape(256)
