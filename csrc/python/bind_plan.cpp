@@ -10,6 +10,7 @@
 
 #include "python/convert.h"
 #include "runtime/cnn_ops.h"
+#include "runtime/gemm.h"
 #include "runtime/plan.h"
 
 namespace eb::bind {
@@ -308,6 +309,30 @@ void bind_plan(py::module_& m) {
       .def("add_softmax", [](PlanExecutor& ex, int x, int y, const std::string& label, int64_t axis) {
         ex.add_step(make_step(label, {x}, y, SoftmaxStep{axis}));
       })
+      .def("add_dynamic_linear",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, const py::handle& w_in,
+              const py::handle& w_scale, const py::handle& bias_in, bool relu) {
+             py::array w = as_array(w_in, "w");
+             if (dtype_of(w) != Dt::kS8 || w.ndim() != 2) value_error(label + ": w must be 2-D int8 [O, K]");
+             const int64_t o = w.shape(0), k = w.shape(1);
+             // PackedB packs B [K, O]: the transpose of the PyTorch-layout weights.
+             std::vector<int8_t> b(static_cast<size_t>(k * o));
+             const auto* src = static_cast<const int8_t*>(w.data());
+             for (int64_t i = 0; i < o; ++i)
+               for (int64_t j = 0; j < k; ++j) b[static_cast<size_t>(j * o + i)] = src[i * k + j];
+             const int32_t zero = 0;
+             DynamicLinearStep s;
+             s.weights = pack_b(b.data(), true, k, o, o, &zero, false);
+             s.w_scale = positive_scales(w_scale, "w_scale", o, s.weights.Np);
+             py::array bias = as_array(bias_in, "bias");
+             if (dtype_of(bias) != Dt::kF32 || bias.size() != o) value_error(label + ": bias must be " + std::to_string(o) + " float32 values");
+             s.bias.assign(static_cast<size_t>(s.weights.Np), 0.0f);
+             std::memcpy(s.bias.data(), bias.data(), sizeof(float) * static_cast<size_t>(o));
+             s.relu = relu;
+             ex.add_step(make_step(label, {x}, y, std::move(s)));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"), py::arg("w_scale"), py::arg("bias"),
+           py::arg("relu"))
       .def("add_host",
            [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, py::function fn) {
              HostStep s{host_fn(&ex, xs, y, std::move(fn))};

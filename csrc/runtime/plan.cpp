@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "runtime/cnn_ops.h"
+#include "runtime/gemm.h"
 #include "runtime/quantize.h"
 #include "runtime/thread_pool.h"
 
@@ -274,6 +275,13 @@ struct StepRunner {
     });
   }
 
+  void operator()(const DynamicLinearStep& s) const {
+    const PackedB& w = s.weights;
+    if (!run_dynamic_linear(static_cast<const float*>(in()), batch(), w.K, w, s.w_scale.data(), s.bias.data(), s.relu,
+                            static_cast<float*>(out()), w.N))
+      throw std::invalid_argument(step.label + ": the input holds NaN or infinity (dynamic quantization needs finite values)");
+  }
+
   void operator()(const HostStep& s) const {
     std::vector<const void*> ins(step.inputs.size());
     for (size_t i = 0; i < ins.size(); ++i) ins[i] = in(i);
@@ -439,6 +447,17 @@ struct StepChecker {
     if (s.axis < 0 || s.axis >= static_cast<int64_t>(in_t().shape.size())) bad("axis out of range");
     shape_is(out_t(), in_t().shape);
   }
+  void operator()(const DynamicLinearStep& s) const {
+    arity(1);
+    if (in_t().quantized() || out_t().quantized()) bad("dynamic_linear works on float32 tensors");
+    const PackedB& w = s.weights;
+    shape_is(in_t(), {in_t().shape[0], w.K});
+    shape_is(out_t(), {out_t().shape[0], w.N});
+    if (!w.b_signed || w.any_zp_shifted) bad("dynamic_linear needs symmetric int8 weights");
+    if (static_cast<int64_t>(s.w_scale.size()) < w.Np || static_cast<int64_t>(s.bias.size()) < w.Np)
+      bad("w_scale and bias must cover the packed columns");
+  }
+
   void operator()(const HostStep& s) const {
     if (!s.fn) bad("internal: no function");
   }

@@ -18,6 +18,7 @@
 #include "eightbit/aligned_buffer.h"
 #include "eightbit/cnn_ops.h"
 #include "eightbit/conv.h"
+#include "eightbit/gemm.h"
 #include "runtime/conv.h"
 
 namespace eb {
@@ -100,6 +101,14 @@ struct ReshapeStep {};
 struct SoftmaxStep {
   int64_t axis = 1;
 };
+// Dynamic int8 linear layer (float32 [N, K] -> [N, O]): each row quantized at
+// run time, symmetric int8 weights; run_dynamic_linear.  w_scale and bias hold
+// weights.Np entries (the epilogue reads whole panels).
+struct DynamicLinearStep {
+  PackedB weights;
+  std::vector<float> w_scale, bias;
+  bool relu = false;
+};
 
 // A step computed outside the core (a float graph node): called with the
 // batch size, the input buffers and the output buffer (shapes from the specs).
@@ -109,7 +118,8 @@ struct HostStep {
 };
 
 using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
-                                GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, HostStep>;
+                                GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
+                                HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors

@@ -406,3 +406,32 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     y = _core.qlinear_conv_nhwc(x4, x_zero_point, packed, geo.strides, geo.dilations, geo.pads, mult, m0, shift, B,
                                 int(y_zp), y_zp.dtype == np.int8, qmin, qmax)
     return _conv.from_nhwc(y, layout, geo.spatial_dims)
+
+
+def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None) -> np.ndarray:
+    """Dynamic int8 linear layer, ``eightbit.reference.quantized_linear`` in C++: each row of x
+    quantized to uint8 at run time (DynamicQuantizeLinear), times int8 weights [N, K] (or a
+    ``PackedWeights`` of their transpose), dequantized with per-channel ``w_scale``, plus bias,
+    optional ReLU. Returns float32 [..., N]."""
+    if activation not in (None, "relu"):
+        raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+    x = _array(x_f32, "x_f32")
+    if x.dtype != np.float32:
+        if x.dtype.kind != "f":
+            raise TypeError(f"x_f32: expected float32, got {x.dtype}")
+        x = x.astype(np.float32)
+    packed = w_q_int8 if isinstance(w_q_int8, PackedWeights) else None
+    if packed is None:
+        w = _int8_array(w_q_int8, "w_q_int8")
+        if w.dtype != np.int8 or w.ndim != 2:
+            raise ValueError(f"w_q_int8: expected 2-D int8 [N, K] weights, got {w.dtype} {w.shape}")
+        packed = PackedWeights(np.ascontiguousarray(w.T), None)
+    k, n = packed.shape
+    if x.ndim == 0 or x.shape[-1] != k:
+        raise ValueError(f"x_f32: expected shape [..., {k}], got {x.shape}")
+    w_s = np.broadcast_to(_scale(w_scale_f32, "w_scale_f32"), (n,)).astype(np.float32)
+    bias = None if bias_f32 is None else np.ascontiguousarray(_array(bias_f32, "bias_f32"), np.float32)
+    if bias is not None and bias.shape != (n,):
+        raise ValueError(f"bias_f32: expected shape ({n},), got {bias.shape}")
+    y = _core.quantized_linear(np.ascontiguousarray(x.reshape(-1, k)), packed, w_s, bias, activation == "relu")
+    return y.reshape(*x.shape[:-1], n)

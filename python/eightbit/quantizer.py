@@ -41,15 +41,17 @@ _LUT_OPS = ("relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hardswish
 _INT32 = np.iinfo(np.int32)
 
 
-def quantize(graph: Graph, calibration, *, method: str = "minmax", percentile: float = 99.99,
+def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percentile: float = 99.99,
              per_channel: bool = True, activation_dtype="uint8", requant: str = "float", exclude=(),
-             progress=None) -> QuantizedModel:
+             dynamic: bool = False, progress=None) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
     input name), consumed once. ``method``: "minmax", "moving_average", "percentile" (uses
     ``percentile``), "entropy" or "mse". ``exclude``: node names that stay float32.
     ``requant``: "float" (ONNX Runtime's requantization) or "fixed" (TFLite's integer-only).
+    ``dynamic=True``: no calibration; linear / matmul layers get int8 weights and inputs quantized
+    per row at run time (``dynamic_linear`` steps), everything else stays float32.
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
@@ -63,6 +65,11 @@ def quantize(graph: Graph, calibration, *, method: str = "minmax", percentile: f
     if unknown:
         raise ValueError(f"exclude: no node named {sorted(unknown)} in the graph")
     prepared = prepare_for_quantization(graph)
+    if dynamic:
+        return QuantizedModel(_DynamicLowering(prepared, {}, np.dtype(np.float32), per_channel, exclude,
+                                               requant).plan())
+    if calibration is None:
+        raise ValueError("calibration: static quantization needs calibration batches (or dynamic=True)")
     calibrator = Calibrator(method, percentile=percentile)
     for batch in iterate_batches(calibration, prepared.inputs, progress=progress):
         prepared.run(batch, on_tensor=calibrator.observe)
@@ -254,6 +261,26 @@ class _Lowering:
 
 for _op in _LUT_OPS:
     setattr(_Lowering, f"_lower_{_op}", _Lowering._lut)
+
+
+class _DynamicLowering(_Lowering):
+    """Dynamic quantization: 2-D linear / matmul layers (fused ReLU or none) become
+    dynamic_linear steps; every other node stays float32."""
+
+    def _lower(self, node) -> None:
+        if (node.op in ("linear", "matmul") and node.name not in self.exclude
+                and len(self.g.tensors[node.inputs[0]].shape) == 2
+                and node.attrs.get("activation") in (None, "relu")):
+            w = node.consts["weight"] if node.op == "linear" else np.ascontiguousarray(node.consts["b"].T)
+            wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
+            bias = node.consts.get("bias")
+            consts = {"w": wq, "w_scale": np.broadcast_to(ws, (w.shape[0],)).astype(np.float32),
+                      "bias": np.zeros(w.shape[0], np.float32) if bias is None else np.array(bias, np.float32)}
+            out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+            self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out,
+                                   {"activation": node.attrs.get("activation")}, consts, source=node.name))
+        else:
+            self._float_step(node)
 
 
 def _float_function(node):

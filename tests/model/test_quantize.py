@@ -133,3 +133,20 @@ def test_bad_arguments(data, kwargs, error, match):
 def test_not_a_graph():
     with pytest.raises(TypeError, match="graph"):
         eb.quantize("model.onnx", [])
+
+
+@pytest.mark.parametrize("build", [cnn_graph, mlp_graph], ids=["cnn", "mlp"])
+def test_dynamic_quantization(isa, data, build):
+    """dynamic=True: no calibration; linear layers run with int8 weights and per-row int8 inputs
+    (in the C++ executor), bit-exact with eightbit.reference, within one point of float."""
+    g = build(data.weights)
+    qm = eb.quantize(g, dynamic=True)
+    assert "dynamic_linear" in [s.op for s in qm.plan.steps]
+    y = qm(data.test_images)
+    np.testing.assert_array_equal(y, qm.reference_run({"x": data.test_images})["logits"])
+    assert accuracy(y, data.test_labels) >= accuracy(g.run(data.test_images), data.test_labels) - 0.01
+
+
+def test_static_needs_calibration(data):
+    with pytest.raises(ValueError, match="calibration"):
+        eb.quantize(mlp_graph(data.weights))

@@ -58,6 +58,11 @@ def _linear(m, step, xs, ins, out, w):
     return y.reshape(x.shape[0], -1)
 
 
+def _dynamic_linear(m, step, xs, ins, out, w):
+    c = step.consts
+    return m.quantized_linear(xs[0], w, c["w_scale"], c["bias"], step.attrs.get("activation"))
+
+
 def _binary(m, step, xs, ins, out, w):
     fn = m.qlinear_add if step.op == "add" else m.qlinear_mul
     return fn(xs[0], *_qp(ins[0]), xs[1], *_qp(ins[1]), *_qp(out))
@@ -116,11 +121,13 @@ STEP_FUNCS = {
     "quantize": _quantize, "dequantize": _dequantize, "conv": _conv, "linear": _linear, "add": _binary,
     "mul": _binary, "max_pool": _max_pool, "avg_pool": _avg_pool, "global_avg_pool": _global_avg_pool,
     "concat": _concat, "lut": _lut, "reshape": _reshape, "softmax": _softmax, "float": _float,
+    "dynamic_linear": _dynamic_linear,
 }
 
 
-def conv_weights_4d(step: Step) -> np.ndarray:
-    """The OIHW int8 weights of a conv / linear step (a linear's [O, K] as [O, K, 1, 1])."""
+def step_weights(step: Step) -> np.ndarray:
+    """The weights argument of a conv / linear / dynamic_linear step's op: OIHW int8 (a linear's
+    [O, K] as [O, K, 1, 1]); a dynamic_linear's [O, K] as they are."""
     w = step.consts["w"]
     return w.reshape(w.shape[0], w.shape[1], 1, 1) if step.op == "linear" else w
 
@@ -159,8 +166,8 @@ def run_plan(plan: Plan, feeds: dict, module, weights: dict | None = None) -> di
     for i, step in enumerate(plan.steps):
         ins = [plan.tensors[n] for n in step.inputs]
         w = None
-        if step.op in ("conv", "linear"):
-            w = weights[i] if weights is not None and i in weights else conv_weights_4d(step)
+        if step.op in ("conv", "linear", "dynamic_linear"):
+            w = weights[i] if weights is not None and i in weights else step_weights(step)
         values[step.output] = STEP_FUNCS[step.op](module, step, [values[n] for n in step.inputs], ins,
                                                   plan.tensors[step.output], w)
         for name in step.inputs:

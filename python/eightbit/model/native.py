@@ -112,6 +112,10 @@ def _add_step(ex, ids: dict, plan: Plan, i: int, step: Step) -> None:
         ex.add_lut(xs[0], y, label, np.ascontiguousarray(step.consts["table"]))
     elif op == "softmax":
         ex.add_softmax(xs[0], y, label, int(a["axis"]) % len(out.shape))
+    elif op == "dynamic_linear":
+        c = step.consts
+        ex.add_dynamic_linear(xs[0], y, label, np.ascontiguousarray(c["w"]), np.asarray(c["w_scale"], np.float32),
+                              np.ascontiguousarray(c["bias"], np.float32), a.get("activation") == "relu")
     elif op == "float":
         ex.add_host(xs, y, label, _host_fn(step, ins, out))
     else:

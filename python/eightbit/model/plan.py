@@ -28,6 +28,9 @@ lut                 256-entry table lookup; consts: ``table`` of the output dtyp
 reshape             attrs: shape (batch dim as -1 or None); a 4-D NHWC input is put back in
                     NCHW order first, so the result is the float graph's reshape
 softmax             float32 -> float32 along attrs["axis"]
+dynamic_linear      float32 x [N, K] -> float32 [N, O]: each row quantized at run time (uint8,
+                    DynamicQuantizeLinear), ``w`` int8 [O, K], ``w_scale`` float32 [O], ``bias``
+                    float32 [O]; attrs: activation (None or "relu"). reference.quantized_linear
 float               a float graph node left float32 (excluded, or no int8 step for it): attrs
                     "op" and "attrs", consts as in the graph IR (graph/ir.py); float inputs
 ==================  ===========================================================================
@@ -63,6 +66,7 @@ STEP_OPS = {
     "reshape": (1, (), "same"),
     "softmax": (1, (), "float"),
     "float": (None, (), "float"),
+    "dynamic_linear": (1, ("w", "w_scale", "bias"), "float"),
 }
 
 
@@ -173,6 +177,17 @@ def _check_consts(step: Step, out: TensorSpec, where: str) -> None:
             raise ValueError(f"{where}: w_scale must be {o} positive finite float32 values")
         if b.dtype != np.int32 or b.shape != (o,):
             raise ValueError(f"{where}: bias must be {o} int32 values")
+    elif step.op == "dynamic_linear":
+        w, ws, b = (np.asarray(c[k]) for k in ("w", "w_scale", "bias"))
+        if w.dtype != np.int8 or w.ndim != 2 or w.shape[0] == 0:
+            raise ValueError(f"{where}: w must be a 2-D int8 array [O, K], got {w.dtype} {w.shape}")
+        o = w.shape[0]
+        if ws.dtype != np.float32 or ws.shape != (o,) or not np.all((ws > 0) & (ws < np.inf)):
+            raise ValueError(f"{where}: w_scale must be {o} positive finite float32 values")
+        if b.dtype != np.float32 or b.shape != (o,) or not np.all(np.isfinite(b)):
+            raise ValueError(f"{where}: bias must be {o} finite float32 values")
+        if step.attrs.get("activation") not in (None, "relu"):
+            raise ValueError(f"{where}: activation must be None or 'relu'")
     elif step.op == "lut":
         t = np.asarray(c["table"])
         if t.shape != (256,) or t.dtype != out.dtype:

@@ -55,9 +55,9 @@ def infer(step, ins: list) -> tuple | None:
         return (x[0], x[2], x[3], x[1]) if len(x) == 4 else x
     if op == "dequantize":
         return (x[0], x[3], x[1], x[2]) if len(x) == 4 else x
-    if op in ("conv", "linear"):
+    if op in ("conv", "linear", "dynamic_linear"):
         w = step.consts["w"].shape
-        if op == "linear":
+        if op != "conv":
             if len(x) != 2 or x[1] != w[1]:
                 raise ValueError(f"input {x} does not match weights {w}")
             return (x[0], w[0])

@@ -7,7 +7,7 @@ from .. import ops as _ops
 from .. import reference as _reference
 from .._version import __version__
 from . import file_format
-from .execute import check_feeds, conv_weights_4d, run_plan
+from .execute import check_feeds, step_weights, run_plan
 from .native import build_executor
 from .plan import Plan
 
@@ -47,10 +47,12 @@ class QuantizedModel:
         """The plan run step by step by eightbit.ops (the same bits as ``run``)."""
         if self._packed is None:
             self._packed = {
-                i: _ops.pack_conv(conv_weights_4d(s), np.zeros(s.consts["w"].shape[0], np.int8),
+                i: _ops.pack_conv(step_weights(s), np.zeros(s.consts["w"].shape[0], np.int8),
                                   s.attrs.get("group", 1))
                 for i, s in enumerate(self.plan.steps) if s.op in ("conv", "linear")
             }
+            self._packed.update({i: _ops.PackedWeights(np.ascontiguousarray(s.consts["w"].T), None)
+                                 for i, s in enumerate(self.plan.steps) if s.op == "dynamic_linear"})
         return run_plan(self.plan, feeds, _ops, self._packed)
 
     def reference_run(self, feeds: dict) -> dict:
