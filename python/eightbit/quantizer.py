@@ -118,8 +118,16 @@ class _Lowering:
         return plan_name
 
     def _qparams(self, name: str):
+        if name not in self.ranges:
+            raise ValueError(f"tensor {name!r} was never observed during calibration (was the iterable empty?)")
         lo, hi = self.ranges[name]
-        return choose_qparams(np.float32(lo), np.float32(hi), self.dtype)
+        try:
+            return choose_qparams(np.float32(lo), np.float32(hi), self.dtype)
+        except ValueError as e:
+            producer = self.g.producer(name)
+            where = f"output of node {producer.name!r}" if producer is not None else "graph input"
+            raise ValueError(f"tensor {name!r} ({where}) cannot be quantized: {e}; "
+                             "exclude the node, or calibrate with representative data") from None
 
     def _q(self, name: str) -> str:
         """The quantized form of a graph tensor, adding a quantize step on first use."""

@@ -150,3 +150,12 @@ def test_dynamic_quantization(isa, data, build):
 def test_static_needs_calibration(data):
     with pytest.raises(ValueError, match="calibration"):
         eb.quantize(mlp_graph(data.weights))
+
+
+def test_unquantizable_range_names_the_tensor():
+    """A calibrated range so small its scale would be subnormal: the error names the tensor."""
+    g = eb.Graph()
+    x = g.input("x", (None, 4))
+    g.output(g.linear(x, np.eye(4, dtype=np.float32), name="fc"))
+    with pytest.raises(ValueError, match=r"tensor 'x' \(graph input\) cannot be quantized.*exclude"):
+        eb.quantize(g, [np.full((2, 4), 1e-40, np.float32)])
