@@ -13,6 +13,7 @@
 #                                    (default /tmp/eightbit-asan/venv)
 #   SAN_FLAGS   -fsanitize list      (default address,undefined,float-cast-overflow)
 #   PYTHON      base interpreter     (default python3)
+#   SAN_JOBS    parallel compile jobs (default 2)
 #   SAN_REV     commit to test, exported with `git archive` so that edits in
 #               progress in the working tree cannot break the build
 #               (default HEAD; "worktree" builds and tests the working tree)
@@ -57,7 +58,7 @@ cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_
   -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=$FLAGS" \
   -Dpybind11_DIR="$("$VPY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$VPY" >/dev/null
-ninja -C "$BUILD"
+ninja -C "$BUILD" -j "${SAN_JOBS:-2}"  # 2 by default: the machines this runs on are small
 
 rm -rf "$PKG"
 mkdir -p "$PKG"
