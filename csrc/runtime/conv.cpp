@@ -29,28 +29,46 @@ void parallel_rows(int64_t n, int64_t work_per_row, Fn&& fn) {
 }
 
 // Copies / fills of a few dozen bytes (a stem's kernel row is 21): inline
-// 16-byte moves, the last one overlapping, instead of a libc call per run.
+// moves, two overlapping ones for the tail, instead of a libc call per run
+// (GCC turns plain byte loops into memcpy / memset calls).
 inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
-  if (n < 16) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-    return;
+  if (n >= 16) {
+    for (int64_t i = 0; i + 16 < n; i += 16) std::memcpy(dst + i, src + i, 16);
+    std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else if (n >= 2) {
+    std::memcpy(dst, src, 2);
+    std::memcpy(dst + n - 2, src + n - 2, 2);
+  } else if (n == 1) {
+    *dst = *src;
   }
-  for (int64_t i = 0; i + 16 < n; i += 16) std::memcpy(dst + i, src + i, 16);
-  std::memcpy(dst + n - 16, src + n - 16, 16);
 }
 
-inline void fill_run(uint8_t* dst, uint8_t value, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = value;
+// The zero point repeated, as the source of fills.
+struct FillPattern {
+  explicit FillPattern(uint8_t value) { std::memset(bytes, value, sizeof(bytes)); }
+  uint8_t bytes[64];
+};
+
+inline void fill_run(uint8_t* dst, const FillPattern& pattern, int64_t n) {
+  for (; n > 64; n -= 64, dst += 64) std::memcpy(dst, pattern.bytes, 64);
+  copy_run(dst, pattern.bytes, n);
 }
 
 // One kernel row of one patch: kernel_w taps of group_in_c bytes, those
 // outside the input (iw0 + kw * dilation_w out of [0, in_w)) the zero point.
-void patch_kernel_row(const ConvGeometry& g, const uint8_t* src_row, int64_t iw0, uint8_t zero_byte, uint8_t* dst) {
+void patch_kernel_row(const ConvGeometry& g, const uint8_t* src_row, int64_t iw0, const FillPattern& zero,
+                      uint8_t* dst) {
   const int64_t cg = g.group_in_c();
   for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += cg) {
     const int64_t iw = iw0 + kw * g.dilation_w;
     if (iw < 0 || iw >= g.in_w)
-      fill_run(dst, zero_byte, cg);
+      fill_run(dst, zero, cg);
     else
       copy_run(dst, src_row + iw * g.in_c, cg);
   }
@@ -66,6 +84,7 @@ void im2col_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), cg = g.group_in_c();
   const int64_t kernel_row_bytes = g.kernel_w * cg;
   const bool runs = g.groups == 1 && g.dilation_w == 1;
+  const FillPattern zero(zero_byte);
   // Output columns whose windows lie inside [0, in_w): [ow_in0, ow_in1).
   const int64_t span = (g.kernel_w - 1) * g.dilation_w;
   const int64_t ow_in0 = std::min(ow_n, (g.pad_left + g.stride_w - 1) / g.stride_w);
@@ -80,7 +99,7 @@ void im2col_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int
       const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
       uint8_t* dst = first + kh * kernel_row_bytes;
       if (ih < 0 || ih >= g.in_h) {
-        for (int64_t ow = ow0; ow < ow1; ++ow, dst += ld) fill_run(dst, zero_byte, kernel_row_bytes);
+        for (int64_t ow = ow0; ow < ow1; ++ow, dst += ld) fill_run(dst, zero, kernel_row_bytes);
         continue;
       }
       const uint8_t* src_row = x + (n * g.in_h + ih) * g.in_w * g.in_c + group * cg;
@@ -89,7 +108,7 @@ void im2col_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int
         if (runs && ow >= ow_in0 && ow < ow_in1)
           copy_run(dst, src_row + iw0 * g.in_c, kernel_row_bytes);
         else
-          patch_kernel_row(g, src_row, iw0, zero_byte, dst);
+          patch_kernel_row(g, src_row, iw0, zero, dst);
       }
     }
     r += ow1 - ow0;
@@ -218,20 +237,22 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
     } else if (M * K > kWholePatchBytes) {
       a.source = {PatchSource::fill, &source};
     } else {
-      // Rows padded with zeros to whole 64-byte chunks: AMX reads them in place.
-      const int64_t ld = round_up(K, 64);
+      // Rows padded with zeros to whole 64-byte chunks, so that AMX reads them in
+      // place; not below 64 bytes, where padding would cost more than packing.
+      const int64_t ld = K > 64 ? round_up(K, 64) : K;
       patches.reserve_discard(static_cast<size_t>(M * ld));
       // The pointer, not the thread_local: inside a pool thread `patches` names that thread's own buffer.
       uint8_t* const patch_rows = patches.data();
       parallel_rows(M, K, [&](int64_t r0, int64_t r1) {
         uint8_t* rows = patch_rows + r0 * ld;
         PatchSource::fill(&source, r0, r1, rows, ld);
-        for (int64_t r = 0; r < r1 - r0; ++r) std::memset(rows + r * ld + K, 0, static_cast<size_t>(ld - K));
+        if (ld > K)
+          for (int64_t r = 0; r < r1 - r0; ++r) std::memset(rows + r * ld + K, 0, static_cast<size_t>(ld - K));
       });
       a.data = patch_rows;
       a.lda = ld;
-      a.rows_padded = true;
-      a.zero_padded_to = ld;
+      a.rows_padded = ld > K;
+      a.zero_padded_to = ld > K ? ld : 0;
     }
     // This group's slice of the output columns and per-channel parameters.
     Epilogue e = ep;
