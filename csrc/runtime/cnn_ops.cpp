@@ -14,20 +14,9 @@
 namespace eb {
 namespace {
 
-// Splits [0, n) into one contiguous range per thread when there is enough
-// work (below ~64 K byte-operations per thread a wake-up costs more than it saves).
-template <typename Fn>
-void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
-  constexpr double kMinWorkPerThread = 65536.0;
-  const double work = static_cast<double>(n) * static_cast<double>(std::max<int64_t>(work_per_item, 1));
-  const int threads = static_cast<int>(
-      std::clamp<double>(work / kMinWorkPerThread, 1.0, ThreadPool::instance().num_threads()));
-  if (threads <= 1 || n < threads) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
-}
+// Work per thread below which a thread pool wake-up costs more than it saves (byte operations).
+constexpr int64_t kMinWorkPerThread = 65536;
+
 
 // The output of a broadcast binary op as few dimensions as possible: adjacent
 // axes merge when both operands step through them as one axis.  Strides are
@@ -123,7 +112,7 @@ void run_binary(const QuantTensor& p, const QuantTensor& q, const Params& params
   if (plan.total == 0) return;
   const auto* pb = static_cast<const uint8_t*>(p.data);
   const auto* qb = static_cast<const uint8_t*>(q.data);
-  parallel_for(plan.total, 1, [&](int64_t e0, int64_t e1) {
+  parallel_for(plan.total, 1, kMinWorkPerThread, [&](int64_t e0, int64_t e1) {
     for_each_run(plan, pb, qb, static_cast<uint8_t*>(out), e0, e1,
                  [&](const BinaryRun& run) { kernel(params, run); });
   });
@@ -146,7 +135,7 @@ void global_average(const T* x, int64_t batch, int64_t pixels, int64_t channels,
   const SumPixelsFn sum_pixels = active_cnn().sum_pixels;
   const float lo = static_cast<float>(static_cast<int32_t>(std::numeric_limits<T>::min()) - y_zp);
   const float hi = static_cast<float>(static_cast<int32_t>(std::numeric_limits<T>::max()) - y_zp);
-  parallel_for(batch, pixels * channels, [&](int64_t b0, int64_t b1) {
+  parallel_for(batch, pixels * channels, kMinWorkPerThread, [&](int64_t b0, int64_t b1) {
     std::vector<uint32_t> sum(static_cast<size_t>(channels));
     for (int64_t b = b0; b < b1; ++b) {
       sum_pixels(reinterpret_cast<const uint8_t*>(x) + b * pixels * channels, pixels, channels, flip, sum.data());
@@ -216,7 +205,7 @@ bool resolve_pool_output(PoolGeometry* g, const int64_t pad_end[3], bool ceil_mo
 
 void max_pool(const PoolGeometry& g, bool is_signed, const void* x, void* y) {
   const MaxPoolFn kernel = active_cnn().max_pool;
-  parallel_for(g.out_pixels(), g.channels * g.taps(),
+  parallel_for(g.out_pixels(), g.channels * g.taps(), kMinWorkPerThread,
                [&](int64_t r0, int64_t r1) { kernel(g, is_signed, x, y, r0, r1); });
 }
 
@@ -228,7 +217,7 @@ void qlinear_average_pool(const PoolGeometry& g, const int64_t pad_end[3], const
     return;
   }
   const AvgPoolFn kernel = active_cnn().average_pool;
-  parallel_for(g.out_pixels(), g.channels * g.taps(),
+  parallel_for(g.out_pixels(), g.channels * g.taps(), kMinWorkPerThread,
                [&](int64_t r0, int64_t r1) { kernel(g, params, x, y, r0, r1); });
 }
 
@@ -244,7 +233,7 @@ void qlinear_global_average_pool(const void* x, bool is_signed, int64_t batch, i
 
 void lookup_table(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y) {
   const LookupFn kernel = active_cnn().lookup;
-  parallel_for(n, 1, [&](int64_t i0, int64_t i1) { kernel(x + i0, i1 - i0, table, y + i0); });
+  parallel_for(n, 1, kMinWorkPerThread, [&](int64_t i0, int64_t i1) { kernel(x + i0, i1 - i0, table, y + i0); });
 }
 
 void concat(const std::vector<ConcatPart>& parts, int64_t outer, int64_t inner, uint8_t* out) {
@@ -253,7 +242,7 @@ void concat(const std::vector<ConcatPart>& parts, int64_t outer, int64_t inner, 
   if (row == 0 || outer == 0) return;
   const LookupFn lookup = active_cnn().lookup;
   // Output bytes [e0, e1) are split over threads; each walks the parts' slices it overlaps.
-  parallel_for(outer * row, 1, [&](int64_t e0, int64_t e1) {
+  parallel_for(outer * row, 1, kMinWorkPerThread, [&](int64_t e0, int64_t e1) {
     for (int64_t o = e0 / row; o * row < e1; ++o) {
       int64_t start = o * row;  // output offset of this part's slice
       for (const ConcatPart& part : parts) {

@@ -11,21 +11,11 @@
 namespace eb {
 namespace {
 
+// Work per thread below which a thread pool wake-up costs more than it saves (multiply-adds or bytes).
+constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
+
 int32_t weight_value(const void* w, bool w_signed, int64_t i) {
   return w_signed ? static_cast<const int8_t*>(w)[i] : static_cast<const uint8_t*>(w)[i];
-}
-
-// Splits [0, n) over the pool when there is enough work.
-template <typename Fn>
-void parallel_rows(int64_t n, int64_t work_per_row, Fn&& fn) {
-  constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
-  const int threads = static_cast<int>(
-      std::clamp<int64_t>(n * work_per_row / kMinWorkPerThread, 1, ThreadPool::instance().num_threads()));
-  if (threads <= 1 || n < threads) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
 }
 
 // Copies / fills of a few dozen bytes (a stem's kernel row is 21): inline
@@ -218,7 +208,8 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
       call.zero_row = zero_row.data();
     }
     const DepthwiseFn kernel = active_depthwise();
-    parallel_rows(M, g.in_c * g.kernel_h * g.kernel_w, [&](int64_t r0, int64_t r1) { kernel(call, r0, r1); });
+    parallel_for(M, g.in_c * g.kernel_h * g.kernel_w, kMinWorkPerThread,
+                 [&](int64_t r0, int64_t r1) { kernel(call, r0, r1); });
     return;
   }
   const int64_t cg = g.group_in_c(), ocg = g.group_out_c();
@@ -243,7 +234,7 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
       patches.reserve_discard(static_cast<size_t>(M * ld));
       // The pointer, not the thread_local: inside a pool thread `patches` names that thread's own buffer.
       uint8_t* const patch_rows = patches.data();
-      parallel_rows(M, K, [&](int64_t r0, int64_t r1) {
+      parallel_for(M, K, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
         uint8_t* rows = patch_rows + r0 * ld;
         PatchSource::fill(&source, r0, r1, rows, ld);
         if (ld > K)

@@ -16,6 +16,9 @@
 namespace eb {
 namespace {
 
+// Work per thread below which a thread pool wake-up costs more than it saves (byte operations).
+constexpr int64_t kMinWorkPerThread = 65536;
+
 constexpr int64_t kArenaAlign = 64;            // every tensor starts on a cache line
 constexpr int64_t kMaxGlobalPixels = int64_t{1} << 24;  // the global pool's float32 pixel count stays exact
 constexpr int64_t kMaxExtent = int64_t{1} << 40;
@@ -30,20 +33,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + (s.size() == 1 ? ",)" : ")");
 }
 
-// Splits [0, n) over the thread pool when there is enough work (below ~64 K
-// byte-operations per thread a wake-up costs more than it saves).
-template <typename Fn>
-void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
-  constexpr double kMinWorkPerThread = 65536.0;
-  const double work = static_cast<double>(n) * static_cast<double>(std::max<int64_t>(work_per_item, 1));
-  const int threads = static_cast<int>(
-      std::clamp<double>(work / kMinWorkPerThread, 1.0, ThreadPool::instance().num_threads()));
-  if (threads <= 1 || n < threads) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
-}
 
 int64_t product(const std::vector<int64_t>& s, size_t from, size_t to) {
   int64_t p = 1;
@@ -66,7 +55,7 @@ void quantize_nchw_to_nhwc(const float* x, int64_t batch, int64_t C, int64_t H, 
                            void* y) {
   const int32_t qmin = y_t.is_signed() ? -128 : 0, qmax = y_t.is_signed() ? 127 : 255;
   const int64_t row = W * C;
-  parallel_for(batch * H, row, [&](int64_t r0, int64_t r1) {
+  parallel_for(batch * H, row, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> buf;
     buf.resize(static_cast<size_t>(row));
     for (int64_t r = r0; r < r1; ++r) {
@@ -82,7 +71,7 @@ void quantize_nchw_to_nhwc(const float* x, int64_t batch, int64_t C, int64_t H, 
 void dequantize_nhwc_to_nchw(const void* x, const PlanTensor& x_t, int64_t batch, int64_t H, int64_t W, int64_t C,
                              float* y) {
   const int64_t row = W * C;
-  parallel_for(batch * H, row, [&](int64_t r0, int64_t r1) {
+  parallel_for(batch * H, row, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> buf;
     buf.resize(static_cast<size_t>(row));
     for (int64_t r = r0; r < r1; ++r) {
@@ -98,7 +87,7 @@ void dequantize_nhwc_to_nchw(const void* x, const PlanTensor& x_t, int64_t batch
 
 // Bytes of `batch` items of [P, C] <-> [C, P] (P pixels): NHWC <-> NCHW.
 void transpose_bytes(const uint8_t* x, int64_t batch, int64_t rows, int64_t cols, uint8_t* y) {
-  parallel_for(batch, rows * cols, [&](int64_t n0, int64_t n1) {
+  parallel_for(batch, rows * cols, kMinWorkPerThread, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* src = x + n * rows * cols;
       uint8_t* dst = y + n * rows * cols;
@@ -136,7 +125,7 @@ struct StepRunner {
     }
     const int64_t n = batch() * x.sample_elems();
     const int32_t qmin = y.is_signed() ? -128 : 0, qmax = y.is_signed() ? 127 : 255;
-    parallel_for(n, 8, [&](int64_t i0, int64_t i1) {
+    parallel_for(n, 8, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
       quantize_per_tensor(px + i0, i1 - i0, y.scale, y.zp, qmin, qmax, static_cast<uint8_t*>(out()) + i0);
     });
   }
@@ -149,7 +138,7 @@ struct StepRunner {
       return;
     }
     const int64_t n = batch() * x.sample_elems();
-    parallel_for(n, 4, [&](int64_t i0, int64_t i1) {
+    parallel_for(n, 4, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
       dequantize_linear(static_cast<const uint8_t*>(in()) + i0, 1, x.is_signed(), 1, 1, i1 - i0, &x.scale, &x.zp,
                         false, py + i0);
     });
@@ -260,7 +249,7 @@ struct StepRunner {
     const int64_t outer = product(shape, 0, axis), len = shape[axis], inner = product(shape, axis + 1, shape.size());
     const auto* x = static_cast<const float*>(in());
     auto* y = static_cast<float*>(out());
-    parallel_for(outer, len * inner * 16, [&](int64_t o0, int64_t o1) {
+    parallel_for(outer, len * inner * 16, kMinWorkPerThread, [&](int64_t o0, int64_t o1) {
       for (int64_t o = o0; o < o1; ++o)
         for (int64_t i = 0; i < inner; ++i) {
           const float* px = x + o * len * inner + i;

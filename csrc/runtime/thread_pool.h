@@ -51,4 +51,20 @@ class ThreadPool {
 // here, the hardware's concurrency.
 int default_num_threads();
 
+// Splits [0, n) into one contiguous range per thread, using only as many
+// threads as get at least `min_work_per_thread` units of work each (n items
+// of `work_per_item` units): below that, a wake-up costs more than it saves.
+template <typename Fn>
+void parallel_for(int64_t n, int64_t work_per_item, int64_t min_work_per_thread, Fn&& fn) {
+  const double work = static_cast<double>(n) * static_cast<double>(work_per_item > 1 ? work_per_item : 1);
+  const double wanted = work / static_cast<double>(min_work_per_thread);
+  const int pool = ThreadPool::instance().num_threads();
+  const int threads = wanted < 1.0 ? 1 : (wanted > pool ? pool : static_cast<int>(wanted));
+  if (threads <= 1 || n < threads) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  ThreadPool::instance().run(threads, [&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
+}
+
 }  // namespace eb
