@@ -356,14 +356,30 @@ def test_inconsistent_plans_are_rejected(rng):
         build_executor(plan)
 
 
-def test_float_step_errors_propagate(rng):
+def test_float_step_errors_propagate(rng, monkeypatch):
+    """An exception inside a float step's callback reaches the caller; the executor runs again after."""
+    from eightbit.graph import Graph
+
+    b = Builder(rng)
+    float_step_case(b)
+    qm = QuantizedModel(b.plan())
+    x = rng.uniform(-3, 3, (2, 3, 4, 4)).astype(np.float32)
+    want = qm.reference_run({"x": x})["tq_y"]
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("float node failed")
+
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "run", fail)
+        with pytest.raises(RuntimeError, match="float node failed"):
+            qm(x)
+    np.testing.assert_array_equal(qm(x), want)
+
+
+def test_invalid_float_step_is_refused(rng):
     b = Builder(rng)
     float_step_case(b)
     plan = b.plan()
-    plan.steps[2].attrs["op"] = "softmax"  # needs an axis attribute: the float executor raises
-    qm = QuantizedModel(plan)
-    x = rng.uniform(-3, 3, (2, 3, 4, 4)).astype(np.float32)
-    with pytest.raises(Exception):
-        qm(x)
-    plan.steps[2].attrs["op"] = "tanh"  # the callback reads the step: the executor runs again after the error
-    np.testing.assert_array_equal(qm(x), qm.reference_run({"x": x})["tq_y"])
+    plan.steps[2].attrs["op"] = "softmax"  # needs an axis attribute
+    with pytest.raises(ValueError, match="not a valid float node"):
+        QuantizedModel(plan)

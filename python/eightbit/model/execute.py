@@ -107,14 +107,19 @@ def _softmax(m, step, xs, ins, out, w):
     return (e / e.sum(axis=step.attrs["axis"], keepdims=True)).astype(np.float32)
 
 
-def _float(m, step, xs, ins, out, w):
-    """A float graph node, run by the float graph executor (a one-node graph)."""
+def float_node_graph(step: Step, ins: list):
+    """A float step's node as a one-node float Graph with inputs in0, in1, ..."""
     from ..graph import Graph
 
     g = Graph("float step")
     inputs = [g.input(f"in{i}", spec.shape) for i, spec in enumerate(ins)]
     g.output(g.add_node(step.attrs["op"], inputs, step.attrs["attrs"], step.consts, name=step.source or "node"))
-    return g.run({f"in{i}": x for i, x in enumerate(xs)})
+    return g
+
+
+def _float(m, step, xs, ins, out, w):
+    """A float graph node, run by the float graph executor."""
+    return float_node_graph(step, ins).run({f"in{i}": x for i, x in enumerate(xs)})
 
 
 STEP_FUNCS = {

@@ -136,6 +136,8 @@ class Plan:
             if want is not None and tuple(want) != tuple(out.shape):
                 raise ValueError(f"{where}: computes shape {want}, but output {step.output!r} declares {out.shape}")
             first = self.tensors[step.inputs[0]] if step.inputs else None
+            if step.op == "float":
+                _check_float_node(step, [self.tensors[n] for n in step.inputs], out, where)
             if step.op in ("reshape", "max_pool") and first.quantized and (
                     (out.scale, out.zero_point) != (first.scale, first.zero_point)):
                 raise ValueError(f"{where}: copies bytes, so its output must keep the input's scale and zero point")
@@ -192,3 +194,19 @@ def _check_consts(step: Step, out: TensorSpec, where: str) -> None:
         t = np.asarray(c["table"])
         if t.shape != (256,) or t.dtype != out.dtype:
             raise ValueError(f"{where}: table must be 256 values of {out.dtype}")
+
+
+def _check_float_node(step: Step, ins: list, out: TensorSpec, where: str) -> None:
+    """A float step must be a valid float graph node producing its declared output shape."""
+    from .execute import float_node_graph
+
+    if not isinstance(step.attrs.get("op"), str) or not isinstance(step.attrs.get("attrs"), dict):
+        raise ValueError(f"{where}: a float step needs attrs 'op' (str) and 'attrs' (dict)")
+    if any(spec.dtype != FLOAT for spec in ins):
+        raise ValueError(f"{where}: a float step reads float32 tensors")
+    try:
+        g = float_node_graph(step, ins)
+    except Exception as e:  # the graph builder's own message: which attribute or shape is wrong
+        raise ValueError(f"{where}: not a valid float node: {type(e).__name__}: {e}") from None
+    if tuple(g.tensors[g.outputs[0]].shape) != tuple(out.shape):
+        raise ValueError(f"{where}: computes shape {g.tensors[g.outputs[0]].shape}, but declares {out.shape}")
