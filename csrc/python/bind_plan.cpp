@@ -224,6 +224,58 @@ py::list run(PlanExecutor& ex, const py::sequence& feeds) {
   return out;
 }
 
+// Float32 weights of a float island layer, `rank`-D, as a vector.
+std::vector<float> float_values(const py::handle& obj, const char* arg, const std::string& label, py::ssize_t rank) {
+  py::array a = as_array(obj, arg);
+  if (dtype_of(a) != Dt::kF32 || (rank > 0 && a.ndim() != rank))
+    value_error(label + ": " + arg + " must be a float32 array" + (rank > 0 ? " of rank " + std::to_string(rank) : ""));
+  a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  const auto* p = static_cast<const float*>(a.data());
+  return std::vector<float>(p, p + a.size());
+}
+
+void add_float_conv(PlanExecutor& ex, int x, int y, const std::string& label, const py::handle& w_in,
+                    const py::object& bias, Pair strides, Quad pads, Pair dilations, int64_t group, float lo, float hi) {
+  const PlanTensor& xt = spec(ex, x, label);
+  py::array w = as_array(w_in, "w");
+  if (w.ndim() != 4 || xt.shape.size() != 4) value_error(label + ": a float convolution needs 4-D NCHW input and OIHW w");
+  FloatConvStep s;
+  ConvGeometry& g = s.conv.g;
+  g.in_c = xt.shape[1];
+  g.in_h = xt.shape[2];
+  g.in_w = xt.shape[3];
+  g.out_c = w.shape(0);
+  g.kernel_h = w.shape(2);
+  g.kernel_w = w.shape(3);
+  g.groups = group;
+  g.stride_h = strides[0];
+  g.stride_w = strides[1];
+  g.dilation_h = dilations[0];
+  g.dilation_w = dilations[1];
+  g.pad_top = pads[0];
+  g.pad_left = pads[1];
+  g.pad_bottom = pads[2];
+  g.pad_right = pads[3];
+  s.conv.w = float_values(w, "w", label, 4);
+  if (!bias.is_none()) s.conv.bias = float_values(bias, "bias", label, 1);
+  s.conv.lo = lo;
+  s.conv.hi = hi;
+  ex.add_step(make_step(label, {x}, y, std::move(s)));
+}
+
+void add_float_linear(PlanExecutor& ex, int x, int y, const std::string& label, const py::handle& w_in,
+                      const py::object& bias, float lo, float hi) {
+  py::array w = as_array(w_in, "w");
+  if (w.ndim() != 2) value_error(label + ": w must be 2-D [out, in]");
+  const std::vector<float> values = float_values(w, "w", label, 2);
+  FloatLinearStep s;
+  s.weights = pack_f32_transposed(values.data(), w.shape(0), w.shape(1));
+  if (!bias.is_none()) s.bias = float_values(bias, "bias", label, 1);
+  s.lo = lo;
+  s.hi = hi;
+  ex.add_step(make_step(label, {x}, y, std::move(s)));
+}
+
 }  // namespace
 
 void bind_plan(py::module_& m) {
@@ -333,6 +385,11 @@ void bind_plan(py::module_& m) {
            },
            py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"), py::arg("w_scale"), py::arg("bias"),
            py::arg("relu"))
+      .def("add_float_conv", &add_float_conv, py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"),
+           py::arg("bias"), py::arg("strides"), py::arg("pads"), py::arg("dilations"), py::arg("group"), py::arg("lo"),
+           py::arg("hi"))
+      .def("add_float_linear", &add_float_linear, py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"),
+           py::arg("bias"), py::arg("lo"), py::arg("hi"))
       .def("add_host",
            [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, py::function fn) {
              HostStep s{host_fn(&ex, xs, y, std::move(fn))};

@@ -15,18 +15,22 @@ struct IsaEntry {
   GemmKernel (*gemm)();
   DepthwiseFn (*depthwise)();
   CnnKernels (*cnn)();
+  SgemmFn (*sgemm)();
 };
 
 // Slowest first.  On a non-x86 build only the scalar entry exists.
 const IsaEntry kIsas[] = {
-    {"scalar", [] { return true; }, gemm_kernel_scalar, depthwise_kernel_scalar, cnn_kernels_scalar},
+    {"scalar", [] { return true; }, gemm_kernel_scalar, depthwise_kernel_scalar, cnn_kernels_scalar,
+     sgemm_kernel_scalar},
 #if defined(EB_HAVE_X86_KERNELS)
-    {"avx2", [] { return cpu_features().avx2; }, gemm_kernel_avx2, depthwise_kernel_avx2, cnn_kernels_avx2},
+    {"avx2", [] { return cpu_features().avx2; }, gemm_kernel_avx2, depthwise_kernel_avx2, cnn_kernels_avx2,
+     sgemm_kernel_avx2},
     {"avxvnni", [] { return cpu_features().avxvnni; }, gemm_kernel_avxvnni, depthwise_kernel_avx2,
-     cnn_kernels_avx2},
+     cnn_kernels_avx2, sgemm_kernel_avx2},
     {"avx512vnni", [] { return cpu_features().avx512vnni; }, gemm_kernel_avx512vnni, depthwise_kernel_avx512vnni,
-     cnn_kernels_avx512vnni},
-    {"amx", [] { return cpu_features().amx; }, gemm_kernel_amx, depthwise_kernel_avx512vnni, cnn_kernels_avx512vnni},
+     cnn_kernels_avx512vnni, sgemm_kernel_avx512},
+    {"amx", [] { return cpu_features().amx; }, gemm_kernel_amx, depthwise_kernel_avx512vnni, cnn_kernels_avx512vnni,
+     sgemm_kernel_avx512},
 #endif
 };
 
@@ -34,12 +38,14 @@ struct Table {
   GemmKernel kernels[sizeof(kIsas) / sizeof(kIsas[0])];
   DepthwiseFn depthwise[sizeof(kIsas) / sizeof(kIsas[0])];
   CnnKernels cnn[sizeof(kIsas) / sizeof(kIsas[0])];
+  SgemmFn sgemm[sizeof(kIsas) / sizeof(kIsas[0])];
   std::atomic<int> active{0};
   Table() {
     for (size_t i = 0; i < sizeof(kIsas) / sizeof(kIsas[0]); ++i) {
       kernels[i] = kIsas[i].gemm();
       depthwise[i] = kIsas[i].depthwise();
       cnn[i] = kIsas[i].cnn();
+      sgemm[i] = kIsas[i].sgemm();
       if (kIsas[i].supported()) active = static_cast<int>(i);
     }
   }
@@ -67,6 +73,11 @@ const GemmKernel& active_gemm() {
 DepthwiseFn active_depthwise() {
   Table& t = table();
   return t.depthwise[t.active.load(std::memory_order_relaxed)];
+}
+
+SgemmFn active_sgemm() {
+  Table& t = table();
+  return t.sgemm[t.active.load(std::memory_order_relaxed)];
 }
 
 const CnnKernels& active_cnn() {

@@ -9,6 +9,7 @@
 #include "eightbit/cnn_ops.h"
 #include "eightbit/conv.h"
 #include "eightbit/gemm.h"
+#include "eightbit/sgemm.h"
 
 namespace eb {
 
@@ -19,6 +20,7 @@ std::vector<std::string> available_isas();
 const GemmKernel& active_gemm();
 DepthwiseFn active_depthwise();
 const CnnKernels& active_cnn();
+SgemmFn active_sgemm();
 
 // Forces a path; throws std::invalid_argument naming the choices when `name`
 // is unknown or this CPU lacks it.

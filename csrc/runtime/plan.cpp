@@ -271,6 +271,15 @@ struct StepRunner {
       throw std::invalid_argument(step.label + ": the input holds NaN or infinity (dynamic quantization needs finite values)");
   }
 
+  void operator()(const FloatConvStep& s) const {
+    float_conv(s.conv, batch(), static_cast<const float*>(in()), static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatLinearStep& s) const {
+    float_linear(static_cast<const float*>(in()), batch(), s.weights, s.bias.empty() ? nullptr : s.bias.data(), s.lo,
+                 s.hi, static_cast<float*>(out()));
+  }
+
   void operator()(const HostStep& s) const {
     std::vector<const void*> ins(step.inputs.size());
     for (size_t i = 0; i < ins.size(); ++i) ins[i] = in(i);
@@ -445,6 +454,37 @@ struct StepChecker {
     if (!w.b_signed || w.any_zp_shifted) bad("dynamic_linear needs symmetric int8 weights");
     if (static_cast<int64_t>(s.w_scale.size()) < w.Np || static_cast<int64_t>(s.bias.size()) < w.Np)
       bad("w_scale and bias must cover the packed columns");
+  }
+
+  void operator()(const FloatConvStep& s) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    if (x.quantized() || y.quantized()) bad("a float convolution works on float32 tensors");
+    rank(x, 4);
+    const ConvGeometry& g = s.conv.g;
+    if (x.shape[1] != g.in_c || x.shape[2] != g.in_h || x.shape[3] != g.in_w)
+      bad("geometry does not match input '" + x.name + "'");
+    if (g.groups < 1 || g.in_c % g.groups != 0 || g.out_c % g.groups != 0 || g.kernel_h < 1 || g.kernel_w < 1)
+      bad("channels, groups and kernel do not fit");
+    if (static_cast<int64_t>(s.conv.w.size()) != g.out_c * g.group_in_c() * g.kernel_h * g.kernel_w ||
+        (!s.conv.bias.empty() && static_cast<int64_t>(s.conv.bias.size()) != g.out_c))
+      bad("weights or bias of the wrong size");
+    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_top < 0 || g.pad_left < 0 ||
+        g.pad_bottom < 0 || g.pad_right < 0)
+      bad("strides and dilations must be >= 1, pads >= 0");
+    if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
+        g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
+      bad("the (dilated) kernel is larger than the padded input");
+    shape_is(y, {0, g.out_c, g.out_h(), g.out_w()});
+  }
+
+  void operator()(const FloatLinearStep& s) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    if (x.quantized() || y.quantized()) bad("a float linear layer works on float32 tensors");
+    shape_is(x, {0, s.weights.K});
+    shape_is(y, {0, s.weights.N});
+    if (!s.bias.empty() && static_cast<int64_t>(s.bias.size()) != s.weights.N) bad("bias of the wrong size");
   }
 
   void operator()(const HostStep& s) const {

@@ -20,6 +20,7 @@
 #include "eightbit/conv.h"
 #include "eightbit/gemm.h"
 #include "runtime/conv.h"
+#include "runtime/float_ops.h"
 
 namespace eb {
 
@@ -110,6 +111,17 @@ struct DynamicLinearStep {
   bool relu = false;
 };
 
+// Float island layers (nodes kept float32): an NCHW convolution, a linear
+// layer on [N, K]; bias and fused activation clamp inside.
+struct FloatConvStep {
+  FloatConv conv;
+};
+struct FloatLinearStep {
+  PackedF32 weights;
+  std::vector<float> bias;  // empty or weights.N values
+  float lo = -3.4028235e38f, hi = 3.4028235e38f;
+};
+
 // A step computed outside the core (a float graph node): called with the
 // batch size, the input buffers and the output buffer (shapes from the specs).
 using HostFn = std::function<void(int64_t batch, const std::vector<const void*>& inputs, void* output)>;
@@ -119,7 +131,7 @@ struct HostStep {
 
 using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
                                 GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
-                                HostStep>;
+                                FloatConvStep, FloatLinearStep, HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors

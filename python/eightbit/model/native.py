@@ -77,6 +77,34 @@ def _pool_args(a: dict) -> tuple:
     return tuple(a["kernel"]), tuple(a["strides"]), tuple(a["pads"])
 
 
+def _clamp(activation) -> tuple:
+    """A float layer's fused activation as the clamp [lo, hi] of its output."""
+    big = float(np.finfo(np.float32).max)
+    if activation is None:
+        return -big, big
+    if activation == "relu":
+        return 0.0, big
+    return float(activation[1]), float(activation[2])  # ("clip", lo, hi)
+
+
+def _float_layer(ex, step: Step, x: int, y: int, label: str, ins: list) -> bool:
+    """A float conv2d / linear / matmul node as a C++ float32 layer; False when it does not fit
+    one (a linear on more than 2 dimensions stays a host step)."""
+    node, c = step.attrs["attrs"], step.consts
+    lo, hi = _clamp(node.get("activation"))
+    if step.attrs["op"] == "conv2d":
+        if len(ins[0].shape) != 4:
+            return False
+        ex.add_float_conv(x, y, label, c["weight"], c.get("bias"), tuple(node["stride"]), tuple(node["pads"]),
+                          tuple(node["dilation"]), int(node["groups"]), lo, hi)
+        return True
+    if len(ins[0].shape) != 2:
+        return False
+    w = c["weight"] if step.attrs["op"] == "linear" else np.ascontiguousarray(c["b"].T)
+    ex.add_float_linear(x, y, label, w, c.get("bias"), lo, hi)
+    return True
+
+
 def _host_fn(step: Step, ins: list, out: TensorSpec):
     graph = float_node_graph(step, ins)  # built once, run on every call
 
@@ -118,6 +146,8 @@ def _add_step(ex, ids: dict, plan: Plan, i: int, step: Step) -> None:
         c = step.consts
         ex.add_dynamic_linear(xs[0], y, label, np.ascontiguousarray(c["w"]), np.asarray(c["w_scale"], np.float32),
                               np.ascontiguousarray(c["bias"], np.float32), a.get("activation") == "relu")
+    elif op == "float" and a["op"] in ("conv2d", "linear", "matmul") and _float_layer(ex, step, xs[0], y, label, ins):
+        pass
     elif op == "float":
         ex.add_host(xs, y, label, _host_fn(step, ins, out))
     else:

@@ -1,0 +1,8 @@
+// Kernel layer, AVX-512: float32 GEMM (kernels/sgemm.h with this unit's flags).
+#include "kernels/sgemm.h"
+
+namespace eb {
+
+SgemmFn sgemm_kernel_avx512() { return sgemm_block; }
+
+}  // namespace eb

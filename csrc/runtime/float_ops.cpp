@@ -1,0 +1,108 @@
+// Runtime layer: float32 linear and convolution (see float_ops.h).
+#include "runtime/float_ops.h"
+
+#include <algorithm>
+
+#include "runtime/dispatch.h"
+#include "runtime/thread_pool.h"
+
+namespace eb {
+namespace {
+
+// Multiply-adds per thread below which a thread pool wake-up costs more than it saves.
+constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
+
+int64_t panels(int64_t n) { return (n + kSgemmPanel - 1) / kSgemmPanel; }
+
+// Rows of A x all panels of B, the panels split over the pool.
+void run_sgemm(const SgemmCall& call) {
+  if (call.M == 0 || call.N == 0) return;
+  const SgemmFn kernel = active_sgemm();
+  parallel_for(panels(call.N), call.M * std::max<int64_t>(call.K, 1) * kSgemmPanel, kMinWorkPerThread,
+               [&](int64_t p0, int64_t p1) { kernel(call, 0, call.M, p0, p1); });
+}
+
+// One image's and group's im2col columns, packed as B: panel [P / 16][Kc][16]
+// with P = out_h * out_w pixels and Kc = (c, kh, kw); padding taps are 0.
+void pack_columns(const ConvGeometry& g, const float* x, int64_t group, float* out) {
+  const int64_t oh_n = g.out_h(), ow_n = g.out_w(), P = oh_n * ow_n, cg = g.group_in_c();
+  for (int64_t panel = 0; panel < panels(P); ++panel) {
+    int64_t ih0[kSgemmPanel], iw0[kSgemmPanel];
+    for (int j = 0; j < kSgemmPanel; ++j) {
+      const int64_t p = std::min(panel * kSgemmPanel + j, P - 1);
+      ih0[j] = (p / ow_n) * g.stride_h - g.pad_top;
+      iw0[j] = (p % ow_n) * g.stride_w - g.pad_left;
+    }
+    const int valid = static_cast<int>(std::min<int64_t>(kSgemmPanel, P - panel * kSgemmPanel));
+    float* dst = out + panel * cg * g.kernel_h * g.kernel_w * kSgemmPanel;
+    for (int64_t c = 0; c < cg; ++c) {
+      const float* plane = x + (group * cg + c) * g.in_h * g.in_w;
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += kSgemmPanel)
+          for (int j = 0; j < kSgemmPanel; ++j) {
+            const int64_t ih = ih0[j] + kh * g.dilation_h, iw = iw0[j] + kw * g.dilation_w;
+            const bool inside = j < valid && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
+            dst[j] = inside ? plane[ih * g.in_w + iw] : 0.0f;
+          }
+    }
+  }
+}
+
+}  // namespace
+
+PackedF32 pack_f32_transposed(const float* w, int64_t N, int64_t K) {
+  PackedF32 p;
+  p.K = K;
+  p.N = N;
+  p.data.resize(static_cast<size_t>(panels(N) * K * kSgemmPanel));  // zero-filled: columns past N
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      p.data[static_cast<size_t>(((n / kSgemmPanel) * K + k) * kSgemmPanel + n % kSgemmPanel)] = w[n * K + k];
+  return p;
+}
+
+void float_linear(const float* x, int64_t M, const PackedF32& w, const float* bias, float lo, float hi, float* y) {
+  SgemmCall call;
+  call.M = M;
+  call.N = w.N;
+  call.K = w.K;
+  call.a = x;
+  call.lda = w.K;
+  call.b = w.data.data();
+  call.bias = bias;
+  call.lo = lo;
+  call.hi = hi;
+  call.c = y;
+  call.ldc = w.N;
+  run_sgemm(call);
+}
+
+void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y) {
+  ConvGeometry g = conv.g;
+  g.batch = batch;
+  const int64_t P = g.out_h() * g.out_w(), cg = g.group_in_c(), og = g.group_out_c();
+  const int64_t Kc = cg * g.kernel_h * g.kernel_w;
+  thread_local AlignedBuffer<float> columns;
+  columns.reserve_discard(static_cast<size_t>(panels(P) * Kc * kSgemmPanel));
+  float* const packed = columns.data();  // the pointer: pool threads have their own thread_local
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      pack_columns(g, x + n * g.in_c * g.in_h * g.in_w, grp, packed);
+      SgemmCall call;
+      call.M = og;
+      call.N = P;
+      call.K = Kc;
+      call.a = conv.w.data() + grp * og * Kc;
+      call.lda = Kc;
+      call.b = packed;
+      call.bias = conv.bias.empty() ? nullptr : conv.bias.data() + grp * og;
+      call.bias_per_row = true;
+      call.lo = conv.lo;
+      call.hi = conv.hi;
+      call.c = y + (n * g.out_c + grp * og) * P;
+      call.ldc = P;
+      run_sgemm(call);
+    }
+}
+
+}  // namespace eb

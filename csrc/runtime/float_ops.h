@@ -1,0 +1,37 @@
+// Runtime layer: float32 linear and convolution layers, for the float islands
+// of a quantized model (nodes kept float32).  Not bit-specified against NumPy
+// (its BLAS sums in another order), but the same bits on every ISA here.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "eightbit/aligned_buffer.h"
+#include "eightbit/conv.h"
+#include "eightbit/sgemm.h"
+
+namespace eb {
+
+// B [K x N] = W^T for W [N x K] (PyTorch's linear layout), in 16-column panels.
+struct PackedF32 {
+  int64_t K = 0, N = 0;
+  AlignedBuffer<float> data;
+};
+
+PackedF32 pack_f32_transposed(const float* w, int64_t N, int64_t K);
+
+// y [M x N] = clamp(x [M x K] W^T + bias, lo, hi); bias null or N values.
+void float_linear(const float* x, int64_t M, const PackedF32& w, const float* bias, float lo, float hi, float* y);
+
+// A float32 NCHW convolution: weights OIHW [out_c, in_c / groups, kh, kw]
+// (each group's rows are the GEMM's A), bias empty or out_c values.
+struct FloatConv {
+  ConvGeometry g;  // g.batch is ignored: the call gives it
+  std::vector<float> w;
+  std::vector<float> bias;
+  float lo = -3.4028235e38f, hi = 3.4028235e38f;
+};
+
+void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y);
+
+}  // namespace eb
