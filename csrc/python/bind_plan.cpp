@@ -5,6 +5,7 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -390,6 +391,21 @@ void bind_plan(py::module_& m) {
            py::arg("hi"))
       .def("add_float_linear", &add_float_linear, py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"),
            py::arg("bias"), py::arg("lo"), py::arg("hi"))
+      .def("add_float_unary",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, const std::string& kind, float a, float b) {
+             static const std::pair<const char*, FloatUnary> kKinds[] = {
+                 {"clip", FloatUnary::kClip},       {"leaky_relu", FloatUnary::kLeakyRelu},
+                 {"sigmoid", FloatUnary::kSigmoid}, {"tanh", FloatUnary::kTanh},
+                 {"hardswish", FloatUnary::kHardswish}, {"gelu", FloatUnary::kGelu},
+                 {"gelu_tanh", FloatUnary::kGeluTanh}};
+             FloatUnaryStep s;
+             const auto* it = std::find_if(std::begin(kKinds), std::end(kKinds),
+                                           [&](const auto& k) { return kind == k.first; });
+             if (it == std::end(kKinds)) value_error(label + ": unknown float activation '" + kind + "'");
+             s.op = FloatUnaryOp{it->second, a, b};
+             ex.add_step(make_step(label, {x}, y, std::move(s)));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("kind"), py::arg("a"), py::arg("b"))
       .def("add_host",
            [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, py::function fn) {
              HostStep s{host_fn(&ex, xs, y, std::move(fn))};

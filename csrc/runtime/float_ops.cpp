@@ -2,6 +2,7 @@
 #include "runtime/float_ops.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
@@ -103,6 +104,39 @@ void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y) 
       call.ldc = P;
       run_sgemm(call);
     }
+}
+
+void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y) {
+  auto apply = [&](auto f) {
+    parallel_for(n, 16, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) y[i] = f(x[i]);
+    });
+  };
+  switch (op.kind) {
+    case FloatUnary::kClip:
+      return apply([&](float v) { return std::min(std::max(v, op.a), op.b); });
+    case FloatUnary::kLeakyRelu:
+      return apply([&](float v) { return v > 0.0f ? v : v * op.a; });
+    case FloatUnary::kSigmoid:
+      return apply([](float v) {
+        const float e = std::exp(-std::fabs(v));  // never overflows
+        return v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+      });
+    case FloatUnary::kTanh:
+      return apply([](float v) { return std::tanh(v); });
+    case FloatUnary::kHardswish:
+      return apply([](float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; });
+    case FloatUnary::kGelu:
+      return apply([](float v) {
+        const double d = v;
+        return static_cast<float>(0.5 * d * (1.0 + std::erf(d / std::sqrt(2.0))));
+      });
+    case FloatUnary::kGeluTanh:
+      return apply([](float v) {
+        const float inner = 0.7978845608f * (v + 0.044715f * v * v * v);
+        return 0.5f * v * (1.0f + std::tanh(inner));
+      });
+  }
 }
 
 }  // namespace eb

@@ -34,4 +34,15 @@ struct FloatConv {
 
 void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y);
 
+// Elementwise float32 activations, the float graph's formulas (graph/float_exec.py) evaluated in
+// float32 (gelu in double, erf from the C library).
+enum class FloatUnary { kClip, kLeakyRelu, kSigmoid, kTanh, kHardswish, kGelu, kGeluTanh };
+
+struct FloatUnaryOp {
+  FloatUnary kind = FloatUnary::kClip;
+  float a = -3.4028235e38f, b = 3.4028235e38f;  // clip: [a, b]; leaky_relu: slope a
+};
+
+void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y);
+
 }  // namespace eb

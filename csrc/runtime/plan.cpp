@@ -275,6 +275,10 @@ struct StepRunner {
     float_conv(s.conv, batch(), static_cast<const float*>(in()), static_cast<float*>(out()));
   }
 
+  void operator()(const FloatUnaryStep& s) const {
+    float_unary(s.op, static_cast<const float*>(in()), batch() * in_t().sample_elems(), static_cast<float*>(out()));
+  }
+
   void operator()(const FloatLinearStep& s) const {
     float_linear(static_cast<const float*>(in()), batch(), s.weights, s.bias.empty() ? nullptr : s.bias.data(), s.lo,
                  s.hi, static_cast<float*>(out()));
@@ -476,6 +480,12 @@ struct StepChecker {
         g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
       bad("the (dilated) kernel is larger than the padded input");
     shape_is(y, {0, g.out_c, g.out_h(), g.out_w()});
+  }
+
+  void operator()(const FloatUnaryStep&) const {
+    arity(1);
+    if (in_t().quantized() || out_t().quantized()) bad("a float activation works on float32 tensors");
+    shape_is(out_t(), in_t().shape);
   }
 
   void operator()(const FloatLinearStep& s) const {

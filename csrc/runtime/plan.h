@@ -116,6 +116,9 @@ struct DynamicLinearStep {
 struct FloatConvStep {
   FloatConv conv;
 };
+struct FloatUnaryStep {
+  FloatUnaryOp op;
+};
 struct FloatLinearStep {
   PackedF32 weights;
   std::vector<float> bias;  // empty or weights.N values
@@ -131,7 +134,7 @@ struct HostStep {
 
 using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
                                 GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
-                                FloatConvStep, FloatLinearStep, HostStep>;
+                                FloatConvStep, FloatLinearStep, FloatUnaryStep, HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors

@@ -195,3 +195,22 @@ def test_float_layer_fused_activation_and_groups(rng, isa):
     qm = eb.quantize(g, calib, exclude=["conv", "fc"])
     xs = rng.uniform(-1, 1, (3, 4, 7, 6)).astype(np.float32)
     np.testing.assert_allclose(qm(xs), qm.reference_run({"x": xs})[g.outputs[0]], rtol=1e-5, atol=1e-5)
+
+
+def test_excluded_activations_run_in_cpp(rng, isa, monkeypatch):
+    """Excluded elementwise activations and a flatten run as C++ float32 steps, close to NumPy."""
+    from eightbit.graph import Graph
+
+    g = eb.Graph()
+    x = g.input("x", (None, 2, 5, 5))
+    h = g.conv2d(x, rng.normal(0, 0.5, (4, 2, 3, 3)).astype(np.float32), padding=1)
+    acts = [g.sigmoid(h, name="a0"), g.tanh(h, name="a1"), g.hardswish(h, name="a2"), g.gelu(h, name="a3"),
+            g.gelu(h, approximate="tanh", name="a4"), g.leaky_relu(h, 0.2, name="a5"), g.clip(h, -0.5, 0.7, name="a6")]
+    g.output(g.flatten(g.concat(acts, axis=1), name="flat"))
+    qm = eb.quantize(g, [rng.uniform(-1, 1, (8, 2, 5, 5)).astype(np.float32)],
+                     exclude=[f"a{i}" for i in range(7)] + ["flat"])
+    xs = rng.uniform(-1, 1, (3, 2, 5, 5)).astype(np.float32)
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Python ran a float step")))
+        y = qm(xs)
+    np.testing.assert_allclose(y, qm.reference_run({"x": xs})["flat"], rtol=1e-5, atol=1e-6)

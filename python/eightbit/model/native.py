@@ -77,13 +77,28 @@ def _pool_args(a: dict) -> tuple:
     return tuple(a["kernel"]), tuple(a["strides"]), tuple(a["pads"])
 
 
+_BIG = float(np.finfo(np.float32).max)
+
+# float elementwise nodes -> (kind, a, b) of the executor's float activations
+_FLOAT_UNARY = {
+    "relu": lambda at: ("clip", 0.0, _BIG),
+    "relu6": lambda at: ("clip", 0.0, 6.0),
+    "clip": lambda at: ("clip", -_BIG if at["min"] is None else float(at["min"]),
+                        _BIG if at["max"] is None else float(at["max"])),
+    "leaky_relu": lambda at: ("leaky_relu", float(at["negative_slope"]), 0.0),
+    "sigmoid": lambda at: ("sigmoid", 0.0, 0.0),
+    "tanh": lambda at: ("tanh", 0.0, 0.0),
+    "hardswish": lambda at: ("hardswish", 0.0, 0.0),
+    "gelu": lambda at: ("gelu_tanh" if at["approximate"] == "tanh" else "gelu", 0.0, 0.0),
+}
+
+
 def _clamp(activation) -> tuple:
     """A float layer's fused activation as the clamp [lo, hi] of its output."""
-    big = float(np.finfo(np.float32).max)
     if activation is None:
-        return -big, big
+        return -_BIG, _BIG
     if activation == "relu":
-        return 0.0, big
+        return 0.0, _BIG
     return float(activation[1]), float(activation[2])  # ("clip", lo, hi)
 
 
@@ -148,6 +163,10 @@ def _add_step(ex, ids: dict, plan: Plan, i: int, step: Step) -> None:
                               np.ascontiguousarray(c["bias"], np.float32), a.get("activation") == "relu")
     elif op == "float" and a["op"] in ("conv2d", "linear", "matmul") and _float_layer(ex, step, xs[0], y, label, ins):
         pass
+    elif op == "float" and a["op"] in _FLOAT_UNARY:
+        ex.add_float_unary(xs[0], y, label, *_FLOAT_UNARY[a["op"]](a["attrs"]))
+    elif op == "float" and a["op"] in ("flatten", "reshape", "identity", "dropout"):
+        ex.add_reshape(xs[0], y, label)  # a float tensor in the graph's layout: the same bytes
     elif op == "float":
         ex.add_host(xs, y, label, _host_fn(step, ins, out))
     else:
