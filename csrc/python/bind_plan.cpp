@@ -406,6 +406,53 @@ void bind_plan(py::module_& m) {
              ex.add_step(make_step(label, {x}, y, std::move(s)));
            },
            py::arg("x"), py::arg("y"), py::arg("label"), py::arg("kind"), py::arg("a"), py::arg("b"))
+      .def("add_float_affine",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, const py::handle& scale,
+              const py::handle& shift) {
+             FloatAffineStep s{float_values(scale, "scale", label, 1), float_values(shift, "shift", label, 1)};
+             ex.add_step(make_step(label, {x}, y, std::move(s)));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("scale"), py::arg("shift"))
+      .def("add_float_binary",
+           [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, bool mul, const py::object& b) {
+             FloatBinaryStep s;
+             s.mul = mul;
+             if (!b.is_none()) {
+               py::array arr = as_array(b, "b");
+               s.b = float_values(arr, "b", label, 0);
+               for (py::ssize_t d = 0; d < arr.ndim(); ++d) s.b_shape.push_back(arr.shape(d));
+               if (s.b_shape.empty()) s.b_shape.push_back(1);
+             }
+             ex.add_step(make_step(label, std::move(xs), y, std::move(s)));
+           },
+           py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("mul"), py::arg("b"))
+      .def("add_float_pool",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, bool average, bool count_include_pad,
+              Pair kernel, Pair stride, Quad pads) {
+             const PlanTensor& xt = spec(ex, x, label);
+             const PlanTensor& yt = spec(ex, y, label);
+             if (xt.shape.size() != 4 || yt.shape.size() != 4) value_error(label + ": pooling needs 4-D NCHW tensors");
+             FloatPoolStep s;
+             FloatPool& p = s.pool;
+             p.average = average;
+             p.count_include_pad = count_include_pad;
+             p.channels = xt.shape[1];
+             p.in_h = xt.shape[2];
+             p.in_w = xt.shape[3];
+             p.out_h = yt.shape[2];
+             p.out_w = yt.shape[3];
+             std::copy(kernel.begin(), kernel.end(), p.kernel);
+             std::copy(stride.begin(), stride.end(), p.stride);
+             std::copy(pads.begin(), pads.end(), p.pad);
+             ex.add_step(make_step(label, {x}, y, std::move(s)));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("average"), py::arg("count_include_pad"),
+           py::arg("kernel"), py::arg("stride"), py::arg("pads"))
+      .def("add_float_concat",
+           [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, int64_t axis) {
+             ex.add_step(make_step(label, std::move(xs), y, FloatConcatStep{axis}));
+           },
+           py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("axis"))
       .def("add_host",
            [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, py::function fn) {
              HostStep s{host_fn(&ex, xs, y, std::move(fn))};

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
@@ -137,6 +138,72 @@ void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y) {
         return 0.5f * v * (1.0f + std::tanh(inner));
       });
   }
+}
+
+void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inner, const float* scale,
+                          const float* shift, float* y) {
+  parallel_for(batch * C, inner * 2, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float s = scale[r % C], t = shift[r % C];
+      for (int64_t i = 0; i < inner; ++i) y[r * inner + i] = x[r * inner + i] * s + t;
+    }
+  });
+}
+
+void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_strides, const float* b,
+                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float* y) {
+  const size_t rank = out.size();
+  const int64_t inner = rank == 0 ? 1 : out[rank - 1];
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < rank; ++d) rows *= out[d];
+  const int64_t sa = rank == 0 ? 0 : a_strides[rank - 1], sb = rank == 0 ? 0 : b_strides[rank - 1];
+  parallel_for(rows, inner, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t oa = 0, ob = 0, rest = r;  // the row's offsets in a and b, from its multi-index
+      for (size_t d = rank - 1; d-- > 0;) {
+        const int64_t i = rest % out[d];
+        rest /= out[d];
+        oa += i * a_strides[d];
+        ob += i * b_strides[d];
+      }
+      float* yr = y + r * inner;
+      if (mul)
+        for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] * b[ob + i * sb];
+      else
+        for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] + b[ob + i * sb];
+    }
+  });
+}
+
+void float_pool(const FloatPool& p, int64_t batch, const float* x, float* y) {
+  parallel_for(batch * p.channels, p.out_h * p.out_w * p.kernel[0] * p.kernel[1], kMinWorkPerThread,
+               [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* plane = x + c * p.in_h * p.in_w;
+      float* out = y + c * p.out_h * p.out_w;
+      for (int64_t oh = 0; oh < p.out_h; ++oh)
+        for (int64_t ow = 0; ow < p.out_w; ++ow) {
+          const int64_t h0 = oh * p.stride[0] - p.pad[0], w0 = ow * p.stride[1] - p.pad[1];
+          float acc = p.average ? 0.0f : -std::numeric_limits<float>::infinity();
+          int64_t count = 0, padded = 0;
+          for (int64_t kh = 0; kh < p.kernel[0]; ++kh)
+            for (int64_t kw = 0; kw < p.kernel[1]; ++kw) {
+              const int64_t ih = h0 + kh, iw = w0 + kw;
+              if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) {
+                // PyTorch's divisor: the window clipped to the padded input (ceil_mode
+                // windows may reach past the end padding; those taps are not counted)
+                padded += ih < p.in_h + p.pad[2] && iw < p.in_w + p.pad[3];
+                continue;
+              }
+              const float v = plane[ih * p.in_w + iw];
+              acc = p.average ? acc + v : std::max(acc, v);
+              ++count;
+            }
+          out[oh * p.out_w + ow] = p.average ? acc / static_cast<float>(p.count_include_pad ? count + padded : count)
+                                             : acc;
+        }
+    }
+  });
 }
 
 }  // namespace eb

@@ -45,4 +45,23 @@ struct FloatUnaryOp {
 
 void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y);
 
+// y = x * scale[c] + shift[c] over NCHW-like [batch, C, inner] (unfolded batch norm).
+void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inner, const float* scale,
+                          const float* shift, float* y);
+
+// y = a + b or a * b with NumPy broadcasting: `out` is the broadcast shape and a_strides /
+// b_strides the element strides of a and b over it (0 along broadcast axes).
+void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_strides, const float* b,
+                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float* y);
+
+// Max / average pooling over the two spatial axes of an NCHW tensor (the float graph's semantics:
+// padding ignored by max, counted by average when count_include_pad).
+struct FloatPool {
+  bool average = false, count_include_pad = true;
+  int64_t channels = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int64_t kernel[2] = {1, 1}, stride[2] = {1, 1}, pad[4] = {0, 0, 0, 0};  // top, left, bottom, right
+};
+
+void float_pool(const FloatPool& p, int64_t batch, const float* x, float* y);
+
 }  // namespace eb

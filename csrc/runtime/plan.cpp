@@ -47,6 +47,19 @@ std::vector<int64_t> with_batch(const PlanTensor& t, int64_t batch) {
   return s;
 }
 
+// Element strides of a C-contiguous tensor of `shape` over the broadcast shape `out` (NumPy rules,
+// shapes aligned at the right; 0 along axes of extent 1 or missing).
+std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& shape, const std::vector<int64_t>& out) {
+  std::vector<int64_t> strides(out.size(), 0);
+  int64_t stride = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    const size_t d = out.size() - shape.size() + i;
+    strides[d] = shape[i] == 1 ? 0 : stride;
+    stride *= shape[i];
+  }
+  return strides;
+}
+
 // ------------------------------------------------------------ layout changes
 
 // NCHW float32 -> NHWC quantized, one (n, h) row of W * C values at a time:
@@ -284,6 +297,41 @@ struct StepRunner {
                  s.hi, static_cast<float*>(out()));
   }
 
+  void operator()(const FloatAffineStep& s) const {
+    const PlanTensor& x = in_t();
+    float_channel_affine(static_cast<const float*>(in()), batch(), x.shape[1], x.sample_elems() / x.shape[1],
+                         s.scale.data(), s.shift.data(), static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatBinaryStep& s) const {
+    const std::vector<int64_t> a_shape = with_batch(in_t(0), batch());
+    const std::vector<int64_t> b_shape = s.b_shape.empty() ? with_batch(in_t(1), batch()) : s.b_shape;
+    const std::vector<int64_t> y_shape = with_batch(out_t(), batch());
+    const float* b = s.b_shape.empty() ? static_cast<const float*>(in(1)) : s.b.data();
+    float_binary(s.mul, static_cast<const float*>(in(0)), broadcast_strides(a_shape, y_shape), b,
+                 broadcast_strides(b_shape, y_shape), y_shape, static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatPoolStep& s) const {
+    float_pool(s.pool, batch(), static_cast<const float*>(in()), static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatConcatStep& s) const {
+    // Each input contributes extent[axis] * inner floats per outer index.
+    const std::vector<int64_t> y_shape = with_batch(out_t(), batch());
+    const auto axis = static_cast<size_t>(s.axis);
+    const int64_t outer = product(y_shape, 0, axis), inner = product(y_shape, axis + 1, y_shape.size());
+    auto* y = static_cast<float*>(out());
+    int64_t offset = 0;
+    for (size_t i = 0; i < step.inputs.size(); ++i) {
+      const int64_t run = in_t(i).shape[axis] * inner;
+      const auto* x = static_cast<const float*>(in(i));
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(y + o * y_shape[axis] * inner + offset, x + o * run, static_cast<size_t>(run) * sizeof(float));
+      offset += run;
+    }
+  }
+
   void operator()(const HostStep& s) const {
     std::vector<const void*> ins(step.inputs.size());
     for (size_t i = 0; i < ins.size(); ++i) ins[i] = in(i);
@@ -495,6 +543,66 @@ struct StepChecker {
     shape_is(x, {0, s.weights.K});
     shape_is(y, {0, s.weights.N});
     if (!s.bias.empty() && static_cast<int64_t>(s.bias.size()) != s.weights.N) bad("bias of the wrong size");
+  }
+
+  void operator()(const FloatAffineStep& s) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    if (x.quantized() || y.quantized() || x.shape.size() < 2) bad("batch norm works on float32 [N, C, ...] tensors");
+    if (static_cast<int64_t>(s.scale.size()) != x.shape[1] || static_cast<int64_t>(s.shift.size()) != x.shape[1])
+      bad("scale and shift need one value per channel");
+    shape_is(y, x.shape);
+  }
+
+  void operator()(const FloatBinaryStep& s) const {
+    arity(s.b_shape.empty() ? 2 : 1);
+    for (size_t i = 0; i < step.inputs.size(); ++i)
+      if (in_t(i).quantized()) bad("float add / mul works on float32 tensors");
+    if (out_t().quantized()) bad("float add / mul works on float32 tensors");
+    if (!s.b_shape.empty() && static_cast<int64_t>(s.b.size()) != product(s.b_shape, 0, s.b_shape.size()))
+      bad("the constant's size does not match its shape");
+    // Every operand broadcasts to the output (the batch only against the batch, or 1).
+    const std::vector<int64_t>& y = out_t().shape;
+    auto fits = [&](const std::vector<int64_t>& a, bool batch_dim) {
+      if (a.size() > y.size()) return false;
+      for (size_t i = 0; i < a.size(); ++i) {
+        const size_t d = y.size() - a.size() + i;
+        if (d == 0 && batch_dim) continue;
+        if (a[i] != 1 && a[i] != y[d]) return false;
+      }
+      return true;
+    };
+    if (!fits(in_t(0).shape, true) || (s.b_shape.empty() ? !fits(in_t(1).shape, true) : !fits(s.b_shape, false)) ||
+        in_t(0).shape.size() != y.size())
+      bad("operands do not broadcast to the output");
+  }
+
+  void operator()(const FloatPoolStep& s) const {
+    arity(1);
+    const PlanTensor &x = in_t(), &y = out_t();
+    if (x.quantized() || y.quantized()) bad("float pooling works on float32 tensors");
+    rank(x, 4);
+    const FloatPool& p = s.pool;
+    if (x.shape[1] != p.channels || x.shape[2] != p.in_h || x.shape[3] != p.in_w) bad("geometry does not match the input");
+    if (p.kernel[0] < 1 || p.kernel[1] < 1 || p.stride[0] < 1 || p.stride[1] < 1 || p.pad[0] < 0 || p.pad[1] < 0 ||
+        p.pad[2] < 0 || p.pad[3] < 0 || p.out_h < 1 || p.out_w < 1 ||
+        (p.out_h - 1) * p.stride[0] - p.pad[0] >= p.in_h || (p.out_w - 1) * p.stride[1] - p.pad[1] >= p.in_w)
+      bad("pooling window out of range");
+    shape_is(y, {0, p.channels, p.out_h, p.out_w});
+  }
+
+  void operator()(const FloatConcatStep& s) const {
+    const PlanTensor& y = out_t();
+    if (y.quantized() || s.axis < 1 || s.axis >= static_cast<int64_t>(y.shape.size())) bad("bad float concat");
+    int64_t total = 0;
+    for (size_t i = 0; i < step.inputs.size(); ++i) {
+      const PlanTensor& x = in_t(i);
+      if (x.quantized() || x.shape.size() != y.shape.size()) bad("inputs must be float32 of the output's rank");
+      for (size_t d = 1; d < y.shape.size(); ++d)
+        if (d != static_cast<size_t>(s.axis) && x.shape[d] != y.shape[d]) bad("inputs differ outside the axis");
+      total += x.shape[static_cast<size_t>(s.axis)];
+    }
+    if (total != y.shape[static_cast<size_t>(s.axis)]) bad("the output's axis extent is not the inputs' sum");
   }
 
   void operator()(const HostStep& s) const {

@@ -119,6 +119,20 @@ struct FloatConvStep {
 struct FloatUnaryStep {
   FloatUnaryOp op;
 };
+struct FloatAffineStep {  // unfolded batch norm: per-channel (axis 1) scale and shift
+  std::vector<float> scale, shift;
+};
+struct FloatBinaryStep {  // a + b / a * b; b a tensor (second input) or the constant `b`
+  bool mul = false;
+  std::vector<float> b;
+  std::vector<int64_t> b_shape;  // the constant's shape (empty when b is an input)
+};
+struct FloatPoolStep {
+  FloatPool pool;  // global average: kernel = the whole plane
+};
+struct FloatConcatStep {
+  int64_t axis = 1;
+};
 struct FloatLinearStep {
   PackedF32 weights;
   std::vector<float> bias;  // empty or weights.N values
@@ -134,7 +148,8 @@ struct HostStep {
 
 using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
                                 GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
-                                FloatConvStep, FloatLinearStep, FloatUnaryStep, HostStep>;
+                                FloatConvStep, FloatLinearStep, FloatUnaryStep, FloatAffineStep, FloatBinaryStep,
+                                FloatPoolStep, FloatConcatStep, HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors

@@ -145,9 +145,9 @@ def softmax_case(b):
 def float_step_case(b):
     x = b.input("x", (3, 4, 4))
     d = b.step("dequantize", (x,), b.f("d", (3, 4, 4)))
-    # mul by a constant: a float node the executor hands back to Python (the float graph executor)
-    scale = np.linspace(-2, 2, 16, dtype=np.float32).reshape(4, 4)
-    t = b.step("float", (d,), b.f("t", (3, 4, 4)), dict(op="mul", attrs={}), dict(b=scale))
+    # add of a constant with a fused ReLU: a float node the executor hands back to Python
+    shift = np.linspace(-2, 2, 16, dtype=np.float32).reshape(4, 4)
+    t = b.step("float", (d,), b.f("t", (3, 4, 4)), dict(op="add", attrs={"activation": "relu"}), dict(b=shift))
     b.output(b.step("quantize", (t,), b.q("tq", (4, 4, 3))))
 
 

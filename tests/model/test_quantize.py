@@ -214,3 +214,28 @@ def test_excluded_activations_run_in_cpp(rng, isa, monkeypatch):
         m.setattr(Graph, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Python ran a float step")))
         y = qm(xs)
     np.testing.assert_allclose(y, qm.reference_run({"x": xs})["flat"], rtol=1e-5, atol=1e-6)
+
+
+def test_excluded_pools_norms_and_arithmetic_run_in_cpp(rng, isa, monkeypatch):
+    """Every node kind left float32 runs in C++ (no Python during the run), close to NumPy."""
+    from eightbit.graph import Graph
+
+    g = eb.Graph()
+    x = g.input("x", (None, 3, 9, 8))
+    f32 = lambda *s: rng.normal(0, 1, s).astype(np.float32)  # noqa: E731
+    p = g.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, name="mp")
+    n = g.batch_norm2d(p, f32(3), np.abs(f32(3)) + 0.5, f32(3), f32(3), name="bn")
+    a = g.add(n, f32(3, 1, 1), name="addc")
+    m = g.mul(a, g.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False, name="ap"),
+              name="mul")
+    q = g.avg_pool2d(m, 2, stride=1, padding=1, count_include_pad=True, name="ap2")
+    c = g.concat([q, g.max_pool2d(m, 2, stride=1, padding=1, name="mp2")], axis=1, name="cat")
+    g.output(g.flatten(g.global_avg_pool2d(c, name="gap"), name="flat"))
+    names = [node.name for node in g.nodes]
+    qm = eb.quantize(g, [rng.uniform(-1, 1, (4, 3, 9, 8)).astype(np.float32)], exclude=names)
+    assert {s.op for s in qm.plan.steps} == {"float"}
+    xs = rng.uniform(-1, 1, (2, 3, 9, 8)).astype(np.float32)
+    with monkeypatch.context() as mp:
+        mp.setattr(Graph, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Python ran a float step")))
+        y = qm(xs)
+    np.testing.assert_allclose(y, g.run(xs), rtol=1e-5, atol=1e-5)

@@ -120,6 +120,31 @@ def _float_layer(ex, step: Step, x: int, y: int, label: str, ins: list) -> bool:
     return True
 
 
+def _float_other(ex, step: Step, xs: list, y: int, label: str, ins: list, out: TensorSpec) -> bool:
+    """Batch norm, add / mul, pools and concat left float32, as C++ float steps; False for a form
+    they do not take (which then calls the Python float executor)."""
+    node_op, at, c = step.attrs["op"], step.attrs["attrs"], step.consts
+    if node_op == "batch_norm2d":  # the float executor's formula (graph/float_exec.py)
+        scale = c["weight"].astype(np.float64) / np.sqrt(c["var"].astype(np.float64) + at["eps"])
+        shift = c["bias"] - c["mean"].astype(np.float64) * scale
+        ex.add_float_affine(xs[0], y, label, scale.astype(np.float32), shift.astype(np.float32))
+        return True
+    if node_op in ("add", "mul") and at.get("activation") is None:
+        ex.add_float_binary(xs, y, label, node_op == "mul", c.get("b"))
+        return True
+    if node_op in ("max_pool2d", "avg_pool2d") and len(ins[0].shape) == 4:
+        ex.add_float_pool(xs[0], y, label, node_op == "avg_pool2d", bool(at.get("count_include_pad", True)),
+                          tuple(at["kernel_size"]), tuple(at["stride"]), tuple(at["pads"]))
+        return True
+    if node_op == "global_avg_pool2d" and len(ins[0].shape) == 4:
+        ex.add_float_pool(xs[0], y, label, True, True, tuple(ins[0].shape[2:]), (1, 1), (0, 0, 0, 0))
+        return True
+    if node_op == "concat":
+        ex.add_float_concat(xs, y, label, int(at["axis"]))
+        return True
+    return False
+
+
 def _host_fn(step: Step, ins: list, out: TensorSpec):
     graph = float_node_graph(step, ins)  # built once, run on every call
 
@@ -167,6 +192,8 @@ def _add_step(ex, ids: dict, plan: Plan, i: int, step: Step) -> None:
         ex.add_float_unary(xs[0], y, label, *_FLOAT_UNARY[a["op"]](a["attrs"]))
     elif op == "float" and a["op"] in ("flatten", "reshape", "identity", "dropout"):
         ex.add_reshape(xs[0], y, label)  # a float tensor in the graph's layout: the same bytes
+    elif op == "float" and _float_other(ex, step, xs, y, label, ins, out):
+        pass
     elif op == "float":
         ex.add_host(xs, y, label, _host_fn(step, ins, out))
     else:
