@@ -95,9 +95,10 @@ void add_conv(PlanExecutor& ex, int x, int y, const std::string& label, const py
     value_error(label + ": weights of shape " + shape_text(w) + " do not fit group " + std::to_string(group));
   ConvStep c;
   ConvGeometry& g = c.geometry;
-  const bool linear = xt.shape.size() == 2;
-  g.in_h = linear ? 1 : (xt.shape.size() == 4 ? xt.shape[1] : 0);
-  g.in_w = linear ? 1 : (xt.shape.size() == 4 ? xt.shape[2] : 0);
+  // A linear layer's x is [N, ..., K]: its rows run as a 1x1 convolution over an [N, rows, 1, K] image.
+  const bool linear = xt.shape.size() != 4;
+  g.in_h = linear ? (xt.shape.size() >= 2 ? product_of_middle(xt.shape) : 0) : xt.shape[1];
+  g.in_w = linear ? 1 : xt.shape[2];
   g.in_c = xt.shape.back();
   g.out_c = oc;
   g.kernel_h = kh;

@@ -279,7 +279,7 @@ struct StepRunner {
 
   void operator()(const DynamicLinearStep& s) const {
     const PackedB& w = s.weights;
-    if (!run_dynamic_linear(static_cast<const float*>(in()), batch(), w.K, w, s.w_scale.data(), s.bias.data(), s.relu,
+    if (!run_dynamic_linear(static_cast<const float*>(in()), batch() * product_of_middle(in_t().shape), w.K, w, s.w_scale.data(), s.bias.data(), s.relu,
                             static_cast<float*>(out()), w.N))
       throw std::invalid_argument(step.label + ": the input holds NaN or infinity (dynamic quantization needs finite values)");
   }
@@ -293,7 +293,7 @@ struct StepRunner {
   }
 
   void operator()(const FloatLinearStep& s) const {
-    float_linear(static_cast<const float*>(in()), batch(), s.weights, s.bias.empty() ? nullptr : s.bias.data(), s.lo,
+    float_linear(static_cast<const float*>(in()), batch() * product_of_middle(in_t().shape), s.weights, s.bias.empty() ? nullptr : s.bias.data(), s.lo,
                  s.hi, static_cast<float*>(out()));
   }
 
@@ -361,6 +361,14 @@ struct StepChecker {
   void same_type(const PlanTensor& a, const PlanTensor& b) const {
     if (a.type != b.type) bad("tensors '" + a.name + "' and '" + b.name + "' must have the same dtype");
   }
+  // x [N, ..., k] -> y [N, ..., n]
+  void linear_shapes(int64_t k, int64_t n) const {
+    const PlanTensor &x = in_t(), &y = out_t();
+    if (x.shape.size() < 2) bad("a linear layer needs an [N, ..., K] input");
+    shape_is(x, with_last(x.shape, k));
+    shape_is(y, with_last(x.shape, n));
+  }
+
   void shape_is(const PlanTensor& t, const std::vector<int64_t>& want) const {
     if (!std::equal(t.shape.begin() + 1, t.shape.end(), want.begin() + 1, want.end()))
       bad("tensor '" + t.name + "' has shape " + shape_str(t.shape) + ", expected " + shape_str(want));
@@ -388,11 +396,12 @@ struct StepChecker {
     quant(x);
     quant(y);
     const ConvGeometry& g = c.geometry;
-    const bool linear = x.shape.size() == 2;
-    if (!linear) rank(x, 4);
-    rank(y, linear ? 2 : 4);
+    const bool linear = x.shape.size() != 4;  // [N, ..., K] rows, run as [N, rows, 1, K]
+    if (linear && x.shape.size() < 2) bad("a linear layer needs an [N, ..., K] input");
+    rank(y, x.shape.size());
     const int64_t in_c = x.shape.back();
-    if (in_c != g.in_c || (!linear && (x.shape[1] != g.in_h || x.shape[2] != g.in_w)))
+    if (in_c != g.in_c || (linear ? product_of_middle(x.shape) != g.in_h || g.in_w != 1
+                                  : x.shape[1] != g.in_h || x.shape[2] != g.in_w))
       bad("geometry does not match input '" + x.name + "'");
     if (g.in_c != c.weights.group_in_c * c.weights.groups || g.out_c != c.weights.out_c ||
         g.kernel_h != c.weights.kernel_h || g.kernel_w != c.weights.kernel_w || g.groups != c.weights.groups)
@@ -403,7 +412,7 @@ struct StepChecker {
     if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
         g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
       bad("the (dilated) kernel is larger than the padded input");
-    shape_is(y, linear ? std::vector<int64_t>{0, g.out_c} : std::vector<int64_t>{0, g.out_h(), g.out_w(), g.out_c});
+    shape_is(y, linear ? with_last(x.shape, g.out_c) : std::vector<int64_t>{0, g.out_h(), g.out_w(), g.out_c});
     const int32_t lo = y.is_signed() ? -128 : 0, hi = y.is_signed() ? 127 : 255;
     if (c.qmin < lo || c.qmax > hi || c.qmin > c.qmax) bad("activation clamp range is empty or outside the output type");
     const size_t need = static_cast<size_t>(g.out_c + 16);
@@ -501,8 +510,7 @@ struct StepChecker {
     arity(1);
     if (in_t().quantized() || out_t().quantized()) bad("dynamic_linear works on float32 tensors");
     const PackedB& w = s.weights;
-    shape_is(in_t(), {in_t().shape[0], w.K});
-    shape_is(out_t(), {out_t().shape[0], w.N});
+    linear_shapes(w.K, w.N);
     if (!w.b_signed || w.any_zp_shifted) bad("dynamic_linear needs symmetric int8 weights");
     if (static_cast<int64_t>(s.w_scale.size()) < w.Np || static_cast<int64_t>(s.bias.size()) < w.Np)
       bad("w_scale and bias must cover the packed columns");
@@ -540,8 +548,7 @@ struct StepChecker {
     arity(1);
     const PlanTensor &x = in_t(), &y = out_t();
     if (x.quantized() || y.quantized()) bad("a float linear layer works on float32 tensors");
-    shape_is(x, {0, s.weights.K});
-    shape_is(y, {0, s.weights.N});
+    linear_shapes(s.weights.K, s.weights.N);
     if (!s.bias.empty() && static_cast<int64_t>(s.bias.size()) != s.weights.N) bad("bias of the wrong size");
   }
 

@@ -45,12 +45,26 @@ struct PlanTensor {
   int64_t sample_bytes() const { return sample_elems() * elem_bytes(type); }
 };
 
+// Rows per batch item of an [N, ..., K] tensor: the product of the dimensions between N and K.
+inline int64_t product_of_middle(const std::vector<int64_t>& s) {
+  int64_t p = 1;
+  for (size_t i = 1; i + 1 < s.size(); ++i) p *= s[i];
+  return p;
+}
+
+// `s` with its last dimension replaced by `last`.
+inline std::vector<int64_t> with_last(std::vector<int64_t> s, int64_t last) {
+  s.back() = last;
+  return s;
+}
+
 // ------------------------------------------------------------- step parameters
 
 struct QuantizeStep {};
 struct DequantizeStep {};
 
-// conv and linear (a 1x1 conv over [N, 1, 1, K]).  geometry.batch is set per call.
+// conv and linear (a 1x1 conv over [N, rows, 1, K] for an [N, ..., K] input).
+// geometry.batch is set per call.
 struct ConvStep {
   ConvGeometry geometry;
   PackedConv weights;

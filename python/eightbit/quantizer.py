@@ -194,8 +194,8 @@ class _Lowering:
         return True
 
     def _lower_linear(self, node, weight=None) -> bool:
-        if len(self.g.tensors[node.inputs[0]].shape) != 2:
-            return False
+        if len(self.g.tensors[node.inputs[0]].shape) == 4:
+            return False  # quantized 4-D tensors are NHWC: the last axis is not the float graph's
         weight = node.consts["weight"] if weight is None else weight
         consts = self._weights(node, weight, node.consts.get("bias"))
         attrs = {"activation": node.attrs.get("activation"), "requant": self.requant}
@@ -272,12 +272,11 @@ for _op in _LUT_OPS:
 
 
 class _DynamicLowering(_Lowering):
-    """Dynamic quantization: 2-D linear / matmul layers (fused ReLU or none) become
-    dynamic_linear steps; every other node stays float32."""
+    """Dynamic quantization: linear / matmul layers (fused ReLU or none) become dynamic_linear
+    steps; every other node stays float32."""
 
     def _lower(self, node) -> None:
         if (node.op in ("linear", "matmul") and node.name not in self.exclude
-                and len(self.g.tensors[node.inputs[0]].shape) == 2
                 and node.attrs.get("activation") in (None, "relu")):
             w = node.consts["weight"] if node.op == "linear" else np.ascontiguousarray(node.consts["b"].T)
             wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)

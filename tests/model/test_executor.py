@@ -78,9 +78,9 @@ def conv_case(b, *, stride=1, pads=(1, 1, 1, 1), dilation=1, group=1, k=3, cin=4
     b.output(b.step("conv", (x,), b.q("h", (oh, ow, cout)), attrs, b.conv_consts(cout, cin // group, k, k)))
 
 
-def linear_case(b, requant="float", activation=None):
-    x = b.input("x", (24,))
-    b.output(b.step("linear", (x,), b.q("h", (10,)), dict(requant=requant, activation=activation),
+def linear_case(b, requant="float", activation=None, rows=()):
+    x = b.input("x", rows + (24,))
+    b.output(b.step("linear", (x,), b.q("h", rows + (10,)), dict(requant=requant, activation=activation),
                     {k: v.reshape(10, 24) if k == "w" else v for k, v in b.conv_consts(10, 24, 1, 1).items()}))
 
 
@@ -162,6 +162,8 @@ CASES = {
                                                 requant="fixed"),
     "linear": linear_case,
     "linear_fixed_relu": lambda b: linear_case(b, "fixed", "relu"),
+    "linear_3d_tokens": lambda b: linear_case(b, rows=(5,)),
+    "linear_3d_fixed_relu": lambda b: linear_case(b, "fixed", "relu", rows=(7,)),
     "add_residual": lambda b: binary_case(b, "add", (5, 4, 6), (5, 4, 6)),
     "add_channel_broadcast": lambda b: binary_case(b, "add", (5, 1, 1), (5, 4, 6)),
     "add_2d_batch_order": lambda b: binary_case(b, "add", (1,), (1,)),

@@ -239,3 +239,52 @@ def test_excluded_pools_norms_and_arithmetic_run_in_cpp(rng, isa, monkeypatch):
         mp.setattr(Graph, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Python ran a float step")))
         y = qm(xs)
     np.testing.assert_allclose(y, g.run(xs), rtol=1e-5, atol=1e-5)
+
+
+def _sqnr_db(want, got) -> float:
+    return float(10 * np.log10(np.sum(want.astype(np.float64) ** 2) / np.sum((want.astype(np.float64) - got) ** 2)))
+
+
+def _feed_forward(rng, t=12, d=32, hidden=96):
+    """A transformer encoder's feed-forward block on [N, T, D] tokens: linear, GELU, matmul, residual."""
+    g = eb.Graph()
+    x = g.input("x", (None, t, d))
+    h = g.gelu(g.linear(x, rng.normal(0, d ** -0.5, (hidden, d)).astype(np.float32),
+                        rng.normal(0, 0.1, hidden).astype(np.float32), name="fc1"))
+    y = g.matmul(h, rng.normal(0, hidden ** -0.5, (hidden, d)).astype(np.float32), name="fc2")
+    g.output(g.add(y, x, name="residual"))
+    return g
+
+
+@pytest.mark.parametrize("mode", [{}, {"dynamic": True}, {"exclude": ["fc1"]}], ids=["static", "dynamic", "fc1-float"])
+def test_linear_layers_on_token_sequences(rng, isa, monkeypatch, mode):
+    """linear / matmul on [N, T, D] run as int8 (or float32) C++ layers over the N*T rows: the C++
+    run equals the reference composition, no float step calls Python, and the output is close to
+    float (SQNR >= 30 dB)."""
+    from eightbit.graph import Graph
+
+    g = _feed_forward(rng)
+    qm = eb.quantize(g, [rng.standard_normal((8, 12, 32)).astype(np.float32) for _ in range(4)], **mode)
+    ops = [s.op for s in qm.plan.steps]
+    assert ops.count("dynamic_linear" if mode.get("dynamic") else "linear") == (1 if "exclude" in mode else 2)
+    x = rng.standard_normal((3, 12, 32)).astype(np.float32)
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Python ran a float step")))
+        y = qm(x)
+    want = qm.reference_run({"x": x})["residual"]
+    if mode:  # float32 layers or dynamic rows: the C++ float math is not NumPy's bit for bit
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(y, want)
+    assert _sqnr_db(g.run(x), y) >= 30
+
+
+def test_linear_on_a_4d_tensor_stays_float(rng):
+    """Quantized 4-D tensors are NHWC, so a linear over the last axis of a 4-D tensor runs as float32."""
+    g = eb.Graph()
+    x = g.input("x", (None, 2, 3, 8))
+    g.output(g.linear(x, rng.normal(0, 0.3, (4, 8)).astype(np.float32), name="fc"))
+    qm = eb.quantize(g, [rng.standard_normal((4, 2, 3, 8)).astype(np.float32)])
+    assert [s.op for s in qm.plan.steps] == ["float"]
+    xs = rng.standard_normal((2, 2, 3, 8)).astype(np.float32)
+    np.testing.assert_allclose(qm(xs), g.run(xs), rtol=1e-5, atol=1e-5)

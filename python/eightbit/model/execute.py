@@ -53,14 +53,15 @@ def _conv(m, step, xs, ins, out, w):
 
 
 def _linear(m, step, xs, ins, out, w):
-    x = xs[0]
-    y = _conv_call(m, step, x.reshape(x.shape[0], 1, 1, x.shape[1]), ins[0], out, w)
-    return y.reshape(x.shape[0], -1)
+    x = xs[0]                                  # [N, ..., K]: rows of a 1x1 convolution
+    y = _conv_call(m, step, x.reshape(-1, 1, 1, x.shape[-1]), ins[0], out, w)
+    return y.reshape(x.shape[:-1] + (-1,))
 
 
 def _dynamic_linear(m, step, xs, ins, out, w):
-    c = step.consts
-    return m.quantized_linear(xs[0], w, c["w_scale"], c["bias"], step.attrs.get("activation"))
+    c, x = step.consts, xs[0]
+    y = m.quantized_linear(x.reshape(-1, x.shape[-1]), w, c["w_scale"], c["bias"], step.attrs.get("activation"))
+    return y.reshape(x.shape[:-1] + (-1,))
 
 
 def _binary(m, step, xs, ins, out, w):

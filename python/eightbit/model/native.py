@@ -104,7 +104,7 @@ def _clamp(activation) -> tuple:
 
 def _float_layer(ex, step: Step, x: int, y: int, label: str, ins: list) -> bool:
     """A float conv2d / linear / matmul node as a C++ float32 layer; False when it does not fit
-    one (a linear on more than 2 dimensions stays a host step)."""
+    one (a conv2d on a tensor that is not 4-D stays a host step)."""
     node, c = step.attrs["attrs"], step.consts
     lo, hi = _clamp(node.get("activation"))
     if step.attrs["op"] == "conv2d":
@@ -113,7 +113,7 @@ def _float_layer(ex, step: Step, x: int, y: int, label: str, ins: list) -> bool:
         ex.add_float_conv(x, y, label, c["weight"], c.get("bias"), tuple(node["stride"]), tuple(node["pads"]),
                           tuple(node["dilation"]), int(node["groups"]), lo, hi)
         return True
-    if len(ins[0].shape) != 2:
+    if len(ins[0].shape) < 2:
         return False
     w = c["weight"] if step.attrs["op"] == "linear" else np.ascontiguousarray(c["b"].T)
     ex.add_float_linear(x, y, label, w, c.get("bias"), lo, hi)

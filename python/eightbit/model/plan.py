@@ -15,9 +15,9 @@ dequantize          quantized (NHWC when 4-D) -> float32 (NCHW when 4-D)
 conv                QLinearConv, NHWC. consts: ``w`` int8 OIHW, ``w_scale`` float32 [O],
                     ``bias`` int32 [O]. attrs: strides, pads (top, left, bottom, right),
                     dilations, group, activation (None, "relu", "relu6", ("clip", lo, hi))
-linear              x [N, K] times ``w`` int8 [O, K] (PyTorch layout), + ``bias`` int32 [O],
-                    requantized per output channel (``w_scale`` [O]); attrs: activation.
-                    Exactly QLinearConv with a 1x1 kernel on [N, K, 1, 1]
+linear              x [N, ..., K] (not 4-D) times ``w`` int8 [O, K] (PyTorch layout), + ``bias``
+                    int32 [O], requantized per output channel (``w_scale`` [O]); attrs: activation.
+                    Exactly QLinearConv with a 1x1 kernel on each row [K, 1, 1]
 add, mul            com.microsoft QLinearAdd / QLinearMul (numpy broadcasting)
 max_pool            MaxPool (output keeps the input's quantization); attrs: kernel, strides,
                     pads, dilations, ceil_mode
@@ -28,7 +28,7 @@ lut                 256-entry table lookup; consts: ``table`` of the output dtyp
 reshape             attrs: shape (batch dim as -1 or None); a 4-D NHWC input is put back in
                     NCHW order first, so the result is the float graph's reshape
 softmax             float32 -> float32 along attrs["axis"]
-dynamic_linear      float32 x [N, K] -> float32 [N, O]: each row quantized at run time (uint8,
+dynamic_linear      float32 x [N, ..., K] -> float32 [N, ..., O]: each row quantized at run time (uint8,
                     DynamicQuantizeLinear), ``w`` int8 [O, K], ``w_scale`` float32 [O], ``bias``
                     float32 [O]; attrs: activation (None or "relu"). reference.quantized_linear
 float               a float graph node left float32 (excluded, or no int8 step for it): attrs

@@ -57,10 +57,10 @@ def infer(step, ins: list) -> tuple | None:
         return (x[0], x[3], x[1], x[2]) if len(x) == 4 else x
     if op in ("conv", "linear", "dynamic_linear"):
         w = step.consts["w"].shape
-        if op != "conv":
-            if len(x) != 2 or x[1] != w[1]:
+        if op != "conv":                      # x [N, ..., K] -> [N, ..., O], not 4-D (NHWC)
+            if len(x) < 2 or (len(x) == 4 and op == "linear") or x[-1] != w[1]:
                 raise ValueError(f"input {x} does not match weights {w}")
-            return (x[0], w[0])
+            return tuple(x[:-1]) + (w[0],)
         group = a.get("group", 1)
         if len(x) != 4 or not isinstance(group, int) or group < 1 or x[3] != w[1] * group or w[0] % group:
             raise ValueError(f"input {x} does not match weights {w} with group {group!r}")
