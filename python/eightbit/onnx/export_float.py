@@ -1,0 +1,199 @@
+"""Float32 graph nodes as ONNX nodes: ``graph_to_onnx`` (a whole eightbit float Graph) and
+``emit_float_node`` (one node; the quantized exporter uses it for float plan steps, so a float
+island and the float model export the same way).
+
+Each graph op maps to the ONNX op PyTorch's exporter would write: conv2d -> Conv, linear ->
+Gemm(transB=1) on 2-D inputs (else MatMul with W.T + Add), matmul -> MatMul, batch_norm2d ->
+BatchNormalization, add/mul -> Add/Mul (a constant operand as an initializer), relu / sigmoid /
+tanh / hardswish / leaky_relu -> their op, relu6 / clip -> Clip, gelu -> Gelu (opset 20),
+softmax -> Softmax, concat -> Concat, pools -> MaxPool / AveragePool / GlobalAveragePool,
+flatten(1) -> Flatten, other flatten / reshape -> Reshape (dim 0 copied: the batch),
+dropout / identity -> Identity. A fused ``activation`` attribute (a prepared graph) becomes a
+Relu / Clip after the node.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_OPSET = 17
+GELU_OPSET = 20          # Gelu entered the default domain in opset 20
+MAX_IR_VERSION = 10      # what ONNX Runtime 1.17+ and most tools read
+
+
+class OnnxBuilder:
+    """Collects nodes and initializers under unique, readable names."""
+
+    def __init__(self, opset: int):
+        from onnx import helper, numpy_helper
+
+        self._helper, self._numpy_helper = helper, numpy_helper
+        self.opset = opset
+        self.nodes, self.inits, self.value_info = [], [], []
+        self._names: set = set()        # tensor names in use (initializers and node outputs)
+        self._node_names: set = set()
+        self.domains: set = set()
+
+    def fresh(self, name: str) -> str:
+        """``name``, or ``name_2``, ``name_3``... if it is taken; reserves the result."""
+        out, k = name, 1
+        while out in self._names:
+            k += 1
+            out = f"{name}_{k}"
+        self._names.add(out)
+        return out
+
+    def reserve(self, name: str) -> str:
+        self._names.add(name)
+        return name
+
+    def const(self, name: str, value, dtype=None) -> str:
+        arr = np.array(value, dtype, order="C")  # 0-d stays 0-d (ascontiguousarray makes it 1-d)
+        name = self.fresh(name)
+        self.inits.append(self._numpy_helper.from_array(arr, name))
+        return name
+
+    def node(self, op_type: str, inputs, outputs, name: str, domain: str = "", **attrs) -> None:
+        node_name, k = name, 1
+        while node_name in self._node_names:
+            k += 1
+            node_name = f"{name}_{k}"
+        self._node_names.add(node_name)
+        for o in outputs:
+            self._names.add(o)
+        if domain:
+            self.domains.add(domain)
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), list(outputs), name=node_name,
+                                                 domain=domain or None, **attrs))
+
+    def model(self, graph_name: str, inputs, outputs, producer: str):
+        """The ModelProto: ``inputs`` / ``outputs`` are ValueInfoProtos."""
+        import onnx
+
+        helper = self._helper
+        graph = helper.make_graph(self.nodes, graph_name, inputs, outputs, initializer=self.inits,
+                                  value_info=self.value_info)
+        opsets = [helper.make_opsetid("", self.opset)]
+        opsets += [helper.make_opsetid(d, 1) for d in sorted(self.domains)]
+        model = helper.make_model(graph, opset_imports=opsets, producer_name=producer)
+        model.ir_version = min(onnx.IR_VERSION, MAX_IR_VERSION)
+        return model
+
+
+def float_value_info(name: str, shape):
+    """A float32 graph input / output; a free (None) dimension is the symbolic "N"."""
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N" if d is None else d for d in shape])
+
+
+def needs_gelu_opset(ops) -> bool:
+    return "gelu" in ops
+
+
+def check_opset(opset, ops, what: str) -> int:
+    """The opset to write: ``opset`` if given (>= 13: per-axis QuantizeLinear), else 17, or 20
+    when a Gelu is present; a Gelu with an explicit opset < 20 raises."""
+    gelu = needs_gelu_opset(ops)
+    if opset is None:
+        return GELU_OPSET if gelu else DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not 13 <= opset <= 21:
+        raise ValueError(f"opset: expected an int in 13..21, got {opset!r}")
+    if gelu and opset < GELU_OPSET:
+        raise ValueError(f"opset: {what} has a gelu, which ONNX defines from opset {GELU_OPSET}; got opset={opset}")
+    return int(opset)
+
+
+def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: str, attrs: dict, consts: dict,
+                    in_ranks: list, linear_as: str = "gemm") -> None:
+    """One float32 graph node (graph/ir.py's op table) as ONNX node(s) writing ``output``."""
+    a, x = attrs, list(inputs)
+    act = a.get("activation")
+    out = output if act is None else b.fresh(f"{output}.pre_act")
+
+    def c(k):
+        return b.const(f"{name}.{k}", consts[k], np.float32)
+
+    bias = [c("bias")] if op in ("conv2d", "linear") and "bias" in consts else []
+    if op == "conv2d":
+        w = consts["weight"]
+        b.node("Conv", [x[0], c("weight")] + bias, [out], name, kernel_shape=list(w.shape[2:]),
+               strides=list(a["stride"]), pads=list(a["pads"]), dilations=list(a["dilation"]), group=a["groups"])
+    elif op == "linear":
+        if linear_as == "gemm" and in_ranks[0] == 2:
+            b.node("Gemm", [x[0], c("weight")] + bias, [out], name, transB=1)
+        else:
+            wt = b.const(f"{name}.weight_t", np.asarray(consts["weight"]).T, np.float32)
+            if bias:
+                mm = b.fresh(f"{output}.matmul")
+                b.node("MatMul", [x[0], wt], [mm], name)
+                b.node("Add", [mm, bias[0]], [out], f"{name}.bias_add")
+            else:
+                b.node("MatMul", [x[0], wt], [out], name)
+    elif op == "matmul":
+        b.node("MatMul", [x[0], c("b")], [out], name)
+    elif op == "batch_norm2d":
+        b.node("BatchNormalization", [x[0], c("weight"), c("bias"), c("mean"), c("var")], [out], name,
+               epsilon=float(a["eps"]))
+    elif op in ("add", "mul"):
+        b.node(op.capitalize(), [x[0], x[1] if len(x) > 1 else c("b")], [out], name)
+    elif op in ("relu", "sigmoid", "tanh", "hardswish", "identity", "dropout"):
+        b.node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish"}.get(op, "Identity"),
+               [x[0]], [out], name)
+    elif op in ("relu6", "clip"):
+        lo, hi = (0.0, 6.0) if op == "relu6" else (a["min"], a["max"])
+        b.node("Clip", [x[0], "" if lo is None else b.const(f"{name}.min", lo, np.float32),
+                        "" if hi is None else b.const(f"{name}.max", hi, np.float32)], [out], name)
+    elif op == "leaky_relu":
+        b.node("LeakyRelu", [x[0]], [out], name, alpha=float(a["negative_slope"]))
+    elif op == "gelu":
+        if b.opset < GELU_OPSET:
+            raise ValueError(f"{name}: Gelu needs opset >= {GELU_OPSET}, got opset={b.opset}")
+        b.node("Gelu", [x[0]], [out], name, approximate=a["approximate"])
+    elif op == "softmax":
+        b.node("Softmax", [x[0]], [out], name, axis=a["axis"])
+    elif op == "concat":
+        b.node("Concat", x, [out], name, axis=a["axis"])
+    elif op in ("max_pool2d", "avg_pool2d"):
+        kw = dict(kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]), pads=list(a["pads"]),
+                  ceil_mode=int(a["ceil_mode"]))
+        if op == "avg_pool2d":
+            kw["count_include_pad"] = int(a["count_include_pad"])
+        b.node("MaxPool" if op == "max_pool2d" else "AveragePool", [x[0]], [out], name, **kw)
+    elif op == "global_avg_pool2d":
+        b.node("GlobalAveragePool", [x[0]], [out], name)
+    elif op == "flatten" and a["start_dim"] == 1:
+        b.node("Flatten", [x[0]], [out], name, axis=1)
+    elif op in ("flatten", "reshape"):
+        shape = [0] * a["start_dim"] + [-1] if op == "flatten" else [0] + list(a["shape"])
+        b.node("Reshape", [x[0], b.const(f"{name}.shape", shape, np.int64)], [out], name)
+    else:
+        raise NotImplementedError(f"{name}: no ONNX export for op {op!r}")
+    if act == "relu":
+        b.node("Relu", [out], [output], f"{name}.act")
+    elif act is not None:
+        b.node("Clip", [out, b.const(f"{name}.act_min", act[1], np.float32),
+                        b.const(f"{name}.act_max", act[2], np.float32)], [output], f"{name}.act")
+
+
+def graph_to_onnx(g, *, linear_as: str = "gemm", opset: int | None = None):
+    """The float model of an eightbit Graph as an ONNX ModelProto (constants as initializers).
+
+    linear_as: "gemm" (Gemm transB=1 on 2-D inputs, as torch exports nn.Linear) or "matmul"
+    (MatMul with W.T, then Add bias: what ORT's quantize_dynamic can quantize). ``opset``: 17 by
+    default, 20 when the graph has a gelu. A free batch dimension is "N"."""
+    from ..graph import Graph
+
+    if not isinstance(g, Graph):
+        raise TypeError(f"g: expected an eightbit Graph, got {type(g).__name__}")
+    if linear_as not in ("gemm", "matmul"):
+        raise ValueError(f"linear_as: expected 'gemm' or 'matmul', got {linear_as!r}")
+    b = OnnxBuilder(check_opset(opset, {n.op for n in g.nodes}, "the graph"))
+    for name in g.inputs:
+        b.reserve(name)
+    for n in g.nodes:
+        b.reserve(n.output)
+    for n in g.nodes:
+        emit_float_node(b, n.op, n.name, list(n.inputs), n.output, n.attrs, n.consts,
+                        [len(g.tensors[i].shape) for i in n.inputs], linear_as)
+    return b.model(g.name, [float_value_info(i, g.tensors[i].shape) for i in g.inputs],
+                   [float_value_info(o, g.tensors[o].shape) for o in g.outputs], "eightbit")
