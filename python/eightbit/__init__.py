@@ -39,6 +39,7 @@ __all__ = [
     "quantize",
     "QuantizedModel",
     "load",
+    "to_onnx",
     "ops",
     "reference",
     "numerics",
@@ -70,3 +71,11 @@ def load(path) -> QuantizedModel:
     """Read a quantized model saved with ``QuantizedModel.save`` (a ``.eb`` file, docs/format.md).
     A truncated, corrupted or foreign file raises ``ModelFileError`` (a ValueError)."""
     return QuantizedModel.load(path)
+
+
+def to_onnx(model, path=None, **kwargs):
+    """Export a QuantizedModel (or a float Graph) to ONNX: ``eightbit.onnx.to_onnx``. The ``onnx``
+    package is imported here, not by ``import eightbit``."""
+    from .onnx.export import to_onnx as _to_onnx
+
+    return _to_onnx(model, path, **kwargs)

@@ -148,7 +148,10 @@ def _lut_function(step: Step):
 class _PlanExporter:
     def __init__(self, plan: Plan, fmt: str, opset, lut: str):
         _check_exportable(plan)
-        ops = {s.attrs.get("op") if s.op == "float" else s.attrs.get("function") for s in plan.steps}
+        # a Gelu node is written for a float gelu step, or a gelu lut step exported as the op
+        ops = {s.attrs.get("op") for s in plan.steps if s.op == "float"}
+        if lut == "op":
+            ops |= {"gelu" for s in plan.steps if s.op == "lut" and (_lut_function(s) or ("",))[0] == "Gelu"}
         self.plan, self.fmt, self.lut = plan, fmt, lut
         self.b = OnnxBuilder(check_opset(opset, ops, "the model"))
         self._qparams: dict = {}
@@ -222,8 +225,6 @@ class _PlanExporter:
         (per-tensor when every channel has the same scale), int32 bias."""
         c = step.consts
         w = np.asarray(c["w"])
-        if w.ndim == 2:
-            w = w.reshape(w.shape[0], w.shape[1], 1, 1)
         ws = np.asarray(c["w_scale"], np.float32)
         per_tensor = bool(np.all(ws == ws[0]))
         w_scale = ws[:1].reshape(()) if per_tensor else ws
@@ -235,7 +236,8 @@ class _PlanExporter:
         return wn, wsn, wzn, bn, bias_scale, per_tensor
 
     def _conv_core(self, step, label, x, y, attrs):
-        """x (quantized, NCHW) -> y (quantized, NCHW), clamped to the activation's range."""
+        """x (quantized, NCHW, or rows [M, K] for a Gemm: attrs None) -> y (quantized), clamped to
+        the activation's range."""
         from ..ops import _activation_range
 
         x_spec, y_spec = self.spec(step.inputs[0]), self.spec(step.output)
@@ -245,10 +247,13 @@ class _PlanExporter:
         info = np.iinfo(y_spec.dtype)
         free = (lo, hi) == (info.min, info.max)
         pre = y if free else self.tmp(f"{y}.pre_act")
-        if self.fmt == "qoperator":
+        gemm = attrs is None
+        if self.fmt == "qoperator" and gemm:
+            self.b.node("QGemm", [x, *self.qp(step.inputs[0]), wn, wsn, wzn, bn, *self.qp(step.output)], [pre],
+                        label, domain=MS, transB=1)
+        elif self.fmt == "qoperator":
             self.b.node("QLinearConv", [x, *self.qp(step.inputs[0]), wn, wsn, wzn, *self.qp(step.output), bn],
                         [pre], label, **attrs)
-            # the y qparams are those of the step's output tensor even when pre != y
         else:
             axis = {} if per_tensor else {"axis": 0}
             wd = self.tmp(f"{label}.weight_dq")
@@ -258,7 +263,10 @@ class _PlanExporter:
             bd = self.tmp(f"{label}.bias_dq")
             self.b.node("DequantizeLinear", [bn, bs, bz], [bd], f"{label}.bias_dq", **axis)
             f = self.tmp(f"{y}.f32")
-            self.b.node("Conv", [self.dq_of(x, step, label), wd, bd], [f], label, **attrs)
+            if gemm:
+                self.b.node("Gemm", [self.dq_of(x, step, label), wd, bd], [f], label, transB=1)
+            else:
+                self.b.node("Conv", [self.dq_of(x, step, label), wd, bd], [f], label, **attrs)
             if free and step.attrs.get("activation") == "relu":
                 # the canonical QDQ form: ORT removes a Relu before a Q whose zero point is the minimum
                 r = self.tmp(f"{y}.relu")
@@ -286,19 +294,21 @@ class _PlanExporter:
         self._conv_core(step, label, step.inputs[0], step.output, attrs)
 
     def _linear(self, step, label):
-        # rows of x as a batch of 1x1 images: the plan's linear is QLinearConv with a 1x1 kernel
+        # Gemm(transB=1) on rows [M, K]: ORT fuses DQ -> Gemm -> Q into QGemm, whose requantization
+        # is QLinearConv's (the plan's linear is QLinearConv 1x1), for uint8 and int8 activations
         x, y = step.inputs[0], step.output
-        k = self.spec(x).shape[-1]
-        x4 = self.tmp(f"{x}.rows")
-        self.b.node("Reshape", [x, self.int_const(f"{label}.rows_shape", [-1, k, 1, 1], np.int64)], [x4],
-                    f"{label}.to_rows")
-        y4 = self.tmp(f"{y}.rows")
-        self._conv_core(step, label, x4, y4, dict(kernel_shape=[1, 1]))
-        out_shape = [0 if i == 0 else d for i, d in enumerate(self.spec(y).shape)]
-        # dim 0 of y4 is N * (middle dims): restore them (all static) and let -1 find N
-        out_shape[0] = -1
-        self.b.node("Reshape", [y4, self.int_const(f"{label}.out_shape", out_shape, np.int64)], [y],
-                    f"{label}.from_rows")
+        rank = len(self.spec(x).shape)
+        x2, y2 = x, y
+        if rank != 2:
+            x2, y2 = self.tmp(f"{x}.rows"), self.tmp(f"{y}.rows")
+            k = int(self.spec(x).shape[-1])
+            self.b.node("Reshape", [x, self.int_const(f"{label}.rows_shape", [-1, k], np.int64)], [x2],
+                        f"{label}.to_rows")
+        self._conv_core(step, label, x2, y2, None)
+        if rank != 2:
+            shape = [-1] + [int(d) for d in self.spec(y).shape[1:]]  # only the batch is free
+            self.b.node("Reshape", [y2, self.int_const(f"{label}.out_shape", shape, np.int64)], [y],
+                        f"{label}.from_rows")
 
     def _binary(self, step, label):
         a, b = step.inputs
