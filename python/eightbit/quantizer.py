@@ -66,23 +66,70 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         raise ValueError(f"exclude: no node named {sorted(unknown)} in the graph")
     prepared = prepare_for_quantization(graph)
     if dynamic:
-        return QuantizedModel(_DynamicLowering(prepared, {}, np.dtype(np.float32), per_channel, exclude,
-                                               requant).plan())
+        params = CalibratedQParams(prepared, {}, dtype, per_channel)
+        return QuantizedModel(_DynamicLowering(prepared, params, exclude, requant).plan())
     if calibration is None:
         raise ValueError("calibration: static quantization needs calibration batches (or dynamic=True)")
     calibrator = Calibrator(method, percentile=percentile)
     for batch in iterate_batches(calibration, prepared.inputs, progress=progress):
         prepared.run(batch, on_tensor=calibrator.observe)
-    ranges = calibrator.ranges()
-    return QuantizedModel(_Lowering(prepared, ranges, dtype, per_channel, exclude, requant).plan())
+    params = CalibratedQParams(prepared, calibrator.ranges(), dtype, per_channel)
+    return QuantizedModel(_Lowering(prepared, params, exclude, requant).plan())
+
+
+class CalibratedQParams:
+    """Quantization parameters chosen by eb.quantize: activations of one ``dtype`` from the
+    calibrated ranges, symmetric int8 weights (per channel or per tensor) and int32 biases
+    rounded from the float ones. The lowering asks a provider two things, ``activation(tensor)``
+    and ``weights(node, w, bias, x_scale)``; an imported quantized model (onnx/import_quantized.py)
+    answers them with the model's own values instead (``given = True``: they must be honored)."""
+
+    given = False
+
+    def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool):
+        self.g, self.ranges, self.dtype, self.per_channel = g, ranges, np.dtype(dtype), per_channel
+
+    def activation(self, name: str):
+        """(scale float32, zero point as a scalar of the tensor's dtype) of a graph tensor."""
+        if name not in self.ranges:
+            raise ValueError(f"tensor {name!r} was never observed during calibration (was the iterable empty?)")
+        lo, hi = self.ranges[name]
+        try:
+            return choose_qparams(np.float32(lo), np.float32(hi), self.dtype)
+        except ValueError as e:
+            producer = self.g.producer(name)
+            where = f"output of node {producer.name!r}" if producer is not None else "graph input"
+            raise ValueError(f"tensor {name!r} ({where}) cannot be quantized: {e}; "
+                             "exclude the node, or calibrate with representative data") from None
+
+    def weights(self, node, w: np.ndarray, bias, x_scale) -> dict:
+        """int8 weights (rows = output channels), float32 scales [O] and the int32 bias."""
+        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
+        ws = np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
+        return {"w": wq, "w_scale": ws, "bias": quantize_bias(node, bias, x_scale, ws, w.shape[0])}
+
+
+def quantize_bias(node, bias, x_scale, w_scale: np.ndarray, channels: int) -> np.ndarray:
+    """int32 bias = rne(b / (s_x * s_w[c])) (zeros without a bias); ValueError on int32 overflow."""
+    bias_scale = (np.float32(x_scale) * w_scale).astype(np.float32)
+    b = np.zeros(channels, np.float32) if bias is None else bias
+    q = np.rint(b.astype(np.float64) / bias_scale.astype(np.float64))
+    if np.any(np.abs(q) > _INT32.max):
+        c = int(np.flatnonzero(np.abs(q) > _INT32.max)[0])
+        raise ValueError(f"{node.name}: bias[{c}] = {float(b[c]):g} overflows int32 at scale "
+                         f"{float(bias_scale[c]):g} (input scale x weight scale); the input range or "
+                         "the weights of this channel are too small: exclude the node or recalibrate")
+    return q.astype(np.int32)
 
 
 class _Lowering:
-    """Walks the prepared graph once, emitting plan steps and tensor specs."""
+    """Walks the prepared graph once, emitting plan steps and tensor specs. ``params`` (a
+    CalibratedQParams or an imported model's) gives every activation's and weight's quantization;
+    a node with a tensor that has none (``activation`` returns None) runs as a float step."""
 
-    def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool, exclude: set, requant: str):
-        self.g, self.ranges, self.dtype, self.per_channel, self.exclude = g, ranges, dtype, per_channel, exclude
-        self.requant = requant
+    def __init__(self, g: Graph, params, exclude: set, requant: str):
+        self.g, self.params, self.exclude, self.requant = g, params, exclude, requant
+        self.dtype = getattr(params, "dtype", None)   # the one activation dtype of eb.quantize, if any
         self.tensors: dict = {}
         self.steps: list = []
         self.quantized: dict = {}  # graph tensor name -> plan name of its quantized form
@@ -113,21 +160,35 @@ class _Lowering:
         Graph outputs keep their name for the float32 result, so their quantized form is "name:q"."""
         plan_name = f"{graph_name}:q" if graph_name in self.g.outputs or graph_name in self.tensors else graph_name
         scale, zp = qparams if qparams is not None else self._qparams(graph_name)
-        self.tensors[plan_name] = TensorSpec(plan_name, self.dtype, self._shape(graph_name, True), float(scale), int(zp))
+        self.tensors[plan_name] = TensorSpec(plan_name, np.asarray(zp).dtype, self._shape(graph_name, True),
+                                             float(scale), int(zp))
         self.quantized[graph_name] = plan_name
         return plan_name
 
     def _qparams(self, name: str):
-        if name not in self.ranges:
-            raise ValueError(f"tensor {name!r} was never observed during calibration (was the iterable empty?)")
-        lo, hi = self.ranges[name]
-        try:
-            return choose_qparams(np.float32(lo), np.float32(hi), self.dtype)
-        except ValueError as e:
-            producer = self.g.producer(name)
-            where = f"output of node {producer.name!r}" if producer is not None else "graph input"
-            raise ValueError(f"tensor {name!r} ({where}) cannot be quantized: {e}; "
-                             "exclude the node, or calibrate with representative data") from None
+        qp = self.params.activation(name)
+        if qp is None:
+            raise ValueError(f"tensor {name!r} has no quantization parameters")
+        return qp
+
+    def _quantizable(self, node) -> bool:
+        """Every tensor the node reads and writes has quantization parameters, all of one dtype
+        (always so after calibration; an imported model leaves tensors without Q/DQ float, and
+        runs a node mixing uint8 and int8 in float, as ONNX Runtime does)."""
+        if not self.params.given:
+            return True
+        if not self.params.covers(node):
+            return False
+        qps = [self.params.activation(n) for n in (*node.inputs, node.output)]
+        return all(qp is not None for qp in qps) and len({np.asarray(qp[1]).dtype for qp in qps}) == 1
+
+    def _keeps_qparams(self, node, spec) -> bool:
+        """A step that copies bytes (max_pool, reshape) gives its output the input's quantization:
+        with given parameters that must be what the output was given."""
+        if not self.params.given:
+            return True
+        scale, zp = self.params.activation(node.output)
+        return float(np.float32(scale)) == spec.scale and int(zp) == spec.zero_point
 
     def _q(self, name: str) -> str:
         """The quantized form of a graph tensor, adding a quantize step on first use."""
@@ -153,7 +214,8 @@ class _Lowering:
 
     def _lower(self, node) -> None:
         handler = getattr(self, f"_lower_{node.op}", None)
-        if node.name in self.exclude or handler is None or not handler(node):
+        if (node.name in self.exclude or handler is None
+                or (node.op != "softmax" and not self._quantizable(node)) or not handler(node)):
             self._float_step(node)
 
     def _step(self, op: str, node, inputs, attrs=None, consts=None, qparams=None) -> None:
@@ -167,23 +229,14 @@ class _Lowering:
         self.steps.append(Step("float", inputs, out, attrs, dict(node.consts), source=node.name))
 
     def _weights(self, node, w: np.ndarray, bias) -> dict:
-        """int8 weights (rows = output channels), their scales and the int32 bias."""
+        """int8 weights (rows = output channels), their scales [O] and the int32 bias."""
         x_scale, _ = self._qparams(node.inputs[0])
-        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
-        ws = np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
-        bias_scale = (np.float32(x_scale) * ws).astype(np.float32)
-        b = np.zeros(w.shape[0], np.float32) if bias is None else bias
-        q = np.rint(b.astype(np.float64) / bias_scale.astype(np.float64))
-        if np.any(np.abs(q) > _INT32.max):
-            c = int(np.flatnonzero(np.abs(q) > _INT32.max)[0])
-            raise ValueError(f"{node.name}: bias[{c}] = {float(b[c]):g} overflows int32 at scale "
-                             f"{float(bias_scale[c]):g} (input scale x weight scale); the input range or "
-                             "the weights of this channel are too small: exclude the node or recalibrate")
+        consts = self.params.weights(node, w, bias, x_scale)
         zero_rows = np.flatnonzero(~np.any(w.reshape(w.shape[0], -1), axis=1))
         if zero_rows.size:
             warnings.warn(f"{node.name}: output channel(s) {zero_rows[:8].tolist()} have all-zero weights "
                           "(their outputs are the bias alone)", stacklevel=4)
-        return {"w": wq, "w_scale": ws, "bias": q.astype(np.int32)}
+        return consts
 
     def _lower_conv2d(self, node) -> bool:
         a = node.attrs
@@ -217,10 +270,12 @@ class _Lowering:
     def _lower_max_pool2d(self, node) -> bool:
         x = self._q(node.inputs[0])
         spec = self.tensors[x]
+        if not self._keeps_qparams(node, spec):
+            return False
         a = node.attrs
         attrs = {"kernel": tuple(a["kernel_size"]), "strides": tuple(a["stride"]), "pads": tuple(a["pads"]),
                  "ceil_mode": int(a["ceil_mode"])}
-        self._step("max_pool", node, [x], attrs, qparams=(spec.scale, spec.zero_point))
+        self._step("max_pool", node, [x], attrs, qparams=(spec.scale, spec.dtype.type(spec.zero_point)))
         return True
 
     def _lower_avg_pool2d(self, node) -> bool:
@@ -244,8 +299,10 @@ class _Lowering:
     def _lower_reshape(self, node) -> bool:
         x = self._q(node.inputs[0])
         spec = self.tensors[x]
+        if not self._keeps_qparams(node, spec):
+            return False
         shape = (None,) + tuple(self.g.tensors[node.output].shape[1:])
-        self._step("reshape", node, [x], {"shape": shape}, qparams=(spec.scale, spec.zero_point))
+        self._step("reshape", node, [x], {"shape": shape}, qparams=(spec.scale, spec.dtype.type(spec.zero_point)))
         return True
 
     _lower_flatten = _lower_reshape
@@ -261,8 +318,9 @@ class _Lowering:
         xs = self.tensors[x]
         y_scale, y_zp = self._qparams(node.output)
         fn = _float_function(node)
-        table = _ref.make_lookup_table(fn, np.float32(xs.scale), self.dtype.type(xs.zero_point), y_scale, y_zp,
-                                       self.dtype, self.dtype)
+        y_dtype = np.asarray(y_zp).dtype
+        table = _ref.make_lookup_table(fn, np.float32(xs.scale), xs.dtype.type(xs.zero_point), y_scale, y_zp,
+                                       xs.dtype, y_dtype)
         self._step("lut", node, [x], {"function": node.op}, {"table": table}, qparams=(y_scale, y_zp))
         return True
 
@@ -279,7 +337,7 @@ class _DynamicLowering(_Lowering):
         if (node.op in ("linear", "matmul") and node.name not in self.exclude
                 and node.attrs.get("activation") in (None, "relu")):
             w = node.consts["weight"] if node.op == "linear" else np.ascontiguousarray(node.consts["b"].T)
-            wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
+            wq, ws = quantize_weight_symmetric(w, per_channel=self.params.per_channel)
             bias = node.consts.get("bias")
             consts = {"w": wq, "w_scale": np.broadcast_to(ws, (w.shape[0],)).astype(np.float32),
                       "bias": np.zeros(w.shape[0], np.float32) if bias is None else np.array(bias, np.float32)}
