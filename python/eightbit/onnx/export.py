@@ -155,6 +155,8 @@ class _PlanExporter:
         self.plan, self.fmt, self.lut = plan, fmt, lut
         self.b = OnnxBuilder(check_opset(opset, ops, "the model"))
         self._qparams: dict = {}
+        self._feeds_float_weights = {n for st in plan.steps if st.op == "float" and st.attrs.get("op") in
+                                     ("conv2d", "linear", "matmul") for n in st.inputs}
         for name in plan.tensors:
             self.b.reserve(name)
 
@@ -218,7 +220,17 @@ class _PlanExporter:
 
     def _dequantize(self, step, label):
         x = step.inputs[0]
-        self.b.node("DequantizeLinear", [x, *self.qp(x)], [step.output], label)
+        if step.output in self._feeds_float_weights:
+            # ORT (WeightBiasQuantization) quantizes the float weights of a Conv / Gemm whose input
+            # comes from a per-tensor DequantizeLinear, which would turn a float island into int8.
+            # The same qparams repeated along axis 1 give the same values and keep it float.
+            spec = self.spec(x)
+            c = _nchw(spec)[1]
+            s = self.b.const(f"{x}.scale_per_channel", np.full(c, spec.scale, np.float32))
+            z = self.b.const(f"{x}.zero_point_per_channel", np.full(c, spec.zero_point, spec.dtype))
+            self.b.node("DequantizeLinear", [x, s, z], [step.output], label, axis=1)
+        else:
+            self.b.node("DequantizeLinear", [x, *self.qp(x)], [step.output], label)
 
     def _weights(self, step, label, x_spec):
         """Initializers of a conv / linear step: int8 OIHW weights, their scales and zero points
