@@ -214,103 +214,11 @@ def eval_set(model: str, quick: bool = False) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 def graph_to_onnx(g, *, linear_as: str = "gemm", opset: int = 17):
-    """The float model of an eightbit Graph as an ONNX ModelProto (constants as initializers).
+    """The float model of an eightbit Graph as an ONNX ModelProto: eightbit's own exporter
+    (``eightbit.onnx.graph_to_onnx``; linear_as "gemm" or "matmul", see there)."""
+    from eightbit.onnx.export_float import graph_to_onnx as export
 
-    linear_as: "gemm" (Gemm transB=1, as torch exports a 2-D nn.Linear) or "matmul" (MatMul with
-    W.T, then Add bias: what ORT's quantize_dynamic can quantize). A fused ``activation`` attr (a
-    prepared graph) becomes a Relu / Clip after the node. A free batch dimension is "N"."""
-    from onnx import TensorProto, helper, numpy_helper
-    nodes, inits = [], []
-
-    def const(name, value, dtype=np.float32):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(value, dtype)), name))
-        return name
-
-    def node(op_type, ins, outs, name, **attrs):
-        nodes.append(helper.make_node(op_type, ins, outs, name=name, **attrs))
-
-    for n in g.nodes:
-        a, x, y = n.attrs, list(n.inputs), n.output
-        act = a.get("activation")
-        out = y if act is None else f"{y}.pre_act"
-
-        def c(k, n=n):
-            return const(f"{n.name}.{k}", n.consts[k])
-        op = n.op
-        bias = [c("bias")] if op in ("conv2d", "linear") and "bias" in n.consts else []
-        if op == "conv2d":
-            w = n.consts["weight"]
-            node("Conv", [x[0], c("weight")] + bias, [out], n.name,
-                 kernel_shape=list(w.shape[2:]), strides=list(a["stride"]), pads=list(a["pads"]),
-                 dilations=list(a["dilation"]), group=a["groups"])
-        elif op == "linear":
-            if linear_as == "gemm" and len(g.tensors[x[0]].shape) == 2:
-                node("Gemm", [x[0], c("weight")] + bias, [out], n.name, transB=1)
-            else:
-                wt = const(f"{n.name}.weight_t", n.consts["weight"].T)
-                if bias:
-                    node("MatMul", [x[0], wt], [f"{y}.mm"], n.name)
-                    node("Add", [f"{y}.mm", bias[0]], [out], f"{n.name}.bias_add")
-                else:
-                    node("MatMul", [x[0], wt], [out], n.name)
-        elif op == "matmul":
-            node("MatMul", [x[0], c("b")], [out], n.name)
-        elif op == "batch_norm2d":
-            node("BatchNormalization", [x[0], c("weight"), c("bias"), c("mean"), c("var")], [out],
-                 n.name, epsilon=a["eps"])
-        elif op in ("add", "mul"):
-            node(op.capitalize(), [x[0], x[1] if len(x) > 1 else c("b")], [out], n.name)
-        elif op in ("relu", "sigmoid", "tanh", "identity", "dropout"):
-            node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}.get(op, "Identity"),
-                 [x[0]], [out], n.name)
-        elif op in ("relu6", "clip"):
-            lo, hi = (0.0, 6.0) if op == "relu6" else (a["min"], a["max"])
-            node("Clip", [x[0], "" if lo is None else const(f"{n.name}.min", lo),
-                          "" if hi is None else const(f"{n.name}.max", hi)], [out], n.name)
-        elif op == "leaky_relu":
-            node("LeakyRelu", [x[0]], [out], n.name, alpha=a["negative_slope"])
-        elif op == "hardswish":
-            node("HardSwish", [x[0]], [out], n.name)
-        elif op == "gelu":
-            if opset < 20:
-                raise ValueError(f"{n.name}: Gelu needs opset >= 20, got opset={opset}")
-            node("Gelu", [x[0]], [out], n.name, approximate=a["approximate"])
-        elif op == "softmax":
-            node("Softmax", [x[0]], [out], n.name, axis=a["axis"])
-        elif op == "concat":
-            node("Concat", x, [out], n.name, axis=a["axis"])
-        elif op in ("max_pool2d", "avg_pool2d"):
-            kw = dict(kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
-                      pads=list(a["pads"]), ceil_mode=int(a["ceil_mode"]))
-            if op == "avg_pool2d":
-                kw["count_include_pad"] = int(a["count_include_pad"])
-            node("MaxPool" if op == "max_pool2d" else "AveragePool", [x[0]], [out], n.name, **kw)
-        elif op == "global_avg_pool2d":
-            node("GlobalAveragePool", [x[0]], [out], n.name)
-        elif op == "flatten" and a["start_dim"] == 1:
-            node("Flatten", [x[0]], [out], n.name, axis=1)
-        elif op in ("flatten", "reshape"):
-            shape = [0] * a["start_dim"] + [-1] if op == "flatten" else [0] + list(a["shape"])
-            node("Reshape", [x[0], const(f"{n.name}.shape", shape, np.int64)], [out], n.name)
-        else:
-            raise NotImplementedError(f"{n.name}: no ONNX export for op {op!r}")
-        if act == "relu":
-            node("Relu", [out], [y], f"{n.name}.act")
-        elif act is not None:
-            node("Clip", [out, const(f"{n.name}.act_min", act[1]), const(f"{n.name}.act_max", act[2])],
-                 [y], f"{n.name}.act")
-
-    def info(name):
-        shape = ["N" if d is None else d for d in g.tensors[name].shape]
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
-
-    onnx_graph = helper.make_graph(nodes, g.name, [info(i) for i in g.inputs],
-                                   [info(o) for o in g.outputs], initializer=inits)
-    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="eightbit-bench")
-    import onnx
-    model.ir_version = min(onnx.IR_VERSION, 10)
-    return model
+    return export(g, linear_as=linear_as, opset=opset)
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,10 +18,10 @@ step                qdq                                                qoperator
 ==================  =================================================  ============================
 quantize            Q                                                  (same)
 dequantize          DQ                                                 (same)
-conv                DQ(x), DQ(int8 w, per-channel or per-tensor),      QLinearConv
-                    DQ(int32 bias) -> Conv -> Q
-linear              1x1 convolution: Reshape(x to [M, K, 1, 1]) ->     Reshape -> QLinearConv 1x1
-                    DQ -> Conv -> Q -> Reshape(y to [N, ..., O])       -> Reshape
+conv                DQ(x), DQ(int8 w, per-channel axis 0 or            QLinearConv
+                    per-tensor), DQ(int32 bias) -> Conv -> Q
+linear              DQ(x), DQ(w), DQ(bias) -> Gemm(transB=1) -> Q      com.microsoft QGemm
+                    (x not 2-D: Reshape to rows [M, K] and back)       (same Reshapes)
 add, mul            DQ, DQ -> Add / Mul -> Q                           com.microsoft QLinearAdd /
                                                                        QLinearMul
 max_pool            DQ -> MaxPool -> Q                                 MaxPool on the 8-bit tensor
@@ -30,39 +30,46 @@ global_avg_pool     DQ -> GlobalAveragePool -> Q                       com.micro
                                                                        QLinearGlobalAveragePool
 concat              DQ... -> Concat -> Q                               com.microsoft QLinearConcat
 reshape             Reshape on the 8-bit tensor                        (same)
-lut                 DQ -> the float op -> Q (``lut="op"``), or the     QLinearSigmoid /
-                    table itself: Gather(table, Cast(x, int32))        QLinearLeakyRelu, else as qdq
-                    (``lut="table"``, exact)
+lut                 DQ -> the float op -> Q (``lut="op"``), or the     sigmoid / leaky_relu:
+                    table itself: Gather(table, Cast(x, int32))        QLinearSigmoid /
+                    (``lut="table"``, exact)                           QLinearLeakyRelu; else as qdq
 softmax             Softmax (float)                                    (same)
 dynamic_linear      per-row DynamicQuantizeLinear in float ops,        (same)
                     MatMulInteger, zero-point correction, scale, bias
 float               the float op(s), as ``graph_to_onnx`` writes them  (same)
 ==================  =================================================  ============================
 
-Why these choices (measured with ONNX Runtime 1.32, tests/onnx/test_export.py):
+Why, and what ONNX Runtime 1.32 gives (CPU, this repository's tests/onnx/test_export.py):
 
-* linear is a 1x1 convolution because that is what the plan's step is (QLinearConv's
-  requantization); ORT's fused QGemm rounds differently (it multiplies in another order), so a
-  Gemm would not reproduce eightbit's bits.
+* The plan's linear is QLinearConv with a 1x1 kernel; ORT's QGemm requantizes the same way
+  (measured: 0 of 30 000 unsaturated outputs differ), and ORT fuses DQ -> Gemm -> Q into QGemm
+  for int8 activations too, which it does not do for a Conv on x86.
 * A fused activation whose clamp is free (ReLU with the output zero point at the dtype's minimum,
-  or a clip whose quantized bounds are the dtype's range) is a Relu between Conv and Q (ORT drops
-  it and fuses Conv into QLinearConv) or nothing. Any other clamp is an integer Clip on the
-  quantized output: Clip(q, Q(lo), Q(hi)), which is exactly eightbit's clamp.
+  a clip whose quantized bounds are the dtype's range) is a Relu between Conv and Q (ORT removes
+  it, then fuses) or nothing. Any other clamp is an integer Clip(q, Q(lo), Q(hi)) after the Q:
+  exactly eightbit's clamp of the requantized value.
 * dynamic_linear quantizes each row separately, which DynamicQuantizeLinear (one scale per
-  tensor) cannot express; the exporter writes its formula with Reduce / Div / Round ops and
-  subtracts the row zero points after MatMulInteger (MatMulInteger's per-row a_zero_point is not
-  implemented by ORT).
-* lut steps: the float op (Sigmoid, Tanh, ...) is how ONNX expresses them, but ORT evaluates it
-  with its own float functions, whose results cross a rounding boundary of the output
-  quantization at a few input codes; ``lut="table"`` exports the 256 bytes as a Gather and is
-  exact. clip / leaky_relu / gelu steps whose parameters the plan does not record are always
-  exported as the table.
+  tensor) cannot express: the exporter writes its formula with Reduce / Div / Round ops and
+  subtracts the row zero points (times the weights' column sums) after MatMulInteger, whose
+  per-row a_zero_point ORT does not implement. Bit-exact.
+* lut steps: ORT evaluates the float op with its own functions. Measured on 5120 codes: relu,
+  relu6, clip and leaky_relu exact (piecewise linear); sigmoid, hardswish, gelu 0 codes differ;
+  tanh 17 codes (0.3%) one quantization step apart. clip / leaky_relu / gelu steps whose
+  parameters the plan does not record are exported as the table (exact).
+* Float steps run float32 in ORT too, which sums in its own order (float32 ulps apart; a
+  downstream quantization may land one step off). A float Conv / Gemm fed by a per-tensor DQ is
+  quantized by ORT's WeightBiasQuantization; the exporter dequantizes such inputs per axis (same
+  values) so the island stays float. softmax: within a few float32 ulp.
 
-Bit-exactness (ORT CPU, graph optimizations at the default ORT_ENABLE_ALL): every step but lut
-(``lut="op"``), softmax and float steps gives eightbit's bits in both formats. With graph
-optimizations disabled the qoperator format still does; the qdq format then computes conv,
-linear, add, mul and the average pools in float between DQ and Q (no fusion), which may differ
-by a quantization step.
+Bit-exactness with graph optimizations at ORT's default (ORT_ENABLE_ALL): every integer step in
+the qoperator format; in the qdq format every integer step for uint8 activations (ORT fuses all
+DQ -> op -> Q groups) and the linear steps for int8 (on x86 ORT leaves int8-activation Conv /
+Add / pools unfused, computed in float between DQ and Q). Without graph optimizations the
+qoperator format is unchanged and qdq computes in float between DQ and Q. That float path
+rounds differently only when a value lies within float32 error of a rounding boundary: measured,
+0 outputs differ on the test CNN (2000 images) and the digits models; the tests allow one step.
+Measured on an AVX-512 VNNI CPU; without VNNI, ORT's u8s8 kernels may saturate int16 pair sums
+(ORT documents reduce_range for this), which eightbit's exact kernels do not.
 """
 from __future__ import annotations
 
@@ -173,10 +180,11 @@ class _PlanExporter:
                                    self.b.const(f"{name}.zero_point", s.dtype.type(s.zero_point)))
         return self._qparams[name]
 
-    def dq(self, name: str, label: str) -> str:
-        """A DequantizeLinear of ``name`` for one consumer (ORT fuses DQ nodes used once)."""
-        out = self.b.fresh(f"{name}.dq")
-        self.b.node("DequantizeLinear", [name, *self.qp(name)], [out], f"{label}.dq_{name}")
+    def dq(self, x: str, label: str, qparams_of: str | None = None) -> str:
+        """A DequantizeLinear of the 8-bit ONNX tensor ``x`` for one consumer (ORT fuses a DQ into
+        its consumer's kernel), with the qparams of plan tensor ``qparams_of`` (default: x)."""
+        out = self.b.fresh(f"{x}.dq")
+        self.b.node("DequantizeLinear", [x, *self.qp(qparams_of or x)], [out], f"{label}.dq_{x}")
         return out
 
     def q(self, src: str, name: str, label: str) -> None:
@@ -276,9 +284,9 @@ class _PlanExporter:
             self.b.node("DequantizeLinear", [bn, bs, bz], [bd], f"{label}.bias_dq", **axis)
             f = self.tmp(f"{y}.f32")
             if gemm:
-                self.b.node("Gemm", [self.dq_of(x, step, label), wd, bd], [f], label, transB=1)
+                self.b.node("Gemm", [self.dq(x, label, step.inputs[0]), wd, bd], [f], label, transB=1)
             else:
-                self.b.node("Conv", [self.dq_of(x, step, label), wd, bd], [f], label, **attrs)
+                self.b.node("Conv", [self.dq(x, label, step.inputs[0]), wd, bd], [f], label, **attrs)
             if free and step.attrs.get("activation") == "relu":
                 # the canonical QDQ form: ORT removes a Relu before a Q whose zero point is the minimum
                 r = self.tmp(f"{y}.relu")
@@ -289,13 +297,6 @@ class _PlanExporter:
             # eightbit clamps the requantized value to [Q(lo), Q(hi)]: an integer Clip is exactly that
             self.b.node("Clip", [pre, self.int_const(f"{label}.act_min", lo, y_spec.dtype),
                                  self.int_const(f"{label}.act_max", hi, y_spec.dtype)], [y], f"{label}.act")
-
-    def dq_of(self, x, step, label):
-        """DequantizeLinear of the quantized ONNX tensor x, which carries step.inputs[0]'s qparams."""
-        name = step.inputs[0]
-        out = self.b.fresh(f"{x}.dq")
-        self.b.node("DequantizeLinear", [x, *self.qp(name)], [out], f"{label}.dq_{x}")
-        return out
 
     def _conv(self, step, label):
         a = step.attrs
@@ -335,8 +336,8 @@ class _PlanExporter:
             op = "QLinearAdd" if step.op == "add" else "QLinearMul"
             self.b.node(op, [ins[0], *self.qp(a), ins[1], *self.qp(b), *self.qp(y)], [out], label, domain=MS)
         else:
-            fa = self._dq_named(ins[0], a, label)
-            fb = self._dq_named(ins[1], b, label)
+            fa = self.dq(ins[0], label, a)
+            fb = self.dq(ins[1], label, b)
             f = self.tmp(f"{y}.f32")
             self.b.node("Add" if step.op == "add" else "Mul", [fa, fb], [f], label)
             self.b.node("QuantizeLinear", [f, *self.qp(y)], [out], f"{label}.q")
@@ -350,13 +351,8 @@ class _PlanExporter:
         self.b.node("Transpose", [name], [out], f"{label}.to_nhwc_{name}", perm=list(perm))
         return out
 
-    def _dq_named(self, x, plan_name, label):
-        out = self.b.fresh(f"{x}.dq")
-        self.b.node("DequantizeLinear", [x, *self.qp(plan_name)], [out], f"{label}.dq_{x}")
-        return out
-
     def _unary_qdq(self, step, label, op_type, domain="", **attrs):
-        """DQ -> op -> Q (qdq) or the op on the quantized tensor with both qparams (qoperator)."""
+        """DQ -> op -> Q, with the output's qparams."""
         x, y = step.inputs[0], step.output
         f = self.tmp(f"{y}.f32")
         self.b.node(op_type, [self.dq(x, label)], [f], label, domain=domain, **attrs)

@@ -86,14 +86,10 @@ def float_value_info(name: str, shape):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N" if d is None else d for d in shape])
 
 
-def needs_gelu_opset(ops) -> bool:
-    return "gelu" in ops
-
-
 def check_opset(opset, ops, what: str) -> int:
     """The opset to write: ``opset`` if given (>= 13: per-axis QuantizeLinear), else 17, or 20
     when a Gelu is present; a Gelu with an explicit opset < 20 raises."""
-    gelu = needs_gelu_opset(ops)
+    gelu = "gelu" in ops
     if opset is None:
         return GELU_OPSET if gelu else DEFAULT_OPSET
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not 13 <= opset <= 21:
