@@ -206,7 +206,9 @@ class _Lowering:
         return self.floats[name]
 
     def _float_output(self, name: str) -> None:
-        if name not in self.floats:
+        if self.floats.get(name) != name:
+            if name in self.floats:
+                self._q(name)  # a float step's result that the model quantizes (given qparams): Q -> DQ
             self.steps.append(Step("dequantize", (self.quantized[name],), self._add_float(name, name),
                                    source=f"output {name}"))
 
@@ -224,7 +226,8 @@ class _Lowering:
 
     def _float_step(self, node) -> None:
         inputs = tuple(self._f(i) for i in node.inputs)
-        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        final = node.output in self.g.outputs and not (self.params.given and self.params.activation(node.output))
+        out = self._add_float(node.output, node.output if final else f"{node.output}:f")
         attrs = {"op": node.op, "attrs": dict(node.attrs)}
         self.steps.append(Step("float", inputs, out, attrs, dict(node.consts), source=node.name))
 

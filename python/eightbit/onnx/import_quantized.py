@@ -117,11 +117,15 @@ def fuse_unquantized_activations(g: Graph, tensor_qparams: dict) -> Graph:
 
 
 def import_quantized(model) -> QuantizedModel:
-    """A QuantizedModel running ``model`` (onnx.ModelProto, QDQ or QOperator) with its own numerics."""
+    """A QuantizedModel running ``model`` (a path, bytes or onnx.ModelProto; QDQ or QOperator)
+    with its own numerics."""
     from ..quantizer import _Lowering
     from .import_float import import_float
+    from .load import load_model
     from .qoperator_to_qdq import qoperator_to_qdq
     from .strip_qdq import strip_qdq
+
+    model = load_model(model)
 
     dynamic = sorted({n.op_type for n in model.graph.node}
                      & {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
