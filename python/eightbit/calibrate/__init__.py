@@ -13,13 +13,15 @@ bounded memory, and the range -> (scale, zero point) step.
 
 One module per piece: base (Observer), minmax, moving_average, histogram (the streamed
 histogram), percentile / entropy / mse (ranges from a histogram), factory (make_observer),
-calibrator (Calibrator, range_to_qparams), batches (iterate_batches, progress bar).
+calibrator (Calibrator, range_to_qparams), batches (iterate_batches, progress bar), files
+(CalibrationFiles: batches read lazily from .npy / .npz files, for the command line).
 """
 from .base import Observer
 from .batches import iterate_batches
 from .calibrator import Calibrator, range_to_qparams
 from .entropy import entropy_range
 from .factory import METHODS, make_observer
+from .files import CalibrationFiles
 from .histogram import Histogram, HistogramObserver
 from .minmax import MinMaxObserver
 from .moving_average import MovingAverageMinMaxObserver
@@ -29,5 +31,5 @@ from .percentile import percentile_range
 __all__ = [
     "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "HistogramObserver", "Histogram",
     "percentile_range", "entropy_range", "mse_range",
-    "METHODS", "make_observer", "Calibrator", "range_to_qparams", "iterate_batches",
+    "METHODS", "make_observer", "Calibrator", "range_to_qparams", "iterate_batches", "CalibrationFiles",
 ]
