@@ -116,6 +116,21 @@ def fuse_unquantized_activations(g: Graph, tensor_qparams: dict) -> Graph:
     return Graph.from_nodes([(n, g.tensors[n].shape) for n in g.inputs], nodes, g.outputs, g.name)
 
 
+def _without_unused_domains(model):
+    """onnxruntime.quantization declares opsets of domains no node uses (com.microsoft.nchwc, ...):
+    a copy that declares only the domains its nodes use."""
+    used = {n.domain for n in model.graph.node} | {"", "ai.onnx"}
+    if all(o.domain in used for o in model.opset_import):
+        return model
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.opset_import[:]
+    out.opset_import.extend(o for o in model.opset_import if o.domain in used)
+    return out
+
+
 def import_quantized(model) -> QuantizedModel:
     """A QuantizedModel running ``model`` (a path, bytes or onnx.ModelProto; QDQ or QOperator)
     with its own numerics."""
@@ -125,7 +140,7 @@ def import_quantized(model) -> QuantizedModel:
     from .qoperator_to_qdq import qoperator_to_qdq
     from .strip_qdq import strip_qdq
 
-    model = load_model(model)
+    model = load_model(_without_unused_domains(load_model(model, check=False)))
 
     dynamic = sorted({n.op_type for n in model.graph.node}
                      & {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",

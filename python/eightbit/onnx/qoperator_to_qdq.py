@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import OnnxImportError
+
 MS_DOMAIN = "com.microsoft"
 
 # ops that only move or select bytes: on a quantized tensor their output keeps its quantization
@@ -91,7 +93,7 @@ class _Rewriter:
 
     def init_value(self, name: str, where: str) -> np.ndarray:
         if name not in self.inits:
-            raise ValueError(f"{where}: {name!r} must be an initializer (a constant), it is computed at run time")
+            raise OnnxImportError(f"{where}: {name!r} must be an initializer (a constant), it is computed at run time")
         return self.numpy_helper.to_array(self.inits[name])
 
     def weight_axis(self, node, w: str, scale: str, axis: int):
@@ -142,14 +144,14 @@ class _Rewriter:
         inputs = [self.dq(*[_arg(node, i) for i in t]) for t in xs]
         attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
         if attrs.pop("channels_last", 0):
-            raise ValueError(f"node {node.name!r} ({node.op_type}): channels_last=1 is not supported")
+            raise OnnxImportError(f"node {node.name!r} ({node.op_type}): channels_last=1 is not supported")
         y = self.float_node(node, op, inputs, **attrs)
         self.q(y, _arg(node, ys), _arg(node, yz), node.output[0])
 
     def concat(self, node) -> None:
         rest = list(node.input[2:])
         if len(rest) % 3:
-            raise ValueError(f"node {node.name!r} (QLinearConcat): expected (x, scale, zero point) triples after "
+            raise OnnxImportError(f"node {node.name!r} (QLinearConcat): expected (x, scale, zero point) triples after "
                              f"the output's scale and zero point, got {len(node.input)} inputs")
         inputs = [self.dq(*rest[i:i + 3]) for i in range(0, len(rest), 3)]
         attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
@@ -162,7 +164,7 @@ class _Rewriter:
         scale, zp = self.qparams[x]
         inputs = [self.dq(x, scale, zp)] + list(node.input[1:])
         if len(node.output) != 1:
-            raise ValueError(f"node {node.name!r} ({node.op_type}) on quantized tensor {x!r}: only one output is supported")
+            raise OnnxImportError(f"node {node.name!r} ({node.op_type}) on quantized tensor {x!r}: only one output is supported")
         attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
         y = self.float_node(node, node.op_type, inputs, domain=node.domain, **attrs)
         self.q(y, scale, zp, node.output[0])
@@ -187,13 +189,13 @@ class _Rewriter:
                 self.nodes.append(node)
             elif node.input and node.input[0] in self.qparams:
                 if op not in PASSTHROUGH_OPS:
-                    raise ValueError(f"node {node.name!r} ({op}) reads quantized tensor {node.input[0]!r}, "
+                    raise OnnxImportError(f"node {node.name!r} ({op}) reads quantized tensor {node.input[0]!r}, "
                                      f"but only {', '.join(PASSTHROUGH_OPS)} may (they keep its quantization)")
                 self.passthrough(node)
             else:
                 bad = [i for i in node.input if i in self.qparams]
                 if bad:
-                    raise ValueError(f"node {node.name!r} ({op}) reads quantized tensor {bad[0]!r} as a float input")
+                    raise OnnxImportError(f"node {node.name!r} ({op}) reads quantized tensor {bad[0]!r} as a float input")
                 self.nodes.append(node)
         return self.nodes, self.new_inits
 

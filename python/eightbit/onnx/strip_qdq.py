@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import OnnxImportError
+
 _WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 _ACT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 
@@ -58,31 +60,31 @@ class _Stripper:
 
     def const(self, name: str, node, what: str) -> np.ndarray:
         if not name:
-            raise ValueError(f"{_where(node)}: missing {what}")
+            raise OnnxImportError(f"{_where(node)}: missing {what}")
         if name not in self.consts:
-            raise ValueError(f"{_where(node)}: {what} {name!r} must be a constant (an initializer), "
+            raise OnnxImportError(f"{_where(node)}: {what} {name!r} must be a constant (an initializer), "
                              "it is computed at run time")
         return self.consts[name]
 
     def qparams(self, node):
         """(scale float32 array, zero point array, axis) of a QuantizeLinear / DequantizeLinear."""
         if len(node.input) < 2:
-            raise ValueError(f"{_where(node)}: missing the scale input")
+            raise OnnxImportError(f"{_where(node)}: missing the scale input")
         scale = self.const(node.input[1], node, "scale")
         if scale.dtype != np.float32:
             raise TypeError(f"{_where(node)}: scale must be float32, got {scale.dtype}")
         if not np.all(np.isfinite(scale) & (scale > 0)):
-            raise ValueError(f"{_where(node)}: scale must be finite and > 0, got {scale.ravel()[:4]}")
+            raise OnnxImportError(f"{_where(node)}: scale must be finite and > 0, got {scale.ravel()[:4]}")
         if len(node.input) > 2 and node.input[2]:
             zp = self.const(node.input[2], node, "zero point")
             if zp.size != scale.size:
-                raise ValueError(f"{_where(node)}: zero point shape {zp.shape} differs from scale shape {scale.shape}")
+                raise OnnxImportError(f"{_where(node)}: zero point shape {zp.shape} differs from scale shape {scale.shape}")
             zp = zp.reshape(scale.shape)
         else:
             zp = np.zeros(scale.shape, np.uint8)
         attrs = {a.name: a for a in node.attribute}
         if "block_size" in attrs and attrs["block_size"].i:
-            raise ValueError(f"{_where(node)}: blocked quantization (block_size) is not supported")
+            raise OnnxImportError(f"{_where(node)}: blocked quantization (block_size) is not supported")
         axis = attrs["axis"].i if "axis" in attrs else 1
         return scale, zp, axis
 
@@ -93,12 +95,12 @@ class _Stripper:
         if scale.ndim == 1 and scale.size > 1:
             axis = axis % w.ndim
             if w.shape[axis] != scale.size:
-                raise ValueError(f"{_where(dq)}: {scale.size} scales along axis {axis} of a {w.shape} tensor")
+                raise OnnxImportError(f"{_where(dq)}: {scale.size} scales along axis {axis} of a {w.shape} tensor")
             shape = [1] * w.ndim
             shape[axis] = scale.size
             scale, zp = scale.reshape(shape), zp.reshape(shape)
         elif scale.size != 1:
-            raise ValueError(f"{_where(dq)}: scale must be a scalar or 1-D, got shape {scale.shape}")
+            raise OnnxImportError(f"{_where(dq)}: scale must be a scalar or 1-D, got shape {scale.shape}")
         diff = w.astype(np.int64) - zp.astype(np.int64)
         return (diff.astype(np.float32) * scale.astype(np.float32)).astype(np.float32)
 
@@ -119,41 +121,41 @@ class _Stripper:
                 continue
             q = self.producer.get(src)
             if q is None or q.op_type != "QuantizeLinear":
-                raise ValueError(f"{_where(dq)}: dequantizes {src!r}, which is neither a constant nor the output "
+                raise OnnxImportError(f"{_where(dq)}: dequantizes {src!r}, which is neither a constant nor the output "
                                  "of a QuantizeLinear (quantized graph inputs are not supported)")
             q_scale, q_zp, _ = self.qparams(q)
             scale, zp, _ = self.qparams(dq)
             if q_scale.size != 1 or scale.size != 1:
-                raise ValueError(f"{_where(dq)}: activations must be quantized per tensor, got scale shape {scale.shape}")
+                raise OnnxImportError(f"{_where(dq)}: activations must be quantized per tensor, got scale shape {scale.shape}")
             if (np.float32(q_scale.ravel()[0]) != np.float32(scale.ravel()[0]) or q_zp.dtype != zp.dtype
                     or int(q_zp.ravel()[0]) != int(zp.ravel()[0])):
-                raise ValueError(f"{_where(dq)}: its scale / zero point differ from those of {q.name!r} that quantized "
+                raise OnnxImportError(f"{_where(dq)}: its scale / zero point differ from those of {q.name!r} that quantized "
                                  f"{q.input[0]!r} (a requantization: not supported)")
             if zp.dtype not in _ACT_DTYPES:
                 raise TypeError(f"{_where(dq)}: activations must be uint8 or int8, got {zp.dtype}")
             t = q.input[0]
             qp = (np.float32(scale.ravel()[0]), zp.dtype.type(zp.ravel()[0]))
             if t in tensor_qparams and (tensor_qparams[t][0] != qp[0] or tensor_qparams[t][1] != qp[1]):
-                raise ValueError(f"tensor {t!r} is quantized twice with different parameters")
+                raise OnnxImportError(f"tensor {t!r} is quantized twice with different parameters")
             tensor_qparams[t] = qp
             rename[dq.output[0]] = t
             remove.add(id(dq))
             if dq.output[0] in self.outputs:
                 if t in out_renames and out_renames[t] != dq.output[0]:
-                    raise ValueError(f"tensor {t!r} reaches two graph outputs through QDQ")
+                    raise OnnxImportError(f"tensor {t!r} reaches two graph outputs through QDQ")
                 out_renames[t] = dq.output[0]
         for q in self.nodes:
             if q.op_type != "QuantizeLinear":
                 continue
             users = self.consumers.get(q.output[0], [])
             if any(u.op_type != "DequantizeLinear" for u in users) or q.output[0] in self.outputs:
-                raise ValueError(f"{_where(q)}: its quantized output {q.output[0]!r} must feed only DequantizeLinear "
+                raise OnnxImportError(f"{_where(q)}: its quantized output {q.output[0]!r} must feed only DequantizeLinear "
                                  "nodes (quantized graph outputs and integer ops are not supported)")
             t = q.input[0]
             float_users = [u for u in self.consumers.get(t, []) if u.op_type != "QuantizeLinear"]
             if float_users or (t in self.outputs):
                 where = f"graph output" if t in self.outputs else f"node {float_users[0].name!r}"
-                raise ValueError(f"tensor {t!r} is quantized by {q.name!r} but {where} also reads it unquantized: "
+                raise OnnxImportError(f"tensor {t!r} is quantized by {q.name!r} but {where} also reads it unquantized: "
                                  "not supported")
             remove.add(id(q))
 
@@ -175,7 +177,7 @@ class _Stripper:
 
     def node_weights(self, n) -> dict:
         if not n.name:
-            raise ValueError(f"a {n.op_type} node with quantized weights has no name; name the nodes")
+            raise OnnxImportError(f"a {n.op_type} node with quantized weights has no name; name the nodes")
         dq_w = self.producer[n.input[1]]
         w_scale, w_zp, _ = self.qparams(dq_w)
         bias = None
@@ -187,7 +189,7 @@ class _Stripper:
                     raise TypeError(f"{_where(dq_b)}: a quantized bias must be int32, got {b.dtype}")
                 b_scale, b_zp, _ = self.qparams(dq_b)
                 if np.any(b_zp != 0):
-                    raise ValueError(f"{_where(dq_b)}: a quantized bias must have zero point 0")
+                    raise OnnxImportError(f"{_where(dq_b)}: a quantized bias must have zero point 0")
                 bias = b.reshape(-1).astype(np.int32)
         return {"w_scale": w_scale.astype(np.float32), "w_zero_point": w_zp, "bias": bias}
 
