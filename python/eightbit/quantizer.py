@@ -80,9 +80,10 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
 class CalibratedQParams:
     """Quantization parameters chosen by eb.quantize: activations of one ``dtype`` from the
     calibrated ranges, symmetric int8 weights (per channel or per tensor) and int32 biases
-    rounded from the float ones. The lowering asks a provider two things, ``activation(tensor)``
-    and ``weights(node, w, bias, x_scale)``; an imported quantized model (onnx/import_quantized.py)
-    answers them with the model's own values instead (``given = True``: they must be honored)."""
+    rounded from the float ones. The lowering asks a provider ``activation(tensor)`` and
+    ``weights(node, w, bias, x_scale)``; an imported quantized model (onnx/import_quantized.py)
+    answers them with the model's own values instead (``given = True``: they must be honored;
+    ``activation`` may then return None and ``covers(node)`` says whether its weights are given)."""
 
     given = False
 

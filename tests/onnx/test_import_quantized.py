@@ -249,3 +249,20 @@ def test_dynamic_models_are_refused_clearly(tmp_path):
     quantization.quantize_dynamic(str(src), str(out), weight_type=quantization.QuantType.QInt8)
     with pytest.raises(ValueError, match="dynamically quantized"):
         import_quantized(onnx.load(out))
+
+
+def test_uint8_weights_that_do_not_fit_int8_raise(tmp_path):
+    """Asymmetric uint8 weights (weight_type=QUInt8): w - zero point spans more than int8 here."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model, make_inputs = models.MODELS["mlp"]()
+    onnx.save(model, tmp_path / "f.onnx")
+    quant_pre_process(str(tmp_path / "f.onnx"), str(tmp_path / "p.onnx"))
+    rng = np.random.default_rng(0)
+    quantization.quantize_static(str(tmp_path / "p.onnx"), str(tmp_path / "q.onnx"),
+                                 _Reader([make_inputs(rng, 8) for _ in range(4)]),
+                                 quant_format=quantization.QuantFormat.QOperator,
+                                 activation_type=quantization.QuantType.QUInt8,
+                                 weight_type=quantization.QuantType.QUInt8)
+    with pytest.raises(ValueError, match=r"'/0/Gemm_quant'.*does not fit int8"):
+        import_quantized(str(tmp_path / "q.onnx"))
