@@ -217,7 +217,8 @@ class _Stripper:
         graph.value_info.extend(v for v in g.value_info if v.name in used and v.name not in inputs
                                 and v.name not in out_names and v.name not in new_consts
                                 and v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT)
-        model = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        domains = {n.domain for n in nodes} | {"", "ai.onnx"}
+        model = helper.make_model(graph, opset_imports=[o for o in self.model.opset_import if o.domain in domains])
         model.ir_version = self.model.ir_version
         return StrippedModel(model, qp, node_qparams)
 
