@@ -67,6 +67,14 @@ def pack_conv_weights(w, w_zero_point=None, *, group=1) -> PackedConvWeights:
     return ops.pack_conv(w, w_zero_point, group)
 
 
+def from_onnx(model, *, input_shapes=None):
+    """Import an ONNX model (a path, bytes or an onnx.ModelProto) as an eightbit Graph; needs the
+    optional ``onnx`` package (``pip install 'eightbit[onnx]'``), imported only by this call.
+    See ``eightbit.onnx.from_onnx``."""
+    from .onnx import from_onnx as _from_onnx
+    return _from_onnx(model, input_shapes=input_shapes)
+
+
 def load(path) -> QuantizedModel:
     """Read a quantized model saved with ``QuantizedModel.save`` (a ``.eb`` file, docs/format.md).
     A truncated, corrupted or foreign file raises ``ModelFileError`` (a ValueError)."""

@@ -215,6 +215,13 @@ class Builders:
         """``x * relu6(x + 3) / 6``."""
         return self._unary("hardswish", x, {}, name)
 
+    def hardsigmoid(self, x, alpha=1.0 / 6, beta=0.5, *, name=None):
+        """``clip(alpha * x + beta, 0, 1)``; the defaults are F.hardsigmoid (``relu6(x + 3) / 6``),
+        other values ONNX HardSigmoid's (whose defaults are alpha=0.2, beta=0.5)."""
+        name, where = self._start("hardsigmoid", name)
+        attrs = {"alpha": _float(alpha, where, "alpha"), "beta": _float(beta, where, "beta")}
+        return self.add_node("hardsigmoid", [self._tensor(x, where, "x")], attrs, name=name)
+
     def gelu(self, x, approximate="none", *, name=None):
         """``x * Phi(x)`` (exact, with erf) or its tanh approximation (F.gelu)."""
         name, where = self._start("gelu", name)
@@ -311,6 +318,35 @@ class Builders:
         if start == 0:
             raise ValueError(f"{where}: start_dim={start_dim} would merge the batch dimension; use >= 1")
         return self.add_node("flatten", [x], {"start_dim": start}, name=name)
+
+    def transpose(self, x, perm, *, name=None):
+        """Permute the axes (torch.permute / ONNX Transpose); the batch axis stays first:
+        ``perm[0]`` must be 0 (negative entries count from the end)."""
+        name, where = self._start("transpose", name)
+        x = self._tensor(x, where, "x")
+        if not isinstance(perm, (tuple, list)):
+            raise TypeError(f"{where}: perm must be a tuple of ints, got {perm!r}")
+        perm = tuple(_axis(p, x.ndim, where, "perm entry") for p in perm)
+        return self.add_node("transpose", [x], {"perm": perm}, name=name)
+
+    def pad(self, x, pad, mode="constant", value=0.0, *, name=None):
+        """Pad the last dimensions (F.pad): ``pad = (left, right)`` for the last axis, then
+        ``(top, bottom)`` for the one before, and so on; mode "constant" (with ``value``),
+        "reflect", "replicate" or "circular". The batch axis cannot be padded."""
+        name, where = self._start("pad", name)
+        x = self._tensor(x, where, "x")
+        if not isinstance(pad, (tuple, list)) or len(pad) % 2:
+            raise TypeError(f"{where}: pad must be a tuple of an even number of ints, got {pad!r}")
+        pad = [_int(p, where, "pad entry", 0) for p in pad]
+        if len(pad) // 2 > x.ndim - 1:
+            raise ValueError(f"{where}: pad={tuple(pad)} pads {len(pad) // 2} axes, but x {list(x.shape)} "
+                             f"has only {x.ndim - 1} besides the batch")
+        pads = [0] * (2 * x.ndim)
+        for k in range(len(pad) // 2):
+            axis = x.ndim - 1 - k
+            pads[axis], pads[x.ndim + axis] = pad[2 * k], pad[2 * k + 1]
+        attrs = {"pads": tuple(pads), "mode": mode, "value": _float(value, where, "value")}
+        return self.add_node("pad", [x], attrs, name=name)
 
     def reshape(self, x, shape, *, name=None):
         """Reshape each sample: the output is ``(batch,) + shape``; one entry may be -1.

@@ -331,6 +331,26 @@ def _reshape(node, x):
     return x.reshape((x.shape[0],) + tuple(node.attrs["shape"]))
 
 
+def _transpose(node, x):
+    return np.ascontiguousarray(np.transpose(x, node.attrs["perm"]))
+
+
+_NUMPY_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad(node, x):
+    pads, mode = node.attrs["pads"], node.attrs["mode"]
+    width = [(pads[i], pads[x.ndim + i]) for i in range(x.ndim)]
+    if mode == "constant":
+        return np.pad(x, width, constant_values=np.float32(node.attrs["value"]))
+    return np.pad(x, width, mode=_NUMPY_PAD_MODES[mode])
+
+
+def _hardsigmoid(node, x):
+    y = np.float32(node.attrs["alpha"]) * x + np.float32(node.attrs["beta"])
+    return np.clip(y, np.float32(0), np.float32(1))
+
+
 KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
@@ -338,4 +358,5 @@ KERNELS = {
     "dropout": _identity, "identity": _identity, "add": _add, "mul": _mul, "concat": _concat,
     "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
     "flatten": _flatten, "reshape": _reshape,
+    "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid,
 }

@@ -47,6 +47,18 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
     flatten           x          -                                        start_dim (>= 1)
     reshape           x          -                                        shape (per sample: the
                                                                           output is (N,) + shape)
+    transpose         x          -                                        perm (a permutation of the
+                                                                          axes with perm[0] == 0)
+    pad               x          -                                        pads (begin of each axis,
+                                                                          then end of each axis, ONNX
+                                                                          order; >= 0, 0 on axis 0),
+                                                                          mode ("constant", "reflect",
+                                                                          "replicate", "circular"),
+                                                                          value (float, constant mode)
+    hardsigmoid       x          -                                        alpha, beta: clip(alpha * x
+                                                                          + beta, 0, 1) (ONNX
+                                                                          HardSigmoid; PyTorch's is
+                                                                          alpha 1/6, beta 0.5)
 
 ``activation`` is ``None`` (none fused), ``"relu"`` or ``("clip", lo, hi)`` with finite floats
 lo <= hi (ReLU6 is ``("clip", 0.0, 6.0)``): the values ``eightbit.reference.qlinear_conv`` takes,
@@ -74,6 +86,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "concat": (),
     "max_pool2d": (), "avg_pool2d": (), "global_avg_pool2d": (),
     "flatten": (), "reshape": (),
+    "transpose": (), "pad": (), "hardsigmoid": (),
 }
 
 # ops whose attrs carry an ``activation`` that the float executor applies to their result

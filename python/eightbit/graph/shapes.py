@@ -204,6 +204,37 @@ def _reshape(node: Node, shapes):
     return (x[0],) + target
 
 
+def _transpose(node: Node, shapes):
+    (x,) = shapes
+    perm = tuple(node.attrs["perm"])
+    if sorted(perm) != list(range(len(x))):
+        _fail(node, f"perm={perm} is not a permutation of the {len(x)} axes of x {format_shape(x)}")
+    if perm[0] != 0:
+        _fail(node, f"perm={perm} would move the batch dimension (perm[0] must be 0)")
+    return tuple(x[p] for p in perm)
+
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad(node: Node, shapes):
+    (x,) = shapes
+    pads, mode, rank = tuple(node.attrs["pads"]), node.attrs["mode"], len(x)
+    if len(pads) != 2 * rank:
+        _fail(node, f"pads must hold 2 * rank = {2 * rank} entries (begins, then ends), got {len(pads)}")
+    if min(pads) < 0:
+        _fail(node, f"pads must be >= 0, got {pads}")
+    if pads[0] or pads[rank]:
+        _fail(node, f"pads={pads} would pad the batch dimension (axis 0)")
+    if mode not in PAD_MODES:
+        _fail(node, f"mode must be one of {PAD_MODES}, got {mode!r}")
+    for i in range(1, rank):
+        if mode in ("reflect", "circular") and max(pads[i], pads[rank + i]) > x[i] - (mode == "reflect"):
+            _fail(node, f"{mode} padding of axis {i} by {pads[i]}, {pads[rank + i]} needs a dimension longer "
+                        f"than the padding, got {x[i]}")
+    return (x[0],) + tuple(x[i] + pads[i] + pads[rank + i] for i in range(1, rank))
+
+
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary,
@@ -212,6 +243,7 @@ _RULES = {
     "softmax": _softmax, "concat": _concat,
     "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
     "flatten": _flatten, "reshape": _reshape,
+    "transpose": _transpose, "pad": _pad, "hardsigmoid": _same,
 }
 
 

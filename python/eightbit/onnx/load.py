@@ -1,0 +1,135 @@
+"""Read an ONNX model (a path, bytes or an ``onnx.ModelProto``) and check it before conversion.
+
+``load_model`` returns a ModelProto whose initializers are all in memory (external data is read
+from the directory of the file), that passed ``onnx.checker`` and, when it could, ONNX shape
+inference. Anything else (not a protobuf, a truncated file, a missing external data file, a
+graph the checker rejects, an opset outside 11-21, an operator domain nobody defines) raises
+``OnnxImportError`` naming what was wrong; protobuf's own errors never escape.
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import OnnxImportError, require_onnx
+
+MIN_OPSET, MAX_OPSET = 11, 21
+# ai.onnx (the default), ONNX-ML, and ONNX Runtime's contrib ops (quantized models use them)
+KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def load_model(model, *, check: bool = True):
+    """The model as a checked ``onnx.ModelProto`` with its external data loaded."""
+    onnx = require_onnx()
+    if isinstance(model, onnx.ModelProto):
+        proto, where = model, "model"
+        if _has_external_data(proto):
+            raise OnnxImportError("model: its initializers refer to external data files; pass the path of "
+                                  "the .onnx file (or load it with onnx.load) so they can be found")
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        proto, where = _parse(bytes(model), "model bytes"), "model bytes"
+        if _has_external_data(proto):
+            raise OnnxImportError("model bytes: the initializers refer to external data files; pass the "
+                                  "path of the .onnx file so they can be found")
+    elif isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        where = f"ONNX file {path!r}"
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise OnnxImportError(f"{where}: cannot be read: {e.strerror or e}") from None
+        proto = _parse(data, where)
+        if _has_external_data(proto):
+            _load_external(onnx, proto, os.path.dirname(os.path.abspath(path)), where)
+    else:
+        raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+    if check:
+        check_model(proto, where)
+    return proto
+
+
+def _parse(data: bytes, where: str):
+    onnx = require_onnx()
+    if not data:
+        raise OnnxImportError(f"{where}: empty, not an ONNX model")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as e:                 # google.protobuf.message.DecodeError and friends
+        raise OnnxImportError(f"{where}: not an ONNX model, or truncated (protobuf: {e})") from None
+    if not proto.HasField("graph") or not proto.opset_import:
+        raise OnnxImportError(f"{where}: not an ONNX model (no graph or no opset_import)")
+    return proto
+
+
+def _has_external_data(proto) -> bool:
+    onnx = require_onnx()
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(proto.graph))
+
+
+def _all_tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+
+
+def _load_external(onnx, proto, base_dir: str, where: str) -> None:
+    from onnx.external_data_helper import load_external_data_for_model
+    for t in _all_tensors(proto.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        file = os.path.join(base_dir, info.get("location", ""))
+        if not info.get("location") or not os.path.isfile(file):
+            raise OnnxImportError(f"{where}: initializer {t.name!r} is stored in the external data file "
+                                  f"{info.get('location', '?')!r}, which is missing (looked in {base_dir})")
+        need = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        if need > os.path.getsize(file):
+            raise OnnxImportError(f"{where}: external data file {info['location']!r} is truncated: initializer "
+                                  f"{t.name!r} needs bytes up to {need}, the file has {os.path.getsize(file)}")
+    try:
+        load_external_data_for_model(proto, base_dir)
+    except Exception as e:
+        raise OnnxImportError(f"{where}: cannot read its external data: {e}") from None
+
+
+def opset_of(proto, domain: str = "") -> int:
+    """The model's opset version for `domain` ("" and "ai.onnx" are the same), or 0."""
+    for o in proto.opset_import:
+        if o.domain in ((domain, "ai.onnx") if domain == "" else (domain,)):
+            return int(o.version)
+    return 0
+
+
+def check_model(proto, where: str = "model") -> None:
+    """Opset and domains, then onnx.checker; OnnxImportError on the first problem."""
+    onnx = require_onnx()
+    unknown = sorted({o.domain for o in proto.opset_import if o.domain not in KNOWN_DOMAINS}
+                     | {n.domain for n in proto.graph.node if n.domain not in KNOWN_DOMAINS})
+    if unknown:
+        raise OnnxImportError(f"{where}: unknown operator domain(s) {', '.join(map(repr, unknown))}; eightbit "
+                              "reads the default ONNX domain (ai.onnx) only")
+    version = opset_of(proto)
+    if not MIN_OPSET <= version <= MAX_OPSET:
+        raise OnnxImportError(f"{where}: ONNX opset {version or 'missing'} is not supported (opsets "
+                              f"{MIN_OPSET}-{MAX_OPSET}); convert it with onnx.version_converter.convert_version")
+    try:
+        onnx.checker.check_model(proto)
+    except ValueError as e:                # the protobuf is over 2 GB: check what can be checked
+        if "2GB" not in str(e) and "2 GB" not in str(e):
+            raise OnnxImportError(f"{where}: fails the ONNX checker: {e}") from None
+    except Exception as e:                 # onnx.checker.ValidationError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"{where}: fails the ONNX checker: {first}") from None
+
+
+def infer_shapes(proto):
+    """`proto` with ONNX shape inference applied (value_info filled in), or `proto` unchanged
+    when inference fails (eightbit infers its own shapes; ONNX's are only a help)."""
+    onnx = require_onnx()
+    try:
+        return onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:
+        return proto

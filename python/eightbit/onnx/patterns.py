@@ -1,0 +1,207 @@
+"""Multi-node ONNX patterns that become one graph node (step 3 of import_float.py).
+
+A ``Match`` claims a set of ONNX nodes; its ``anchor`` (the node writing the pattern's final
+output) gives the graph node its name and output tensor, and the other nodes disappear. Every
+tensor inside a pattern must be read only inside it (and not be a graph output).
+
+* **Elementwise functions of one tensor** (``match_function``): the largest single-use sub-graph
+  of Mul / Add / Sub / Div / Pow / Erf / Tanh / HardSigmoid / Clip / Sqrt nodes, with scalar
+  constants, that computes y from ONE tensor x is evaluated (ONNX's reference implementation)
+  on probe values and compared with GELU (exact), GELU (tanh approximation) and hardswish. This
+  catches PyTorch's erf GELU ``x * 0.5 * (1 + Erf(x / 1.4142))`` in any operand order (Div by
+  sqrt 2 or Mul by 1/sqrt 2), its tanh form, and ``x * HardSigmoid(x)`` with alpha 1/6.
+* **MatMul + Add** (``match_linear``): MatMul(x, constant W [K, N]) then Add of a constant
+  [N] bias (either order) -> linear(weight W^T, bias), named as the Add.
+* **Pad into a window** (``match_pad``): Pad (constant mode, value 0, spatial axes only) whose
+  output only feeds a Conv, or an AveragePool with count_include_pad=1 and ceil_mode=0 -> the
+  pads are added to the Conv's / AveragePool's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FUNCTION_OPS = ("Mul", "Add", "Sub", "Div", "Pow", "Erf", "Tanh", "HardSigmoid", "Clip", "Sqrt")
+_CORE_OPS = ("Erf", "Tanh", "HardSigmoid", "Clip")     # a region without one is just arithmetic
+_MAX_REGION = 16
+_PROBE = np.linspace(-8.0, 8.0, 161).astype(np.float32)
+
+
+@dataclass
+class Match:
+    anchor: object             # the OnnxNode writing the final output
+    nodes: list                # every OnnxNode of the pattern (the anchor included)
+    convert: object            # convert(importer): emits the graph node(s)
+
+
+def match_all(imp, live) -> None:
+    """Find the patterns among the live nodes (outermost first) and record them on `imp`."""
+    for n in reversed(live):
+        if n.index in imp.claimed:
+            continue
+        for matcher in (match_function, match_linear, match_pad):
+            m = matcher(imp, n)
+            if m is not None and not any(k.index in imp.claimed for k in m.nodes):
+                imp.anchors[n.index] = m
+                for k in m.nodes:
+                    imp.claimed[k.index] = m
+                break
+
+
+def _producer(imp, name):
+    """The live node writing `name`, unless it is a constant or a graph input."""
+    if not name or name in imp.constable:
+        return None
+    return imp.producers.get(name)
+
+
+# ---- GELU / hardswish from elementwise sub-graphs --------------------------------------------------
+
+def _region(imp, anchor):
+    """(nodes, the one tensor input x) of the elementwise sub-graph ending at `anchor`, or None."""
+    nodes, leaves, stack = {anchor.index: anchor}, set(), [anchor]
+    while stack:
+        n = stack.pop()
+        for i, name in enumerate(n.inputs):
+            if not name:
+                continue
+            if name in imp.constable:
+                c = imp.consts.get(name)
+                if c is None or np.asarray(c).size != 1:
+                    return None
+                continue
+            p = _producer(imp, name)
+            if (p is not None and p.op in FUNCTION_OPS and p.domain in ("", "ai.onnx") and imp.single_use(name)
+                    and p.index not in imp.claimed):
+                if p.index not in nodes:
+                    nodes[p.index] = p
+                    stack.append(p)
+                    if len(nodes) > _MAX_REGION:
+                        return None
+            else:
+                leaves.add(name)
+    if len(leaves) != 1 or len(nodes) < 2 or not any(n.op in _CORE_OPS for n in nodes.values()):
+        return None
+    return sorted(nodes.values(), key=lambda n: n.index), leaves.pop()
+
+
+def _evaluate_region(imp, nodes, x_name, out_name):
+    """The region's output on the probe values, by ONNX's reference implementation."""
+    from onnx import TypeProto, helper
+    from onnx.reference import ReferenceEvaluator
+    consts = {i for n in nodes for i in n.inputs if i and i in imp.consts}
+    inits = [helper.make_node("Constant", [], [c], value=_tensor(imp.consts[c], c)) for c in sorted(consts)]
+    graph = helper.make_graph(inits + [n.proto for n in nodes], "region",
+                              [helper.make_value_info(x_name, TypeProto())],
+                              [helper.make_value_info(out_name, TypeProto())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", imp.opset)])
+    try:
+        (y,) = ReferenceEvaluator(model).run(None, {x_name: _PROBE})
+    except Exception:
+        return None
+    y = np.asarray(y, np.float64)
+    return y if y.shape == _PROBE.shape else None
+
+
+def _tensor(value, name):
+    from onnx import numpy_helper
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def _gelu(x, approximate):
+    from ..graph.float_exec import erf
+    x = x.astype(np.float64)
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+def _hardswish(x):
+    x = x.astype(np.float64)
+    return x * np.clip(x + 3, 0, 6) / 6
+
+
+_FUNCTIONS = (("gelu", {"approximate": "none"}, lambda x: _gelu(x, "none")),
+              ("gelu", {"approximate": "tanh"}, lambda x: _gelu(x, "tanh")),
+              ("hardswish", {}, _hardswish))
+
+
+def match_function(imp, anchor):
+    if anchor.op not in FUNCTION_OPS or anchor.domain not in ("", "ai.onnx") or len(anchor.outputs) != 1:
+        return None
+    found = _region(imp, anchor)
+    if found is None:
+        return None
+    nodes, x = found
+    y = _evaluate_region(imp, nodes, x, anchor.outputs[0])
+    if y is None:
+        return None
+    for op, attrs, fn in _FUNCTIONS:
+        ref = fn(_PROBE)
+        if np.max(np.abs(y - ref)) <= 2e-5 * (1 + np.abs(ref)).max():
+            def convert(imp, op=op, attrs=attrs, x=x, anchor=anchor):
+                imp.emit(anchor, op, [imp.graph.tensor(x)], dict(attrs))
+            return Match(anchor, nodes, convert)
+    return None
+
+
+# ---- MatMul + bias -> linear ------------------------------------------------------------------------
+
+def match_linear(imp, anchor):
+    if anchor.op != "Add" or len(anchor.inputs) != 2:
+        return None
+    for mm_out, bias_name in (anchor.inputs, anchor.inputs[::-1]):
+        bias = imp.consts.get(bias_name)
+        mm = _producer(imp, mm_out)
+        if bias is None or mm is None or mm.op != "MatMul" or not imp.single_use(mm_out):
+            continue
+        w = imp.consts.get(mm.inputs[1])
+        if w is None or w.ndim != 2 or mm.inputs[0] in imp.constable or w.dtype.kind != "f":
+            continue
+        n_out = w.shape[1]
+        if bias.size != n_out or (bias.ndim and bias.shape[-1] != n_out) or bias.dtype.kind != "f":
+            continue
+
+        def convert(imp, mm=mm, w=w, bias=bias, anchor=anchor):
+            x = imp.graph.tensor(mm.inputs[0])
+            imp.emit(anchor, "linear", [x], {"activation": None},
+                     {"weight": np.ascontiguousarray(w.T), "bias": bias.reshape(-1)})
+        return Match(anchor, [mm, anchor], convert)
+    return None
+
+
+# ---- Pad folded into a Conv / AveragePool -----------------------------------------------------------
+
+def match_pad(imp, anchor):
+    from .import_float import convert_avg_pool, convert_conv, pad_amounts
+    if anchor.op == "AveragePool":
+        if not anchor.attrs.get("count_include_pad", 0) or anchor.attrs.get("ceil_mode", 0):
+            return None
+    elif anchor.op != "Conv":
+        return None
+    pad_out = anchor.inputs[0]
+    pad = _producer(imp, pad_out)
+    if pad is None or pad.op != "Pad" or not imp.single_use(pad_out):
+        return None
+    if pad.attrs.get("mode", "constant") != "constant" or any(
+            i and i not in imp.consts for i in pad.inputs[1:]):
+        return None
+    if anchor.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None
+
+    def convert(imp, pad=pad, anchor=anchor):
+        x = imp.tensor(pad, 0)
+        if len(x.shape) != 4:
+            pad.fail("only a 4-D input can be folded into a window's pads")
+        pads, _, value = pad_amounts(imp, pad, 4)
+        if pads[1] or pads[5] or value != 0.0:
+            # not foldable after all: convert both nodes on their own
+            from .import_float import convert_pad
+            convert_pad(imp, pad)
+            (convert_conv if anchor.op == "Conv" else convert_avg_pool)(imp, anchor)
+            return
+        extra = (pads[2], pads[3], pads[6], pads[7])
+        (convert_conv if anchor.op == "Conv" else convert_avg_pool)(imp, anchor, x=x, extra_pads=extra)
+    return Match(anchor, [pad, anchor], convert)
