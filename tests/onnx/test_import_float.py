@@ -699,3 +699,100 @@ def test_imported_cnn_quantizes_with_30db_sqnr(rng):
     y = qm(x)
     sqnr = 10 * np.log10((ref ** 2).sum() / ((y - ref) ** 2).sum())
     assert sqnr >= 30, sqnr
+
+
+# ---- LayerNormalization ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("axis, with_bias", [(-1, True), (2, False), (-2, True)])
+def test_layer_normalization(rng, axis, with_bias):
+    inits = {"s": randn(rng, *([4, 6][axis:] if axis < 0 else [6]))}
+    inputs = ["x", "s"]
+    if with_bias:
+        inits["b"] = randn(rng, *inits["s"].shape)
+        inputs.append("b")
+    node = helper.make_node("LayerNormalization", inputs, ["y"], name="ln", axis=axis, epsilon=1e-6)
+    g = check(make_model([node], [("x", ["N", 3, 4, 6])], ["y"], inits), {"x": randn(rng, 2, 3, 4, 6, scale=3)})
+    assert ops_of(g) == ["layer_norm"]
+
+
+# ---- the shared test models: hand-built (tests/onnx/models.py) and PyTorch-exported ---------------
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "onnx"
+# what each exported file must import to: the ONNX patterns fused, every name kept
+EXPORTED_OPS = {
+    "flatten_by_shape": ["conv2d", "relu", "conv2d", "relu", "reshape", "linear"],
+    "mlp": ["linear", "relu", "linear", "relu", "linear"],
+    "transformer_ffn": ["linear", "gelu", "linear", "add"],
+    "transformer_block": ["linear", "add", "layer_norm", "linear", "gelu", "linear", "add", "layer_norm"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in DATA.glob("*.onnx")))
+def test_pytorch_exported_file(name):
+    path = DATA / f"{name}.onnx"
+    data = np.load(DATA / f"{name}.npz")
+    model = onnx.load(str(path))
+    g = from_onnx(path)
+    assert_close(g.run(data["x"]), ort_run(model, {"x": data["x"]}))
+    assert g.tensors["x"].shape[0] is None and g.outputs == [o.name for o in model.graph.output]
+    if name in EXPORTED_OPS:
+        assert ops_of(g) == EXPORTED_OPS[name]
+    onnx_names = {n.name for n in model.graph.node}
+    assert {n.name for n in g.nodes} <= onnx_names                  # no helper node was needed
+    assert not any(n.op == "Erf" for n in g.nodes)
+
+
+def test_builder_models_import_as_ort_runs(rng):
+    models = pytest.importorskip("models")
+    fused = {"mobilenet_block_hardsigmoid": "hardswish", "transformer_ffn": "gelu", "transformer_ffn_gelu20": "gelu"}
+    for name, build in models.MODELS.items():
+        model, inputs = build()
+        feeds = inputs(rng, 3)
+        g = from_onnx(model)
+        assert_close(g.run(feeds["x"]), ort_run(model, feeds))
+        if name in fused:
+            assert fused[name] in ops_of(g) and "hardsigmoid" not in ops_of(g), (name, ops_of(g))
+
+
+# ---- more batch-rule and error cases ------------------------------------------------------------
+
+def test_reshape_by_shape_of_intermediate_with_static_batch(rng):
+    nodes = [helper.make_node("Relu", ["x"], ["h"], name="relu")] + view_flatten_nodes("h", "y")
+    g = check(make_model(nodes, [("x", [2, 3, 2, 2])], ["y"]), {"x": randn(rng, 2, 3, 2, 2)})
+    assert g.tensors["y"].shape == (2, 12)
+
+
+def test_batch_sentinel_moved_by_a_reshape_is_refused():
+    """[N, 3] reshaped by a target built from Shape with the batch in dimension 1."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             const_node("perm_idx", np.array([1, 0], np.int64)),
+             helper.make_node("Gather", ["s", "perm_idx"], ["t"], name="swap", axis=0),
+             helper.make_node("Reshape", ["x", "t"], ["y"], name="r")]
+    with pytest.raises(OnnxImportError, match="'r'.*moves the batch"):
+        from_onnx(make_model(nodes, [("x", ["N", 3])], ["y"]))
+
+
+def test_converter_errors_name_the_node(rng):
+    nodes = [helper.make_node("Concat", ["x", "c"], ["y"], name="cat_with_const", axis=1)]
+    with pytest.raises(OnnxImportError, match="'cat_with_const' \\(Concat\\): constant inputs"):
+        from_onnx(make_model(nodes, [("x", ["N", 3])], ["y"], {"c": randn(rng, 1, 3)}))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv_bad", kernel_shape=[3, 3])]
+    with pytest.raises(OnnxImportError, match="'conv_bad' \\(Conv\\).*channels"):
+        from_onnx(make_model(nodes, [("x", ["N", 3, 5, 5])], ["y"], {"w": randn(rng, 2, 4, 3, 3)}))
+
+
+def test_dead_nodes_and_unused_dropout_mask_are_ignored(rng):
+    nodes = [helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop"),
+             helper.make_node("Sin", ["x"], ["dead"], name="sin_unused"),
+             helper.make_node("Relu", ["d"], ["y"], name="relu")]
+    model = make_model(nodes, [("x", ["N", 4])], ["y"])
+    g = check(model, {"x": randn(rng, 2, 4)})
+    assert ops_of(g) == ["dropout", "relu"]
+
+
+def test_from_onnx_does_not_need_onnx_to_import_eightbit():
+    import subprocess
+    import sys
+    code = "import sys, eightbit; assert 'onnx' not in sys.modules; print(eightbit.from_onnx.__doc__[:6])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -182,6 +182,27 @@ class Builders:
         consts = {"mean": mean, "var": var, "weight": weight, "bias": bias}
         return self.add_node("batch_norm2d", [x], {"eps": eps}, consts, name=name)
 
+    def layer_norm(self, x, normalized_shape, weight=None, bias=None, eps=1e-5, *, name=None):
+        """Normalize over the last dimensions ``normalized_shape`` (F.layer_norm):
+        ``(x - mean) / sqrt(var + eps) * weight + bias``, biased variance; weight and bias, of
+        shape normalized_shape, are optional. The batch dimension is never normalized over."""
+        name, where = self._start("layer_norm", name)
+        x = self._tensor(x, where, "x")
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (normalized_shape,)
+        if not isinstance(normalized_shape, (tuple, list)):
+            raise TypeError(f"{where}: normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}")
+        ns = tuple(_int(d, where, "normalized_shape entry", 1) for d in normalized_shape)
+        eps = _float(eps, where, "eps")
+        if eps <= 0:
+            raise ValueError(f"{where}: eps must be > 0, got {eps}")
+        consts = {}
+        if weight is not None:
+            consts["weight"] = const_array(weight, where, "weight")
+        if bias is not None:
+            consts["bias"] = const_array(bias, where, "bias")
+        return self.add_node("layer_norm", [x], {"normalized_shape": ns, "eps": eps}, consts, name=name)
+
     # -- activations --
 
     def relu(self, x, *, name=None):

@@ -351,6 +351,19 @@ def _hardsigmoid(node, x):
     return np.clip(y, np.float32(0), np.float32(1))
 
 
+def _layer_norm(node, x):
+    axes = tuple(range(x.ndim - len(node.attrs["normalized_shape"]), x.ndim))
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    var = np.square(x64 - mean).mean(axis=axes, keepdims=True)
+    y = (x64 - mean) / np.sqrt(var + node.attrs["eps"])
+    if "weight" in node.consts:
+        y = y * node.consts["weight"]
+    if "bias" in node.consts:
+        y = y + node.consts["bias"]
+    return y.astype(np.float32)
+
+
 KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
@@ -358,5 +371,5 @@ KERNELS = {
     "dropout": _identity, "identity": _identity, "add": _add, "mul": _mul, "concat": _concat,
     "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
     "flatten": _flatten, "reshape": _reshape,
-    "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid,
+    "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid, "layer_norm": _layer_norm,
 }

@@ -55,6 +55,8 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
                                                                           mode ("constant", "reflect",
                                                                           "replicate", "circular"),
                                                                           value (float, constant mode)
+    layer_norm        x [N, ..]  weight, bias [normalized_shape]?         normalized_shape (the last
+                                                                          dims, not the batch), eps
     hardsigmoid       x          -                                        alpha, beta: clip(alpha * x
                                                                           + beta, 0, 1) (ONNX
                                                                           HardSigmoid; PyTorch's is
@@ -86,7 +88,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "concat": (),
     "max_pool2d": (), "avg_pool2d": (), "global_avg_pool2d": (),
     "flatten": (), "reshape": (),
-    "transpose": (), "pad": (), "hardsigmoid": (),
+    "transpose": (), "pad": (), "hardsigmoid": (), "layer_norm": ("weight?", "bias?"),
 }
 
 # ops whose attrs carry an ``activation`` that the float executor applies to their result

@@ -235,6 +235,18 @@ def _pad(node: Node, shapes):
     return (x[0],) + tuple(x[i] + pads[i] + pads[rank + i] for i in range(1, rank))
 
 
+def _layer_norm(node: Node, shapes):
+    (x,) = shapes
+    ns = tuple(node.attrs["normalized_shape"])
+    if not 1 <= len(ns) < len(x) or tuple(x[len(x) - len(ns):]) != ns:
+        _fail(node, f"normalized_shape={ns} must be the last dimensions of x {format_shape(x)} (not the batch)")
+    for key in ("weight", "bias"):
+        v = node.consts.get(key)
+        if v is not None and v.shape != ns:
+            _fail(node, f"{key} must have shape {list(ns)} (normalized_shape), got {list(v.shape)}")
+    return x
+
+
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary,
@@ -243,7 +255,7 @@ _RULES = {
     "softmax": _softmax, "concat": _concat,
     "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
     "flatten": _flatten, "reshape": _reshape,
-    "transpose": _transpose, "pad": _pad, "hardsigmoid": _same,
+    "transpose": _transpose, "pad": _pad, "hardsigmoid": _same, "layer_norm": _layer_norm,
 }
 
 

@@ -549,6 +549,20 @@ def convert_batch_norm(imp: Importer, n: OnnxNode) -> None:
     imp.emit(n, "batch_norm2d", [x], {"eps": eps}, consts)
 
 
+def convert_layer_norm(imp: Importer, n: OnnxNode) -> None:
+    x = imp.tensor(n, 0)
+    imp.only_first_output(n)
+    rank = len(x.shape)
+    axis = _axis(n, int(n.attrs.get("axis", -1)), rank)
+    _not_batch(n, axis, "axis (LayerNormalization normalizes every dimension from axis on)")
+    ns = tuple(x.shape[axis:])
+    consts = {"weight": np.broadcast_to(imp.need_const(n, 1, "scale"), ns)}
+    if len(n.inputs) > 2 and n.inputs[2]:
+        consts["bias"] = np.broadcast_to(imp.need_const(n, 2, "bias"), ns)
+    attrs = {"normalized_shape": ns, "eps": float(n.attrs.get("epsilon", 1e-5))}
+    imp.emit(n, "layer_norm", [x], attrs, consts)
+
+
 def _pool_common(imp: Importer, n: OnnxNode, x, extra_pads=(0, 0, 0, 0)):
     _spatial_rank_2(n, len(x.shape))
     kernel = _ints(n, "kernel_shape", (), 2)
@@ -786,6 +800,7 @@ CONVERTERS = {
     "Relu": convert_unary, "Sigmoid": convert_unary, "Tanh": convert_unary, "HardSwish": convert_unary,
     "Identity": convert_unary, "LeakyRelu": convert_leaky_relu, "HardSigmoid": convert_hardsigmoid,
     "Gelu": convert_gelu, "Clip": convert_clip, "BatchNormalization": convert_batch_norm,
+    "LayerNormalization": convert_layer_norm,
     "MaxPool": convert_max_pool, "AveragePool": convert_avg_pool, "GlobalAveragePool": convert_global_avg_pool,
     "GlobalMaxPool": convert_global_max_pool, "Flatten": convert_flatten, "Reshape": convert_reshape,
     "Squeeze": convert_squeeze, "Unsqueeze": convert_unsqueeze, "Transpose": convert_transpose,
