@@ -175,7 +175,8 @@ class Importer:
                     continue
                 shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
                 if not shape:
-                    raise OnnxImportError(f"input {vi.name!r} is a scalar; eightbit inputs start with a batch dimension")
+                    raise OnnxImportError(f"input {vi.name!r} is a scalar; eightbit inputs start with a batch "
+                                          "dimension")
                 free = [f"dim {i} ({d.dim_param or '?'})" for i, (s, d) in enumerate(zip(shape, tt.shape.dim))
                         if i and s is None]
                 if free:
