@@ -796,3 +796,29 @@ def test_from_onnx_does_not_need_onnx_to_import_eightbit():
     code = "import sys, eightbit; assert 'onnx' not in sys.modules; print(eightbit.from_onnx.__doc__[:6])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("affine, opset, square", [(True, 13, "Pow"), (False, 13, "Mul"), (True, 18, "Pow")])
+def test_layer_norm_written_out_is_one_node(rng, affine, opset, square):
+    """LayerNorm as torch exports it before opset 17 (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div)."""
+    if opset >= 18:
+        rm = lambda i, o, n: helper.make_node("ReduceMean", [i, "axes"], [o], name=n)  # noqa: E731
+    else:
+        rm = lambda i, o, n: helper.make_node("ReduceMean", [i], [o], name=n, axes=[-1])  # noqa: E731
+    nodes = [rm("x", "mean", "/ln/ReduceMean"),
+             helper.make_node("Sub", ["x", "mean"], ["d"], name="/ln/Sub"),
+             helper.make_node("Pow", ["d", "two"], ["sq"], name="/ln/Pow") if square == "Pow"
+             else helper.make_node("Mul", ["d", "d"], ["sq"], name="/ln/Pow"),
+             rm("sq", "var", "/ln/ReduceMean_1"),
+             helper.make_node("Add", ["var", "eps"], ["ve"], name="/ln/Add"),
+             helper.make_node("Sqrt", ["ve"], ["sd"], name="/ln/Sqrt"),
+             helper.make_node("Div", ["d", "sd"], ["n" if affine else "y"], name="/ln/Div")]
+    inits = {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32),
+             "axes": np.array([-1], np.int64)}
+    if affine:
+        nodes += [helper.make_node("Mul", ["n", "gamma"], ["ng"], name="/ln/Mul"),
+                  helper.make_node("Add", ["ng", "beta"], ["y"], name="/ln/Add_1")]
+        inits.update(gamma=randn(rng, 8), beta=randn(rng, 8))
+    g = check(make_model(nodes, [("x", ["N", 5, 8])], ["y"], inits, opset=opset), {"x": randn(rng, 2, 5, 8, scale=3)})
+    assert [(n.op, n.name, n.output) for n in g.nodes] == [
+        ("layer_norm", "/ln/Add_1" if affine else "/ln/Div", "y")]

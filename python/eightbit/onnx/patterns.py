@@ -12,6 +12,9 @@ tensor inside a pattern must be read only inside it (and not be a graph output).
   sqrt 2 or Mul by 1/sqrt 2), its tanh form, and ``x * HardSigmoid(x)`` with alpha 1/6.
 * **MatMul + Add** (``match_linear``): MatMul(x, constant W [K, N]) then Add of a constant
   [N] bias (either order) -> linear(weight W^T, bias), named as the Add.
+* **LayerNorm written out** (``match_layer_norm``), as exporters write it before opset 17:
+  ``d = x - ReduceMean(x)``, ``d / Sqrt(ReduceMean(Pow(d, 2)) + eps)`` over the last axes, then
+  optionally ``* gamma`` and ``+ beta`` (constants) -> layer_norm, named as the last node.
 * **Pad into a window** (``match_pad``): Pad (constant mode, value 0, spatial axes only) whose
   output only feeds a Conv, or an AveragePool with count_include_pad=1 and ceil_mode=0 -> the
   pads are added to the Conv's / AveragePool's.
@@ -41,7 +44,7 @@ def match_all(imp, live) -> None:
     for n in reversed(live):
         if n.index in imp.claimed:
             continue
-        for matcher in (match_function, match_linear, match_pad):
+        for matcher in (match_function, match_linear, match_layer_norm, match_pad):
             m = matcher(imp, n)
             if m is not None and not any(k.index in imp.claimed for k in m.nodes):
                 imp.anchors[n.index] = m
@@ -170,6 +173,102 @@ def match_linear(imp, anchor):
                      {"weight": np.ascontiguousarray(w.T), "bias": bias.reshape(-1)})
         return Match(anchor, [mm, anchor], convert)
     return None
+
+
+# ---- LayerNorm from ReduceMean / Sub / Pow / Sqrt / Div ------------------------------------------
+
+def _split_const(imp, n):
+    """(tensor input, constant value) of a binary node with exactly one constant operand, else None."""
+    if len(n.inputs) != 2:
+        return None
+    a, b = n.inputs
+    if b in imp.consts and a not in imp.constable:
+        return a, imp.consts[b]
+    if a in imp.consts and b not in imp.constable and n.op in ("Add", "Mul"):
+        return b, imp.consts[a]
+    return None
+
+
+def _reduce_axes(imp, n):
+    """The axes of a keepdims ReduceMean as a sorted tuple of negative axes, or None."""
+    if n.op != "ReduceMean" or not n.attrs.get("keepdims", 1):
+        return None
+    axes = n.attrs.get("axes")
+    if axes is None and len(n.inputs) > 1 and n.inputs[1]:
+        axes = imp.consts.get(n.inputs[1])
+    if axes is None:
+        return None
+    return tuple(sorted(int(a) for a in np.asarray(axes).reshape(-1)))
+
+
+def _ln_core(imp, div):
+    """(nodes, x, axes, eps) when `div` divides x - mean(x) by sqrt(var(x) + eps), else None."""
+    if div.op != "Div" or len(div.inputs) != 2:
+        return None
+    d_name, s_name = div.inputs
+    sub, sqrt = _producer(imp, d_name), _producer(imp, s_name)
+    if sub is None or sqrt is None or sub.op != "Sub" or sqrt.op != "Sqrt" or not imp.single_use(s_name):
+        return None
+    x, m_name = sub.inputs
+    mean = _producer(imp, m_name)
+    add = _producer(imp, sqrt.inputs[0])
+    if mean is None or add is None or add.op != "Add" or mean.inputs[0] != x or not imp.single_use(m_name):
+        return None
+    axes = _reduce_axes(imp, mean)
+    split = _split_const(imp, add)
+    if axes is None or split is None or np.asarray(split[1]).size != 1 or not imp.single_use(add.outputs[0]):
+        return None
+    v_name, eps = split
+    var = _producer(imp, v_name)
+    if var is None or _reduce_axes(imp, var) != axes or not imp.single_use(v_name):
+        return None
+    sq = _producer(imp, var.inputs[0])
+    if sq is None or not imp.single_use(sq.outputs[0]):
+        return None
+    squares = (sq.op == "Pow" and sq.inputs[0] == d_name and np.asarray(imp.consts.get(sq.inputs[1], 0)).size == 1
+               and float(np.asarray(imp.consts.get(sq.inputs[1], 0)).reshape(())) == 2.0) or \
+        (sq.op == "Mul" and sq.inputs == [d_name, d_name])
+    # d is read by the square and the division only
+    if not squares or imp.uses.get(d_name) != 2 or d_name in imp.output_names:
+        return None
+    return [mean, sub, sq, var, add, sqrt, div], x, axes, float(np.asarray(eps).reshape(()))
+
+
+def match_layer_norm(imp, anchor):
+    gamma = beta = None
+    n, chain = anchor, []
+    if n.op == "Add" and (split := _split_const(imp, n)) is not None:
+        p = _producer(imp, split[0])
+        if p is not None and p.op == "Mul" and imp.single_use(split[0]):
+            beta, chain, n = split[1], [n], p
+    if n.op == "Mul" and (split := _split_const(imp, n)) is not None:
+        p = _producer(imp, split[0])
+        if p is not None and p.op == "Div" and imp.single_use(split[0]):
+            gamma, chain, n = split[1], chain + [n], p
+    if beta is not None and gamma is None:
+        return None
+    core = _ln_core(imp, n)
+    if core is None:
+        return None
+    nodes, x, axes, eps = core
+
+    def convert(imp, x=x, axes=axes, eps=eps, gamma=gamma, beta=beta, anchor=anchor):
+        t = imp.graph.tensor(x)
+        rank = len(t.shape)
+        if axes != tuple(range(-len(axes), 0)) and axes != tuple(range(rank - len(axes), rank)):
+            anchor.fail(f"a LayerNorm written out over axes {list(axes)}: only the last axes are supported")
+        if len(axes) >= rank:
+            anchor.fail("a LayerNorm written out over the batch dimension is not supported")
+        ns = tuple(t.shape[rank - len(axes):])
+        consts = {}
+        for key, v in (("weight", gamma), ("bias", beta)):
+            if v is not None:
+                v = np.asarray(v)
+                while v.ndim > len(ns) and v.shape[0] == 1:
+                    v = v.reshape(v.shape[1:])
+                consts[key] = np.broadcast_to(v, ns)
+        imp.emit(anchor, "layer_norm", [t], {"normalized_shape": ns, "eps": eps}, consts)
+    return Match(anchor, nodes + chain, convert)
 
 
 # ---- Pad folded into a Conv / AveragePool -----------------------------------------------------------
