@@ -822,3 +822,16 @@ def test_layer_norm_written_out_is_one_node(rng, affine, opset, square):
     g = check(make_model(nodes, [("x", ["N", 5, 8])], ["y"], inits, opset=opset), {"x": randn(rng, 2, 5, 8, scale=3)})
     assert [(n.op, n.name, n.output) for n in g.nodes] == [
         ("layer_norm", "/ln/Add_1" if affine else "/ln/Div", "y")]
+
+
+def test_keep_tensors_blocks_fusions(rng):
+    from eightbit.onnx.import_float import import_float
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["mm"], name="mm"),
+             helper.make_node("Add", ["mm", "b"], ["h"], name="add")] + _erf_gelu_nodes("torch")
+    model = make_model(nodes, [("x", ["N", 3, 4])], ["y"], {"W": randn(rng, 4, 6), "b": randn(rng, 6)})
+    assert ops_of(import_float(model)) == ["linear", "gelu"]
+    with pytest.raises(OnnxImportError, match="Erf"):
+        import_float(model, keep_tensors={"mm", "e"})
+    model = make_model(nodes[:2], [("x", ["N", 3, 4])], ["h"], {"W": randn(rng, 4, 6), "b": randn(rng, 6)})
+    g = import_float(model, keep_tensors={"mm"})
+    assert [(n.name, n.op, n.output) for n in g.nodes] == [("mm", "matmul", "mm"), ("add", "add", "h")]

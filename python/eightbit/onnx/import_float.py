@@ -64,15 +64,19 @@ class OnnxNode:
         raise OnnxImportError(f"{self.where}: {message}")
 
 
-def import_float(model_proto, *, input_shapes=None) -> Graph:
-    """The float eightbit Graph of a float ONNX model (see the module docstring)."""
-    return Importer(model_proto, input_shapes).run()
+def import_float(model_proto, *, input_shapes=None, keep_tensors=()) -> Graph:
+    """The float eightbit Graph of a float ONNX model (see the module docstring).
+
+    ``keep_tensors``: names of tensors that must remain graph tensors, so no pattern fuses them
+    away (the quantized importer passes the tensors its model quantizes: a MatMul output with
+    its own scale must not vanish into a MatMul + Add -> linear fusion)."""
+    return Importer(model_proto, input_shapes, keep_tensors).run()
 
 
 class Importer:
     """The state of one import: constants, the graph being built, and the node list."""
 
-    def __init__(self, proto, input_shapes=None):
+    def __init__(self, proto, input_shapes=None, keep_tensors=()):
         onnx = require_onnx()
         from onnx import helper, numpy_helper
         self.proto = proto
@@ -95,6 +99,7 @@ class Importer:
             | {i.name for i in og.input} | set(self.output_names)
         self._fresh_k = 0
         self.input_shapes = dict(input_shapes or {})
+        self.keep = set(keep_tensors)
         self.fold_batch = fold.BATCH_SENTINEL
         self.claimed: dict[int, object] = {}          # node index -> the pattern Match claiming it
         self.anchors: dict[int, object] = {}          # anchor node index -> its Match
@@ -332,8 +337,9 @@ class Importer:
         return self.graph.add_node(op, inputs, attrs, consts, name=name, output_name=out)
 
     def single_use(self, name: str) -> bool:
-        """Read by exactly one live node and not a graph output."""
-        return self.uses.get(name, 0) == 1 and name not in self.output_names
+        """Read by exactly one live node, not a graph output, not to be kept: a pattern may
+        swallow it."""
+        return self.uses.get(name, 0) == 1 and name not in self.output_names and name not in self.keep
 
     def only_first_output(self, n: OnnxNode) -> None:
         extra = [o for o in n.outputs[1:] if o and self.uses.get(o, 0)]

@@ -2,7 +2,8 @@
 
 A ``Match`` claims a set of ONNX nodes; its ``anchor`` (the node writing the pattern's final
 output) gives the graph node its name and output tensor, and the other nodes disappear. Every
-tensor inside a pattern must be read only inside it (and not be a graph output).
+tensor inside a pattern must be read only inside it (and not be a graph output, nor one of the
+``keep_tensors`` given to import_float).
 
 * **Elementwise functions of one tensor** (``match_function``): the largest single-use sub-graph
   of Mul / Add / Sub / Div / Pow / Erf / Tanh / HardSigmoid / Clip / Sqrt nodes, with scalar
@@ -229,7 +230,7 @@ def _ln_core(imp, div):
                and float(np.asarray(imp.consts.get(sq.inputs[1], 0)).reshape(())) == 2.0) or \
         (sq.op == "Mul" and sq.inputs == [d_name, d_name])
     # d is read by the square and the division only
-    if not squares or imp.uses.get(d_name) != 2 or d_name in imp.output_names:
+    if not squares or imp.uses.get(d_name) != 2 or d_name in imp.output_names or d_name in imp.keep:
         return None
     return [mean, sub, sq, var, add, sqrt, div], x, axes, float(np.asarray(eps).reshape(()))
 
