@@ -240,10 +240,11 @@ def _lut_model(name, seed, record_attrs):
     g.output(_LUT_FUNCTIONS[name](g, x))
     calib = (rng.normal(size=(8, 256)) * rng.uniform(0.5, 6) + rng.uniform(-1, 1)).astype(np.float32)
     qm = eb.quantize(g, [calib], activation_dtype=dt)
-    if record_attrs:  # what the plan would hold if the quantizer recorded the node's parameters
-        for step in qm.plan.steps:
-            if step.op == "lut":
-                step.attrs["attrs"] = dict(g.nodes[0].attrs)
+    for step in qm.plan.steps:
+        if step.op == "lut":
+            assert step.attrs["attrs"] == dict(g.nodes[0].attrs)   # the quantizer records the float op
+            if not record_attrs:                 # as in a plan written before it did
+                del step.attrs["attrs"]
     xs = qm.plan.tensors[qm.plan.steps[0].output]
     codes = np.arange(256, dtype=np.uint8).view(np.dtype(dt)).astype(np.int32)
     return qm, (np.float32(xs.scale) * (codes - xs.zero_point).astype(np.float32))[None]

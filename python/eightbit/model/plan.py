@@ -24,7 +24,8 @@ max_pool            MaxPool (output keeps the input's quantization); attrs: kern
 avg_pool            QLinearAveragePool; attrs: kernel, strides, pads, ceil_mode, count_include_pad
 global_avg_pool     QLinearGlobalAveragePool, output [N, 1, 1, C]
 concat              QLinearConcat; attrs: axis (of the plan's layout)
-lut                 256-entry table lookup; consts: ``table`` of the output dtype
+lut                 256-entry table lookup; consts: ``table`` of the output dtype; attrs: the
+                    float op it tabulates (``function``, and its ``attrs``; informative)
 reshape             attrs: shape (batch dim as -1 or None); a 4-D NHWC input is put back in
                     NCHW order first, so the result is the float graph's reshape
 softmax             float32 -> float32 along attrs["axis"]

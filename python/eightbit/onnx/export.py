@@ -149,6 +149,8 @@ def _lut_function(step: Step):
         return "LeakyRelu", {"alpha": float(params["negative_slope"])}, None
     if fn == "gelu":
         return "Gelu", {"approximate": params.get("approximate", "none")}, None
+    if fn == "hardsigmoid":
+        return "HardSigmoid", {"alpha": float(params["alpha"]), "beta": float(params["beta"])}, None
     return None
 
 

@@ -8,7 +8,8 @@ BatchNormalization, add/mul -> Add/Mul (a constant operand as an initializer), r
 tanh / hardswish / leaky_relu -> their op, relu6 / clip -> Clip, gelu -> Gelu (opset 20),
 softmax -> Softmax, concat -> Concat, pools -> MaxPool / AveragePool / GlobalAveragePool,
 flatten(1) -> Flatten, other flatten / reshape -> Reshape (dim 0 copied: the batch),
-dropout / identity -> Identity. A fused ``activation`` attribute (a prepared graph) becomes a
+dropout / identity -> Identity, transpose -> Transpose, hardsigmoid -> HardSigmoid, layer_norm ->
+LayerNormalization (opset 17), pad -> Pad (circular: mode "wrap", opset 19). A fused ``activation`` attribute (a prepared graph) becomes a
 Relu / Clip after the node.
 """
 from __future__ import annotations
@@ -162,6 +163,23 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
     elif op in ("flatten", "reshape"):
         shape = [0] * a["start_dim"] + [-1] if op == "flatten" else [0] + list(a["shape"])
         b.node("Reshape", [x[0], b.const(f"{name}.shape", shape, np.int64)], [out], name)
+    elif op == "transpose":
+        b.node("Transpose", [x[0]], [out], name, perm=list(a["perm"]))
+    elif op == "hardsigmoid":
+        b.node("HardSigmoid", [x[0]], [out], name, alpha=float(a["alpha"]), beta=float(a["beta"]))
+    elif op == "layer_norm":
+        ns = tuple(a["normalized_shape"])
+        scale = c("weight") if "weight" in consts else b.const(f"{name}.weight", np.ones(ns, np.float32))
+        b.node("LayerNormalization", [x[0], scale] + ([c("bias")] if "bias" in consts else []), [out], name,
+               axis=-len(ns), epsilon=float(a["eps"]))
+    elif op == "pad":
+        mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[a["mode"]]
+        if mode == "wrap" and b.opset < 19:
+            raise ValueError(f"{name}: circular padding (Pad mode 'wrap') needs opset >= 19, got opset={b.opset}")
+        ins = [x[0], b.const(f"{name}.pads", list(a["pads"]), np.int64)]
+        if mode == "constant":
+            ins.append(b.const(f"{name}.value", a["value"], np.float32))
+        b.node("Pad", ins, [out], name, mode=mode)
     else:
         raise NotImplementedError(f"{name}: no ONNX export for op {op!r}")
     if act == "relu":

@@ -149,7 +149,7 @@ def import_quantized(model) -> QuantizedModel:
         raise ValueError(f"dynamically quantized models ({', '.join(dynamic)}) are not supported yet: "
                          "import the float model and use eb.quantize(..., dynamic=True)")
     stripped = strip_qdq(qoperator_to_qdq(model))
-    graph = import_float(stripped.model)
+    graph = import_float(stripped.model, keep_tensors=stripped.tensor_qparams)
     qparams = {k: v for k, v in stripped.tensor_qparams.items() if k in graph.tensors}
     prepared = fuse_unquantized_activations(remove_identities(graph), qparams)
     params = GivenQParams(qparams, stripped.node_qparams)
