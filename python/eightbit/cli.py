@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 import eightbit as eb
+from eightbit.calibrate import METHODS
 
 
 def _cmd_info(args) -> int:
@@ -84,26 +85,132 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _input_shape(text: str) -> tuple:
+    """``name=N,3,224,224`` (N or ? for a free batch) -> (name, shape)."""
+    name, sep, dims = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        shape = tuple(None if d.strip() in ("N", "?") else int(d) for d in dims.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected name=d0,d1,... (N for a free batch), got {text!r}") from None
+    return name, shape
+
+
+def _sqnr_db(want: np.ndarray, got: np.ndarray) -> float:
+    noise = float(np.sum((want.astype(np.float64) - got) ** 2))
+    return float("inf") if noise == 0 else 10 * float(np.log10(np.sum(want.astype(np.float64) ** 2) / noise))
+
+
+def _cmd_quantize(args) -> int:
+    """ONNX (float, or already quantized) -> .eb, and optionally back to ONNX."""
+    from .calibrate import CalibrationFiles
+
+    model = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
+    if isinstance(model, eb.QuantizedModel):
+        if args.calib or args.dynamic or args.exclude:
+            print("note: the model is already quantized; --calib, --dynamic and --exclude are ignored")
+        qm, graph = model, None
+        print(f"imported a quantized model: {len(qm.plan.steps)} steps")
+    else:
+        graph = model
+        if args.calib is None and not args.dynamic:
+            raise SystemExit("eightbit quantize: static quantization needs --calib (or --dynamic)")
+        calib = None if args.dynamic else CalibrationFiles(args.calib, graph.inputs, args.batch_size)
+        qm = eb.quantize(graph, calib, method=args.method, percentile=args.percentile,
+                         per_channel=not args.per_tensor, activation_dtype=args.activation_dtype,
+                         requant=args.requant, exclude=args.exclude, dynamic=args.dynamic)
+        float_bytes = sum(v.nbytes for n in graph.nodes for v in n.consts.values())
+        kept = [s.source for s in qm.plan.steps if s.op == "float"]
+        print(f"quantized {len(graph.nodes)} nodes into {len(qm.plan.steps)} steps; "
+              f"{len(kept)} stay float32" + (f" ({', '.join(kept[:8])}{', ...' if len(kept) > 8 else ''})" if kept else ""))
+        print(f"weights: float32 {float_bytes} bytes -> {qm.size_bytes} bytes ({float_bytes / max(qm.size_bytes, 1):.1f}x smaller)")
+        if calib is not None:
+            feeds = next(iter(calib))
+            want, got = graph.run(feeds, return_all=False), qm.run(feeds)
+            want = want if isinstance(want, dict) else {graph.outputs[0]: want}
+            for name in graph.outputs:
+                print(f"output {name!r}: SQNR {_sqnr_db(want[name], got[name]):.1f} dB against float32 "
+                      f"on the first calibration batch")
+    qm.save(args.output)
+    print(f"wrote {args.output}")
+    if args.onnx_out:
+        eb.to_onnx(qm, args.onnx_out, format=args.onnx_format)
+        print(f"wrote {args.onnx_out} (ONNX, {args.onnx_format})")
+    return 0
+
+
+def _random_feeds(shapes: dict, batch: int, rng) -> dict:
+    return {name: rng.standard_normal((batch,) + tuple(shape[1:])).astype(np.float32) for name, shape in shapes.items()}
+
+
+def _timings(fn, seconds: float) -> np.ndarray:
+    fn()
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 5:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return np.asarray(times)
+
+
+def _onnx_baseline(args):
+    """(label, make_fn(feeds, threads)) for the model as ONNX Runtime runs it, or None without it."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+
+    def make(feeds, threads):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
+        return lambda: sess.run(None, feeds)
+    return make
+
+
 def _cmd_bench(args) -> int:
-    """Latency percentiles and throughput of a model on random inputs, by batch and threads."""
-    qm = eb.load(args.model)
-    spec = qm.plan.tensors[qm.plan.inputs[0]]
+    """Latency percentiles and throughput by batch size and thread count: a .eb model alone; an
+    ONNX model as eightbit int8 beside ONNX Runtime running the ONNX file (fp32, or the same int8
+    model when the file is already quantized), with the speed-up."""
     rng = np.random.default_rng(0)
+    baseline = None
+    if str(args.model).endswith(".onnx"):
+        from .calibrate import CalibrationFiles
+
+        model = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
+        baseline = _onnx_baseline(args)
+        if isinstance(model, eb.QuantizedModel):
+            qm, base_label = model, "ORT int8"
+        else:
+            shapes = {n: model.tensors[n].shape for n in model.inputs}
+            if args.calib:
+                calib = CalibrationFiles(args.calib, model.inputs, 32)
+            else:
+                print("note: no --calib given: calibrated on random N(0, 1) inputs (timing only, not accuracy)")
+                calib = [_random_feeds(shapes, 8, rng) for _ in range(4)]
+            qm, base_label = eb.quantize(model, calib), "ORT fp32"
+            if baseline is None:
+                baseline, base_label = (lambda feeds, threads: lambda: model.run(feeds)), "NumPy fp32"
+    else:
+        qm = eb.load(args.model)
+    shapes = {n: qm.plan.tensors[n].shape for n in qm.plan.inputs}
     before = eb.cpu_info()["num_threads"]
-    print(f"{'batch':>5} {'threads':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'samples/s':>10}")
+    head = f"{'batch':>5} {'threads':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'samples/s':>10}"
+    print(head + (f" {base_label + ' p50 ms':>16} {'speed-up':>8}" if baseline else ""))
     try:
         for threads in args.threads:
             eb.set_num_threads(threads)
             for batch in args.batch:
-                x = rng.standard_normal((batch,) + tuple(spec.shape[1:])).astype(np.float32)
-                qm(x)
-                times, start = [], time.perf_counter()
-                while time.perf_counter() - start < args.seconds or len(times) < 5:
-                    t = time.perf_counter()
-                    qm(x)
-                    times.append(time.perf_counter() - t)
+                feeds = _random_feeds(shapes, batch, rng)
+                times = _timings(lambda: qm.run(feeds), args.seconds)
                 p50, p90, p99 = np.percentile(times, [50, 90, 99]) * 1e3
-                print(f"{batch:>5} {threads:>7} {p50:>8.3f} {p90:>8.3f} {p99:>8.3f} {batch / np.median(times):>10.0f}")
+                line = f"{batch:>5} {threads:>7} {p50:>8.3f} {p90:>8.3f} {p99:>8.3f} {batch / np.median(times):>10.0f}"
+                if baseline:
+                    base = np.median(_timings(baseline(feeds, threads), args.seconds)) * 1e3
+                    line += f" {base:>16.3f} {base / p50:>7.2f}x"
+                print(line)
     finally:
         eb.set_num_threads(before)
     return 0
@@ -123,8 +230,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True)
     run.add_argument("--output", help="write the output with numpy.save (default: print it)")
     run.set_defaults(func=_cmd_run)
-    bench = sub.add_parser("bench", help="latency percentiles and throughput of a .eb model")
-    bench.add_argument("model")
+    quantize = sub.add_parser("quantize", help="quantize an ONNX model (or import a quantized one) to .eb")
+    quantize.add_argument("model", help="an ONNX file: float, or already quantized (QDQ / QOperator)")
+    quantize.add_argument("--calib", help="calibration data: a .npy (samples of the one input), a .npz (an array "
+                                          "per input name) or a folder of them")
+    quantize.add_argument("--batch-size", type=int, default=32, help="calibration samples per batch (default 32)")
+    quantize.add_argument("--method", default="minmax", choices=list(METHODS))
+    quantize.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+    quantize.add_argument("--per-tensor", action="store_true", help="one weight scale per layer (default: per channel)")
+    quantize.add_argument("--activation-dtype", default="uint8", choices=["uint8", "int8"])
+    quantize.add_argument("--requant", default="float", choices=["float", "fixed"])
+    quantize.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names that stay float32")
+    quantize.add_argument("--dynamic", action="store_true", help="dynamic quantization (no calibration)")
+    quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
+                          help="fix an input's symbolic dimensions (N for a free batch)")
+    quantize.add_argument("-o", "--output", required=True, help="the .eb file to write")
+    quantize.add_argument("--onnx-out", help="also write the quantized model as ONNX")
+    quantize.add_argument("--onnx-format", default="qdq", choices=["qdq", "qoperator"])
+    quantize.set_defaults(func=_cmd_quantize)
+    bench = sub.add_parser("bench", help="latency and throughput of a .eb model, or of an ONNX model as eightbit int8 "
+                                         "beside ONNX Runtime")
+    bench.add_argument("model", help="a .eb file or an ONNX file")
+    bench.add_argument("--calib", help="calibration data for a float ONNX model (default: random inputs)")
+    bench.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...")
     bench.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     bench.add_argument("--threads", type=int, nargs="+", default=[1, eb.cpu_info()["num_threads"]])
     bench.add_argument("--seconds", type=float, default=1.0)
