@@ -336,6 +336,13 @@ def our_mode(eb, model: str) -> str:
 
 
 _QM: dict = {}
+VIA_ONNX = False   # model_table.py --via-onnx: our graph is eb.from_onnx of the exported float model
+
+
+def our_graph(eb, model: str):
+    """The float graph eightbit quantizes: the builder's, or (VIA_ONNX) the ONNX importer's
+    reading of the same float model ORT runs."""
+    return eb.from_onnx(onnx_fp32(model)) if VIA_ONNX else graph(model)
 
 
 def quantized(eb, model: str):
@@ -343,7 +350,7 @@ def quantized(eb, model: str):
     Raises what eb.quantize raises (e.g. ImportError while eightbit.calibrate is missing)."""
     if model not in _QM:
         kw = {"dynamic": True} if our_mode(eb, model) == "dynamic" else {}
-        _QM[model] = eb.quantize(graph(model), list(calibration_batches(model)), **kw)
+        _QM[model] = eb.quantize(our_graph(eb, model), list(calibration_batches(model)), **kw)
     return _QM[model]
 
 

@@ -38,6 +38,8 @@ def parse_args(argv):
                     help="seconds of paired timing per case (default 4.0, 0.5 with --quick)")
     ap.add_argument("--quick", action="store_true", help="short timing, 3 cycles, smaller eval set")
     ap.add_argument("--min-cycles", type=int, default=None)
+    ap.add_argument("--via-onnx", action="store_true",
+                    help="quantize eb.from_onnx(the exported float model) instead of the builder's graph")
     args = ap.parse_args(argv)
     if args.time is None:
         args.time = 0.5 if args.quick else 4.0
@@ -52,6 +54,7 @@ def log(msg, t0):
 
 def main(argv=None):
     args = parse_args(argv)
+    M.VIA_ONNX = args.via_onnx
     t0 = time.perf_counter()
     usage = B.CpuUsage()
     res = B.Results()
@@ -60,7 +63,9 @@ def main(argv=None):
     res.isas = B.available_isas(eb)
     if eb is not None:
         eb.set_num_threads(1)
-    print("\n".join(B.header_lines(eb, numpy_blas=False)) + "\n")
+    print("\n".join(B.header_lines(eb, numpy_blas=False)))
+    print("ours: eb.quantize(eb.from_onnx(<the float ONNX model ORT runs>))\n" if args.via_onnx
+          else "ours: eb.quantize(<the eb.Graph built from NumPy weights>)\n")
     if not B.have_ort():
         print("onnx / onnxruntime not installed: no baselines")
 
