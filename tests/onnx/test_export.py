@@ -226,9 +226,10 @@ _LUT_FUNCTIONS = {
     "leaky_relu": lambda g, x: g.leaky_relu(x, 0.1), "sigmoid": lambda g, x: g.sigmoid(x),
     "tanh": lambda g, x: g.tanh(x), "hardswish": lambda g, x: g.hardswish(x), "gelu": lambda g, x: g.gelu(x),
     "gelu_tanh": lambda g, x: g.gelu(x, approximate="tanh"),
+    "hardsigmoid": lambda g, x: g.hardsigmoid(x, 0.2, 0.5),
 }
-# piecewise-linear functions: ORT's float op and eightbit's table agree on every code
-_LUT_EXACT = ("relu", "relu6", "clip", "leaky_relu")
+# piecewise-linear functions (hardsigmoid: measured): ORT's float op and eightbit's table agree on every code
+_LUT_EXACT = ("relu", "relu6", "clip", "leaky_relu", "hardsigmoid")
 
 
 def _lut_model(name, seed, record_attrs):

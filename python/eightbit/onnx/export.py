@@ -53,7 +53,7 @@ Why, and what ONNX Runtime 1.32 gives (CPU, this repository's tests/onnx/test_ex
   subtracts the row zero points (times the weights' column sums) after MatMulInteger, whose
   per-row a_zero_point ORT does not implement. Bit-exact.
 * lut steps: ORT evaluates the float op with its own functions. Measured on 5120 codes: relu,
-  relu6, clip and leaky_relu exact (piecewise linear); sigmoid, hardswish, gelu 0 codes differ;
+  relu6, clip, leaky_relu and hardsigmoid exact (piecewise linear); sigmoid, hardswish, gelu 0 codes differ;
   tanh 17 codes (0.3%) one quantization step apart. clip / leaky_relu / gelu steps whose
   parameters the plan does not record are exported as the table (exact).
 * Float steps run float32 in ORT too, which sums in its own order (float32 ulps apart; a
