@@ -15,7 +15,7 @@ Each node lowers to one plan step:
     max_pool2d                             max_pool (keeps its input's quantization)
     avg_pool2d, global_avg_pool2d          avg_pool / global_avg_pool
     concat                                 concat (axis mapped to NHWC)
-    relu, relu6, clip, leaky_relu, sigmoid, tanh, hardsigmoid, hardswish, gelu
+    relu, relu6, clip, leaky_relu, sigmoid, tanh, hardsigmoid, hardswish, erf, gelu
                                            lut: the float function on the 256 input codes
     flatten, reshape                       reshape (NCHW order, as the float graph)
     softmax                                float32 softmax on the dequantized input
@@ -37,7 +37,7 @@ from .model import Plan, QuantizedModel, Step, TensorSpec
 from .numerics.qparams import choose_qparams, quantize_weight_symmetric
 
 _NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
-_LUT_OPS = ("relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hardsigmoid", "hardswish", "gelu")
+_LUT_OPS = ("relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hardsigmoid", "hardswish", "erf", "gelu")
 _INT32 = np.iinfo(np.int32)
 
 

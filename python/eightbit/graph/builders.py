@@ -232,6 +232,10 @@ class Builders:
     def tanh(self, x, *, name=None):
         return self._unary("tanh", x, {}, name)
 
+    def erf(self, x, *, name=None):
+        """The error function (torch.erf); what exact GELU is made of in ONNX exports."""
+        return self._unary("erf", x, {}, name)
+
     def hardswish(self, x, *, name=None):
         """``x * relu6(x + 3) / 6``."""
         return self._unary("hardswish", x, {}, name)

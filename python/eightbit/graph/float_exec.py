@@ -221,6 +221,10 @@ def _tanh(node, x):
     return np.tanh(x)
 
 
+def _erf(node, x):
+    return erf(x.astype(np.float64)).astype(np.float32)
+
+
 def _hardswish(node, x):
     return x * np.clip(x + np.float32(3), np.float32(0), np.float32(6)) / np.float32(6)
 
@@ -367,7 +371,7 @@ def _layer_norm(node, x):
 KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
-    "tanh": _tanh, "hardswish": _hardswish, "gelu": _gelu, "softmax": _softmax,
+    "tanh": _tanh, "hardswish": _hardswish, "erf": _erf, "gelu": _gelu, "softmax": _softmax,
     "dropout": _identity, "identity": _identity, "add": _add, "mul": _mul, "concat": _concat,
     "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
     "flatten": _flatten, "reshape": _reshape,

@@ -32,7 +32,7 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
     batch_norm2d      x [N,C,..] mean, var, weight, bias [C] (eval mode)  eps
     add, mul          a, b       - (two tensors) or b (a constant array,  activation (add only)
                       or a       NumPy broadcasting)
-    relu, relu6, sigmoid, tanh, hardswish, identity   x   -               -
+    relu, relu6, sigmoid, tanh, hardswish, erf, identity   x   -          -
     clip              x          -                                        min, max (float or None)
     leaky_relu        x          -                                        negative_slope
     gelu              x          -                                        approximate ("none"/"tanh")
@@ -84,7 +84,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "add": ("b?",),
     "mul": ("b?",),
     "relu": (), "relu6": (), "clip": (), "leaky_relu": (), "sigmoid": (), "tanh": (),
-    "hardswish": (), "gelu": (), "softmax": (), "dropout": (), "identity": (),
+    "hardswish": (), "erf": (), "gelu": (), "softmax": (), "dropout": (), "identity": (),
     "concat": (),
     "max_pool2d": (), "avg_pool2d": (), "global_avg_pool2d": (),
     "flatten": (), "reshape": (),

@@ -251,7 +251,7 @@ _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary,
     "relu": _same, "relu6": _same, "clip": _same, "leaky_relu": _same, "sigmoid": _same,
-    "tanh": _same, "hardswish": _same, "gelu": _same, "dropout": _same, "identity": _same,
+    "tanh": _same, "hardswish": _same, "erf": _same, "gelu": _same, "dropout": _same, "identity": _same,
     "softmax": _softmax, "concat": _concat,
     "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
     "flatten": _flatten, "reshape": _reshape,

@@ -83,7 +83,7 @@ MS = "com.microsoft"
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 # lut function -> ONNX op of the default domain, for functions without parameters
-_LUT_FLOAT_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish"}
+_LUT_FLOAT_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish", "erf": "Erf"}
 
 
 def to_onnx(model, path=None, *, format: str = "qdq", opset: int | None = None, lut: str = "op"):

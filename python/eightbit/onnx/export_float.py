@@ -133,9 +133,9 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
                epsilon=float(a["eps"]))
     elif op in ("add", "mul"):
         b.node(op.capitalize(), [x[0], x[1] if len(x) > 1 else c("b")], [out], name)
-    elif op in ("relu", "sigmoid", "tanh", "hardswish", "identity", "dropout"):
-        b.node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish"}.get(op, "Identity"),
-               [x[0]], [out], name)
+    elif op in ("relu", "sigmoid", "tanh", "hardswish", "erf", "identity", "dropout"):
+        b.node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish", "erf": "Erf"}.get(
+            op, "Identity"), [x[0]], [out], name)
     elif op in ("relu6", "clip"):
         lo, hi = (0.0, 6.0) if op == "relu6" else (a["min"], a["max"])
         b.node("Clip", [x[0], "" if lo is None else b.const(f"{name}.min", lo, np.float32),

@@ -506,7 +506,8 @@ def convert_binary(imp: Importer, n: OnnxNode) -> None:
         n.fail("a constant divided by a computed tensor is not supported")
 
 
-_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Identity": "identity"}
+_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Erf": "erf",
+          "Identity": "identity"}
 
 
 def convert_unary(imp: Importer, n: OnnxNode) -> None:
@@ -805,6 +806,7 @@ CONVERTERS = {
     "Conv": convert_conv, "Gemm": convert_gemm, "MatMul": convert_matmul,
     "Add": convert_binary, "Sub": convert_binary, "Mul": convert_binary, "Div": convert_binary,
     "Relu": convert_unary, "Sigmoid": convert_unary, "Tanh": convert_unary, "HardSwish": convert_unary,
+    "Erf": convert_unary,
     "Identity": convert_unary, "LeakyRelu": convert_leaky_relu, "HardSigmoid": convert_hardsigmoid,
     "Gelu": convert_gelu, "Clip": convert_clip, "BatchNormalization": convert_batch_norm,
     "LayerNormalization": convert_layer_norm,
