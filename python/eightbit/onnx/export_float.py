@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .names import fresh_name
+
 DEFAULT_OPSET = 17
 GELU_OPSET = 20          # Gelu entered the default domain in opset 20
 MAX_IR_VERSION = 10      # what ONNX Runtime 1.17+ and most tools read
@@ -36,12 +38,7 @@ class OnnxBuilder:
 
     def fresh(self, name: str) -> str:
         """``name``, or ``name_2``, ``name_3``... if it is taken; reserves the result."""
-        out, k = name, 1
-        while out in self._names:
-            k += 1
-            out = f"{name}_{k}"
-        self._names.add(out)
-        return out
+        return fresh_name(name, self._names)
 
     def reserve(self, name: str) -> str:
         self._names.add(name)
@@ -54,11 +51,7 @@ class OnnxBuilder:
         return name
 
     def node(self, op_type: str, inputs, outputs, name: str, domain: str = "", **attrs) -> None:
-        node_name, k = name, 1
-        while node_name in self._node_names:
-            k += 1
-            node_name = f"{name}_{k}"
-        self._node_names.add(node_name)
+        node_name = fresh_name(name, self._node_names)
         for o in outputs:
             self._names.add(o)
         if domain:

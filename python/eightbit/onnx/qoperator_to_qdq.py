@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import OnnxImportError
+from .names import fresh_name
 
 MS_DOMAIN = "com.microsoft"
 
@@ -58,12 +59,7 @@ class _Rewriter:
         self.names |= {i.name for i in model.graph.input}
 
     def fresh(self, name: str) -> str:
-        out, k = name, 1
-        while out in self.names:
-            k += 1
-            out = f"{name}_{k}"
-        self.names.add(out)
-        return out
+        return fresh_name(name, self.names)
 
     def dq(self, x: str, scale: str, zp: str, axis=None) -> str:
         """The float form of quantized tensor x (one DequantizeLinear per tensor)."""
