@@ -25,6 +25,7 @@ from ..graph import Graph
 from ..graph.ir import FUSABLE_OPS
 from ..graph.passes import activation_of, remove_identities
 from ..model import QuantizedModel
+from .errors import OnnxImportError
 
 QUANTIZED_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
@@ -66,17 +67,17 @@ class GivenQParams:
         o = w.shape[0]
         ws, zp = np.asarray(info["w_scale"], np.float32).reshape(-1), np.asarray(info["w_zero_point"]).reshape(-1)
         if ws.size not in (1, o):
-            raise ValueError(f"node {node.name!r}: {ws.size} weight scales for {o} output channels "
+            raise OnnxImportError(f"node {node.name!r}: {ws.size} weight scales for {o} output channels "
                              "(per-channel scales must run along the output channels)")
         ws = np.broadcast_to(ws, (o,)).astype(np.float32)
         s = ws.reshape((o,) + (1,) * (w.ndim - 1))
         q = np.rint(w / s)
         if not np.array_equal((q * s).astype(np.float32), w):
-            raise ValueError(f"node {node.name!r}: its weights are not integers times the model's weight scales "
+            raise OnnxImportError(f"node {node.name!r}: its weights are not integers times the model's weight scales "
                              "(a weight scale does not belong to this node's output channels)")
         if q.min(initial=0) < _INT8.min or q.max(initial=0) > _INT8.max:
             zp_note = f" (weight zero point {int(zp.ravel()[0])})" if np.any(zp != 0) else ""
-            raise ValueError(f"node {node.name!r}: weights minus their zero point span [{int(q.min())}, {int(q.max())}]"
+            raise OnnxImportError(f"node {node.name!r}: weights minus their zero point span [{int(q.min())}, {int(q.max())}]"
                              f"{zp_note}, which does not fit int8; only weights whose (w - zero point) fits int8 "
                              "can run (re-quantize the model with symmetric int8 weights)")
         b = info["bias"]
@@ -85,7 +86,7 @@ class GivenQParams:
 
             b = quantize_bias(node, bias, x_scale, ws, o)
         elif b.shape != (o,):
-            raise ValueError(f"node {node.name!r}: int32 bias has shape {b.shape}, expected ({o},)")
+            raise OnnxImportError(f"node {node.name!r}: int32 bias has shape {b.shape}, expected ({o},)")
         return {"w": q.astype(np.int8), "w_scale": ws, "bias": np.ascontiguousarray(b, np.int32)}
 
 
@@ -146,7 +147,7 @@ def import_quantized(model) -> QuantizedModel:
                      & {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
                         "MatMulIntegerToFloat", "QAttention"})
     if dynamic:
-        raise ValueError(f"dynamically quantized models ({', '.join(dynamic)}) are not supported yet: "
+        raise OnnxImportError(f"dynamically quantized models ({', '.join(dynamic)}) are not supported yet: "
                          "import the float model and use eb.quantize(..., dynamic=True)")
     stripped = strip_qdq(qoperator_to_qdq(model))
     graph = import_float(stripped.model, keep_tensors=stripped.tensor_qparams)

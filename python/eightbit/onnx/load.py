@@ -103,9 +103,28 @@ def opset_of(proto, domain: str = "") -> int:
     return 0
 
 
+def _check_names_and_types(onnx, proto, where: str) -> None:
+    """Every name decodes as UTF-8 and every initializer has a known element type: protobuf
+    decodes strings lazily and onnx.checker reads neither, so a corrupted byte would otherwise
+    surface as a UnicodeDecodeError or KeyError deep inside a conversion."""
+    g = proto.graph
+    names = [g.name]
+    for n in g.node:
+        names += [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+    names += [v.name for v in (*g.input, *g.output, *g.value_info, *g.initializer)]
+    for s in names:
+        if not isinstance(s, str):   # protobuf hands back a string field that is not UTF-8 as bytes
+            raise OnnxImportError(f"{where}: the name {s!r} is not valid UTF-8 (a corrupted file?)")
+    known = set(onnx.TensorProto.DataType.values())
+    for t in g.initializer:
+        if t.data_type not in known:
+            raise OnnxImportError(f"{where}: initializer {t.name!r} has an unknown element type {t.data_type}")
+
+
 def check_model(proto, where: str = "model") -> None:
     """Opset and domains, then onnx.checker; OnnxImportError on the first problem."""
     onnx = require_onnx()
+    _check_names_and_types(onnx, proto, where)
     # Only domains that nodes use: tools declare more (onnxruntime.quantization adds
     # com.microsoft.nchwc, org.pytorch.aten, ... to every model it writes).
     unknown = sorted({n.domain for n in proto.graph.node if n.domain not in KNOWN_DOMAINS})
