@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 
 #include "python/convert.h"
 #include "runtime/cnn_ops.h"
@@ -398,7 +399,8 @@ void bind_plan(py::module_& m) {
                  {"clip", FloatUnary::kClip},       {"leaky_relu", FloatUnary::kLeakyRelu},
                  {"sigmoid", FloatUnary::kSigmoid}, {"tanh", FloatUnary::kTanh},
                  {"hardswish", FloatUnary::kHardswish}, {"gelu", FloatUnary::kGelu},
-                 {"gelu_tanh", FloatUnary::kGeluTanh}};
+                 {"gelu_tanh", FloatUnary::kGeluTanh}, {"hardsigmoid", FloatUnary::kHardsigmoid},
+                 {"erf", FloatUnary::kErf}};
              FloatUnaryStep s;
              const auto* it = std::find_if(std::begin(kKinds), std::end(kKinds),
                                            [&](const auto& k) { return kind == k.first; });
@@ -415,9 +417,12 @@ void bind_plan(py::module_& m) {
            },
            py::arg("x"), py::arg("y"), py::arg("label"), py::arg("scale"), py::arg("shift"))
       .def("add_float_binary",
-           [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, bool mul, const py::object& b) {
+           [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, bool mul, const py::object& b,
+              float lo, float hi) {
              FloatBinaryStep s;
              s.mul = mul;
+             s.lo = lo;
+             s.hi = hi;
              if (!b.is_none()) {
                py::array arr = as_array(b, "b");
                s.b = float_values(arr, "b", label, 0);
@@ -426,7 +431,9 @@ void bind_plan(py::module_& m) {
              }
              ex.add_step(make_step(label, std::move(xs), y, std::move(s)));
            },
-           py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("mul"), py::arg("b"))
+           py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("mul"), py::arg("b"),
+           py::arg("lo") = -std::numeric_limits<float>::infinity(),
+           py::arg("hi") = std::numeric_limits<float>::infinity())
       .def("add_float_pool",
            [](PlanExecutor& ex, int x, int y, const std::string& label, bool average, bool count_include_pad,
               Pair kernel, Pair stride, Quad pads) {
@@ -454,6 +461,42 @@ void bind_plan(py::module_& m) {
              ex.add_step(make_step(label, std::move(xs), y, FloatConcatStep{axis}));
            },
            py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("axis"))
+      .def("add_float_transpose",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, std::vector<int64_t> perm) {
+             ex.add_step(make_step(label, {x}, y, FloatTransposeStep{std::move(perm)}));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("perm"))
+      .def("add_float_pad",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, const std::vector<int64_t>& pads,
+              const std::string& mode, float value) {
+             static const std::pair<const char*, FloatPadMode> kModes[] = {
+                 {"constant", FloatPadMode::kConstant}, {"reflect", FloatPadMode::kReflect},
+                 {"replicate", FloatPadMode::kReplicate}, {"circular", FloatPadMode::kCircular}};
+             const auto* it = std::find_if(std::begin(kModes), std::end(kModes),
+                                           [&](const auto& m) { return mode == m.first; });
+             if (it == std::end(kModes)) value_error(label + ": unknown pad mode '" + mode + "'");
+             if (pads.size() % 2) value_error(label + ": pads must hold the begins, then the ends of every axis");
+             FloatPadStep s;
+             s.pad.mode = it->second;
+             s.pad.value = value;
+             const auto half = static_cast<std::ptrdiff_t>(pads.size() / 2);  // ONNX order: begins, then ends
+             s.pad.begin.assign(pads.begin(), pads.begin() + half);
+             s.pad.end.assign(pads.begin() + half, pads.end());
+             ex.add_step(make_step(label, {x}, y, std::move(s)));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("pads"), py::arg("mode"), py::arg("value"))
+      .def("add_float_layer_norm",
+           [](PlanExecutor& ex, int x, int y, const std::string& label, int64_t axes, double eps,
+              const py::object& weight, const py::object& bias) {
+             FloatLayerNormStep s;
+             s.axes = axes;
+             s.eps = eps;
+             if (!weight.is_none()) s.weight = float_values(weight, "weight", label, 0);
+             if (!bias.is_none()) s.bias = float_values(bias, "bias", label, 0);
+             ex.add_step(make_step(label, {x}, y, std::move(s)));
+           },
+           py::arg("x"), py::arg("y"), py::arg("label"), py::arg("axes"), py::arg("eps"), py::arg("weight"),
+           py::arg("bias"))
       .def("add_host",
            [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, py::function fn) {
              HostStep s{host_fn(&ex, xs, y, std::move(fn))};

@@ -137,6 +137,10 @@ void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y) {
         const float inner = 0.7978845608f * (v + 0.044715f * v * v * v);
         return 0.5f * v * (1.0f + std::tanh(inner));
       });
+    case FloatUnary::kHardsigmoid:  // two float32 roundings, as NumPy's alpha * x + beta
+      return apply([&](float v) { return std::min(std::max(op.a * v + op.b, 0.0f), 1.0f); });
+    case FloatUnary::kErf:
+      return apply([](float v) { return static_cast<float>(std::erf(static_cast<double>(v))); });
   }
 }
 
@@ -151,7 +155,9 @@ void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inne
 }
 
 void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_strides, const float* b,
-                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float* y) {
+                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float lo, float hi,
+                  float* y) {
+  const bool clamp = lo > -std::numeric_limits<float>::infinity() || hi < std::numeric_limits<float>::infinity();
   const size_t rank = out.size();
   const int64_t inner = rank == 0 ? 1 : out[rank - 1];
   int64_t rows = 1;
@@ -171,6 +177,113 @@ void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_stride
         for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] * b[ob + i * sb];
       else
         for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] + b[ob + i * sb];
+      if (clamp)  // max then min keeps NaN, as NumPy's maximum / clip
+        for (int64_t i = 0; i < inner; ++i) yr[i] = std::min(std::max(yr[i], lo), hi);
+    }
+  });
+}
+
+namespace {
+
+// Element strides of a C-contiguous tensor of `shape`.
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) s[d - 1] = s[d] * shape[d];
+  return s;
+}
+
+int64_t product(const std::vector<int64_t>& s, size_t from, size_t to) {
+  int64_t p = 1;
+  for (size_t i = from; i < to; ++i) p *= s[i];
+  return p;
+}
+
+}  // namespace
+
+void float_transpose(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& perm, float* y) {
+  const size_t rank = in.size();
+  const std::vector<int64_t> in_strides = contiguous_strides(in);
+  std::vector<int64_t> out(rank), strides(rank);  // output extents and their strides in x
+  for (size_t d = 0; d < rank; ++d) {
+    out[d] = in[static_cast<size_t>(perm[d])];
+    strides[d] = in_strides[static_cast<size_t>(perm[d])];
+  }
+  const int64_t inner = out[rank - 1], rows = product(out, 0, rank - 1), step = strides[rank - 1];
+  parallel_for(rows, inner, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t offset = 0, rest = r;  // the output row's start in x, from its multi-index
+      for (size_t d = rank - 1; d-- > 0;) {
+        offset += (rest % out[d]) * strides[d];
+        rest /= out[d];
+      }
+      float* yr = y + r * inner;
+      for (int64_t i = 0; i < inner; ++i) yr[i] = x[offset + i * step];
+    }
+  });
+}
+
+void float_pad(const FloatPad& p, const float* x, const std::vector<int64_t>& in, float* y) {
+  const size_t rank = in.size();
+  // Per axis: the input index each output index reads, -1 for the constant fill.
+  std::vector<std::vector<int64_t>> source(rank);
+  std::vector<int64_t> out(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    const int64_t n = in[d];
+    out[d] = n + p.begin[d] + p.end[d];
+    source[d].resize(static_cast<size_t>(out[d]));
+    for (int64_t o = 0; o < out[d]; ++o) {
+      int64_t i = o - p.begin[d];
+      if (i < 0 || i >= n) switch (p.mode) {
+          case FloatPadMode::kConstant: i = -1; break;
+          case FloatPadMode::kReflect: i = i < 0 ? -i : 2 * (n - 1) - i; break;
+          case FloatPadMode::kReplicate: i = i < 0 ? 0 : n - 1; break;
+          case FloatPadMode::kCircular: i = i < 0 ? i + n : i - n; break;
+        }
+      source[d][static_cast<size_t>(o)] = i;
+    }
+  }
+  const std::vector<int64_t> in_strides = contiguous_strides(in);
+  const int64_t inner = out[rank - 1], rows = product(out, 0, rank - 1);
+  const std::vector<int64_t>& last = source[rank - 1];
+  parallel_for(rows, inner, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t offset = 0, rest = r;  // the source row's start in x; -1: a row of fill
+      for (size_t d = rank - 1; d-- > 0 && offset >= 0;) {
+        const int64_t i = source[d][static_cast<size_t>(rest % out[d])];
+        rest /= out[d];
+        offset = i < 0 ? -1 : offset + i * in_strides[d];
+      }
+      float* yr = y + r * inner;
+      if (offset < 0)
+        std::fill(yr, yr + inner, p.value);
+      else
+        for (int64_t o = 0; o < inner; ++o) {
+          const int64_t i = last[static_cast<size_t>(o)];
+          yr[o] = i < 0 ? p.value : x[offset + i];
+        }
+    }
+  });
+}
+
+void float_layer_norm(const float* x, int64_t rows, int64_t inner, double eps, const float* weight,
+                      const float* bias, float* y) {
+  if (inner == 0) return;
+  parallel_for(rows, inner * 4, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * inner;
+      float* yr = y + r * inner;
+      double sum = 0.0;
+      for (int64_t i = 0; i < inner; ++i) sum += xr[i];
+      const double mean = sum / static_cast<double>(inner);
+      double sq = 0.0;  // the second pass: no cancellation of E[x^2] - mean^2
+      for (int64_t i = 0; i < inner; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+      const double sd = std::sqrt(sq / static_cast<double>(inner) + eps);
+      for (int64_t i = 0; i < inner; ++i) {
+        double v = (xr[i] - mean) / sd;
+        if (weight) v *= weight[i];
+        if (bias) v += bias[i];
+        yr[i] = static_cast<float>(v);
+      }
     }
   });
 }

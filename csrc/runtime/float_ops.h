@@ -35,12 +35,13 @@ struct FloatConv {
 void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y);
 
 // Elementwise float32 activations, the float graph's formulas (graph/float_exec.py) evaluated in
-// float32 (gelu in double, erf from the C library).
-enum class FloatUnary { kClip, kLeakyRelu, kSigmoid, kTanh, kHardswish, kGelu, kGeluTanh };
+// float32 (gelu and erf in double, erf from the C library).
+enum class FloatUnary { kClip, kLeakyRelu, kSigmoid, kTanh, kHardswish, kGelu, kGeluTanh, kHardsigmoid, kErf };
 
 struct FloatUnaryOp {
   FloatUnary kind = FloatUnary::kClip;
-  float a = -3.4028235e38f, b = 3.4028235e38f;  // clip: [a, b]; leaky_relu: slope a
+  // clip: [a, b]; leaky_relu: slope a; hardsigmoid: clip(a * x + b, 0, 1)
+  float a = -3.4028235e38f, b = 3.4028235e38f;
 };
 
 void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y);
@@ -49,10 +50,35 @@ void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y);
 void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inner, const float* scale,
                           const float* shift, float* y);
 
-// y = a + b or a * b with NumPy broadcasting: `out` is the broadcast shape and a_strides /
-// b_strides the element strides of a and b over it (0 along broadcast axes).
+// y = clamp(a + b or a * b, lo, hi) with NumPy broadcasting: `out` is the broadcast shape and
+// a_strides / b_strides the element strides of a and b over it (0 along broadcast axes).  The
+// clamp is a fused activation; (-inf, inf) leaves every value, infinities and NaN included, as is.
 void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_strides, const float* b,
-                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float* y);
+                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float lo, float hi,
+                  float* y);
+
+// y = x with its axes permuted: `perm` over the whole shape (the batch included, perm[0] == 0),
+// `in` the input's shape with this call's batch.
+void float_transpose(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& perm, float* y);
+
+// Padding (the float graph's pad, NumPy's np.pad): `in` the input's shape with this call's batch,
+// begin / end per axis (0 on the batch).  Reflect pads by at most n - 1, circular by at most n
+// and no mode but constant pads an empty axis: the caller has checked.
+enum class FloatPadMode { kConstant, kReflect, kReplicate, kCircular };
+
+struct FloatPad {
+  FloatPadMode mode = FloatPadMode::kConstant;
+  float value = 0.0f;  // constant mode's fill
+  std::vector<int64_t> begin, end;
+};
+
+void float_pad(const FloatPad& p, const float* x, const std::vector<int64_t>& in, float* y);
+
+// Layer norm over rows of `inner` values: (x - mean) / sqrt(var + eps) * weight + bias, mean and
+// biased variance in double (two passes) and one rounding at the end, as the float graph's float64
+// formula.  weight / bias null or `inner` values.
+void float_layer_norm(const float* x, int64_t rows, int64_t inner, double eps, const float* weight,
+                      const float* bias, float* y);
 
 // Max / average pooling over the two spatial axes of an NCHW tensor (the float graph's semantics:
 // padding ignored by max, counted by average when count_include_pad).

@@ -309,7 +309,23 @@ struct StepRunner {
     const std::vector<int64_t> y_shape = with_batch(out_t(), batch());
     const float* b = s.b_shape.empty() ? static_cast<const float*>(in(1)) : s.b.data();
     float_binary(s.mul, static_cast<const float*>(in(0)), broadcast_strides(a_shape, y_shape), b,
-                 broadcast_strides(b_shape, y_shape), y_shape, static_cast<float*>(out()));
+                 broadcast_strides(b_shape, y_shape), y_shape, s.lo, s.hi, static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatTransposeStep& s) const {
+    float_transpose(static_cast<const float*>(in()), with_batch(in_t(), batch()), s.perm, static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatPadStep& s) const {
+    float_pad(s.pad, static_cast<const float*>(in()), with_batch(in_t(), batch()), static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatLayerNormStep& s) const {
+    const std::vector<int64_t>& shape = in_t().shape;
+    const size_t first = shape.size() - static_cast<size_t>(s.axes);  // the first normalized axis
+    float_layer_norm(static_cast<const float*>(in()), batch() * product(shape, 1, first),
+                     product(shape, first, shape.size()), s.eps, s.weight.empty() ? nullptr : s.weight.data(),
+                     s.bias.empty() ? nullptr : s.bias.data(), static_cast<float*>(out()));
   }
 
   void operator()(const FloatPoolStep& s) const {
@@ -579,9 +595,64 @@ struct StepChecker {
       }
       return true;
     };
+    // A tensor operand has the output's rank: its dimension 0 is the batch.
     if (!fits(in_t(0).shape, true) || (s.b_shape.empty() ? !fits(in_t(1).shape, true) : !fits(s.b_shape, false)) ||
-        in_t(0).shape.size() != y.size())
+        in_t(0).shape.size() != y.size() || (s.b_shape.empty() && in_t(1).shape.size() != y.size()))
       bad("operands do not broadcast to the output");
+    if (!(s.lo <= s.hi)) bad("the fused activation's clamp range is empty");
+  }
+
+  void float_in_out(const char* what) const {
+    arity(1);
+    if (in_t().quantized() || out_t().quantized()) bad(std::string(what) + " works on float32 tensors");
+  }
+
+  void operator()(const FloatTransposeStep& s) const {
+    float_in_out("transpose");
+    const std::vector<int64_t>& x = in_t().shape;
+    if (s.perm.size() != x.size() || s.perm[0] != 0) bad("perm must order every axis and keep the batch first");
+    std::vector<bool> seen(x.size(), false);
+    std::vector<int64_t> want(x.size(), 0);
+    for (size_t d = 0; d < x.size(); ++d) {
+      const int64_t p = s.perm[d];
+      if (p < 0 || p >= static_cast<int64_t>(x.size()) || seen[static_cast<size_t>(p)]) bad("perm is not a permutation");
+      seen[static_cast<size_t>(p)] = true;
+      want[d] = x[static_cast<size_t>(p)];
+    }
+    shape_is(out_t(), want);
+  }
+
+  void operator()(const FloatPadStep& s) const {
+    float_in_out("pad");
+    const FloatPad& p = s.pad;
+    const std::vector<int64_t>& x = in_t().shape;
+    if (p.begin.size() != x.size() || p.end.size() != x.size() || p.begin[0] != 0 || p.end[0] != 0)
+      bad("pads need a begin and an end per axis, 0 on the batch");
+    std::vector<int64_t> want(x.size(), 0);
+    for (size_t d = 1; d < x.size(); ++d) {
+      const int64_t n = x[d], b = p.begin[d], e = p.end[d];
+      if (b < 0 || e < 0 || b > kMaxExtent || e > kMaxExtent) bad("pads must be in [0, 2^40]");
+      // Every output index must find its source inside the input (float_pad's contract).
+      const int64_t most = std::max(b, e);
+      if (most > 0 && ((p.mode == FloatPadMode::kReflect && most > n - 1) ||
+                       (p.mode == FloatPadMode::kCircular && most > n) ||
+                       (p.mode == FloatPadMode::kReplicate && n < 1)))
+        bad("axis " + std::to_string(d) + " of extent " + std::to_string(n) + " is too short for this padding");
+      want[d] = n + b + e;
+    }
+    shape_is(out_t(), want);
+  }
+
+  void operator()(const FloatLayerNormStep& s) const {
+    float_in_out("layer norm");
+    const std::vector<int64_t>& x = in_t().shape;
+    if (s.axes < 1 || s.axes >= static_cast<int64_t>(x.size())) bad("layer norm must normalize trailing non-batch axes");
+    const int64_t inner = product(x, x.size() - static_cast<size_t>(s.axes), x.size());
+    if ((!s.weight.empty() && static_cast<int64_t>(s.weight.size()) != inner) ||
+        (!s.bias.empty() && static_cast<int64_t>(s.bias.size()) != inner))
+      bad("weight and bias need one value per normalized element");
+    if (!(s.eps > 0.0) || !std::isfinite(s.eps)) bad("eps must be positive and finite");
+    shape_is(out_t(), x);
   }
 
   void operator()(const FloatPoolStep& s) const {

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <variant>
@@ -140,6 +141,19 @@ struct FloatBinaryStep {  // a + b / a * b; b a tensor (second input) or the con
   bool mul = false;
   std::vector<float> b;
   std::vector<int64_t> b_shape;  // the constant's shape (empty when b is an input)
+  // A fused activation as a clamp of the result (relu: [0, inf)); none: (-inf, inf).
+  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+};
+struct FloatTransposeStep {
+  std::vector<int64_t> perm;  // over every axis; perm[0] == 0 (the batch stays first)
+};
+struct FloatPadStep {
+  FloatPad pad;  // begin / end per axis, 0 on the batch
+};
+struct FloatLayerNormStep {  // normalizes over the last `axes` dimensions (never the batch)
+  int64_t axes = 1;
+  double eps = 1e-5;
+  std::vector<float> weight, bias;  // empty or one value per normalized element
 };
 struct FloatPoolStep {
   FloatPool pool;  // global average: kernel = the whole plane
@@ -163,7 +177,8 @@ struct HostStep {
 using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
                                 GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
                                 FloatConvStep, FloatLinearStep, FloatUnaryStep, FloatAffineStep, FloatBinaryStep,
-                                FloatPoolStep, FloatConcatStep, HostStep>;
+                                FloatPoolStep, FloatConcatStep, FloatTransposeStep, FloatPadStep, FloatLayerNormStep,
+                                HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors

@@ -7,8 +7,9 @@ it per call (float / fixed-point multipliers, the fused activation's clamp bound
 operand order, QLinearConcat's requantization tables), so the executor only executes and its
 results are bit-identical to ``run_plan(plan, feeds, eightbit.ops)`` and to eightbit.reference.
 softmax is a float island: the executor computes it in double and rounds once (within a few
-float32 ulp of execute.py's NumPy formula). ``float`` steps call back into Python (the float
-graph executor) with the GIL taken for that step only.
+float32 ulp of execute.py's NumPy formula). ``float`` steps run as C++ float32 steps (float_ops.cpp,
+accurate to float32 rounding against graph/float_exec.py); a form none of them takes calls back
+into Python (the float graph executor) with the GIL taken for that step only.
 """
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ _FLOAT_UNARY = {
     "tanh": lambda at: ("tanh", 0.0, 0.0),
     "hardswish": lambda at: ("hardswish", 0.0, 0.0),
     "gelu": lambda at: ("gelu_tanh" if at["approximate"] == "tanh" else "gelu", 0.0, 0.0),
+    "hardsigmoid": lambda at: ("hardsigmoid", float(at["alpha"]), float(at["beta"])),
+    "erf": lambda at: ("erf", 0.0, 0.0),
 }
 
 
@@ -121,16 +124,20 @@ def _float_layer(ex, step: Step, x: int, y: int, label: str, ins: list) -> bool:
 
 
 def _float_other(ex, step: Step, xs: list, y: int, label: str, ins: list, out: TensorSpec) -> bool:
-    """Batch norm, add / mul, pools and concat left float32, as C++ float steps; False for a form
-    they do not take (which then calls the Python float executor)."""
+    """Batch norm, add / mul (with a fused activation), pools, concat, transpose, pad, layer norm
+    and softmax left float32, as C++ float steps; False for a form they do not take (which then
+    calls the Python float executor)."""
     node_op, at, c = step.attrs["op"], step.attrs["attrs"], step.consts
     if node_op == "batch_norm2d":  # the float executor's formula (graph/float_exec.py)
         scale = c["weight"].astype(np.float64) / np.sqrt(c["var"].astype(np.float64) + at["eps"])
         shift = c["bias"] - c["mean"].astype(np.float64) * scale
         ex.add_float_affine(xs[0], y, label, scale.astype(np.float32), shift.astype(np.float32))
         return True
-    if node_op in ("add", "mul") and at.get("activation") is None:
-        ex.add_float_binary(xs, y, label, node_op == "mul", c.get("b"))
+    if node_op in ("add", "mul"):
+        # the graph's apply_activation: np.maximum(y, 0) keeps +inf, so relu's clamp is [0, inf)
+        act = at.get("activation")
+        lo, hi = (-np.inf, np.inf) if act is None else (0.0, np.inf) if act == "relu" else (act[1], act[2])
+        ex.add_float_binary(xs, y, label, node_op == "mul", c.get("b"), float(lo), float(hi))
         return True
     if node_op in ("max_pool2d", "avg_pool2d") and len(ins[0].shape) == 4:
         ex.add_float_pool(xs[0], y, label, node_op == "avg_pool2d", bool(at.get("count_include_pad", True)),
@@ -141,6 +148,19 @@ def _float_other(ex, step: Step, xs: list, y: int, label: str, ins: list, out: T
         return True
     if node_op == "concat":
         ex.add_float_concat(xs, y, label, int(at["axis"]))
+        return True
+    if node_op == "transpose":
+        ex.add_float_transpose(xs[0], y, label, [int(p) for p in at["perm"]])
+        return True
+    if node_op == "pad":
+        ex.add_float_pad(xs[0], y, label, [int(p) for p in at["pads"]], at["mode"], float(at["value"]))
+        return True
+    if node_op == "layer_norm":
+        ex.add_float_layer_norm(xs[0], y, label, len(at["normalized_shape"]), float(at["eps"]), c.get("weight"),
+                                c.get("bias"))
+        return True
+    if node_op == "softmax":  # the softmax step's double formula, as a quantized model's softmax
+        ex.add_softmax(xs[0], y, label, int(at["axis"]) % len(out.shape))
         return True
     return False
 
