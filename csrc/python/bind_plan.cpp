@@ -366,7 +366,7 @@ void bind_plan(py::module_& m) {
       })
       .def("add_dynamic_linear",
            [](PlanExecutor& ex, int x, int y, const std::string& label, const py::handle& w_in,
-              const py::handle& w_scale, const py::handle& bias_in, bool relu) {
+              const py::handle& w_scale, const py::handle& bias_in, bool relu, bool per_tensor) {
              py::array w = as_array(w_in, "w");
              if (dtype_of(w) != Dt::kS8 || w.ndim() != 2) value_error(label + ": w must be 2-D int8 [O, K]");
              const int64_t o = w.shape(0), k = w.shape(1);
@@ -384,10 +384,11 @@ void bind_plan(py::module_& m) {
              s.bias.assign(static_cast<size_t>(s.weights.Np), 0.0f);
              std::memcpy(s.bias.data(), bias.data(), sizeof(float) * static_cast<size_t>(o));
              s.relu = relu;
+             s.per_tensor = per_tensor;
              ex.add_step(make_step(label, {x}, y, std::move(s)));
            },
            py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"), py::arg("w_scale"), py::arg("bias"),
-           py::arg("relu"))
+           py::arg("relu"), py::arg("per_tensor") = false)
       .def("add_float_conv", &add_float_conv, py::arg("x"), py::arg("y"), py::arg("label"), py::arg("w"),
            py::arg("bias"), py::arg("strides"), py::arg("pads"), py::arg("dilations"), py::arg("group"), py::arg("lo"),
            py::arg("hi"))

@@ -122,7 +122,7 @@ py::array qlinear_matmul_fixed(const py::handle& a_in, const py::object& a_zp, c
 }
 
 py::array_t<float> quantized_linear(const py::handle& x_in, const PackedB& w, const py::handle& w_scale,
-                                    const py::object& bias_obj, bool relu) {
+                                    const py::object& bias_obj, bool relu, bool per_tensor) {
   py::array x = as_array(x_in, "x");
   if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
   if (x.ndim() != 2) value_error("x: expected a 2-D [batch, in_features] array");
@@ -143,7 +143,7 @@ py::array_t<float> quantized_linear(const py::handle& x_in, const PackedB& w, co
   {
     py::gil_scoped_release release;
     ok = eb::run_dynamic_linear(static_cast<const float*>(x.data()), M, K, w, scale.data(),
-                                bias.empty() ? nullptr : bias.data(), relu, y.mutable_data(), w.N);
+                                bias.empty() ? nullptr : bias.data(), relu, y.mutable_data(), w.N, per_tensor);
   }
   if (!ok) value_error("x: contains NaN or infinity; dynamic quantization needs finite inputs");
   return y;
@@ -313,7 +313,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("qlinear_matmul_fixed", &qlinear_matmul_fixed, py::arg("a"), py::arg("a_zero_point"), py::arg("b"),
         py::arg("quantized_multiplier"), py::arg("shift"), py::arg("y_zero_point"), py::arg("y_signed"));
   m.def("quantized_linear", &quantized_linear, py::arg("x"), py::arg("weight"), py::arg("weight_scale"),
-        py::arg("bias") = py::none(), py::arg("relu") = false);
+        py::arg("bias") = py::none(), py::arg("relu") = false, py::arg("per_tensor") = false);
   m.def("quantize_linear", &quantize_linear, py::arg("x"), py::arg("y_scale"), py::arg("y_zero_point"),
         py::arg("axis"), py::arg("per_axis"), py::arg("y_signed"));
   m.def("dequantize_linear", &dequantize_linear, py::arg("x"), py::arg("x_scale"), py::arg("x_zero_point"),

@@ -42,10 +42,11 @@ struct AOperand {
 void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep);
 
 // Dynamic linear layer: quantizes each row of x [M x K] (float32, row stride
-// ldx) to uint8 by the DynamicQuantizeLinear formula, then
+// ldx) to uint8 by the DynamicQuantizeLinear formula (with per_tensor, the
+// whole of x with one scale and zero point: ldx must be K), then
 // y = float(acc) * (s_x[m] * w_scale[n]) + bias[n] (+ relu).  Returns false
 // (and computes nothing) when x holds a non-finite value.
 bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,
-                        const float* bias, bool relu, float* y, int64_t ldy);
+                        const float* bias, bool relu, float* y, int64_t ldy, bool per_tensor = false);
 
 }  // namespace eb

@@ -279,8 +279,9 @@ struct StepRunner {
 
   void operator()(const DynamicLinearStep& s) const {
     const PackedB& w = s.weights;
-    if (!run_dynamic_linear(static_cast<const float*>(in()), batch() * product_of_middle(in_t().shape), w.K, w, s.w_scale.data(), s.bias.data(), s.relu,
-                            static_cast<float*>(out()), w.N))
+    const int64_t rows = batch() * product_of_middle(in_t().shape);
+    if (!run_dynamic_linear(static_cast<const float*>(in()), rows, w.K, w, s.w_scale.data(), s.bias.data(), s.relu,
+                            static_cast<float*>(out()), w.N, s.per_tensor))
       throw std::invalid_argument(step.label + ": the input holds NaN or infinity (dynamic quantization needs finite values)");
   }
 

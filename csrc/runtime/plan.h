@@ -124,6 +124,7 @@ struct DynamicLinearStep {
   PackedB weights;
   std::vector<float> w_scale, bias;
   bool relu = false;
+  bool per_tensor = false;  // one input scale for the whole tensor (ORT's quantize_dynamic), not per row
 };
 
 // Float island layers (nodes kept float32): an NCHW convolution, a linear

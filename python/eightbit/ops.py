@@ -408,13 +408,15 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     return _conv.from_nhwc(y, layout, geo.spatial_dims)
 
 
-def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None) -> np.ndarray:
+def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None, granularity="row") -> np.ndarray:
     """Dynamic int8 linear layer, ``eightbit.reference.quantized_linear`` in C++: each row of x
-    quantized to uint8 at run time (DynamicQuantizeLinear), times int8 weights [N, K] (or a
-    ``PackedWeights`` of their transpose), dequantized with per-channel ``w_scale``, plus bias,
-    optional ReLU. Returns float32 [..., N]."""
+    (granularity="tensor": the whole of x) quantized to uint8 at run time (DynamicQuantizeLinear),
+    times int8 weights [N, K] (or a ``PackedWeights`` of their transpose), dequantized with
+    per-channel ``w_scale``, plus bias, optional ReLU. Returns float32 [..., N]."""
     if activation not in (None, "relu"):
         raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+    if granularity not in ("row", "tensor"):
+        raise ValueError(f"granularity: expected 'row' or 'tensor', got {granularity!r}")
     x = _array(x_f32, "x_f32")
     if x.dtype != np.float32:
         if x.dtype.kind != "f":
@@ -433,5 +435,6 @@ def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=Non
     bias = None if bias_f32 is None else np.ascontiguousarray(_array(bias_f32, "bias_f32"), np.float32)
     if bias is not None and bias.shape != (n,):
         raise ValueError(f"bias_f32: expected shape ({n},), got {bias.shape}")
-    y = _core.quantized_linear(np.ascontiguousarray(x.reshape(-1, k)), packed, w_s, bias, activation == "relu")
+    y = _core.quantized_linear(np.ascontiguousarray(x.reshape(-1, k)), packed, w_s, bias, activation == "relu",
+                               granularity == "tensor")
     return y.reshape(*x.shape[:-1], n)

@@ -103,6 +103,13 @@ class CalibratedQParams:
             raise ValueError(f"tensor {name!r} ({where}) cannot be quantized: {e}; "
                              "exclude the node, or calibrate with representative data") from None
 
+    granularity = "row"   # dynamic_linear inputs: quantized per row at run time
+
+    def dynamic_weights(self, node, w: np.ndarray):
+        """(int8 weights [O, K], float32 scales [O]) of a dynamically quantized layer."""
+        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
+        return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
+
     def weights(self, node, w: np.ndarray, bias, x_scale) -> dict:
         """int8 weights (rows = output channels), float32 scales [O] and the int32 bias."""
         wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
@@ -336,21 +343,26 @@ for _op in _LUT_OPS:
 
 class _DynamicLowering(_Lowering):
     """Dynamic quantization: linear / matmul layers (fused ReLU or none) become dynamic_linear
-    steps; every other node stays float32."""
+    steps; every other node stays float32. ``params.dynamic_weights(node, w)`` gives the int8
+    weights and their scales [O] (None: the node stays float); ``params.granularity`` how inputs
+    are quantized at run time: "row" (eb.quantize) or "tensor" (ONNX Runtime's quantize_dynamic)."""
 
     def _lower(self, node) -> None:
+        weights = None
         if (node.op in ("linear", "matmul") and node.name not in self.exclude
                 and node.attrs.get("activation") in (None, "relu")):
             w = node.consts["weight"] if node.op == "linear" else np.ascontiguousarray(node.consts["b"].T)
-            wq, ws = quantize_weight_symmetric(w, per_channel=self.params.per_channel)
-            bias = node.consts.get("bias")
-            consts = {"w": wq, "w_scale": np.broadcast_to(ws, (w.shape[0],)).astype(np.float32),
-                      "bias": np.zeros(w.shape[0], np.float32) if bias is None else np.array(bias, np.float32)}
-            out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
-            self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out,
-                                   {"activation": node.attrs.get("activation")}, consts, source=node.name))
-        else:
+            weights = self.params.dynamic_weights(node, w)
+        if weights is None:
             self._float_step(node)
+            return
+        wq, ws = weights
+        bias = node.consts.get("bias")
+        consts = {"w": wq, "w_scale": ws,
+                  "bias": np.zeros(wq.shape[0], np.float32) if bias is None else np.array(bias, np.float32)}
+        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        attrs = {"activation": node.attrs.get("activation"), "granularity": self.params.granularity}
+        self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out, attrs, consts, source=node.name))
 
 
 def _float_function(node):

@@ -57,6 +57,19 @@ def test_quantized_linear(isa, rng, activation, per_channel, batch, in_f, out_f)
     assert np.max(np.abs(got - y_float)) / scale < 0.05
 
 
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("batch,in_f,out_f", [(1, 64, 48), (32, 100, 33), (40, 3, 70)])
+def test_quantized_linear_per_tensor(isa, rng, activation, batch, in_f, out_f):
+    """granularity="tensor": one DynamicQuantizeLinear over the whole input (ORT's quantize_dynamic)."""
+    w = rng.standard_normal((out_f, in_f)).astype(np.float32)
+    bias = rng.standard_normal(out_f).astype(np.float32)
+    x = (rng.standard_normal((batch, in_f)) * rng.uniform(0.1, 10, (batch, 1))).astype(np.float32)
+    layer = eb.QuantizedLinear(w, bias)
+    expected = ref.quantized_linear(x, layer.weight_int8, layer.weight_scale, bias, activation, "tensor")
+    got = eb.ops.quantized_linear(x, layer.weight_int8, layer.weight_scale, bias, activation, "tensor")
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
 def test_quantized_linear_without_bias_and_batch_dims(isa, rng):
     w = rng.standard_normal((20, 30)).astype(np.float32)
     x = rng.standard_normal((2, 3, 30)).astype(np.float32)

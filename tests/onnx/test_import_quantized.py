@@ -242,12 +242,14 @@ def test_malformed_models_raise(kwargs, message):
         import_quantized(_qdq_conv(**kwargs))
 
 
-def test_dynamic_models_are_refused_clearly(tmp_path):
-    model, _ = matmul_block(0)
+def test_dynamic_convolutions_are_refused_clearly(tmp_path):
+    """quantize_dynamic's MatMul groups import (test_import_dynamic.py); its ConvInteger does not."""
+    model, _ = models.MODELS["resnet_block_folded"]()
     src, out = tmp_path / "f.onnx", tmp_path / "d.onnx"
     onnx.save(model, src)
-    quantization.quantize_dynamic(str(src), str(out), weight_type=quantization.QuantType.QInt8)
-    with pytest.raises(ValueError, match="dynamically quantized"):
+    quantization.quantize_dynamic(str(src), str(out), weight_type=quantization.QuantType.QInt8,
+                                  op_types_to_quantize=["Conv"])
+    with pytest.raises(ValueError, match="ConvInteger are not supported"):
         import_quantized(onnx.load(out))
 
 

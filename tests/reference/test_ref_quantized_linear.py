@@ -53,3 +53,22 @@ def test_scalar_weight_scale_and_empty_batch():
     y = quantized_linear(x, w_q, w_s)
     np.testing.assert_array_equal(y, oracle(x, w_q, np.repeat(w_s, 4), None, False))
     assert quantized_linear(np.zeros((0, 6), F), w_q, w_s).shape == (0, 4)
+
+
+def test_per_tensor_granularity_is_one_dynamic_quantize_linear_over_all_rows():
+    """granularity="tensor" (ORT's quantize_dynamic models): DynamicQuantizeLinear of the whole x,
+    then the same formula with that one scale / zero point for every row."""
+    from eightbit.reference import dynamic_quantize_linear, matmul_integer
+
+    rng = np.random.default_rng(5)
+    x = (rng.normal(0, 1, (2, 3, 9)) * rng.uniform(0.1, 5, (2, 3, 1))).astype(F)   # rows of unlike ranges
+    w_q, w_s = quantize_weight_symmetric(rng.normal(0, 0.3, (4, 9)).astype(F))
+    bias = rng.normal(0, 0.5, 4).astype(F)
+    q, s, z = dynamic_quantize_linear(x.reshape(6, 9))
+    acc = matmul_integer(q, w_q.T, z, None)
+    want = ((acc.astype(F) * (s * w_s).astype(F)).astype(F) + bias).astype(F).reshape(2, 3, 4)
+    y = quantized_linear(x, w_q, w_s, bias, granularity="tensor")
+    np.testing.assert_array_equal(y, want)
+    assert not np.array_equal(y, quantized_linear(x, w_q, w_s, bias))       # per row differs here
+    with pytest.raises(ValueError, match="granularity"):
+        quantized_linear(x, w_q, w_s, bias, granularity="channel")

@@ -60,7 +60,8 @@ def _linear(m, step, xs, ins, out, w):
 
 def _dynamic_linear(m, step, xs, ins, out, w):
     c, x = step.consts, xs[0]
-    y = m.quantized_linear(x.reshape(-1, x.shape[-1]), w, c["w_scale"], c["bias"], step.attrs.get("activation"))
+    y = m.quantized_linear(x.reshape(-1, x.shape[-1]), w, c["w_scale"], c["bias"], step.attrs.get("activation"),
+                           step.attrs.get("granularity", "row"))
     return y.reshape(x.shape[:-1] + (-1,))
 
 

@@ -205,7 +205,8 @@ def _add_step(ex, ids: dict, plan: Plan, i: int, step: Step) -> None:
     elif op == "dynamic_linear":
         c = step.consts
         ex.add_dynamic_linear(xs[0], y, label, np.ascontiguousarray(c["w"]), np.asarray(c["w_scale"], np.float32),
-                              np.ascontiguousarray(c["bias"], np.float32), a.get("activation") == "relu")
+                              np.ascontiguousarray(c["bias"], np.float32), a.get("activation") == "relu",
+                              a.get("granularity", "row") == "tensor")
     elif op == "float" and a["op"] in ("conv2d", "linear", "matmul") and _float_layer(ex, step, xs[0], y, label, ins):
         pass
     elif op == "float" and a["op"] in _FLOAT_UNARY:

@@ -31,7 +31,9 @@ reshape             attrs: shape (batch dim as -1 or None); a 4-D NHWC input is 
 softmax             float32 -> float32 along attrs["axis"]
 dynamic_linear      float32 x [N, ..., K] -> float32 [N, ..., O]: each row quantized at run time (uint8,
                     DynamicQuantizeLinear), ``w`` int8 [O, K], ``w_scale`` float32 [O], ``bias``
-                    float32 [O]; attrs: activation (None or "relu"). reference.quantized_linear
+                    float32 [O]; attrs: activation (None or "relu"), granularity ("row", default,
+                    or "tensor": the whole input with one scale, as ORT's quantize_dynamic models).
+                    reference.quantized_linear
 float               a float graph node left float32 (excluded, or no int8 step for it): attrs
                     "op" and "attrs", consts as in the graph IR (graph/ir.py); float inputs
 ==================  ===========================================================================
@@ -191,6 +193,8 @@ def _check_consts(step: Step, out: TensorSpec, where: str) -> None:
             raise ValueError(f"{where}: bias must be {o} finite float32 values")
         if step.attrs.get("activation") not in (None, "relu"):
             raise ValueError(f"{where}: activation must be None or 'relu'")
+        if step.attrs.get("granularity", "row") not in ("row", "tensor"):
+            raise ValueError(f"{where}: granularity must be 'row' or 'tensor'")
     elif step.op == "lut":
         t = np.asarray(c["table"])
         if t.shape != (256,) or t.dtype != out.dtype:

@@ -143,15 +143,54 @@ def import_quantized(model) -> QuantizedModel:
 
     model = load_model(_without_unused_domains(load_model(model, check=False)))
 
-    dynamic = sorted({n.op_type for n in model.graph.node}
-                     & {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
-                        "MatMulIntegerToFloat", "QAttention"})
-    if dynamic:
-        raise OnnxImportError(f"dynamically quantized models ({', '.join(dynamic)}) are not supported yet: "
-                         "import the float model and use eb.quantize(..., dynamic=True)")
+    ops = {n.op_type for n in model.graph.node}
+    unsupported = sorted(ops & {"ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention"})
+    if unsupported:
+        raise OnnxImportError(f"dynamically quantized ops {', '.join(unsupported)} are not supported: import "
+                              "the float model and use eb.quantize(..., dynamic=True)")
+    if ops & {"DynamicQuantizeLinear", "MatMulInteger"}:
+        return _import_dynamic(model)
     stripped = strip_qdq(qoperator_to_qdq(model))
     graph = import_float(stripped.model, keep_tensors=stripped.tensor_qparams)
     qparams = {k: v for k, v in stripped.tensor_qparams.items() if k in graph.tensors}
     prepared = fuse_unquantized_activations(remove_identities(graph), qparams)
     params = GivenQParams(qparams, stripped.node_qparams)
     return QuantizedModel(_Lowering(prepared, params, set(), "float").plan())
+
+
+class GivenDynamicWeights:
+    """The weight quantization of a quantize_dynamic model, as ``quantizer._DynamicLowering`` asks
+    for it: inputs quantized per tensor at run time, the model's weight scales (the float weights
+    re-quantized with them must give back its integers exactly)."""
+
+    granularity = "tensor"
+    given = False        # no activation is quantized ahead of time: float steps stay plain
+
+    def __init__(self, weights: dict):
+        self.weights_by_output = weights
+
+    def dynamic_weights(self, node, w: np.ndarray):
+        info = self.weights_by_output.get(node.output)
+        if info is None:
+            return None                  # a float MatMul of the model: stays float
+        zp = np.asarray(info["w_zero_point"]).reshape(-1)
+        ws = np.broadcast_to(np.asarray(info["w_scale"], np.float32).reshape(-1), (w.shape[0],)).astype(np.float32)
+        q = np.rint(w / ws[:, None])
+        if not np.array_equal((q * ws[:, None]).astype(np.float32), w):
+            raise OnnxImportError(f"node {node.name!r}: its weights are not integers times the model's weight scales")
+        if q.min(initial=0) < _INT8.min or q.max(initial=0) > _INT8.max:
+            raise OnnxImportError(f"node {node.name!r}: weights minus their zero point {zp[:1].tolist()} do not fit "
+                                  "int8 (re-quantize the model with symmetric int8 weights)")
+        return q.astype(np.int8), ws
+
+
+def _import_dynamic(model) -> QuantizedModel:
+    """A quantize_dynamic model: its MatMulInteger groups become dynamic_linear steps quantizing
+    their input per tensor (ORT's numerics, bit for bit); everything else stays float32."""
+    from ..quantizer import _DynamicLowering
+    from .import_float import import_float
+    from .strip_dynamic import strip_dynamic
+
+    float_model, weights = strip_dynamic(model)
+    graph = remove_identities(import_float(float_model, keep_tensors=set(weights)))
+    return QuantizedModel(_DynamicLowering(graph, GivenDynamicWeights(weights), set(), "float").plan())

@@ -1,6 +1,8 @@
-"""Dynamic quantized linear layer (eb.QuantizedLinear): per-row input quantization at run time.
+"""Dynamic quantized linear layer (eb.QuantizedLinear): input quantization at run time.
 
     x_q[m], s_a[m], z_a[m] = DynamicQuantizeLinear(x[m, :])        # each row independently
+                             (granularity="tensor": DynamicQuantizeLinear(x), one s_a / z_a for
+                             all rows: what ONNX Runtime's quantize_dynamic models compute)
     acc[m, n] = sum_k (int32(x_q[m, k]) - z_a[m]) * int32(w_q[n, k])   # exact int32
     y[m, n]   = float32(acc) * float32(s_a[m] * s_w[n]) + bias[n]    # float32, this order, no FMA
     y         = y if y > 0 else +0.0                                  # activation="relu"
@@ -10,17 +12,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics._checks import float_array, positive_scale, quant_array, scalar_or_vector
-from .dynamic_quantize_linear import dynamic_quantize_rows
+from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .matmul_integer import matmul_integer
 
 _ACTIVATIONS = (None, "relu")
 
 
-def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None) -> np.ndarray:
-    """y = x @ dequant(w_q).T + bias with x quantized per row; x [..., K], w_q int8 [N, K],
-    w_scale float32 [N] or scalar, bias float32 [N] or None. Returns float32 [..., N]."""
+def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None, granularity="row") -> np.ndarray:
+    """y = x @ dequant(w_q).T + bias with x quantized per row (or per tensor); x [..., K], w_q int8
+    [N, K], w_scale float32 [N] or scalar, bias float32 [N] or None. Returns float32 [..., N]."""
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    if granularity not in ("row", "tensor"):
+        raise ValueError(f"granularity must be 'row' or 'tensor', got {granularity!r}")
     x = float_array(x_f32, "x_f32")
     w_q = quant_array(w_q_int8, "w_q_int8", allowed=(np.dtype(np.int8),))
     if w_q.ndim != 2:
@@ -36,7 +40,11 @@ def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=Non
         if bias.shape != (n,):
             raise ValueError(f"bias_f32 must have shape ({n},), got {bias.shape}")
     rows = x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), k)
-    x_q, s_a, z_a = dynamic_quantize_rows(rows)
+    if granularity == "row":
+        x_q, s_a, z_a = dynamic_quantize_rows(rows)
+    else:
+        x_q, s, z = dynamic_quantize_linear(rows)
+        s_a, z_a = np.full(len(rows), s, np.float32), np.full(len(rows), z, np.uint8)
     acc = matmul_integer(x_q, w_q.T, z_a, None)                              # int32 [M, N]
     scale = (s_a[:, None] * w_scale.reshape(1, -1)).astype(np.float32)      # float32 [M, N]
     y = (acc.astype(np.float32) * scale).astype(np.float32)
