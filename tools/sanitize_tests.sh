@@ -48,8 +48,9 @@ CXX=${CXX:-g++}
 if [[ ! -x $VENV/bin/python ]]; then
   "$PY" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import numpy, pytest, hypothesis, onnx, onnxruntime, pybind11" 2>/dev/null; then
-  "$VENV/bin/pip" install -q numpy pytest hypothesis onnx onnxruntime pybind11
+# the test dependencies of pyproject's dev extras that the sanitized tests use
+if ! "$VENV/bin/python" -c "import numpy, pytest, hypothesis, onnx, onnxruntime, pybind11, sympy, sklearn" 2>/dev/null; then
+  "$VENV/bin/pip" install -q numpy pytest hypothesis onnx onnxruntime pybind11 sympy scikit-learn
 fi
 VPY=$VENV/bin/python
 
