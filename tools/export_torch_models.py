@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import pathlib
 import sys
 import warnings
@@ -144,6 +145,40 @@ class TransformerBlock(nn.Module):
         return self.norm2(self.ffn(h))
 
 
+class AttentionBlock(nn.Module):
+    """A post-LN transformer encoder layer with hand-written multi-head self-attention on
+    batch-first [N, T, D] tokens: q / k / v projections split into heads with
+    ``view(N, T, H, d).transpose(1, 2)``, ``softmax(q @ k^T / sqrt(d)) @ v``, heads merged back
+    with ``transpose(1, 2).reshape(N, T, D)``, the output projection, residual and LayerNorm,
+    then the feed-forward half. (nn.MultiheadAttention exports with batch and heads merged into
+    one dimension, which no eightbit tensor can hold: the batch must stay dimension 0.)"""
+
+    unit_gain = ("q_proj", "k_proj", "v_proj", "out_proj", "ffn.linear2")
+
+    def __init__(self, d=64, heads=4, f=128):
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+        self.norm1 = nn.LayerNorm(d)
+        self.ffn = TransformerFFN(d, f)
+        self.norm2 = nn.LayerNorm(d)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        hd = d // self.heads
+
+        def split(h):
+            return h.view(n, t, self.heads, hd).transpose(1, 2)  # [N, H, T, hd]
+
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(hd)
+        a = torch.softmax(scores, dim=-1) @ v
+        a = a.transpose(1, 2).reshape(n, t, d)
+        h = self.norm1(x + self.out_proj(a))
+        return self.norm2(self.ffn(h))
+
+
 class FlattenByShape(nn.Module):
     """Two strided convs with ReLU, then x.view(x.size(0), -1) and a linear layer."""
 
@@ -185,6 +220,10 @@ def init_weights(model, g, bn_shift=0.2):
         elif isinstance(m, nn.LayerNorm):
             m.weight.data = 0.7 + 0.6 * torch.rand(m.weight.shape, generator=g)
             m.bias.data = 0.1 * torch.randn(m.bias.shape, generator=g)
+    # Linear layers feeding no ReLU / GELU (attention's q / k / v and the projections back into the
+    # residual stream) get unit gain, as transformers initialize them (Xavier / LeCun), not He's 2
+    for name in getattr(model, "unit_gain", ()):
+        model.get_submodule(name).weight.data *= 0.5 ** 0.5
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     if last.out_features == 10:  # a classifier head: unit-gain, not He
         last.weight.data *= 0.5 ** 0.5
@@ -216,6 +255,7 @@ MODELS = {
     "transformer_ffn": (TransformerFFN, 14, 0.2, False),
     "transformer_block": (TransformerBlock, 15, 0.2, False),
     "flatten_by_shape": (FlattenByShape, 16, 0.2, False),
+    "attention_block": (AttentionBlock, 17, 0.2, False),
 }
 
 

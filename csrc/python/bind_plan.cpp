@@ -418,10 +418,17 @@ void bind_plan(py::module_& m) {
            },
            py::arg("x"), py::arg("y"), py::arg("label"), py::arg("scale"), py::arg("shift"))
       .def("add_float_binary",
-           [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, bool mul, const py::object& b,
-              float lo, float hi) {
+           [](PlanExecutor& ex, std::vector<int> xs, int y, const std::string& label, const std::string& op,
+              const py::object& b, float lo, float hi) {
              FloatBinaryStep s;
-             s.mul = mul;
+             if (op == "add")
+               s.op = FloatBinaryOp::kAdd;
+             else if (op == "mul")
+               s.op = FloatBinaryOp::kMul;
+             else if (op == "div")
+               s.op = FloatBinaryOp::kDiv;
+             else
+               value_error(label + ": unknown float binary op '" + op + "' (expected add, mul or div)");
              s.lo = lo;
              s.hi = hi;
              if (!b.is_none()) {
@@ -432,9 +439,14 @@ void bind_plan(py::module_& m) {
              }
              ex.add_step(make_step(label, std::move(xs), y, std::move(s)));
            },
-           py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("mul"), py::arg("b"),
+           py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("op"), py::arg("b"),
            py::arg("lo") = -std::numeric_limits<float>::infinity(),
            py::arg("hi") = std::numeric_limits<float>::infinity())
+      .def("add_float_bmm",
+           [](PlanExecutor& ex, int a, int b, int y, const std::string& label) {
+             ex.add_step(make_step(label, {a, b}, y, FloatBmmStep{}));
+           },
+           py::arg("a"), py::arg("b"), py::arg("y"), py::arg("label"))
       .def("add_float_pool",
            [](PlanExecutor& ex, int x, int y, const std::string& label, bool average, bool count_include_pad,
               Pair kernel, Pair stride, Quad pads) {

@@ -154,7 +154,7 @@ void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inne
   });
 }
 
-void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_strides, const float* b,
+void float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_strides, const float* b,
                   const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float lo, float hi,
                   float* y) {
   const bool clamp = lo > -std::numeric_limits<float>::infinity() || hi < std::numeric_limits<float>::infinity();
@@ -173,12 +173,81 @@ void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_stride
         ob += i * b_strides[d];
       }
       float* yr = y + r * inner;
-      if (mul)
-        for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] * b[ob + i * sb];
-      else
-        for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] + b[ob + i * sb];
+      switch (op) {
+        case FloatBinaryOp::kAdd:
+          for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] + b[ob + i * sb];
+          break;
+        case FloatBinaryOp::kMul:
+          for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] * b[ob + i * sb];
+          break;
+        case FloatBinaryOp::kDiv:
+          for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] / b[ob + i * sb];
+          break;
+      }
       if (clamp)  // max then min keeps NaN, as NumPy's maximum / clip
         for (int64_t i = 0; i < inner; ++i) yr[i] = std::min(std::max(yr[i], lo), hi);
+    }
+  });
+}
+
+void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const float* b,
+               const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, int64_t K, float* y) {
+  const size_t lead = out.size() - 2;
+  const int64_t M = out[lead], P = out[lead + 1];
+  int64_t count = 1;  // matrices in the output
+  for (size_t d = 0; d < lead; ++d) count *= out[d];
+  if (count == 0 || M == 0 || P == 0) return;
+  // Offsets of matrix i's operands, from its multi-index over the leading dims.
+  auto offsets = [&](int64_t i, int64_t* oa, int64_t* ob) {
+    *oa = *ob = 0;
+    for (size_t d = lead; d-- > 0;) {
+      const int64_t idx = i % out[d];
+      i /= out[d];
+      *oa += idx * a_strides[d];
+      *ob += idx * b_strides[d];
+    }
+  };
+  // Every output matrix's B packed first (b's matrices broadcast over some dims are packed once per
+  // use: simpler, and packing is a small share of the work), then (matrix, panel) tiles spread over
+  // the pool, so that many small products and one large one both keep every thread busy.
+  const int64_t np = panels(P), panel_floats = std::max<int64_t>(K, 1) * kSgemmPanel;
+  thread_local AlignedBuffer<float> packed_b;
+  packed_b.reserve_discard(static_cast<size_t>(count * np * panel_floats));
+  float* const packed = packed_b.data();  // the pointer: pool threads have their own thread_local
+  parallel_for(count, K * P, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t oa = 0, ob = 0;
+      offsets(i, &oa, &ob);
+      const float* src = b + ob;
+      float* dst = packed + i * np * panel_floats;
+      for (int64_t p = 0; p < np; ++p) {
+        const int64_t n0 = p * kSgemmPanel, cols = std::min<int64_t>(kSgemmPanel, P - n0);
+        for (int64_t k = 0; k < K; ++k) {
+          float* row = dst + (p * K + k) * kSgemmPanel;
+          std::copy(src + k * P + n0, src + k * P + n0 + cols, row);
+          std::fill(row + cols, row + kSgemmPanel, 0.0f);
+        }
+      }
+    }
+  });
+  const SgemmFn kernel = active_sgemm();
+  parallel_for(count * np, M * std::max<int64_t>(K, 1) * kSgemmPanel, kMinWorkPerThread, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i = t / np, p = t % np;
+      int64_t oa = 0, ob = 0;
+      offsets(i, &oa, &ob);
+      SgemmCall call;
+      call.M = M;
+      call.N = P;
+      call.K = K;
+      call.a = a + oa;
+      call.lda = K;
+      call.b = packed + i * np * panel_floats;
+      call.c = y + i * M * P;
+      call.ldc = P;
+      call.lo = -std::numeric_limits<float>::infinity();  // no clamp: infinities stay, as NumPy's
+      call.hi = std::numeric_limits<float>::infinity();
+      kernel(call, 0, M, p, p + 1);
     }
   });
 }

@@ -50,12 +50,24 @@ void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y);
 void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inner, const float* scale,
                           const float* shift, float* y);
 
-// y = clamp(a + b or a * b, lo, hi) with NumPy broadcasting: `out` is the broadcast shape and
-// a_strides / b_strides the element strides of a and b over it (0 along broadcast axes).  The
+// y = clamp(a + b, a * b or a / b, lo, hi) with NumPy broadcasting: `out` is the broadcast shape
+// and a_strides / b_strides the element strides of a and b over it (0 along broadcast axes).  The
 // clamp is a fused activation; (-inf, inf) leaves every value, infinities and NaN included, as is.
-void float_binary(bool mul, const float* a, const std::vector<int64_t>& a_strides, const float* b,
+// Division is IEEE's (x / 0 is +-inf or NaN), as NumPy's.
+enum class FloatBinaryOp { kAdd, kMul, kDiv };
+
+void float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_strides, const float* b,
                   const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float lo, float hi,
                   float* y);
+
+// Batched matrix product (torch.matmul of two tensors of the same rank >= 3): `out` is the
+// output's shape with this call's batch, [..., M, P]; a is [..., M, K] and b [..., K, P], both
+// C-contiguous, with a_strides / b_strides their element strides over the leading dims of
+// `out` (0 along broadcast ones; one entry per leading dim).  Each product is the float GEMM
+// kernel's (products and sums rounded to float32 in k order, the same bits on every ISA); b's
+// matrices are packed into the kernel's panels on every call (O(K P) against O(M K P) work).
+void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const float* b,
+               const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, int64_t K, float* y);
 
 // y = x with its axes permuted: `perm` over the whole shape (the batch included, perm[0] == 0),
 // `in` the input's shape with this call's batch.

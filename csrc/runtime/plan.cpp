@@ -309,8 +309,25 @@ struct StepRunner {
     const std::vector<int64_t> b_shape = s.b_shape.empty() ? with_batch(in_t(1), batch()) : s.b_shape;
     const std::vector<int64_t> y_shape = with_batch(out_t(), batch());
     const float* b = s.b_shape.empty() ? static_cast<const float*>(in(1)) : s.b.data();
-    float_binary(s.mul, static_cast<const float*>(in(0)), broadcast_strides(a_shape, y_shape), b,
+    float_binary(s.op, static_cast<const float*>(in(0)), broadcast_strides(a_shape, y_shape), b,
                  broadcast_strides(b_shape, y_shape), y_shape, s.lo, s.hi, static_cast<float*>(out()));
+  }
+
+  void operator()(const FloatBmmStep&) const {
+    const std::vector<int64_t> y_shape = with_batch(out_t(), batch());
+    const size_t lead = y_shape.size() - 2;
+    const std::vector<int64_t> lead_shape(y_shape.begin(), y_shape.begin() + static_cast<std::ptrdiff_t>(lead));
+    // Strides of an operand's matrices over the output's leading dims (0 where it broadcasts).
+    auto matrix_strides = [&](const PlanTensor& t) {
+      std::vector<int64_t> s = with_batch(t, batch());
+      const int64_t matrix = s[lead] * s[lead + 1];
+      s.resize(lead);
+      std::vector<int64_t> strides = broadcast_strides(s, lead_shape);
+      for (int64_t& v : strides) v *= matrix;
+      return strides;
+    };
+    float_bmm(static_cast<const float*>(in(0)), matrix_strides(in_t(0)), static_cast<const float*>(in(1)),
+              matrix_strides(in_t(1)), y_shape, in_t(0).shape.back(), static_cast<float*>(out()));
   }
 
   void operator()(const FloatTransposeStep& s) const {
@@ -581,8 +598,10 @@ struct StepChecker {
   void operator()(const FloatBinaryStep& s) const {
     arity(s.b_shape.empty() ? 2 : 1);
     for (size_t i = 0; i < step.inputs.size(); ++i)
-      if (in_t(i).quantized()) bad("float add / mul works on float32 tensors");
-    if (out_t().quantized()) bad("float add / mul works on float32 tensors");
+      if (in_t(i).quantized()) bad("float add / mul / div works on float32 tensors");
+    if (out_t().quantized()) bad("float add / mul / div works on float32 tensors");
+    if (s.op != FloatBinaryOp::kAdd && s.op != FloatBinaryOp::kMul && s.op != FloatBinaryOp::kDiv)
+      bad("unknown float binary op");
     if (!s.b_shape.empty() && static_cast<int64_t>(s.b.size()) != product(s.b_shape, 0, s.b_shape.size()))
       bad("the constant's size does not match its shape");
     // Every operand broadcasts to the output (the batch only against the batch, or 1).
@@ -601,6 +620,28 @@ struct StepChecker {
         in_t(0).shape.size() != y.size() || (s.b_shape.empty() && in_t(1).shape.size() != y.size()))
       bad("operands do not broadcast to the output");
     if (!(s.lo <= s.hi)) bad("the fused activation's clamp range is empty");
+  }
+
+  void operator()(const FloatBmmStep&) const {
+    arity(2);
+    const PlanTensor &a = in_t(0), &b = in_t(1), &y = out_t();
+    if (a.quantized() || b.quantized() || y.quantized()) bad("a float matrix product works on float32 tensors");
+    const size_t r = a.shape.size();
+    if (r < 3 || b.shape.size() != r)
+      bad("a " + shape_str(a.shape) + " and b " + shape_str(b.shape) + " must have the same rank >= 3");
+    if (a.shape[r - 1] != b.shape[r - 2])
+      bad("a " + shape_str(a.shape) + " has " + std::to_string(a.shape[r - 1]) + " columns, b " +
+          shape_str(b.shape) + " " + std::to_string(b.shape[r - 2]) + " rows");
+    std::vector<int64_t> want(r, 0);  // dim 0, the batch, is the run's for every tensor
+    for (size_t d = 1; d + 2 < r; ++d) {
+      const int64_t ea = a.shape[d], eb = b.shape[d];
+      if (ea != eb && ea != 1 && eb != 1)
+        bad("the leading dimensions of a " + shape_str(a.shape) + " and b " + shape_str(b.shape) + " do not broadcast");
+      want[d] = ea == 1 ? eb : ea;
+    }
+    want[r - 2] = a.shape[r - 2];
+    want[r - 1] = b.shape[r - 1];
+    shape_is(y, want);
   }
 
   void float_in_out(const char* what) const {

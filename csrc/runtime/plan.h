@@ -138,13 +138,15 @@ struct FloatUnaryStep {
 struct FloatAffineStep {  // unfolded batch norm: per-channel (axis 1) scale and shift
   std::vector<float> scale, shift;
 };
-struct FloatBinaryStep {  // a + b / a * b; b a tensor (second input) or the constant `b`
-  bool mul = false;
+struct FloatBinaryStep {  // a + b, a * b or a / b; b a tensor (second input) or the constant `b`
+  FloatBinaryOp op = FloatBinaryOp::kAdd;
   std::vector<float> b;
   std::vector<int64_t> b_shape;  // the constant's shape (empty when b is an input)
   // A fused activation as a clamp of the result (relu: [0, inf)); none: (-inf, inf).
   float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
 };
+// a [N, .., M, K] @ b [N, .., K, P] -> [N, .., M, P] (same rank >= 3, leading dims broadcast).
+struct FloatBmmStep {};
 struct FloatTransposeStep {
   std::vector<int64_t> perm;  // over every axis; perm[0] == 0 (the batch stays first)
 };
@@ -179,7 +181,7 @@ using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinarySt
                                 GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
                                 FloatConvStep, FloatLinearStep, FloatUnaryStep, FloatAffineStep, FloatBinaryStep,
                                 FloatPoolStep, FloatConcatStep, FloatTransposeStep, FloatPadStep, FloatLayerNormStep,
-                                HostStep>;
+                                FloatBmmStep, HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors

@@ -21,7 +21,8 @@ Each node lowers to one plan step:
     softmax                                float32 softmax on the dequantized input
 
 Nodes named in ``exclude``, and nodes no step can run (add / mul with a constant operand,
-batch norm that did not fold), stay float32: they run as ``float`` steps on dequantized inputs.
+batch norm that did not fold, transpose, pad, layer_norm, and bmm / div of two tensors, which have
+no int8 form), stay float32: they run as ``float`` steps on dequantized inputs.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Float islands in C++: transpose, pad, layer_norm, hardsigmoid, erf, softmax and an add with a
-fused activation, left float32 by eb.quantize, run as C++ float32 steps of the plan executor (no
+"""Float islands in C++: transpose, pad, layer_norm, hardsigmoid, erf, softmax, an add with a
+fused activation, bmm (the product of two tensors) and div (by a tensor), left float32 by eb.quantize, run as C++ float32 steps of the plan executor (no
 call back into Python, neither when the executor is built nor when it runs), within float32
 rounding of the float graph's NumPy semantics (graph/float_exec.py) on every ISA and batch size."""
 import numpy as np
@@ -149,6 +149,86 @@ def test_add_with_fused_activation(rng, isa, monkeypatch, batch, activation, for
     _check(monkeypatch, qm, g, xs, rtol=0, atol=0)  # one float32 add and a clamp: exact
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("sa, sb", [
+    ((5, 4), (4, 6)),                          # [N, T, d] @ [N, d, T']
+    ((3, 17, 20), (3, 20, 33)),                # rows past the 4-row tiles, columns past a 16-wide panel
+    ((1, 5, 4), (3, 4, 7)),                    # a broadcast over the heads
+    ((3, 5, 4), (1, 4, 7)),                    # b broadcast over the heads
+    ((2, 1, 3, 4), (1, 2, 4, 1)),              # rank 5, both broadcast, one column
+])
+def test_bmm(rng, isa, monkeypatch, batch, sa, sb):
+    g = eb.Graph()
+    a, b = g.input("a", (None,) + sa), g.input("b", (None,) + sb)
+    g.output(g.bmm(a, b, name="mm"))
+    calib = [{"a": rng.standard_normal((2,) + sa).astype(np.float32),
+              "b": rng.standard_normal((2,) + sb).astype(np.float32)}]
+    with monkeypatch.context() as m:
+        m.setattr(native, "_host_fn", _raise)
+        qm = eb.quantize(g, calib)
+    assert _float_ops(qm) == ["bmm"]  # no int8 form: a float32 step
+    feeds = {"a": rng.standard_normal((batch,) + sa).astype(np.float32),
+             "b": rng.standard_normal((batch,) + sb).astype(np.float32)}
+    want = qm.reference_run(feeds)["mm"]
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "run", _raise)
+        y = qm.run(feeds)["mm"]
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, np.matmul(feeds["a"].astype(np.float64), feeds["b"]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("sb", [(3, 4, 5), (3, 1, 5), (1, 4, 1)])
+def test_div(rng, isa, monkeypatch, batch, sb):
+    """x / z of two tensors: one float32 division, exact; x / 0 is IEEE's."""
+    g = eb.Graph()
+    x, z = g.input("x", (None, 3, 4, 5)), g.input("z", (None,) + sb)
+    g.output(g.div(x, z, name="d"))
+    calib = [{"x": rng.standard_normal((2, 3, 4, 5)).astype(np.float32),
+              "z": rng.uniform(0.5, 2, (2,) + sb).astype(np.float32)}]
+    with monkeypatch.context() as m:
+        m.setattr(native, "_host_fn", _raise)
+        qm = eb.quantize(g, calib)
+    assert _float_ops(qm) == ["div"]
+    zs = rng.uniform(-2, 2, (batch,) + sb).astype(np.float32)
+    zs.reshape(-1)[::7] = 0.0
+    feeds = {"x": rng.standard_normal((batch, 3, 4, 5)).astype(np.float32), "z": zs}
+    want = qm.reference_run(feeds)["d"]
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "run", _raise)
+        y = qm.run(feeds)["d"]
+    np.testing.assert_array_equal(y, want)
+    assert np.isinf(y).any()
+
+
+def test_attention_core_after_int8_steps(rng, isa, monkeypatch):
+    """int8 q / k / v projections, then transpose, bmm, scale, softmax, bmm, transpose and an
+    int8 output projection: every float step in C++."""
+    t, d, h = 6, 8, 2
+    g = eb.Graph()
+    x = g.input("x", (None, t, d))
+
+    def heads(name, perm):
+        p = g.linear(x, rng.normal(0, d ** -0.5, (d, d)).astype(np.float32), name=name)
+        return g.transpose(g.reshape(p, (t, h, d // h)), perm)
+    q, kt, v = heads("q", (0, 2, 1, 3)), heads("k", (0, 2, 3, 1)), heads("v", (0, 2, 1, 3))
+    s = g.softmax(g.mul(g.bmm(q, kt, name="scores"), 1 / np.sqrt(d // h)), axis=3)
+    a = g.reshape(g.transpose(g.bmm(s, v, name="mix"), (0, 2, 1, 3)), (t, d))
+    g.output(g.linear(a, rng.normal(0, d ** -0.5, (d, d)).astype(np.float32), name="out"))
+    qm = _quantize(monkeypatch, g)
+    assert [s.op for s in qm.plan.steps].count("linear") == 4
+    assert _float_ops(qm).count("bmm") == 2
+    xs = rng.standard_normal((3, t, d)).astype(np.float32)
+    # the float results are requantized: a float32 rounding difference may move one code at a tie
+    want = qm.reference_run({"x": xs})[g.outputs[0]]
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "run", _raise)
+        y = qm(xs)
+    step = qm.plan.tensors[[s for s in qm.plan.steps if s.op == "linear"][-1].output].scale
+    assert np.abs(y - want).max() <= 2 * step + 1e-6
+    assert np.mean(y == want) > 0.95
+
+
 def test_add_relu_keeps_infinity_and_nan(monkeypatch):
     """The fused ReLU is NumPy's maximum(y, 0): +inf stays +inf and NaN stays NaN."""
     g = eb.Graph()
@@ -187,13 +267,52 @@ def _executor(in_shape, out_shape):
     (lambda ex, x, y: ex.add_float_layer_norm(x, y, "ln", 1, 1e-5, np.ones(3, np.float32), None), "weight"),
     (lambda ex, x, y: ex.add_float_layer_norm(x, y, "ln", 2, 1e-5, None, np.ones(5, np.float32)), "bias"),
     (lambda ex, x, y: ex.add_float_layer_norm(x, y, "ln", 1, 0.0, None, None), "eps"),
-    (lambda ex, x, y: ex.add_float_binary([x], y, "a", False, np.ones(4, np.float32), 1.0, 0.0), "clamp"),
+    (lambda ex, x, y: ex.add_float_binary([x], y, "a", "add", np.ones(4, np.float32), 1.0, 0.0), "clamp"),
     (lambda ex, x, y: ex.add_float_unary(x, y, "u", "erfc", 0.0, 0.0), "unknown"),
+    (lambda ex, x, y: ex.add_float_binary([x, x], y, "d", "pow", None), "unknown float binary op"),
 ])
 def test_bad_float_steps_raise(add, match):
     ex, x, y = _executor((3, 4), (3, 4))
     with pytest.raises(ValueError, match=match):
         add(ex, x, y)
+
+
+@pytest.mark.parametrize("a, b, y, match", [
+    ((4,), (4,), (4,), "same rank >= 3"),                 # rank 2: dimension 0 would be a row
+    ((2, 3, 4), (4, 5), (2, 3, 5), "same rank >= 3"),
+    ((2, 3, 4), (2, 5, 6), (2, 3, 6), "columns"),
+    ((2, 3, 4), (3, 4, 5), (2, 3, 5), "do not broadcast"),
+    ((2, 3, 4), (2, 4, 5), (2, 3, 6), "has shape"),
+    ((1, 3, 4), (2, 4, 5), (1, 3, 5), "has shape"),       # the broadcast output is [2, 3, 5]
+])
+def test_bad_bmm_steps_raise(a, b, y, match):
+    ex = _core.PlanExecutor()
+    ia, ib = ex.add_tensor("a", "float32", [-1, *a]), ex.add_tensor("b", "float32", [-1, *b])
+    iy = ex.add_tensor("y", "float32", [-1, *y])
+    with pytest.raises(ValueError, match=match):
+        ex.add_float_bmm(ia, ib, iy, "mm")
+
+
+def test_bmm_step_on_quantized_tensors_raises():
+    ex = _core.PlanExecutor()
+    ia = ex.add_tensor("a", "uint8", [-1, 2, 3, 4], 0.1, 0)
+    ib, iy = ex.add_tensor("b", "float32", [-1, 2, 4, 5]), ex.add_tensor("y", "float32", [-1, 2, 3, 5])
+    with pytest.raises(ValueError, match="float32"):
+        ex.add_float_bmm(ia, ib, iy, "mm")
+    with pytest.raises(ValueError, match="expected 2 input"):
+        ex.add_float_binary([ib], iy, "d", "div", None)
+
+
+def test_bmm_step_runs_any_batch():
+    ex = _core.PlanExecutor()
+    ia, ib = ex.add_tensor("a", "float32", [-1, 3, 5, 4]), ex.add_tensor("b", "float32", [-1, 1, 4, 2])
+    iy = ex.add_tensor("y", "float32", [-1, 3, 5, 2])
+    ex.add_float_bmm(ia, ib, iy, "mm")
+    ex.finalize([ia, ib], [iy])
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 4):
+        a, b = rng.standard_normal((n, 3, 5, 4)).astype(np.float32), rng.standard_normal((n, 1, 4, 2)).astype(np.float32)
+        np.testing.assert_allclose(ex.run([a, b])[0], np.matmul(a, b), rtol=1e-5, atol=1e-6)
 
 
 def test_bad_pad_on_an_empty_axis_raises():

@@ -360,6 +360,66 @@ def transformer_ffn_gelu20():
     return transformer_ffn(opset=20)
 
 
+# ---- attention encoder layer ----------------------------------------------------------------------
+def attention_block(seed: int = 3030, d: int = 64, heads: int = 4, f: int = 128):
+    """A post-LN transformer encoder layer with hand-written multi-head self-attention on [N, 16, 64]
+    tokens, as torch.onnx.export (opset 17) writes tools/export_torch_models.py's AttentionBlock:
+    ``n, t, d = x.shape`` as Shape / Gather (d // heads as Div and two Casts), q / k / v nn.Linear
+    (MatMul + Add) split into heads by Reshape to a Concat of Unsqueezed dims and Transpose
+    (k's ``transpose(-2, -1)`` merged into it: perm [0, 2, 3, 1]), MatMul of q and k, Div by
+    sqrt(d / heads), Softmax, MatMul with v, Transpose back, Reshape to [N, T, D], the output
+    projection, residual Add, LayerNormalization, then Linear -> exact GELU (Div / Erf / Add / Mul /
+    Mul) -> Linear, residual Add, LayerNormalization. Linear layers feeding no GELU have unit gain
+    (Xavier-like), linear1 He."""
+    b = _Builder(seed)
+    hd = d // heads
+
+    def unit(shape, fan_in):
+        return (b.rng.standard_normal(shape) * np.sqrt(1.0 / fan_in)).astype(np.float32)
+
+    def linear(x, w, mod):
+        m = b.node("MatMul", [x, b.anon_init("MatMul", np.ascontiguousarray(w.T))], f"/{mod.replace('.', '/')}")
+        return b.node("Add", [b.init(f"{mod}.bias", b.bias(w.shape[0], w.shape[1])), m], f"/{mod.replace('.', '/')}")
+
+    def unsqueeze(t):
+        return b.node("Unsqueeze", [t, b.constant(np.array([0], np.int64))])
+
+    def layer_norm(x, mod):
+        gamma = b.rng.uniform(0.7, 1.3, d).astype(np.float32)
+        beta = b.rng.normal(0, 0.1, d).astype(np.float32)
+        return b.node("LayerNormalization", [x, b.init(f"{mod}.weight", gamma), b.init(f"{mod}.bias", beta)],
+                      f"/{mod}", axis=-1, epsilon=1e-5)
+
+    n, t, dd = (b.node("Gather", [b.node("Shape", ["x"]), b.constant(np.array(i, np.int64))], axis=0)
+                for i in range(3))
+    hdv = b.node("Div", [dd, b.constant(np.array(heads, np.int64))])
+    hdv = b.node("Cast", [b.node("Cast", [hdv], to=TensorProto.INT64)], to=TensorProto.INT64)
+
+    def split(h, perm):
+        target = b.node("Concat", [unsqueeze(n), unsqueeze(t), b.constant(np.array([heads], np.int64)),
+                                   unsqueeze(hdv)], axis=0)
+        return b.node("Transpose", [b.node("Reshape", [h, target], allowzero=0)], perm=perm)
+
+    q = split(linear("x", unit((d, d), d), "q_proj"), [0, 2, 1, 3])
+    k = split(linear("x", unit((d, d), d), "k_proj"), [0, 2, 3, 1])       # k.transpose(-2, -1) merged in
+    v = split(linear("x", unit((d, d), d), "v_proj"), [0, 2, 1, 3])
+    scores = b.node("Div", [b.node("MatMul", [q, k]), b.constant(np.array(np.sqrt(hd), np.float32))])
+    a = b.node("MatMul", [b.node("Softmax", [scores], axis=-1), v])
+    a = b.node("Transpose", [a], perm=[0, 2, 1, 3])
+    target = b.node("Concat", [unsqueeze(n), unsqueeze(t), unsqueeze(dd)], axis=0)
+    a = b.node("Reshape", [a, target], allowzero=0)
+    h = layer_norm(b.node("Add", ["x", linear(a, unit((d, d), d), "out_proj")]), "norm1")
+    g = linear(h, b.he((f, d), d), "ffn.linear1")
+    sc = "/ffn/activation"
+    e = b.node("Erf", [b.node("Div", [g, b.constant(np.array(1.4142135, np.float32), sc)], sc)], sc)
+    g = b.node("Mul", [g, b.node("Add", [e, b.constant(np.array(1.0, np.float32), sc)], sc)], sc)
+    g = b.node("Mul", [g, b.constant(np.array(0.5, np.float32), sc)], sc)
+    o = linear(g, unit((d, f), f), "ffn.linear2")
+    y = layer_norm(b.node("Add", [h, o], "/ffn"), "norm2")
+    m = b.model("attention_block", [("x", ["N", 16, d])], y, ["N", 16, d])
+    return m, _token_inputs(seed + 1)
+
+
 # ---- flatten by x.view(x.size(0), -1) --------------------------------------------------------------
 def flatten_by_shape(seed: int = 99):
     """Conv 3->8 3x3 s2 + ReLU, conv 8->16 3x3 s2 + ReLU on [N, 3, 16, 16], flattened with
@@ -390,6 +450,7 @@ MODELS = {
     "transformer_ffn": transformer_ffn,
     "transformer_ffn_gelu20": transformer_ffn_gelu20,
     "flatten_by_shape": flatten_by_shape,
+    "attention_block": attention_block,
 }
 
 # Inputs for the PyTorch-exported files of tests/data/onnx (tools/export_torch_models.py draws its
@@ -402,4 +463,5 @@ EXPORTED_INPUTS = {
     "transformer_ffn": _token_inputs(7),
     "transformer_block": _token_inputs(7),
     "flatten_by_shape": _image_inputs(shape=(3, 16, 16)),
+    "attention_block": _token_inputs(8),
 }

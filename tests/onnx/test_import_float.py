@@ -149,10 +149,22 @@ def test_matmul_add_on_3d_becomes_linear(rng, bias_first):
     assert [(n.name, n.op, n.output) for n in g.nodes] == [("/fc/Add", "linear", "h"), ("/act/Relu", "relu", "y")]
 
 
-def test_matmul_of_two_tensors_is_refused(rng):
-    model = make_model([helper.make_node("MatMul", ["x", "z"], ["y"], name="attn")],
-                       [("x", ["N", 4, 4]), ("z", ["N", 4, 4])], ["y"])
-    with pytest.raises(OnnxImportError, match="attn.*two computed tensors"):
+@pytest.mark.parametrize("sa, sb", [
+    (["N", 5, 4], ["N", 4, 6]),
+    (["N", 3, 5, 4], ["N", 3, 4, 5]),
+    (["N", 1, 5, 4], ["N", 3, 4, 2]),
+    (["N", 3, 5, 4], ["N", 1, 4, 2]),
+])
+def test_matmul_of_two_tensors(rng, sa, sb):
+    model = make_model([helper.make_node("MatMul", ["x", "z"], ["y"], name="attn")], [("x", sa), ("z", sb)], ["y"])
+    g = check(model, {"x": randn(rng, 2, *sa[1:]), "z": randn(rng, 2, *sb[1:])})
+    assert [(n.name, n.op, n.inputs, n.output) for n in g.nodes] == [("attn", "bmm", ["x", "z"], "y")]
+
+
+@pytest.mark.parametrize("sa, sb", [(["N", 4], ["N", 4]), (["N", 3, 4], ["N", 2, 4, 3])])
+def test_matmul_of_two_tensors_of_other_ranks_is_refused(sa, sb):
+    model = make_model([helper.make_node("MatMul", ["x", "z"], ["y"], name="attn")], [("x", sa), ("z", sb)], ["y"])
+    with pytest.raises(OnnxImportError, match="attn.*two computed tensors needs operands of the same rank >= 3"):
         from_onnx(model)
 
 
@@ -173,10 +185,18 @@ def test_binary(rng, op, form):
     assert g.nodes[-1].name == "op" and g.nodes[-1].output == "y"
 
 
-def test_div_by_tensor_is_refused():
-    model = make_model([helper.make_node("Div", ["x", "z"], ["y"], name="d")], [("x", ["N", 3]), ("z", ["N", 3])],
-                       ["y"])
-    with pytest.raises(OnnxImportError, match="'d' \\(Div\\): division by a computed tensor"):
+@pytest.mark.parametrize("sa, sb", [(["N", 3], ["N", 3]), (["N", 4, 5], ["N", 4, 1]), (["N", 1, 5], ["N", 4, 1])])
+def test_div_by_a_tensor(rng, sa, sb):
+    model = make_model([helper.make_node("Div", ["x", "z"], ["y"], name="d")], [("x", sa), ("z", sb)], ["y"])
+    z = rng.uniform(0.5, 2.0, [2] + sb[1:]).astype(np.float32)
+    g = check(model, {"x": randn(rng, 2, *sa[1:]), "z": z})
+    assert [(n.name, n.op, n.inputs) for n in g.nodes] == [("d", "div", ["x", "z"])]
+
+
+def test_div_of_a_constant_by_a_tensor_is_refused():
+    model = make_model([helper.make_node("Div", ["c", "z"], ["y"], name="d")], [("z", ["N", 3])], ["y"],
+                       {"c": np.ones(3, np.float32)})
+    with pytest.raises(OnnxImportError, match="'d' \\(Div\\): a constant divided by a computed tensor"):
         from_onnx(model)
 
 

@@ -122,6 +122,7 @@ MIRRORS = {
     "mlp": ("mlp", ()),
     "transformer_ffn": ("transformer_ffn", ()),
     "flatten_by_shape": ("flatten_by_shape", ()),
+    "attention_block": ("attention_block", ()),
 }
 
 

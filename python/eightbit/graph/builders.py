@@ -5,7 +5,7 @@ explicit pads, weights become read-only float32 copies), then calls ``Graph.add_
 infers and checks shapes (shapes.py). Errors are ValueError / TypeError whose message starts
 with the node name and op, then names the argument: ``"conv2d_1 (conv2d): padding must be >= 0,
 got (-1, -1)"``. Weights use PyTorch layouts: conv2d OIHW, linear [out, in]; matmul takes a
-[K, N] constant (``x @ b``).
+[K, N] constant (``x @ b``), bmm two tensors.
 """
 from __future__ import annotations
 
@@ -160,9 +160,20 @@ class Builders:
         name, where = self._start("matmul", name)
         x = self._tensor(x, where, "x")
         if isinstance(b, Tensor):
-            raise TypeError(f"{where}: b must be a constant [K, N] array; the product of two tensors "
-                            "is not supported")
+            raise TypeError(f"{where}: b must be a constant [K, N] array; for the product of two tensors "
+                            "use g.bmm(a, b)")
         return self.add_node("matmul", [x], {"activation": None}, {"b": const_array(b, where, "b")}, name=name)
+
+    def bmm(self, a, b, *, name=None):
+        """``a @ b`` of two tensors (torch.matmul): a [N, ..., M, K] and b [N, ..., K, P] of the same
+        rank >= 3 give [N, ..., M, P]; the leading dimensions broadcast as NumPy's (the batch stays
+        dimension 0). Attention's ``q @ k.transpose(-2, -1)`` and ``p @ v``."""
+        name, where = self._start("bmm", name)
+        for arg, t in (("a", a), ("b", b)):
+            if not isinstance(t, (Tensor, str)):
+                raise TypeError(f"{where}: {arg} must be a Tensor (for a constant right operand use "
+                                f"g.matmul(x, b)), got {type(t).__name__}")
+        return self.add_node("bmm", [self._tensor(a, where, "a"), self._tensor(b, where, "b")], {}, name=name)
 
     def batch_norm2d(self, x, mean, var, weight=None, bias=None, eps=1e-5, *, name=None):
         """Inference BatchNorm over axis 1: ``(x - mean) / sqrt(var + eps) * weight + bias``
@@ -291,6 +302,16 @@ class Builders:
     def mul(self, a, b, *, name=None):
         """``a * b``: two tensors, or a tensor and a constant array (NumPy broadcasting)."""
         return self._binary("mul", a, b, name)
+
+    def div(self, a, b, *, name=None):
+        """``a / b`` of two tensors of the same rank (NumPy broadcasting; IEEE division: x / 0 is
+        +-inf or NaN). For a constant divisor use ``g.mul(a, 1 / c)``."""
+        name, where = self._start("div", name)
+        for arg, t in (("a", a), ("b", b)):
+            if not isinstance(t, (Tensor, str)):
+                raise TypeError(f"{where}: {arg} must be a Tensor (for a constant divisor use g.mul(a, 1 / c)), "
+                                f"got {type(t).__name__}")
+        return self.add_node("div", [self._tensor(a, where, "a"), self._tensor(b, where, "b")], {}, name=name)
 
     def concat(self, ts, axis, *, name=None):
         """Concatenate tensors along ``axis`` (not the batch axis 0) (torch.cat)."""

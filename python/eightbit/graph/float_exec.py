@@ -15,7 +15,8 @@ statistics and keeps nothing holds at most the live activations of one batch at 
 Inputs: any floating dtype (converted to float32); the rank and every fixed dimension must
 match the declared shape; inputs sharing a free batch dimension must have the same batch size.
 Everything is computed in float32 (GEMMs through NumPy's BLAS: convolution is im2col + one
-matmul per group, depthwise a loop over the kh * kw taps); exact GELU evaluates erf in float64.
+matmul per group, depthwise a loop over the kh * kw taps; bmm is np.matmul of two float32
+tensors, summing in float32); exact GELU evaluates erf in float64.
 """
 from __future__ import annotations
 
@@ -186,6 +187,10 @@ def _matmul(node: Node, x):
     return np.matmul(x, node.consts["b"])
 
 
+def _bmm(node: Node, a, b):
+    return np.matmul(a, b)                  # float32 BLAS (sums in float32)
+
+
 def _batch_norm2d(node: Node, x):
     c = node.consts
     scale = c["weight"].astype(np.float64) / np.sqrt(c["var"].astype(np.float64) + node.attrs["eps"])
@@ -281,6 +286,11 @@ def _mul(node, a, b=None):
     return a * (node.consts["b"] if b is None else b)
 
 
+def _div(node, a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):   # IEEE: x / 0 is inf or NaN, as in C++
+        return a / b
+
+
 def _concat(node, *xs):
     return np.concatenate(xs, axis=node.attrs["axis"])
 
@@ -372,7 +382,8 @@ KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
     "tanh": _tanh, "hardswish": _hardswish, "erf": _erf, "gelu": _gelu, "softmax": _softmax,
-    "dropout": _identity, "identity": _identity, "add": _add, "mul": _mul, "concat": _concat,
+    "dropout": _identity, "identity": _identity, "add": _add, "mul": _mul, "div": _div, "bmm": _bmm,
+    "concat": _concat,
     "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid, "layer_norm": _layer_norm,

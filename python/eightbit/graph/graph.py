@@ -207,6 +207,8 @@ class Graph(Builders):
                 raise ValueError(f"{where}: constant {key!r} is missing")
         if op == "concat":
             expected = None if tensors else "at least 1"
+        elif op in ("bmm", "div"):
+            expected = None if len(tensors) == 2 else "2"
         elif op in ("add", "mul"):
             expected = None if len(tensors) == (1 if "b" in consts else 2) else \
                 "1 (with constant b)" if "b" in consts else "2 (or 1 with constant b)"

@@ -30,8 +30,15 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
     linear            x [.., I]  weight [O, I] (PyTorch), bias [O]?       activation
     matmul            x [.., K]  b [K, N]                                 activation
     batch_norm2d      x [N,C,..] mean, var, weight, bias [C] (eval mode)  eps
+    bmm               a, b       -                                        - (torch.matmul / ONNX MatMul of
+                                                                          two tensors of the same rank
+                                                                          >= 3: a [N, .., M, K] @ b [N, ..,
+                                                                          K, P] -> [N, .., M, P], the
+                                                                          leading dims broadcast as NumPy's)
     add, mul          a, b       - (two tensors) or b (a constant array,  activation (add only)
                       or a       NumPy broadcasting)
+    div               a, b       - (two tensors, NumPy broadcasting;      -
+                                 a constant divisor is mul by 1 / c)
     relu, relu6, sigmoid, tanh, hardswish, erf, identity   x   -          -
     clip              x          -                                        min, max (float or None)
     leaky_relu        x          -                                        negative_slope
@@ -81,8 +88,10 @@ OPS: dict[str, tuple[str, ...]] = {
     "linear": ("weight", "bias?"),
     "matmul": ("b",),
     "batch_norm2d": ("mean", "var", "weight", "bias"),
+    "bmm": (),
     "add": ("b?",),
     "mul": ("b?",),
+    "div": (),
     "relu": (), "relu6": (), "clip": (), "leaky_relu": (), "sigmoid": (), "tanh": (),
     "hardswish": (), "erf": (), "gelu": (), "softmax": (), "dropout": (), "identity": (),
     "concat": (),

@@ -114,6 +114,17 @@ def _matmul(node: Node, shapes):
     return tuple(x[:-1]) + (b.shape[1],)
 
 
+def _bmm(node: Node, shapes):
+    a, b = shapes
+    if len(a) < 3 or len(a) != len(b):
+        _fail(node, f"a and b must have the same rank >= 3 ([batch, ..., M, K] and [batch, ..., K, P]: "
+                    f"dimension 0 of each is the batch), got {format_shape(a)} and {format_shape(b)}")
+    if a[-1] != b[-2]:
+        _fail(node, f"a {format_shape(a)} has K={a[-1]} columns, but b {format_shape(b)} has {b[-2]} rows")
+    lead = broadcast(node, a[:-2], b[:-2], "b's leading dimensions")
+    return lead + (a[-2], b[-1])
+
+
 def _batch_norm2d(node: Node, shapes):
     (x,) = shapes
     _min_rank(node, x, 2, "channels on axis 1")
@@ -156,6 +167,10 @@ def _binary(node: Node, shapes):
 def _axis_ok(node: Node, axis: int, rank: int, lowest: int):
     if not lowest <= axis < rank:
         _fail(node, f"axis={axis} is out of range [{lowest}, {rank - 1}] for rank {rank}")
+
+
+def _div(node: Node, shapes):
+    return _binary(node, shapes)          # two tensors (graph.add_node checks the count)
 
 
 def _softmax(node: Node, shapes):
@@ -249,7 +264,7 @@ def _layer_norm(node: Node, shapes):
 
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
-    "add": _binary, "mul": _binary,
+    "add": _binary, "mul": _binary, "div": _div, "bmm": _bmm,
     "relu": _same, "relu6": _same, "clip": _same, "leaky_relu": _same, "sigmoid": _same,
     "tanh": _same, "hardswish": _same, "erf": _same, "gelu": _same, "dropout": _same, "identity": _same,
     "softmax": _softmax, "concat": _concat,

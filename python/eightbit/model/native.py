@@ -124,20 +124,23 @@ def _float_layer(ex, step: Step, x: int, y: int, label: str, ins: list) -> bool:
 
 
 def _float_other(ex, step: Step, xs: list, y: int, label: str, ins: list, out: TensorSpec) -> bool:
-    """Batch norm, add / mul (with a fused activation), pools, concat, transpose, pad, layer norm
-    and softmax left float32, as C++ float steps; False for a form they do not take (which then
-    calls the Python float executor)."""
+    """Batch norm, add / mul / div (with a fused activation), bmm, pools, concat, transpose, pad,
+    layer norm and softmax left float32, as C++ float steps; False for a form they do not take
+    (which then calls the Python float executor)."""
     node_op, at, c = step.attrs["op"], step.attrs["attrs"], step.consts
     if node_op == "batch_norm2d":  # the float executor's formula (graph/float_exec.py)
         scale = c["weight"].astype(np.float64) / np.sqrt(c["var"].astype(np.float64) + at["eps"])
         shift = c["bias"] - c["mean"].astype(np.float64) * scale
         ex.add_float_affine(xs[0], y, label, scale.astype(np.float32), shift.astype(np.float32))
         return True
-    if node_op in ("add", "mul"):
+    if node_op in ("add", "mul", "div"):
         # the graph's apply_activation: np.maximum(y, 0) keeps +inf, so relu's clamp is [0, inf)
         act = at.get("activation")
         lo, hi = (-np.inf, np.inf) if act is None else (0.0, np.inf) if act == "relu" else (act[1], act[2])
-        ex.add_float_binary(xs, y, label, node_op == "mul", c.get("b"), float(lo), float(hi))
+        ex.add_float_binary(xs, y, label, node_op, c.get("b"), float(lo), float(hi))
+        return True
+    if node_op == "bmm":
+        ex.add_float_bmm(xs[0], xs[1], y, label)
         return True
     if node_op in ("max_pool2d", "avg_pool2d") and len(ins[0].shape) == 4:
         ex.add_float_pool(xs[0], y, label, node_op == "avg_pool2d", bool(at.get("count_include_pad", True)),

@@ -3,8 +3,8 @@
 island and the float model export the same way).
 
 Each graph op maps to the ONNX op PyTorch's exporter would write: conv2d -> Conv, linear ->
-Gemm(transB=1) on 2-D inputs (else MatMul with W.T + Add), matmul -> MatMul, batch_norm2d ->
-BatchNormalization, add/mul -> Add/Mul (a constant operand as an initializer), relu / sigmoid /
+Gemm(transB=1) on 2-D inputs (else MatMul with W.T + Add), matmul and bmm -> MatMul, batch_norm2d ->
+BatchNormalization, add/mul -> Add/Mul (a constant operand as an initializer), div -> Div, relu / sigmoid /
 tanh / hardswish / leaky_relu -> their op, relu6 / clip -> Clip, gelu -> Gelu (opset 20),
 softmax -> Softmax, concat -> Concat, pools -> MaxPool / AveragePool / GlobalAveragePool,
 flatten(1) -> Flatten, other flatten / reshape -> Reshape (dim 0 copied: the batch),
@@ -121,6 +121,10 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
                 b.node("MatMul", [x[0], wt], [out], name)
     elif op == "matmul":
         b.node("MatMul", [x[0], c("b")], [out], name)
+    elif op == "bmm":
+        b.node("MatMul", [x[0], x[1]], [out], name)
+    elif op == "div":
+        b.node("Div", [x[0], x[1]], [out], name)
     elif op == "batch_norm2d":
         b.node("BatchNormalization", [x[0], c("weight"), c("bias"), c("mean"), c("var")], [out], name,
                epsilon=float(a["eps"]))

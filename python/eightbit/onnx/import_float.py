@@ -449,11 +449,16 @@ def convert_gemm(imp: Importer, n: OnnxNode) -> None:
 
 def convert_matmul(imp: Importer, n: OnnxNode) -> None:
     if imp.const(n.inputs[0]) is not None:
-        n.fail("a constant left operand is not supported (only x @ constant)")
+        n.fail("a constant left operand is not supported (only x @ constant or x @ y)")
     x = imp.tensor(n, 0)
     b = imp.const(n.inputs[1])
-    if b is None:
-        n.fail("the product of two computed tensors is not supported; the right operand must be a constant")
+    if b is None:                                        # attention: q @ k^T, p @ v
+        y = imp.tensor(n, 1)
+        if len(x.shape) < 3 or len(x.shape) != len(y.shape):
+            n.fail(f"the product of two computed tensors needs operands of the same rank >= 3 (dimension 0 "
+                   f"of each is the batch), got shapes {list(x.shape)} and {list(y.shape)}")
+        imp.emit(n, "bmm", [x, y], {})
+        return
     if b.ndim != 2:
         n.fail(f"the constant right operand must be a [K, N] matrix, got shape {list(b.shape)}")
     imp.emit(n, "matmul", [x], {"activation": None}, {"b": b})
@@ -482,7 +487,7 @@ def convert_binary(imp: Importer, n: OnnxNode) -> None:
             neg = imp.emit(n, "mul", [b], {}, {"b": np.float32(-1)}, helper="neg")
             imp.emit(n, "add", [a, neg], {"activation": None})
         else:
-            n.fail("division by a computed tensor is not supported (only by a constant)")
+            imp.emit(n, "div", [a, b], {})
         return
     if ca is not None and cb is not None:                      # folded before; kept for safety
         n.fail("both operands are constants")
