@@ -64,14 +64,7 @@ ConvInput conv_input(const py::handle& x_in, const py::object& x_zp, const Packe
     if (d < 1) value_error("dilations: must be >= 1");
   for (int64_t p : pads)
     if (p < 0) value_error("pads: must be >= 0");
-  g.stride_h = strides[0];
-  g.stride_w = strides[1];
-  g.dilation_h = dilations[0];
-  g.dilation_w = dilations[1];
-  g.pad_top = pads[0];
-  g.pad_left = pads[1];
-  g.pad_bottom = pads[2];
-  g.pad_right = pads[3];
+  g.set_window(strides, dilations, pads);
   if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
       g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
     value_error("w: the (dilated) kernel is larger than the padded input");

@@ -105,14 +105,7 @@ void add_conv(PlanExecutor& ex, int x, int y, const std::string& label, const py
   g.kernel_h = kh;
   g.kernel_w = kw;
   g.groups = group;
-  g.stride_h = strides[0];
-  g.stride_w = strides[1];
-  g.dilation_h = dilations[0];
-  g.dilation_w = dilations[1];
-  g.pad_top = pads[0];
-  g.pad_left = pads[1];
-  g.pad_bottom = pads[2];
-  g.pad_right = pads[3];
+  g.set_window(strides, dilations, pads);
   c.fixed = multiplier.is_none();
   if (c.fixed) {
     c.m0 = padded<int32_t>(m0, "quantized_multiplier", Dt::kI32, oc);
@@ -251,14 +244,7 @@ void add_float_conv(PlanExecutor& ex, int x, int y, const std::string& label, co
   g.kernel_h = w.shape(2);
   g.kernel_w = w.shape(3);
   g.groups = group;
-  g.stride_h = strides[0];
-  g.stride_w = strides[1];
-  g.dilation_h = dilations[0];
-  g.dilation_w = dilations[1];
-  g.pad_top = pads[0];
-  g.pad_left = pads[1];
-  g.pad_bottom = pads[2];
-  g.pad_right = pads[3];
+  g.set_window(strides, dilations, pads);
   s.conv.w = float_values(w, "w", label, 4);
   if (!bias.is_none()) s.conv.bias = float_values(bias, "bias", label, 1);
   s.conv.lo = lo;

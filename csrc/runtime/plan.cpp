@@ -395,6 +395,16 @@ struct StepChecker {
   void same_type(const PlanTensor& a, const PlanTensor& b) const {
     if (a.type != b.type) bad("tensors '" + a.name + "' and '" + b.name + "' must have the same dtype");
   }
+  // Strides, dilations and pads of a convolution, and a kernel that fits the padded input.
+  void window(const ConvGeometry& g) const {
+    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_top < 0 || g.pad_left < 0 ||
+        g.pad_bottom < 0 || g.pad_right < 0)
+      bad("strides and dilations must be >= 1, pads >= 0");
+    if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
+        g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
+      bad("the (dilated) kernel is larger than the padded input");
+  }
+
   // x [N, ..., k] -> y [N, ..., n]
   void linear_shapes(int64_t k, int64_t n) const {
     const PlanTensor &x = in_t(), &y = out_t();
@@ -440,12 +450,7 @@ struct StepChecker {
     if (g.in_c != c.weights.group_in_c * c.weights.groups || g.out_c != c.weights.out_c ||
         g.kernel_h != c.weights.kernel_h || g.kernel_w != c.weights.kernel_w || g.groups != c.weights.groups)
       bad("input '" + x.name + "' has " + std::to_string(in_c) + " channels; the weights do not fit it");
-    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_top < 0 || g.pad_left < 0 ||
-        g.pad_bottom < 0 || g.pad_right < 0)
-      bad("strides and dilations must be >= 1, pads >= 0");
-    if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
-        g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
-      bad("the (dilated) kernel is larger than the padded input");
+    window(g);
     shape_is(y, linear ? with_last(x.shape, g.out_c) : std::vector<int64_t>{0, g.out_h(), g.out_w(), g.out_c});
     const int32_t lo = y.is_signed() ? -128 : 0, hi = y.is_signed() ? 127 : 255;
     if (c.qmin < lo || c.qmax > hi || c.qmin > c.qmax) bad("activation clamp range is empty or outside the output type");
@@ -563,12 +568,7 @@ struct StepChecker {
     if (static_cast<int64_t>(s.conv.w.size()) != g.out_c * g.group_in_c() * g.kernel_h * g.kernel_w ||
         (!s.conv.bias.empty() && static_cast<int64_t>(s.conv.bias.size()) != g.out_c))
       bad("weights or bias of the wrong size");
-    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_top < 0 || g.pad_left < 0 ||
-        g.pad_bottom < 0 || g.pad_right < 0)
-      bad("strides and dilations must be >= 1, pads >= 0");
-    if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
-        g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
-      bad("the (dilated) kernel is larger than the padded input");
+    window(g);
     shape_is(y, {0, g.out_c, g.out_h(), g.out_w()});
   }
 

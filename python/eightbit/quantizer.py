@@ -107,14 +107,14 @@ class CalibratedQParams:
     granularity = "row"   # dynamic_linear inputs: quantized per row at run time
 
     def dynamic_weights(self, node, w: np.ndarray):
-        """(int8 weights [O, K], float32 scales [O]) of a dynamically quantized layer."""
+        """(int8 weights [O, ...] (rows = output channels), float32 scales [O]): symmetric, per
+        channel or per tensor. A dynamic layer's weights, and a static one's with its bias below."""
         wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
         return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
 
     def weights(self, node, w: np.ndarray, bias, x_scale) -> dict:
         """int8 weights (rows = output channels), float32 scales [O] and the int32 bias."""
-        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
-        ws = np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
+        wq, ws = self.dynamic_weights(node, w)
         return {"w": wq, "w_scale": ws, "bias": quantize_bias(node, bias, x_scale, ws, w.shape[0])}
 
 

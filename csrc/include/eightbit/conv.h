@@ -2,6 +2,7 @@
 // OIHW weights, explicit pads) and the per-ISA depthwise entry point.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "eightbit/gemm.h"
@@ -14,6 +15,19 @@ struct ConvGeometry {
   int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
   int64_t groups = 1;
+
+  // strides (h, w), dilations (h, w), pads (top, left, bottom, right), as ONNX and the bindings give them
+  void set_window(const std::array<int64_t, 2>& strides, const std::array<int64_t, 2>& dilations,
+                  const std::array<int64_t, 4>& pads) {
+    stride_h = strides[0];
+    stride_w = strides[1];
+    dilation_h = dilations[0];
+    dilation_w = dilations[1];
+    pad_top = pads[0];
+    pad_left = pads[1];
+    pad_bottom = pads[2];
+    pad_right = pads[3];
+  }
 
   int64_t out_h() const { return (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
   int64_t out_w() const { return (in_w + pad_left + pad_right - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }

@@ -123,6 +123,14 @@ class Builders:
         name = self._pick_name(op, name)
         return name, f"{name} ({op})"
 
+    def _two_tensors(self, op: str, a, b, name, hint: str):
+        """A node of two tensor operands (no constants): TypeError with ``hint`` otherwise."""
+        name, where = self._start(op, name)
+        for arg, t in (("a", a), ("b", b)):
+            if not isinstance(t, (Tensor, str)):
+                raise TypeError(f"{where}: {arg} must be a Tensor ({hint}), got {type(t).__name__}")
+        return self.add_node(op, [self._tensor(a, where, "a"), self._tensor(b, where, "b")], {}, name=name)
+
     def _unary(self, op: str, x, attrs, name):
         name, where = self._start(op, name)
         return self.add_node(op, [self._tensor(x, where, "x")], attrs, name=name)
@@ -168,12 +176,7 @@ class Builders:
         """``a @ b`` of two tensors (torch.matmul): a [N, ..., M, K] and b [N, ..., K, P] of the same
         rank >= 3 give [N, ..., M, P]; the leading dimensions broadcast as NumPy's (the batch stays
         dimension 0). Attention's ``q @ k.transpose(-2, -1)`` and ``p @ v``."""
-        name, where = self._start("bmm", name)
-        for arg, t in (("a", a), ("b", b)):
-            if not isinstance(t, (Tensor, str)):
-                raise TypeError(f"{where}: {arg} must be a Tensor (for a constant right operand use "
-                                f"g.matmul(x, b)), got {type(t).__name__}")
-        return self.add_node("bmm", [self._tensor(a, where, "a"), self._tensor(b, where, "b")], {}, name=name)
+        return self._two_tensors("bmm", a, b, name, "for a constant right operand use g.matmul(x, b)")
 
     def batch_norm2d(self, x, mean, var, weight=None, bias=None, eps=1e-5, *, name=None):
         """Inference BatchNorm over axis 1: ``(x - mean) / sqrt(var + eps) * weight + bias``
@@ -306,12 +309,7 @@ class Builders:
     def div(self, a, b, *, name=None):
         """``a / b`` of two tensors of the same rank (NumPy broadcasting; IEEE division: x / 0 is
         +-inf or NaN). For a constant divisor use ``g.mul(a, 1 / c)``."""
-        name, where = self._start("div", name)
-        for arg, t in (("a", a), ("b", b)):
-            if not isinstance(t, (Tensor, str)):
-                raise TypeError(f"{where}: {arg} must be a Tensor (for a constant divisor use g.mul(a, 1 / c)), "
-                                f"got {type(t).__name__}")
-        return self.add_node("div", [self._tensor(a, where, "a"), self._tensor(b, where, "b")], {}, name=name)
+        return self._two_tensors("div", a, b, name, "for a constant divisor use g.mul(a, 1 / c)")
 
     def concat(self, ts, axis, *, name=None):
         """Concatenate tensors along ``axis`` (not the batch axis 0) (torch.cat)."""

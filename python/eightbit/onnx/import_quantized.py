@@ -65,21 +65,7 @@ class GivenQParams:
         integers exactly), its scales per output channel, and its int32 bias verbatim."""
         info = self.node_qparams[node.name]
         o = w.shape[0]
-        ws, zp = np.asarray(info["w_scale"], np.float32).reshape(-1), np.asarray(info["w_zero_point"]).reshape(-1)
-        if ws.size not in (1, o):
-            raise OnnxImportError(f"node {node.name!r}: {ws.size} weight scales for {o} output channels "
-                             "(per-channel scales must run along the output channels)")
-        ws = np.broadcast_to(ws, (o,)).astype(np.float32)
-        s = ws.reshape((o,) + (1,) * (w.ndim - 1))
-        q = np.rint(w / s)
-        if not np.array_equal((q * s).astype(np.float32), w):
-            raise OnnxImportError(f"node {node.name!r}: its weights are not integers times the model's weight scales "
-                             "(a weight scale does not belong to this node's output channels)")
-        if q.min(initial=0) < _INT8.min or q.max(initial=0) > _INT8.max:
-            zp_note = f" (weight zero point {int(zp.ravel()[0])})" if np.any(zp != 0) else ""
-            raise OnnxImportError(f"node {node.name!r}: weights minus their zero point span [{int(q.min())}, {int(q.max())}]"
-                             f"{zp_note}, which does not fit int8; only weights whose (w - zero point) fits int8 "
-                             "can run (re-quantize the model with symmetric int8 weights)")
+        q, ws = requantize_weights(node, w, info)
         b = info["bias"]
         if b is None:
             from ..quantizer import quantize_bias
@@ -87,7 +73,30 @@ class GivenQParams:
             b = quantize_bias(node, bias, x_scale, ws, o)
         elif b.shape != (o,):
             raise OnnxImportError(f"node {node.name!r}: int32 bias has shape {b.shape}, expected ({o},)")
-        return {"w": q.astype(np.int8), "w_scale": ws, "bias": np.ascontiguousarray(b, np.int32)}
+        return {"w": q, "w_scale": ws, "bias": np.ascontiguousarray(b, np.int32)}
+
+
+def requantize_weights(node, w: np.ndarray, info: dict):
+    """(int8 weights, float32 scales [O]): the node's float weights re-quantized with the model's
+    own scales (``info["w_scale"]``: one, or one per output channel), which must give back the
+    model's integers exactly and fit int8 once its zero point is taken out."""
+    o = w.shape[0]
+    ws, zp = np.asarray(info["w_scale"], np.float32).reshape(-1), np.asarray(info["w_zero_point"]).reshape(-1)
+    if ws.size not in (1, o):
+        raise OnnxImportError(f"node {node.name!r}: {ws.size} weight scales for {o} output channels "
+                              "(per-channel scales must run along the output channels)")
+    ws = np.broadcast_to(ws, (o,)).astype(np.float32)
+    s = ws.reshape((o,) + (1,) * (w.ndim - 1))
+    q = np.rint(w / s)
+    if not np.array_equal((q * s).astype(np.float32), w):
+        raise OnnxImportError(f"node {node.name!r}: its weights are not integers times the model's weight scales "
+                              "(a weight scale does not belong to this node's output channels)")
+    if q.min(initial=0) < _INT8.min or q.max(initial=0) > _INT8.max:
+        zp_note = f" (weight zero point {int(zp.ravel()[0])})" if np.any(zp != 0) else ""
+        raise OnnxImportError(f"node {node.name!r}: weights minus their zero point span [{int(q.min())}, {int(q.max())}]"
+                              f"{zp_note}, which does not fit int8; only weights whose (w - zero point) fits int8 "
+                              "can run (re-quantize the model with symmetric int8 weights)")
+    return q.astype(np.int8), ws
 
 
 def fuse_unquantized_activations(g: Graph, tensor_qparams: dict) -> Graph:
@@ -173,15 +182,7 @@ class GivenDynamicWeights:
         info = self.weights_by_output.get(node.output)
         if info is None:
             return None                  # a float MatMul of the model: stays float
-        zp = np.asarray(info["w_zero_point"]).reshape(-1)
-        ws = np.broadcast_to(np.asarray(info["w_scale"], np.float32).reshape(-1), (w.shape[0],)).astype(np.float32)
-        q = np.rint(w / ws[:, None])
-        if not np.array_equal((q * ws[:, None]).astype(np.float32), w):
-            raise OnnxImportError(f"node {node.name!r}: its weights are not integers times the model's weight scales")
-        if q.min(initial=0) < _INT8.min or q.max(initial=0) > _INT8.max:
-            raise OnnxImportError(f"node {node.name!r}: weights minus their zero point {zp[:1].tolist()} do not fit "
-                                  "int8 (re-quantize the model with symmetric int8 weights)")
-        return q.astype(np.int8), ws
+        return requantize_weights(node, w, info)
 
 
 def _import_dynamic(model) -> QuantizedModel:
