@@ -86,7 +86,8 @@ def test_bench_onnx_prints_both_and_the_speed_up(resnet, capsys):
     rows = [line.split() for line in lines[1:]]
     assert [r[:2] for r in rows] == [["1", "1"], ["2", "1"]]
     for r in rows:
-        assert float(r[-1].rstrip("x")) == pytest.approx(float(r[-2]) / float(r[2]), rel=0.02)
+        # the speed-up is printed with 2 decimals, the times with 3
+        assert float(r[-1].rstrip("x")) == pytest.approx(float(r[-2]) / float(r[2]), rel=0.02, abs=0.006)
 
 
 def test_bench_onnx_without_calibration_says_so(capsys):
