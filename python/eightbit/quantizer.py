@@ -40,42 +40,191 @@ from .numerics.qparams import choose_qparams, quantize_weight_symmetric
 _NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 _LUT_OPS = ("relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hardsigmoid", "hardswish", "erf", "gelu")
 _INT32 = np.iinfo(np.int32)
+MIN_SQNR_DB = 20.0   # eb.quantize warns when the model's output SQNR is below this (docs/accuracy.md)
 
 
 def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percentile: float = 99.99,
-             per_channel: bool = True, activation_dtype="uint8", requant: str = "float", exclude=(),
-             dynamic: bool = False, progress=None) -> QuantizedModel:
+             per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
+             requant: str = "float", exclude=(), dynamic: bool = False, equalize: bool = False,
+             smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
+             min_sqnr=MIN_SQNR_DB, progress=None) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
-    input name), consumed once. ``method``: "minmax", "moving_average", "percentile" (uses
-    ``percentile``), "entropy" or "mse". ``exclude``: node names that stay float32.
-    ``requant``: "float" (ONNX Runtime's requantization) or "fixed" (TFLite's integer-only).
+    input name), consumed once (twice with ``smooth``: a one-shot iterator is then kept in a list).
+    ``method``: "minmax", "moving_average", "percentile" (uses ``percentile``), "entropy" or "mse".
+    ``exclude``: node names that stay float32. ``requant``: "float" (ONNX Runtime's
+    requantization) or "fixed" (TFLite's integer-only). ``activation_dtype``: "uint8" (default) or
+    "int8"; ``activation_symmetric=True``: int8 activations with zero point 0.
     ``dynamic=True``: no calibration; linear / matmul layers get int8 weights and inputs quantized
     per row at run time (``dynamic_linear`` steps), everything else stays float32.
+
+    Error compensation (docs/accuracy.md): ``equalize=True`` (cross-layer equalization),
+    ``smooth=alpha`` (SmoothQuant for linear layers), ``bias_correction=True``.
+
+    Safe defaults: an add / mul whose neighbours all run in float32 stays float32; after
+    quantizing, the output SQNR on the last calibration batch (or ``eval_data``) is measured and a
+    ``QuantizationWarning`` names the most sensitive nodes when it is below ``min_sqnr`` dB
+    (None: no check).
+
+    Mixed precision: ``accuracy_budget=0.01`` keeps the fewest nodes float32 whose relative metric
+    drop on ``eval_data`` (``x`` or ``(x, labels)``) stays within the budget; ``metric``:
+    "accuracy", "cosine", "sqnr" (default without labels) or a callable ``fn(pred, target)``.
+    The model then has ``qm.tradeoffs`` (every candidate measured).
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
-    dtype = np.dtype(activation_dtype)
-    if dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
-        raise ValueError(f"activation_dtype: expected 'uint8' or 'int8', got {activation_dtype!r}")
-    if requant not in ("float", "fixed"):
-        raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
+    exclude = _check_exclude(graph, exclude)
+    if dynamic:
+        dtype = _activation_dtype(activation_dtype, activation_symmetric)
+        if requant not in ("float", "fixed"):
+            raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
+        prepared = prepare_for_quantization(graph)
+        params = CalibratedQParams(prepared, {}, dtype, per_channel)
+        return QuantizedModel(_DynamicLowering(prepared, params, exclude, requant).plan())
+    if accuracy_budget is None and (eval_data is not None or metric is not None):
+        raise ValueError("eval_data / metric: they go with accuracy_budget=")
+    cal = calibrate(graph, calibration, method=method, percentile=percentile, per_channel=per_channel,
+                    activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
+                    requant=requant, equalize=equalize, smooth=smooth, bias_correction=bias_correction,
+                    progress=progress)
+    if accuracy_budget is not None:
+        from .accuracy.budget import mixed_precision
+        return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
+    qm = cal.default_model(exclude)
+    if min_sqnr is not None:
+        from .accuracy.analyze import check_output_sqnr
+        check_output_sqnr(cal, qm, float(min_sqnr))
+    return qm
+
+
+class QuantizationWarning(UserWarning):
+    """eb.quantize made a model whose output is far from the float model's (docs/accuracy.md)."""
+
+
+def _check_exclude(graph: Graph, exclude) -> set:
     exclude = set([exclude] if isinstance(exclude, str) else exclude)
     unknown = exclude - {n.name for n in graph.nodes}
     if unknown:
         raise ValueError(f"exclude: no node named {sorted(unknown)} in the graph")
-    prepared = prepare_for_quantization(graph)
-    if dynamic:
-        params = CalibratedQParams(prepared, {}, dtype, per_channel)
-        return QuantizedModel(_DynamicLowering(prepared, params, exclude, requant).plan())
+    return exclude
+
+
+def _activation_dtype(activation_dtype, symmetric: bool) -> np.dtype:
+    if activation_dtype is None:
+        return np.dtype(np.int8 if symmetric else np.uint8)
+    dtype = np.dtype(activation_dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        raise ValueError(f"activation_dtype: expected 'uint8' or 'int8', got {activation_dtype!r}")
+    if symmetric and dtype != np.dtype(np.int8):
+        raise ValueError("activation_symmetric: symmetric activations are int8 with zero point 0; "
+                         f"activation_dtype={activation_dtype!r} contradicts it")
+    return dtype
+
+
+class Calibrated:
+    """A float graph ready to lower with different choices, without calibrating again: the
+    prepared (and compensated) graph, the quantization parameters of every tensor, and the last
+    calibration batch with the float outputs on it (for checks). ``lower(exclude)`` builds a
+    QuantizedModel in which exactly the nodes in ``exclude`` (and nodes with no int8 step) are
+    float32: the tools of eightbit.accuracy call it once per candidate."""
+
+    def __init__(self, graph: Graph, params, requant: str, check_feeds=None, check_outputs=None):
+        self.graph, self.params, self.requant = graph, params, requant
+        self.check_feeds, self.check_outputs = check_feeds, check_outputs
+
+    def default_model(self, exclude=()) -> QuantizedModel:
+        """What eb.quantize returns: ``exclude`` and the adds / muls among float neighbours float32."""
+        exclude = set(exclude)
+        return self.lower(exclude | float_neighbourhood(self.graph, exclude))
+
+    def lower(self, exclude=()) -> QuantizedModel:
+        return QuantizedModel(_Lowering(self.graph, self.params, set(exclude), self.requant).plan())
+
+    def only(self, node_names) -> QuantizedModel:
+        """The model with only ``node_names`` quantized (every other node float32)."""
+        keep = set([node_names] if isinstance(node_names, str) else node_names)
+        return self.lower({n.name for n in self.graph.nodes} - keep)
+
+
+def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None, percentile: float = 99.99,
+              per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
+              requant: str = "float", equalize: bool = False, smooth=None, bias_correction: bool = False,
+              progress=None):
+    """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
+    ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
+    dtype = _activation_dtype(activation_dtype, activation_symmetric)
+    if requant not in ("float", "fixed"):
+        raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
     if calibration is None:
         raise ValueError("calibration: static quantization needs calibration batches (or dynamic=True)")
-    calibrator = Calibrator(method, percentile=percentile)
-    for batch in iterate_batches(calibration, prepared.inputs, progress=progress):
-        prepared.run(batch, on_tensor=calibrator.observe)
-    params = CalibratedQParams(prepared, calibrator.ranges(), dtype, per_channel)
-    return QuantizedModel(_Lowering(prepared, params, exclude, requant).plan())
+    names = [method] if methods is None else list(methods)
+    if not names:
+        raise ValueError("methods: expected at least one calibration method")
+    calibrators = {m: Calibrator(m, percentile=percentile) for m in names}
+    prepared = prepare_for_quantization(graph)
+    if equalize:
+        from .compensation import equalize as _equalize
+        prepared = _equalize(prepared)
+    if smooth is not None and smooth is not False:
+        from .compensation import ChannelStats, smooth as _smooth, smooth_targets
+        if iter(calibration) is calibration:
+            calibration = list(calibration)     # a one-shot iterator: kept for the second pass
+        stats = ChannelStats(smooth_targets(prepared))
+        for batch in iterate_batches(calibration, prepared.inputs, progress=progress):
+            prepared.run(batch, on_tensor=stats.observe)
+        prepared = _smooth(prepared, stats, 0.5 if smooth is True else float(smooth))
+    bias_stats = None
+    if bias_correction:
+        from .compensation import ChannelStats, bias_targets
+        bias_stats = ChannelStats(bias_targets(prepared))
+    observers = [c.observe for c in calibrators.values()] + ([bias_stats.observe] if bias_stats else [])
+
+    def observe(name, array):
+        for fn in observers:
+            fn(name, array)
+
+    feeds = outputs = None
+    for feeds in iterate_batches(calibration, prepared.inputs, progress=progress):
+        outputs = prepared.run(feeds, on_tensor=observe)
+    if len(prepared.outputs) == 1:
+        outputs = {prepared.outputs[0]: outputs}
+    result = {}
+    for m, c in calibrators.items():
+        params = CalibratedQParams(prepared, c.ranges(), dtype, per_channel, symmetric=activation_symmetric,
+                                   bias_stats=bias_stats)
+        result[m] = Calibrated(prepared, params, requant, feeds, outputs)
+    return result if methods is not None else result[method]
+
+
+def float_neighbourhood(g: Graph, exclude=()) -> set:
+    """The add / mul nodes (of two tensors) all of whose neighbours run in float32: every input
+    is a graph input or a float node's output, and every reader is a float node or the graph's
+    output. Quantizing them gains nothing and costs a quantize / dequantize round trip and the
+    error of a per-tensor grid (an attention mask added to float scores is the classic case).
+    Found to a fixed point, since one such add leaving int8 can make its neighbour another."""
+    float_nodes = {n.name for n in g.nodes if n.name in exclude or not _has_int8_step(g, n)}
+    while True:
+        found = {n.name for n in g.nodes if n.op in ("add", "mul") and n.name not in float_nodes
+                 and all(g.producer(i) is None or g.producer(i).name in float_nodes for i in n.inputs)
+                 and all(c.name in float_nodes for c in g.consumers(n.output))}
+        if not found:
+            return {n.name for n in g.nodes if n.name in float_nodes and n.name not in exclude
+                    and n.op in ("add", "mul") and _has_int8_step(g, n)}
+        float_nodes |= found
+
+
+def _has_int8_step(g: Graph, node) -> bool:
+    """Whether eb.quantize's lowering has an int8 step for ``node`` (softmax counts as float)."""
+    if node.op == "softmax" or not hasattr(_Lowering, f"_lower_{node.op}"):
+        return False
+    if node.op in ("linear", "matmul"):
+        return len(g.tensors[node.inputs[0]].shape) != 4
+    if node.op in ("add", "mul"):
+        return len(node.inputs) == 2
+    return True
 
 
 class CalibratedQParams:
@@ -88,8 +237,11 @@ class CalibratedQParams:
 
     given = False
 
-    def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool):
+    def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool, symmetric: bool = False,
+                 bias_stats=None):
         self.g, self.ranges, self.dtype, self.per_channel = g, ranges, np.dtype(dtype), per_channel
+        self.symmetric = symmetric
+        self.bias_stats = bias_stats   # compensation.ChannelStats of layer inputs: bias correction
 
     def activation(self, name: str):
         """(scale float32, zero point as a scalar of the tensor's dtype) of a graph tensor."""
@@ -97,7 +249,7 @@ class CalibratedQParams:
             raise ValueError(f"tensor {name!r} was never observed during calibration (was the iterable empty?)")
         lo, hi = self.ranges[name]
         try:
-            return choose_qparams(np.float32(lo), np.float32(hi), self.dtype)
+            return choose_qparams(np.float32(lo), np.float32(hi), self.dtype, symmetric=self.symmetric)
         except ValueError as e:
             producer = self.g.producer(name)
             where = f"output of node {producer.name!r}" if producer is not None else "graph input"
@@ -113,8 +265,14 @@ class CalibratedQParams:
         return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
 
     def weights(self, node, w: np.ndarray, bias, x_scale) -> dict:
-        """int8 weights (rows = output channels), float32 scales [O] and the int32 bias."""
+        """int8 weights (rows = output channels), float32 scales [O] and the int32 bias. With bias
+        correction, the bias first loses the mean output error the weight rounding causes on the
+        calibration data (compensation.rounding_error): only layers that run in int8 get it."""
         wq, ws = self.dynamic_weights(node, w)
+        if self.bias_stats is not None and node.inputs[0] in self.bias_stats.names:
+            from .compensation import rounding_error
+            error = rounding_error(node, w, wq, ws, self.bias_stats.mean(node.inputs[0]))
+            bias = ((0.0 if bias is None else bias.astype(np.float64)) - error).astype(np.float32)
         return {"w": wq, "w_scale": ws, "bias": quantize_bias(node, bias, x_scale, ws, w.shape[0])}
 
 

@@ -161,10 +161,11 @@ def check_feeds(plan: Plan, feeds: dict) -> dict:
     return values
 
 
-def run_plan(plan: Plan, feeds: dict, module, weights: dict | None = None) -> dict:
+def run_plan(plan: Plan, feeds: dict, module, weights: dict | None = None, return_all: bool = False) -> dict:
     """Execute every step with ``module``; ``weights`` maps a step index to the weights object its
     conv / linear call takes (packed weights for eightbit.ops; the raw int8 array by default).
-    Returns {output name: float32 array}."""
+    Returns {output name: float32 array}, or with ``return_all`` every plan tensor as the plan
+    holds it (quantized ones as integers, 4-D ones NHWC)."""
     values = check_feeds(plan, feeds)
     last_use = {}
     for i, step in enumerate(plan.steps):
@@ -178,6 +179,6 @@ def run_plan(plan: Plan, feeds: dict, module, weights: dict | None = None) -> di
         values[step.output] = STEP_FUNCS[step.op](module, step, [values[n] for n in step.inputs], ins,
                                                   plan.tensors[step.output], w)
         for name in step.inputs:
-            if last_use[name] == i and name not in plan.outputs:
+            if last_use[name] == i and name not in plan.outputs and not return_all:
                 del values[name]
-    return {name: values[name] for name in plan.outputs}
+    return values if return_all else {name: values[name] for name in plan.outputs}

@@ -1,0 +1,80 @@
+"""eb.sensitivity: what each node costs the model's metric when it alone is quantized.
+
+One calibration pass (shared by every calibration method asked for); every candidate model is a
+lowering of the same calibrated graph run by the C++ executor: for each node that the default
+int8 model quantizes, the model with only that node int8 (every other node float32), ranked by
+its relative metric drop, worst first. With ``methods=[...]``, also the whole model quantized
+with each calibration method.
+"""
+from __future__ import annotations
+
+import time
+
+from ..graph import Graph
+from .analyze import QUANTIZE_OPTIONS, feeds_of, first_output, int8_nodes, run_first, split_data
+from .metrics import resolve
+from .report import MethodRow, Sensitivity, SensitivityRow
+
+__all__ = ["sensitivity", "default_metric", "Scorer"]
+
+
+def default_metric(labels):
+    """accuracy with labels, SQNR against the float model without."""
+    return "accuracy" if labels is not None else "sqnr"
+
+
+class Scorer:
+    """A metric evaluated on fixed data: the float model's value once, then any int8 model's."""
+
+    def __init__(self, cal, data, metric=None, where: str = "data"):
+        x, labels = split_data(data, where)
+        self.feeds = feeds_of(cal.graph, x, where)
+        n = len(next(iter(self.feeds.values())))
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{where}: {len(labels)} labels for {n} samples")
+        self.metric = resolve(default_metric(labels) if metric is None else metric)
+        self.float_pred = first_output(cal.graph, cal.graph.run(self.feeds))
+        self.target = labels if labels is not None else self.float_pred
+        self.float_value = self.metric(self.float_pred, self.target)
+
+    def __call__(self, qm) -> tuple:
+        """(metric, drop, relative drop) of ``qm`` on the data."""
+        value = self.metric(run_first(qm, self.feeds), self.target)
+        return (value, *self.metric.drop(self.float_value, value))
+
+
+def rank_nodes(cal, scorer: Scorer, nodes) -> list:
+    """SensitivityRows of ``nodes`` quantized one at a time, worst (largest relative drop) first."""
+    rows = []
+    for name in nodes:
+        value, drop, rel = scorer(cal.only(name))
+        rows.append(SensitivityRow(name, cal.graph.node(name).op, scorer.float_value, value, drop, rel))
+    rows.sort(key=lambda r: (-r.relative_drop, -r.drop))
+    return rows
+
+
+def sensitivity(graph: Graph, calibration, data, *, metric=None, methods=None, exclude=(),
+                **quantize_options) -> Sensitivity:
+    """Rank the nodes of ``graph`` by what quantizing each one alone costs ``metric`` on ``data``
+    (``x`` or ``(x, labels)``); ``metric``: a name (accuracy, f1, recall, precision, loss, cosine,
+    sqnr) or a callable ``fn(pred, target)``, higher is better; default accuracy with labels, SQNR
+    against the float model without. ``methods``: calibration methods to compare for the whole
+    model (one calibration pass serves all). ``quantize_options`` as eb.quantize takes them."""
+    from ..quantizer import _check_exclude, calibrate
+    unknown = set(quantize_options) - set(QUANTIZE_OPTIONS)
+    if unknown:
+        raise TypeError(f"sensitivity: unexpected option(s) {sorted(unknown)}; quantize options are {QUANTIZE_OPTIONS}")
+    start = time.perf_counter()
+    exclude = _check_exclude(graph, exclude)
+    method = quantize_options.pop("method", "minmax")
+    extra = [] if methods is None else [m for m in ([methods] if isinstance(methods, str) else methods)]
+    cals = calibrate(graph, calibration, methods=list(dict.fromkeys([method, *extra])), **quantize_options)
+    cal = cals[method]
+    scorer = Scorer(cal, data, metric)
+    nodes = list(dict.fromkeys(int8_nodes(cal.default_model(exclude))))
+    result = Sensitivity(scorer.metric.name, rank_nodes(cal, scorer, nodes))
+    for m in extra:
+        value, drop, rel = scorer(cals[m].default_model(exclude))
+        result.methods.append(MethodRow(m, scorer.float_value, value, drop, rel))
+    result.seconds = time.perf_counter() - start
+    return result
