@@ -203,7 +203,8 @@ std::vector<py::array> check_inputs(const PlanExecutor& ex, const py::sequence& 
   return arrays;
 }
 
-py::list run(PlanExecutor& ex, const py::sequence& feeds) {
+// Runs the plan; with step_seconds, the profiled run that times every step.
+py::list run(PlanExecutor& ex, const py::sequence& feeds, std::vector<double>* step_seconds = nullptr) {
   int64_t batch = 0;
   const std::vector<py::array> in = check_inputs(ex, feeds, &batch);
   std::vector<const float*> in_ptr;
@@ -216,7 +217,33 @@ py::list run(PlanExecutor& ex, const py::sequence& feeds) {
     out.append(y);
   }
   py::gil_scoped_release release;
-  ex.run(batch, in_ptr, out_ptr);
+  if (step_seconds == nullptr)
+    ex.run(batch, in_ptr, out_ptr);
+  else
+    ex.run_profiled(batch, in_ptr, out_ptr, step_seconds);
+  return out;
+}
+
+py::tuple run_profiled(PlanExecutor& ex, const py::sequence& feeds) {
+  std::vector<double> seconds;
+  py::list out = run(ex, feeds, &seconds);
+  return py::make_tuple(out, seconds);
+}
+
+// {tensor name: (count, saturated, out_of_range or None)} for every monitored tensor.
+py::dict monitor_stats(PlanExecutor& ex) {
+  std::vector<TensorStats> stats;
+  {
+    py::gil_scoped_release release;  // a run in progress may need the GIL (a host step) before it unlocks
+    stats = ex.stats();
+  }
+  py::dict out;
+  for (size_t t = 0; t < stats.size(); ++t) {
+    const TensorStats& st = stats[t];
+    if (!st.monitored) continue;
+    out[py::str(ex.tensor(static_cast<int>(t)).name)] =
+        py::make_tuple(st.count, st.saturated, st.range_checked ? py::object(py::int_(st.out_of_range)) : py::none());
+  }
   return out;
 }
 
@@ -503,8 +530,20 @@ void bind_plan(py::module_& m) {
            },
            py::arg("xs"), py::arg("y"), py::arg("label"), py::arg("fn"))
       .def("finalize", &PlanExecutor::finalize, py::arg("inputs"), py::arg("outputs"))
-      .def("run", &run, py::arg("inputs"),
+      .def("run", [](PlanExecutor& ex, const py::sequence& feeds) { return run(ex, feeds); }, py::arg("inputs"),
            "Runs the plan on a sequence of float32 arrays (one per plan input); returns the outputs as a list.")
+      .def("run_profiled", &run_profiled, py::arg("inputs"),
+           "run() timing every step: returns (outputs, [seconds per step]).")
+      .def("set_monitoring", &PlanExecutor::set_monitoring, py::arg("on"), py::call_guard<py::gil_scoped_release>(),
+           "Counts saturation and out-of-range values of every quantized tensor on each run while on.")
+      .def_property_readonly("monitoring", [](PlanExecutor& ex) {
+        py::gil_scoped_release release;
+        return ex.monitoring();
+      })
+      .def("reset_stats", &PlanExecutor::reset_stats, py::call_guard<py::gil_scoped_release>())
+      .def("stats", &monitor_stats,
+           "{tensor name: (elements, saturated codes, float inputs out of range or None)} since the last reset.")
+      .def_property_readonly("const_bytes", &PlanExecutor::const_bytes)
       .def_property_readonly("num_steps", &PlanExecutor::num_steps)
       .def_property_readonly("arena_bytes", &PlanExecutor::arena_bytes)
       .def_property_readonly("arena_bytes_per_sample", &PlanExecutor::arena_bytes_per_sample)

@@ -2,6 +2,7 @@
 #include "runtime/plan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cmath>
@@ -370,6 +371,116 @@ struct StepRunner {
     std::vector<const void*> ins(step.inputs.size());
     for (size_t i = 0; i < ins.size(); ++i) ins[i] = in(i);
     s.fn(batch(), ins, out());
+  }
+};
+
+// ------------------------------------------------------------ monitoring
+
+// Bytes of x[0..n) equal to a or to b: byte-wide counters per lane (at most 255
+// blocks before they are summed), so the compare and the count stay byte vectors.
+int64_t count_bytes_serial(const uint8_t* x, int64_t n, uint8_t a, uint8_t b) {
+  constexpr int64_t kLanes = 32;
+  int64_t total = 0, j = 0;
+  while (n - j >= kLanes) {
+    uint8_t acc[kLanes] = {};
+    const int64_t blocks = std::min<int64_t>((n - j) / kLanes, 255);
+    for (int64_t k = 0; k < blocks; ++k, j += kLanes)
+      for (int64_t l = 0; l < kLanes; ++l) acc[l] = static_cast<uint8_t>(acc[l] + ((x[j + l] == a) | (x[j + l] == b)));
+    for (int64_t l = 0; l < kLanes; ++l) total += acc[l];
+  }
+  for (; j < n; ++j) total += (x[j] == a) | (x[j] == b);
+  return total;
+}
+
+int64_t count_bytes(const uint8_t* x, int64_t n, uint8_t a, uint8_t b) {
+  std::atomic<int64_t> total{0};
+  parallel_for(n, 1, kMinWorkPerThread * 4, [&](int64_t i0, int64_t i1) {
+    total.fetch_add(count_bytes_serial(x + i0, i1 - i0, a, b), std::memory_order_relaxed);
+  });
+  return total.load();
+}
+
+// Values of x[0..n) below lo or above hi (NaN is neither).
+int64_t count_outside(const float* x, int64_t n, float lo, float hi) {
+  std::atomic<int64_t> total{0};
+  parallel_for(n, 4, kMinWorkPerThread * 4, [&](int64_t i0, int64_t i1) {
+    int64_t c = 0;
+    for (int64_t j0 = i0; j0 < i1; j0 += 4096) {
+      const int64_t j1 = std::min(i1, j0 + 4096);
+      uint32_t local = 0;
+      for (int64_t j = j0; j < j1; ++j) local += static_cast<uint32_t>((x[j] < lo) | (x[j] > hi));
+      c += local;
+    }
+    total.fetch_add(c, std::memory_order_relaxed);
+  });
+  return total.load();
+}
+
+// The float32 bounds equivalent to the exact real bounds [lo, hi]: for a float x,
+// x < lo  <=>  x < lo_f  and  x > hi  <=>  x > hi_f.
+std::pair<float, float> float_bounds(double lo, double hi) {
+  float lo_f = static_cast<float>(lo), hi_f = static_cast<float>(hi);
+  if (static_cast<double>(lo_f) < lo) lo_f = std::nextafter(lo_f, INFINITY);
+  if (static_cast<double>(hi_f) > hi) hi_f = std::nextafter(hi_f, -INFINITY);
+  return {lo_f, hi_f};
+}
+
+// Adds what one step wrote to its output's counters.
+void count_step(const std::vector<PlanTensor>& tensors, const PlanStep& step, const Buffers& buf,
+                std::vector<TensorStats>& stats) {
+  TensorStats& st = stats[static_cast<size_t>(step.output)];
+  if (!st.monitored) return;
+  const PlanTensor& y = tensors[static_cast<size_t>(step.output)];
+  const int64_t n = buf.batch * y.sample_elems();
+  const int32_t qmin = y.is_signed() ? -128 : 0, qmax = y.is_signed() ? 127 : 255;
+  // Codes as bytes; a zero point at one end makes that end legitimate (a ReLU's 0): count the other twice.
+  const auto lo_byte = static_cast<uint8_t>(qmin), hi_byte = static_cast<uint8_t>(qmax);
+  const uint8_t a = y.zp != qmin ? lo_byte : hi_byte, b = y.zp != qmax ? hi_byte : lo_byte;
+  st.count += n;
+  st.saturated += count_bytes(static_cast<const uint8_t*>(buf.ptr[static_cast<size_t>(step.output)]), n, a, b);
+  if (st.range_checked) {
+    // Exact in double: a float scale times an integer below 2^9.
+    const auto [lo, hi] = float_bounds(static_cast<double>(y.scale) * (qmin - y.zp),
+                                       static_cast<double>(y.scale) * (qmax - y.zp));
+    st.out_of_range += count_outside(static_cast<const float*>(buf.ptr[static_cast<size_t>(step.inputs[0])]), n, lo, hi);
+  }
+}
+
+// Bytes of the constants a step holds.
+template <typename T>
+int64_t bytes_of(const std::vector<T>& v) {
+  return static_cast<int64_t>(v.size() * sizeof(T));
+}
+template <typename T>
+int64_t bytes_of(const AlignedBuffer<T>& v) {
+  return static_cast<int64_t>(v.size() * sizeof(T));
+}
+int64_t bytes_of(const PackedB& b) {
+  return bytes_of(b.data) + bytes_of(b.col_sum) + bytes_of(b.zp_shifted) + bytes_of(b.zp_user);
+}
+
+struct ConstBytes {
+  int64_t operator()(const ConvStep& s) const {
+    const PackedConv& w = s.weights;
+    int64_t n = bytes_of(w.zp_user) + bytes_of(w.dw_weights) + bytes_of(w.dw_weights_i8) + bytes_of(w.dw_weight_sum);
+    for (const PackedB& b : w.group_b) n += bytes_of(b);
+    return n + bytes_of(s.multiplier) + bytes_of(s.m0) + bytes_of(s.shift) + bytes_of(s.bias);
+  }
+  int64_t operator()(const ConcatStep& s) const {
+    int64_t n = 0;
+    for (const auto& t : s.tables) n += bytes_of(t);
+    return n;
+  }
+  int64_t operator()(const LutStep& s) const { return static_cast<int64_t>(s.table.size()); }
+  int64_t operator()(const DynamicLinearStep& s) const { return bytes_of(s.weights) + bytes_of(s.w_scale) + bytes_of(s.bias); }
+  int64_t operator()(const FloatConvStep& s) const { return bytes_of(s.conv.w) + bytes_of(s.conv.bias); }
+  int64_t operator()(const FloatLinearStep& s) const { return bytes_of(s.weights.data) + bytes_of(s.bias); }
+  int64_t operator()(const FloatAffineStep& s) const { return bytes_of(s.scale) + bytes_of(s.shift); }
+  int64_t operator()(const FloatBinaryStep& s) const { return bytes_of(s.b); }
+  int64_t operator()(const FloatLayerNormStep& s) const { return bytes_of(s.weight) + bytes_of(s.bias); }
+  template <typename Other>
+  int64_t operator()(const Other&) const {
+    return 0;
   }
 };
 
@@ -787,6 +898,14 @@ void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
   outputs_ = std::move(outputs);
   offset_per_sample_.assign(n, -1);
   plan_memory();
+  stats_.assign(n, TensorStats{});
+  const_bytes_ = 0;
+  for (const PlanStep& step : steps_) {
+    TensorStats& st = stats_[static_cast<size_t>(step.output)];
+    st.monitored = tensors_[static_cast<size_t>(step.output)].quantized();
+    st.range_checked = st.monitored && std::holds_alternative<QuantizeStep>(step.params);
+    const_bytes_ += std::visit(ConstBytes{}, step.params);
+  }
   finalized_ = true;
 }
 
@@ -830,6 +949,37 @@ void PlanExecutor::plan_memory() {
 }
 
 void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs) {
+  run_impl(batch, inputs, outputs, nullptr);
+}
+
+void PlanExecutor::run_profiled(int64_t batch, const std::vector<const float*>& inputs,
+                                const std::vector<float*>& outputs, std::vector<double>* step_seconds) {
+  if (step_seconds == nullptr) throw std::invalid_argument("PlanExecutor::run_profiled: no step_seconds");
+  run_impl(batch, inputs, outputs, step_seconds);
+}
+
+void PlanExecutor::set_monitoring(bool on) {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  monitoring_ = on;
+}
+
+bool PlanExecutor::monitoring() {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  return monitoring_;
+}
+
+void PlanExecutor::reset_stats() {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  for (TensorStats& st : stats_) st.count = st.saturated = st.out_of_range = 0;
+}
+
+std::vector<TensorStats> PlanExecutor::stats() {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  return stats_;
+}
+
+void PlanExecutor::run_impl(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+                            std::vector<double>* step_seconds) {
   if (!finalized_) throw std::logic_error("PlanExecutor: not finalized");
   if (batch < 0 || inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("PlanExecutor::run: wrong number of buffers");
@@ -844,7 +994,20 @@ void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, c
     if (offset_per_sample_[t] >= 0) buf.ptr[t] = arena_.data() + offset_per_sample_[t] * batch;
   for (size_t i = 0; i < inputs.size(); ++i) buf.ptr[inputs_[i]] = const_cast<float*>(inputs[i]);
   for (size_t i = 0; i < outputs.size(); ++i) buf.ptr[outputs_[i]] = outputs[i];
-  for (const PlanStep& step : steps_) std::visit(StepRunner{tensors_, step, buf}, step.params);
+  if (step_seconds == nullptr && !monitoring_) {
+    for (const PlanStep& step : steps_) std::visit(StepRunner{tensors_, step, buf}, step.params);
+  } else {
+    if (step_seconds != nullptr) step_seconds->assign(steps_.size(), 0.0);
+    for (size_t s = 0; s < steps_.size(); ++s) {
+      const PlanStep& step = steps_[s];
+      std::chrono::steady_clock::time_point t0;
+      if (step_seconds != nullptr) t0 = std::chrono::steady_clock::now();
+      std::visit(StepRunner{tensors_, step, buf}, step.params);
+      if (step_seconds != nullptr)
+        (*step_seconds)[s] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (monitoring_) count_step(tensors_, step, buf, stats_);  // after the clock: a profile excludes it
+    }
+  }
   last_run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 

@@ -192,6 +192,16 @@ struct PlanStep {
 
 // ------------------------------------------------------------------ executor
 
+// Counters of one quantized tensor while monitoring is on (PlanExecutor::set_monitoring):
+// what production data looks like against the calibration.
+struct TensorStats {
+  int64_t count = 0;         // elements written
+  int64_t saturated = 0;     // codes at qmin (only when zp != qmin) or at qmax (only when zp != qmax)
+  int64_t out_of_range = 0;  // written by a quantize step: float inputs outside [scale (qmin - zp), scale (qmax - zp)]
+  bool monitored = false;    // a quantized tensor written by a step
+  bool range_checked = false;  // written by a quantize step (out_of_range applies)
+};
+
 class PlanExecutor {
  public:
   // Builder.  Every add_* checks the shapes and dtypes the step needs and
@@ -214,15 +224,33 @@ class PlanExecutor {
   // time per executor: the arena is shared).
   void run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs);
 
+  // run() that also records each step's wall time (steady_clock) in step_seconds[step],
+  // resized to num_steps().  run() itself times nothing per step.
+  void run_profiled(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+                    std::vector<double>* step_seconds);
+
+  // Monitoring: while on, every run adds to each quantized step output's TensorStats (one
+  // pass over the output, and for a quantize step one over its float input, after the step;
+  // off, a run checks one flag).  These take the run mutex: they wait for a run in progress.
+  void set_monitoring(bool on);
+  bool monitoring();
+  void reset_stats();
+  std::vector<TensorStats> stats();  // per tensor id
+
   // Arena bytes one batch item needs, and the bytes held now.
   int64_t arena_bytes_per_sample() const { return arena_per_sample_; }
   int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
+  // Bytes of the constants the steps hold: packed weights, per-channel parameters, tables,
+  // float islands' weights (not what a host step's Python function holds).
+  int64_t const_bytes() const { return const_bytes_; }
   // Wall time of the last run() inside the core (to measure the binding's overhead).
   double last_run_seconds() const { return last_run_seconds_; }
 
  private:
   void plan_memory();
   void check_step(const PlanStep& step) const;
+  void run_impl(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+                std::vector<double>* step_seconds);
 
   std::vector<PlanTensor> tensors_;
   std::vector<PlanStep> steps_;
@@ -231,7 +259,10 @@ class PlanExecutor {
   int64_t arena_per_sample_ = 0;
   bool finalized_ = false;
   AlignedBuffer<uint8_t> arena_;
+  int64_t const_bytes_ = 0;
   double last_run_seconds_ = 0.0;
+  bool monitoring_ = false;          // read and written under run_mutex_
+  std::vector<TensorStats> stats_;   // per tensor id, under run_mutex_
   std::mutex run_mutex_;
 };
 

@@ -21,7 +21,10 @@ from ._version import __version__
 from .graph import Graph
 from .linear import QuantizedLinear
 from .model import QuantizedModel
-from .quantizer import quantize
+from .quantizer import QuantizationWarning, quantize
+from .accuracy.analyze import analyze
+from .accuracy.sensitivity import sensitivity
+from .accuracy.evaluate import Evaluation, evaluate
 from .ops import PackedConvWeights, PackedWeights
 from .runtime import cpu_info, set_isa, set_num_threads
 
@@ -37,6 +40,12 @@ __all__ = [
     "QuantizedLinear",
     "Graph",
     "quantize",
+    "QuantizationWarning",
+    "analyze",
+    "sensitivity",
+    "evaluate",
+    "Evaluation",
+    "explain",
     "QuantizedModel",
     "load",
     "to_onnx",
@@ -87,3 +96,12 @@ def to_onnx(model, path=None, **kwargs):
     from .onnx.export import to_onnx as _to_onnx
 
     return _to_onnx(model, path, **kwargs)
+
+
+def explain(models, x, background, **kwargs):
+    """SHAP attributions of float32 and int8 models side by side, and the input features whose
+    attribution quantization changed most: ``eightbit.accuracy.explain.explain``. Needs the
+    ``report`` extra (shap, matplotlib), imported only by this call."""
+    from .accuracy.explain import explain as _explain
+
+    return _explain(models, x, background, **kwargs)

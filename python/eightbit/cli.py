@@ -117,9 +117,19 @@ def _cmd_quantize(args) -> int:
         if args.calib is None and not args.dynamic:
             raise SystemExit("eightbit quantize: static quantization needs --calib (or --dynamic)")
         calib = None if args.dynamic else CalibrationFiles(args.calib, graph.inputs, args.batch_size)
+        budget = {}
+        if args.accuracy_budget is not None:
+            if args.eval is None:
+                raise SystemExit("eightbit quantize: --accuracy-budget needs --eval data.npz")
+            budget = {"accuracy_budget": args.accuracy_budget, "eval_data": _eval_data(args.eval, graph.inputs),
+                      "metric": args.metric}
         qm = eb.quantize(graph, calib, method=args.method, percentile=args.percentile,
                          per_channel=not args.per_tensor, activation_dtype=args.activation_dtype,
-                         requant=args.requant, exclude=args.exclude, dynamic=args.dynamic)
+                         requant=args.requant, exclude=args.exclude, dynamic=args.dynamic, **budget)
+        for t in qm.tradeoffs:
+            print(f"candidate: {len(t.float_nodes)} node(s) kept float32, {args.metric or 'metric'} {t.metric:.4f}, "
+                  f"relative drop {t.relative_drop:.2%}, {t.size_bytes} bytes, {t.latency_ms:.2f} ms"
+                  + (" (meets the budget)" if t.meets_budget else ""))
         float_bytes = sum(v.nbytes for n in graph.nodes for v in n.consts.values())
         kept = [s.source for s in qm.plan.steps if s.op == "float"]
         print(f"quantized {len(graph.nodes)} nodes into {len(qm.plan.steps)} steps; "
@@ -138,6 +148,19 @@ def _cmd_quantize(args) -> int:
         eb.to_onnx(qm, args.onnx_out, format=args.onnx_format)
         print(f"wrote {args.onnx_out} (ONNX, {args.onnx_format})")
     return 0
+
+
+def _eval_data(path, inputs):
+    """x or (x, labels) from a .npy (inputs) or a .npz (an array per input name, and optionally
+    "labels")."""
+    loaded = np.load(path)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded
+    with loaded:
+        arrays = {k: loaded[k] for k in loaded.files}
+    labels = arrays.pop("labels", None)
+    x = next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    return x if labels is None else (x, labels)
 
 
 def _random_feeds(shapes: dict, batch: int, rng) -> dict:
@@ -216,6 +239,94 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _model_names(paths: list) -> list:
+    """Names from the file names: the stem, or the whole path where stems repeat."""
+    from pathlib import Path
+
+    stems = [Path(p).stem for p in paths]
+    return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
+
+
+def _cmd_evaluate(args) -> int:
+    """Models side by side on the same data: metrics, size, peak memory and latency."""
+    from pathlib import Path
+
+    models = {}
+    for name, path in zip(_model_names(args.models), args.models):
+        if name in models:
+            raise SystemExit(f"eightbit evaluate: {path} is given twice")
+        suffix = Path(path).suffix.lower()
+        if suffix == ".onnx":
+            models[name] = eb.from_onnx(path)
+        elif suffix == ".eb":
+            models[name] = eb.load(path)
+        else:
+            raise SystemExit(f"eightbit evaluate: {path}: expected a .eb or an .onnx file")
+    loaded = np.load(args.data)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        data = next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    else:
+        data = loaded
+    labels = np.load(args.labels) if args.labels else None
+    ev = eb.evaluate(models, data, labels, metrics=args.metrics, batch_size=args.batch_size, repeats=args.repeats)
+    print(ev.table())
+    if args.json:
+        ev.to_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _load_inputs(path):
+    """A .npy (one input) or a .npz (an array per input; one array: that input) -> array or dict."""
+    loaded = np.load(path)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    return loaded
+
+
+def _cmd_report(args) -> int:
+    """A float ONNX model quantized and analysed layer by layer: the table printed, one
+    self-contained HTML file (pictures embedded) and optionally JSON."""
+    from .calibrate import CalibrationFiles
+
+    graph = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
+    if isinstance(graph, eb.QuantizedModel):
+        raise SystemExit("eightbit report: MODEL must be a float ONNX model (this one is already quantized)")
+    calib = CalibrationFiles(args.calib, graph.inputs, args.batch_size)
+    if args.labels and not args.data:
+        raise SystemExit("eightbit report: --labels go with --data")
+    x = _load_inputs(args.data) if args.data else None
+    labels = np.load(args.labels) if args.labels else None
+    data = None if x is None else (x if labels is None else (x, labels))
+    metric = args.metric or ("accuracy" if labels is not None else None)
+    options = {"method": args.method}
+    if args.method == "percentile":
+        options["percentile"] = args.percentile
+    start = time.perf_counter()
+    report = eb.analyze(graph, calib, data, metric=metric, exclude=args.exclude, **options)
+    if args.sensitivity:
+        if data is None:   # rank on the calibration samples
+            batches = list(calib)
+            data = {k: np.concatenate([b[k] for b in batches]) for k in graph.inputs}
+            data = data[graph.inputs[0]] if len(graph.inputs) == 1 else data
+        report.sensitivity = eb.sensitivity(graph, calib, data, metric=metric, exclude=args.exclude, **options)
+    print(report.table())
+    if report.sensitivity is not None:
+        print()
+        print(report.sensitivity.table())
+    from .accuracy.html import render
+    render(report, args.output, max_layer_figures=args.max_figures)
+    print(f"wrote {args.output} ({time.perf_counter() - start:.1f} s)")
+    if args.json:
+        report.to_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eightbit", description="int8 quantization and inference on CPUs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--dynamic", action="store_true", help="dynamic quantization (no calibration)")
     quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                           help="fix an input's symbolic dimensions (N for a free batch)")
+    quantize.add_argument("--accuracy-budget", type=float, metavar="DROP",
+                          help="keep the fewest nodes float32 whose relative metric drop on --eval stays within DROP "
+                               "(e.g. 0.01)")
+    quantize.add_argument("--eval", metavar="DATA", help="evaluation data for --accuracy-budget: a .npy of inputs, or "
+                                                         "a .npz with an array per input and optionally 'labels'")
+    quantize.add_argument("--metric", choices=["accuracy", "f1", "recall", "precision", "loss", "cosine", "sqnr"],
+                          help="for --accuracy-budget (default: accuracy with labels, sqnr without)")
     quantize.add_argument("-o", "--output", required=True, help="the .eb file to write")
     quantize.add_argument("--onnx-out", help="also write the quantized model as ONNX")
     quantize.add_argument("--onnx-format", default="qdq", choices=["qdq", "qoperator"])
@@ -257,6 +375,41 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, nargs="+", default=[1, eb.cpu_info()["num_threads"]])
     bench.add_argument("--seconds", type=float, default=1.0)
     bench.set_defaults(func=_cmd_bench)
+    from .accuracy.evaluate import DEFAULT_METRICS
+    from .accuracy.metrics import METRICS as _METRICS
+
+    evaluate = sub.add_parser("evaluate", help="compare models on the same data: metrics, size, memory, latency "
+                                               "(the first model is the reference)")
+    evaluate.add_argument("models", nargs="+", metavar="MODEL", help=".eb files or float .onnx files")
+    evaluate.add_argument("--data", required=True, help="inputs: a .npy (one input) or a .npz (an array per input)")
+    evaluate.add_argument("--labels", help="integer class labels (.npy); default: agreement with the first model")
+    evaluate.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=list(_METRICS),
+                          metavar="NAME", help=f"from {', '.join(_METRICS)} (default: all)")
+    evaluate.add_argument("--batch-size", type=int, help="samples per run (default: all at once)")
+    evaluate.add_argument("--repeats", type=int, default=20, help="timed calls per model (default 20)")
+    evaluate.add_argument("--json", help="also write the results as JSON")
+    evaluate.set_defaults(func=_cmd_evaluate)
+    report = sub.add_parser("report", help="analyse a float ONNX model's int8 error layer by layer: a table, one "
+                                           "self-contained HTML file with pictures, optionally JSON")
+    report.add_argument("model", help="a float ONNX file")
+    report.add_argument("--calib", required=True, help="calibration data: a .npy, a .npz (an array per input) or a "
+                                                       "folder of them")
+    report.add_argument("--batch-size", type=int, default=32, help="calibration samples per batch (default 32)")
+    report.add_argument("--data", help="analysis inputs (.npy or .npz; default: the calibration samples)")
+    report.add_argument("--labels", help="integer class labels of --data (.npy)")
+    report.add_argument("--metric", choices=list(_METRICS), help="default: accuracy with --labels, else none "
+                                                                 "(SQNR for --sensitivity)")
+    report.add_argument("--method", default="minmax", choices=list(METHODS))
+    report.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+    report.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names that stay float32")
+    report.add_argument("--sensitivity", action="store_true", help="also rank the nodes, each quantized alone")
+    report.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
+                        help="fix an input's symbolic dimensions (N for a free batch)")
+    report.add_argument("--max-figures", type=int, default=12, metavar="N",
+                        help="draw the N worst layers (weights, activations; default 12)")
+    report.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    report.add_argument("--json", help="also write the report as JSON")
+    report.set_defaults(func=_cmd_report)
     return parser
 
 

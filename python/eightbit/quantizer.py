@@ -200,20 +200,23 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
 
 
 def float_neighbourhood(g: Graph, exclude=()) -> set:
-    """The add / mul nodes (of two tensors) all of whose neighbours run in float32: every input
-    is a graph input or a float node's output, and every reader is a float node or the graph's
-    output. Quantizing them gains nothing and costs a quantize / dequantize round trip and the
-    error of a per-tensor grid (an attention mask added to float scores is the classic case).
-    Found to a fixed point, since one such add leaving int8 can make its neighbour another."""
+    """The add / mul nodes (of two tensors) with no int8 neighbour: every input is a graph input,
+    a float node's output or another such add's, and every reader is a float node, another such
+    add or the graph's output. Quantizing them gains nothing and costs a quantize / dequantize
+    round trip and the error of a per-tensor grid (an attention mask added to float scores is the
+    classic case). The largest such set: start from every candidate and drop, until nothing
+    changes, each one that touches an int8 node."""
     float_nodes = {n.name for n in g.nodes if n.name in exclude or not _has_int8_step(g, n)}
+    candidates = {n.name for n in g.nodes if n.op in ("add", "mul") and n.name not in float_nodes}
+    ok = float_nodes | candidates
     while True:
-        found = {n.name for n in g.nodes if n.op in ("add", "mul") and n.name not in float_nodes
-                 and all(g.producer(i) is None or g.producer(i).name in float_nodes for i in n.inputs)
-                 and all(c.name in float_nodes for c in g.consumers(n.output))}
-        if not found:
-            return {n.name for n in g.nodes if n.name in float_nodes and n.name not in exclude
-                    and n.op in ("add", "mul") and _has_int8_step(g, n)}
-        float_nodes |= found
+        drop = {name for name in candidates
+                if not all(g.producer(i) is None or g.producer(i).name in ok for i in g.node(name).inputs)
+                or not all(c.name in ok for c in g.consumers(g.node(name).output))}
+        if not drop:
+            return candidates
+        candidates -= drop
+        ok -= drop
 
 
 def _has_int8_step(g: Graph, node) -> bool:

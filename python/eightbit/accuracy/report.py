@@ -216,7 +216,8 @@ class Report:
                 f.write(text)
         return text
 
-    def to_html(self, path) -> None:
-        """One self-contained HTML file: the table and the pictures embedded (needs matplotlib)."""
+    def to_html(self, path, **options) -> None:
+        """One self-contained HTML file: the table and the pictures embedded (needs matplotlib);
+        ``options`` go to accuracy.html.render (e.g. max_layer_figures)."""
         from .html import render
-        render(self, path)
+        render(self, path, **options)

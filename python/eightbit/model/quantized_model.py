@@ -26,6 +26,14 @@ class QuantizedModel:
         except NotImplementedError:
             self._executor = None  # a step the C++ executor lacks: run step by step
         self._one_in_one_out = len(plan.inputs) == 1 and len(plan.outputs) == 1
+        self._monitor = None  # the active Monitor (qm.monitor())
+        self.tradeoffs = []   # the mixed-precision candidates eb.quantize(accuracy_budget=) measured
+
+    @property
+    def float_nodes(self) -> list:
+        """Graph nodes that run in float32 (excluded, kept float by an accuracy budget, or with no
+        int8 step), in plan order."""
+        return list(dict.fromkeys(s.source for s in self.plan.steps if s.op in ("float", "softmax")))
 
     @property
     def input_names(self) -> list:
@@ -43,8 +51,9 @@ class QuantizedModel:
             check_feeds(self.plan, feeds)  # raises, naming the missing or unknown input
         return dict(zip(self.plan.outputs, self._executor.run([feeds[n] for n in names])))
 
-    def run_steps(self, feeds: dict) -> dict:
-        """The plan run step by step by eightbit.ops (the same bits as ``run``)."""
+    def run_steps(self, feeds: dict, return_all: bool = False) -> dict:
+        """The plan run step by step by eightbit.ops (the same bits as ``run``); ``return_all``:
+        every plan tensor as the plan holds it (quantized ones as integers, 4-D ones NHWC)."""
         if self._packed is None:
             self._packed = {
                 i: _ops.pack_conv(step_weights(s), np.zeros(s.consts["w"].shape[0], np.int8),
@@ -53,7 +62,7 @@ class QuantizedModel:
             }
             self._packed.update({i: _ops.PackedWeights(np.ascontiguousarray(s.consts["w"].T), None)
                                  for i, s in enumerate(self.plan.steps) if s.op == "dynamic_linear"})
-        return run_plan(self.plan, feeds, _ops, self._packed)
+        return run_plan(self.plan, feeds, _ops, self._packed, return_all)
 
     def reference_run(self, feeds: dict) -> dict:
         return run_plan(self.plan, feeds, _reference)
@@ -81,18 +90,43 @@ class QuantizedModel:
         return self.plan.const_bytes()
 
     def summary(self) -> str:
-        """One line per step: op, source node, output dtype / shape / quantization, constant bytes."""
-        lines = [f"{'step':>4}  {'op':<16} {'node':<20} {'output':<28} {'dtype':<8} {'scale':>11} {'zp':>4} {'bytes':>9}"]
+        """One line per step: op, source node, output tensor, shape, dtype, quantization, constant
+        bytes. Columns are as wide as their longest entry: no name is cut."""
+        from ..accuracy.report import format_table
+
+        rows = []
         for i, s in enumerate(self.plan.steps):
             t = self.plan.tensors[s.output]
             shape = "x".join("N" if d is None else str(d) for d in t.shape)
             scale = f"{t.scale:.5g}" if t.quantized else "-"
             zp = str(t.zero_point) if t.quantized else "-"
             nbytes = sum(int(np.asarray(v).nbytes) for v in s.consts.values())
-            lines.append(f"{i:>4}  {s.op:<16} {s.source[:20]:<20} {(s.output[:18] + ' ' + shape)[:28]:<28} "
-                         f"{str(t.dtype):<8} {scale:>11} {zp:>4} {nbytes:>9}")
-        lines.append(f"constants: {self.size_bytes} bytes")
-        return "\n".join(lines)
+            rows.append((i, s.op, s.source, s.output, shape, str(t.dtype), scale, zp, nbytes))
+        header = ["step", "op", "node", "output", "shape", "dtype", "scale", "zp", "bytes"]
+        return format_table(header, rows) + f"\nconstants: {self.size_bytes} bytes"
+
+    def profile(self, x, repeats: int = 10):
+        """Per-step wall time of the C++ executor on ``x`` (an array, or {name: array}): a
+        ``Profile`` with one row per plan step (index, op, source node, median seconds over
+        ``repeats`` runs, share of the total, GOP/s of conv / linear / dynamic_linear steps).
+        The clock runs only in this profiled run; ``qm(x)`` times nothing per step."""
+        from ..accuracy.profile import profile_model
+
+        return profile_model(self, x, repeats)
+
+    def monitor(self):
+        """Start counting, on every ``qm(x)`` / ``qm.run`` from now on, each quantized tensor's
+        elements, saturated codes and (where float values enter int8) values outside the
+        calibrated range: a ``Monitor`` (``stats()``, ``reset()``, ``stop()``, a context
+        manager). Rising rates in production show drift away from the calibration data. Called
+        while a monitor is active, returns that monitor, reset."""
+        from ..accuracy.monitor import Monitor
+
+        if self._monitor is not None and self._monitor.active:
+            self._monitor.reset()
+            return self._monitor
+        self._monitor = Monitor(self)
+        return self._monitor
 
     def __repr__(self) -> str:
         return (f"QuantizedModel(inputs={self.plan.inputs}, outputs={self.plan.outputs}, "
