@@ -19,7 +19,6 @@ default all of ``data``), ``repeats`` times after one warm-up call.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 import tracemalloc
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .metrics import resolve
-from .report import _plain, format_table
+from .report import _plain, format_table, write_json
 
 __all__ = ["Evaluation", "evaluate", "DEFAULT_METRICS"]
 
@@ -82,11 +81,7 @@ class Evaluation:
 
     def to_json(self, path=None) -> str:
         """The evaluation as JSON (written to ``path`` when given); infinities as "inf" / "-inf"."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-        return text
+        return write_json(self.to_dict(), path)
 
 
 def _metric_header(name: str) -> str:

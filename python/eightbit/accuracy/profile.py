@@ -9,13 +9,12 @@ returns a Profile, one row per plan step.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from .report import _plain, format_table
+from .report import _plain, format_table, write_json
 
 __all__ = ["ProfileRow", "Profile", "step_macs", "profile_model"]
 
@@ -64,11 +63,7 @@ class Profile:
         return _plain(dataclasses.asdict(self))
 
     def to_json(self, path=None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-        return text
+        return write_json(self.to_dict(), path)
 
 
 def step_macs(plan, step, batch: int) -> Optional[int]:

@@ -86,6 +86,15 @@ def _plain(value):
     return value
 
 
+def write_json(data: dict, path=None) -> str:
+    """``data`` (JSON-safe, see _plain) as indented JSON text, also written to ``path`` if given."""
+    text = json.dumps(data, indent=1)
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return text
+
+
 @dataclass
 class SensitivityRow:
     """One quantizable node quantized alone (every other node float32)."""
@@ -134,6 +143,9 @@ class Sensitivity:
 
     def to_dict(self) -> dict:
         return _plain(dataclasses.asdict(self))
+
+    def to_json(self, path=None) -> str:
+        return write_json(self.to_dict(), path)
 
     def __str__(self) -> str:
         return self.table()
@@ -210,11 +222,7 @@ class Report:
 
     def to_json(self, path=None) -> str:
         """The report as JSON (written to ``path`` when given); infinities as "inf" / "-inf"."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-        return text
+        return write_json(self.to_dict(), path)
 
     def to_html(self, path, **options) -> None:
         """One self-contained HTML file: the table and the pictures embedded (needs matplotlib);
