@@ -219,9 +219,14 @@ def float_neighbourhood(g: Graph, exclude=()) -> set:
         ok -= drop
 
 
+def has_int8_form(op: str) -> bool:
+    """Whether eb.quantize's lowering has an int8 step for graph op ``op`` (softmax: float32)."""
+    return op != "softmax" and hasattr(_Lowering, f"_lower_{op}")
+
+
 def _has_int8_step(g: Graph, node) -> bool:
     """Whether eb.quantize's lowering has an int8 step for ``node`` (softmax counts as float)."""
-    if node.op == "softmax" or not hasattr(_Lowering, f"_lower_{node.op}"):
+    if not has_int8_form(node.op):
         return False
     if node.op in ("linear", "matmul"):
         return len(g.tensors[node.inputs[0]].shape) != 4

@@ -31,9 +31,11 @@ class QuantizedModel:
 
     @property
     def float_nodes(self) -> list:
-        """Graph nodes that run in float32 (excluded, kept float by an accuracy budget, or with no
-        int8 step), in plan order."""
-        return list(dict.fromkeys(s.source for s in self.plan.steps if s.op in ("float", "softmax")))
+        """Nodes with an int8 form that run in float32 (excluded, kept float by an accuracy budget
+        or by eb.quantize's safe defaults), in plan order. Ops without an int8 form (layer_norm,
+        bmm, softmax, ...) always run in float32 and are not listed."""
+        from ..quantizer import has_int8_form
+        return [s.source for s in self.plan.steps if s.op == "float" and has_int8_form(s.attrs["op"])]
 
     @property
     def input_names(self) -> list:
