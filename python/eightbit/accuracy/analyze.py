@@ -80,8 +80,10 @@ def first_output(graph: Graph, out):
     return out[graph.outputs[0]] if isinstance(out, dict) else out
 
 
-def run_first(qm: QuantizedModel, feeds: dict) -> np.ndarray:
-    return qm.run(feeds)[qm.plan.outputs[0]]
+def run_first(qm: QuantizedModel, feeds: dict, batch_size: int = 64) -> np.ndarray:
+    """qm's first output, run ``batch_size`` samples at a time (the executor's arena grows with
+    the batch: an attention model's scores take megabytes per sample)."""
+    return np.concatenate([qm.run(part)[qm.plan.outputs[0]] for _, part in chunks(feeds, batch_size)])
 
 
 def int8_nodes(qm: QuantizedModel) -> list:
@@ -261,8 +263,7 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
 
     probe, where = probe_model(qm, g, [t for _, t, _ in rows])
     int8 = [r.name for r, _, s in rows if r.precision == "int8" and s.op != "quantize"]
-    singles = {name: _one_node_model(cal, g.node(name)) for name in int8}
-    alone = {name: cal.only(name) for name in int8}
+    singles = {name: _one_node_model(cal, g.node(name)) for name in int8}   # one node each: small
     sums = {t: _Sums() for _, t, _ in rows}
     out_sig = {o: 0.0 for o in qm.plan.outputs}
     out_noise = dict.fromkeys(qm.plan.outputs, 0.0)
@@ -274,7 +275,6 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
             r = np.asarray(ref[o], np.float64)
             out_sig[o] += float(np.sum(r ** 2))
             out_noise[o] += _noise(r, got[o])
-        ref_out = np.asarray(ref[g.outputs[0]], np.float64)
         preds_f.append(ref[g.outputs[0]])
         preds_q.append(got[qm.plan.outputs[0]])
         for rec, t, s in rows:
@@ -296,7 +296,12 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
                 node = g.node(rec.name)
                 one = singles[rec.name]
                 acc.iso_noise += _noise(r, run_first(one, {i: ref[i] for i in one.plan.inputs}))
-                acc.iso_out_noise += _noise(ref_out, run_first(alone[rec.name], part))
+    # Each node alone in the whole model: one full plan at a time (a plan holds every weight).
+    for name in int8:
+        alone = cal.only(name)
+        sums[g.node(name).output].iso_out_noise = sum(
+            _noise(np.asarray(ref, np.float64), run_first(alone, part))
+            for ref, (_, part) in zip(preds_f, chunks(feeds, batch_size)))
     out_sig_first = out_sig[qm.plan.outputs[0]]
     for rec, t, s in rows:
         acc = sums[t]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..graph import Graph
-from .analyze import QUANTIZE_OPTIONS, feeds_of, first_output, int8_nodes, run_first, split_data
+from .analyze import QUANTIZE_OPTIONS, chunks, feeds_of, first_output, int8_nodes, run_first, split_data
 from .metrics import resolve
 from .report import MethodRow, Sensitivity, SensitivityRow
 
@@ -33,7 +35,8 @@ class Scorer:
         if labels is not None and len(labels) != n:
             raise ValueError(f"{where}: {len(labels)} labels for {n} samples")
         self.metric = resolve(default_metric(labels) if metric is None else metric)
-        self.float_pred = first_output(cal.graph, cal.graph.run(self.feeds))
+        self.float_pred = np.concatenate([first_output(cal.graph, cal.graph.run(part))
+                                          for _, part in chunks(self.feeds, 64)])
         self.target = labels if labels is not None else self.float_pred
         self.float_value = self.metric(self.float_pred, self.target)
 
