@@ -28,6 +28,7 @@ import numpy as np
 
 from .metrics import resolve
 from .report import _plain, format_table, write_json
+from .runner import ModelRunner
 
 __all__ = ["Evaluation", "evaluate", "DEFAULT_METRICS"]
 
@@ -98,57 +99,6 @@ def _fmt_metric(name: str, v) -> str:
 
 # ------------------------------------------------------------------------------ models
 
-class _Runner:
-    """One model behind a common call: ``fn(data) -> first output`` (an array)."""
-
-    def __init__(self, name, model):
-        from ..graph import Graph
-        from ..model import QuantizedModel
-
-        self.name, self.model = name, model
-        if isinstance(model, QuantizedModel):
-            self.kind, self.inputs = "quantized", list(model.plan.inputs)
-            self.model_bytes = int(model.size_bytes)
-            first = model.plan.outputs[0]
-            self.fn = lambda d: model.run(d)[first] if isinstance(d, dict) else model.run({self.inputs[0]: d})[first]
-        elif isinstance(model, Graph):
-            self.kind, self.inputs = "graph", list(model.inputs)
-            self.model_bytes = int(sum(np.asarray(v).nbytes for n in model.nodes for v in n.consts.values()))
-            first = model.outputs[0] if model.outputs else None
-            self.fn = lambda d: _first(model.run(d), first)
-        elif callable(model):
-            self.kind, self.inputs, self.model_bytes = "callable", None, None
-            self.fn = lambda d: _first(model(d), None)
-        else:
-            raise TypeError(f"models[{name!r}]: expected an eb.Graph, a QuantizedModel or a callable, "
-                            f"got {type(model).__name__}")
-
-    def check_data(self, data) -> None:
-        if self.inputs is None:
-            return
-        if isinstance(data, dict):
-            if sorted(data) != sorted(self.inputs):
-                raise ValueError(f"models[{self.name!r}]: expects inputs {self.inputs}, data has {sorted(data)}")
-        elif len(self.inputs) != 1:
-            raise ValueError(f"models[{self.name!r}] has inputs {self.inputs}: pass data as {{name: array}}")
-
-    def __call__(self, data) -> np.ndarray:
-        return self.fn(data)
-
-
-def _first(out, name):
-    """A model's first output: the array, the first of a tuple / list, or name's (first) value of a dict."""
-    if isinstance(out, dict):
-        if not out:
-            raise ValueError("the model returned no outputs")
-        out = out[name] if name in out else next(iter(out.values()))
-    elif isinstance(out, (tuple, list)):
-        if not out:
-            raise ValueError("the model returned no outputs")
-        out = out[0]
-    return np.asarray(out)
-
-
 # ------------------------------------------------------------------------------ data
 
 def _check_data(data) -> int:
@@ -183,7 +133,7 @@ def _slice(data, start: int, stop: int):
     return np.asarray(data)[start:stop]
 
 
-def _outputs(runner: _Runner, data, n: int, batch: int) -> np.ndarray:
+def _outputs(runner: ModelRunner, data, n: int, batch: int) -> np.ndarray:
     parts = [runner(_slice(data, i, min(i + batch, n))) for i in range(0, n, batch)]
     try:
         return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
@@ -193,7 +143,7 @@ def _outputs(runner: _Runner, data, n: int, batch: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ measurements
 
-def _latency_ms(runner: _Runner, x, repeats: int) -> tuple:
+def _latency_ms(runner: ModelRunner, x, repeats: int) -> tuple:
     runner(x)  # warm-up: arenas, caches, lazy packing
     times = np.empty(repeats)
     for i in range(repeats):
@@ -204,7 +154,7 @@ def _latency_ms(runner: _Runner, x, repeats: int) -> tuple:
     return float(p50), float(p99)
 
 
-def _traced_peak(runner: _Runner, x) -> int:
+def _traced_peak(runner: ModelRunner, x) -> int:
     """Peak bytes allocated (as tracemalloc sees them: Python objects and NumPy's buffers) during one call."""
     started = not tracemalloc.is_tracing()
     if started:
@@ -219,7 +169,7 @@ def _traced_peak(runner: _Runner, x) -> int:
             tracemalloc.stop()
 
 
-def _peak_bytes(runner: _Runner, x, batch: int) -> int:
+def _peak_bytes(runner: ModelRunner, x, batch: int) -> int:
     if runner.kind == "quantized" and runner.model._executor is not None:
         ex = runner.model._executor
         return int(ex.arena_bytes_per_sample) * batch + int(ex.const_bytes)
@@ -267,7 +217,7 @@ def evaluate(models, data, labels=None, metrics=DEFAULT_METRICS, *, batch_size=N
         if labels.ndim < 1 or labels.shape[0] != n:
             raise ValueError(f"labels: expected {n} labels (one per sample of data), got shape {labels.shape}")
 
-    runners = [_Runner(name, model) for name, model in models.items()]
+    runners = [ModelRunner(name, model) for name, model in models.items()]
     for r in runners:
         r.check_data(data)
     outputs = {}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .report import format_table
+from .runner import ModelRunner
 
 __all__ = ["explain", "Explanation"]
 
@@ -30,39 +31,6 @@ def _shap():
     except ImportError as e:
         raise ImportError(f"eb.explain needs the shap package: {INSTALL_HINT}") from e
     return shap
-
-
-def _first(out, names=None):
-    """The first output of a model's result: an array, a tuple / list of arrays or a dict."""
-    if isinstance(out, dict):
-        return next(iter(out.values())) if names is None else out[names[0]]
-    if isinstance(out, (tuple, list)):
-        return out[0]
-    return out
-
-
-def _batch_dim(shape):
-    return shape[0] if shape and isinstance(shape[0], int) else None
-
-
-def _predictor(model, name: str):
-    """A function [n, ...] float32 -> [n, ...] (the model's first output) and the fixed batch size
-    of the model's input (None: any)."""
-    from ..graph import Graph
-    from ..model import QuantizedModel
-
-    if isinstance(model, Graph):
-        if len(model.inputs) != 1:
-            raise ValueError(f"models[{name!r}]: explain takes one-input models; the graph has {model.inputs}")
-        return (lambda x: _first(model.run(x), model.outputs)), _batch_dim(model.tensors[model.inputs[0]].shape)
-    if isinstance(model, QuantizedModel):
-        if len(model.plan.inputs) != 1:
-            raise ValueError(f"models[{name!r}]: explain takes one-input models; it has {model.plan.inputs}")
-        inp = model.plan.inputs[0]
-        return (lambda x: model.run({inp: x})[model.plan.outputs[0]]), _batch_dim(model.plan.tensors[inp].shape)
-    if callable(model):
-        return (lambda x: _first(model(x))), None
-    raise TypeError(f"models[{name!r}]: expected a Graph, a QuantizedModel or a callable, got {type(model).__name__}")
 
 
 def _models(models) -> dict:
@@ -259,8 +227,10 @@ def explain(models, x, background, *, output_index: int | None = None, nsamples=
     features = len(names)
     fns = {}
     for name, model in models.items():
-        predict, batch = _predictor(model, name)
-        fns[name] = _as_rows(predict, batch, feature_shape)
+        runner = ModelRunner(name, model)
+        if runner.inputs is not None and len(runner.inputs) != 1:
+            raise ValueError(f"models[{name!r}]: explain takes one-input models; it has {runner.inputs}")
+        fns[name] = _as_rows(runner, runner.fixed_batch, feature_shape)
     x2 = x.reshape(len(x), features)
     first_out = fns[next(iter(fns))](x2)
     outputs = first_out.shape[1]
