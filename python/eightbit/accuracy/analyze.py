@@ -176,11 +176,6 @@ class _Sums:
         self.lo, self.hi = np.inf, -np.inf
         self.hist = None
 
-    def sqnr(self, noise: float):
-        if noise == 0.0:
-            return float("inf")
-        return float("-inf") if self.signal == 0.0 else 10.0 * float(np.log10(self.signal / noise))
-
 
 def _noise(ref: np.ndarray, test: np.ndarray) -> float:
     return float(np.sum((np.asarray(test, np.float64) - ref) ** 2))
@@ -232,10 +227,8 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
         raise ValueError(f"qm: steps come from nodes {missing[:5]} that the graph (prepared for quantization) "
                          "does not have: analyse qm with the graph it was quantized from")
     if data is None:
-        x = {k: np.concatenate([b[k] if isinstance(b, dict) else b for b in calibration]) for k in g.inputs} \
-            if len(g.inputs) > 1 else np.concatenate([b if not isinstance(b, dict) else b[g.inputs[0]]
-                                                      for b in calibration])
-        labels = None
+        batches = [b if isinstance(b, dict) else {g.inputs[0]: b} for b in calibration]
+        x, labels = {k: np.concatenate([b[k] for b in batches]) for k in g.inputs}, None
     else:
         x, labels = split_data(data)
     feeds = feeds_of(g, x)
@@ -293,7 +286,6 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
                 counts = np.histogram(np.clip(r, edges[0], edges[-1]), bins=edges)[0]
                 acc.hist = (counts if acc.hist is None else acc.hist[0] + counts, edges)
             if rec.name in singles:
-                node = g.node(rec.name)
                 one = singles[rec.name]
                 acc.iso_noise += _noise(r, run_first(one, {i: ref[i] for i in one.plan.inputs}))
     # Each node alone in the whole model: one full plan at a time (a plan holds every weight).
@@ -305,13 +297,13 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
     out_sig_first = out_sig[qm.plan.outputs[0]]
     for rec, t, s in rows:
         acc = sums[t]
-        rec.cumulative_sqnr = acc.sqnr(acc.cum_noise) if t in where else None
+        rec.cumulative_sqnr = _db(acc.signal, acc.cum_noise) if t in where else None
         rec.observed_min, rec.observed_max = acc.lo, acc.hi
         if rec.scale is not None:
             rec.saturation = acc.clipped / max(acc.count, 1)
             rec.histogram = (acc.hist[0].tolist(), acc.hist[1].tolist())
         if rec.name in singles:
-            rec.isolated_sqnr = acc.sqnr(acc.iso_noise)
+            rec.isolated_sqnr = _db(acc.signal, acc.iso_noise)
             rec.isolated_output_sqnr = _db(out_sig_first, acc.iso_out_noise)
     report = Report(layers=[r for r, _, _ in rows],
                     output_sqnr={o: _db(out_sig[o], out_noise[o]) for o in qm.plan.outputs},
