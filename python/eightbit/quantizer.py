@@ -63,7 +63,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     ``smooth=alpha`` (SmoothQuant for linear layers), ``bias_correction=True``.
 
     Safe defaults: an add / mul whose neighbours all run in float32 stays float32; after
-    quantizing, the output SQNR on the last calibration batch (or ``eval_data``) is measured and a
+    quantizing, the output SQNR on the last calibration batch is measured and a
     ``QuantizationWarning`` names the most sensitive nodes when it is below ``min_sqnr`` dB
     (None: no check).
 
