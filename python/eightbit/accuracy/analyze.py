@@ -140,7 +140,7 @@ def isolated_output_sqnr(cal, nodes, feeds: dict, reference: np.ndarray) -> dict
     return {n: sqnr_db(reference, run_first(cal.only(n), feeds)) for n in nodes}
 
 
-def check_output_sqnr(cal, qm: QuantizedModel, min_sqnr: float, samples: int = 32) -> None:
+def check_output_sqnr(cal, qm: QuantizedModel, min_sqnr: float, samples: int = 8) -> None:
     """Warn (QuantizationWarning) when the int8 model's output SQNR on the last calibration
     batch is below ``min_sqnr`` dB, naming the nodes that hurt the output most when quantized
     alone (measured on up to ``samples`` samples of that batch)."""
