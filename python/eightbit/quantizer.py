@@ -82,6 +82,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         prepared = prepare_for_quantization(graph)
         params = CalibratedQParams(prepared, {}, dtype, per_channel)
         return QuantizedModel(_DynamicLowering(prepared, params, exclude, requant).plan())
+    if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
+        raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
     if accuracy_budget is None and (eval_data is not None or metric is not None):
         raise ValueError("eval_data / metric: they go with accuracy_budget=")
     cal = calibrate(graph, calibration, method=method, percentile=percentile, per_channel=per_channel,

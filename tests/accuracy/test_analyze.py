@@ -168,6 +168,12 @@ def test_bad_arguments(mlp, cnn):
         eb.analyze(g, calib, (x, np.zeros(3)), metric="accuracy")
     with pytest.raises(TypeError, match="graph"):
         eb.analyze("model.onnx", calib, x)
+    with pytest.raises(ValueError, match="non-finite"):
+        eb.analyze(g, calib, np.where(x > 1, np.nan, x))
+    with pytest.raises(ValueError, match="batch size"):
+        eb.sensitivity(g, calib, x[:0])
+    with pytest.raises(TypeError, match="min_sqnr"):
+        eb.quantize(g, calib, min_sqnr="20")
     other = eb.quantize(cnn[0], cnn[1], min_sqnr=None)
     with pytest.raises(ValueError, match="does not have"):
         eb.analyze(g, calib, x, qm=other)

@@ -63,6 +63,10 @@ def feeds_of(graph: Graph, x, where: str = "data") -> dict:
         if not isinstance(x, np.ndarray) and not hasattr(x, "__array__"):
             raise TypeError(f"{where}: expected an array, got {type(x).__name__}")
         feeds = {graph.inputs[0]: np.ascontiguousarray(x, np.float32)}
+    for name, v in feeds.items():
+        bad = v.size - int(np.count_nonzero(np.isfinite(v)))
+        if bad:
+            raise ValueError(f"{where}: input {name!r} has {bad} non-finite value(s) (NaN or infinity)")
     sizes = {len(v) for v in feeds.values()}
     if len(sizes) != 1 or 0 in sizes:
         raise ValueError(f"{where}: inputs must share one non-zero batch size, got {sorted(sizes)}")
