@@ -264,6 +264,7 @@ struct StepRunner {
     const auto* x = static_cast<const float*>(in());
     auto* y = static_cast<float*>(out());
     parallel_for(outer, len * inner * 16, kMinWorkPerThread, [&](int64_t o0, int64_t o1) {
+      std::vector<double> e(static_cast<size_t>(len));  // each exp computed once (the dominant cost)
       for (int64_t o = o0; o < o1; ++o)
         for (int64_t i = 0; i < inner; ++i) {
           const float* px = x + o * len * inner + i;
@@ -271,9 +272,8 @@ struct StepRunner {
           float mx = -INFINITY;
           for (int64_t k = 0; k < len; ++k) mx = std::max(mx, px[k * inner]);
           double sum = 0.0;
-          for (int64_t k = 0; k < len; ++k) sum += std::exp(static_cast<double>(px[k * inner] - mx));
-          for (int64_t k = 0; k < len; ++k)
-            py[k * inner] = static_cast<float>(std::exp(static_cast<double>(px[k * inner] - mx)) / sum);
+          for (int64_t k = 0; k < len; ++k) sum += (e[k] = std::exp(static_cast<double>(px[k * inner] - mx)));
+          for (int64_t k = 0; k < len; ++k) py[k * inner] = static_cast<float>(e[k] / sum);
         }
     });
   }
