@@ -76,6 +76,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
     exclude = _check_exclude(graph, exclude)
     if dynamic:
+        static_only = {"accuracy_budget": accuracy_budget is not None, "smooth": smooth not in (None, False),
+                       "equalize": equalize, "bias_correction": bias_correction,
+                       "activation_symmetric": activation_symmetric}
+        if any(static_only.values()):
+            raise ValueError(f"{', '.join(k for k, v in static_only.items() if v)}: static quantization only, "
+                             "not with dynamic=True")
         dtype = _activation_dtype(activation_dtype, activation_symmetric)
         if requant not in ("float", "fixed"):
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")

@@ -93,3 +93,10 @@ def test_no_warning_on_a_healthy_model():
     with warnings.catch_warnings():
         warnings.simplefilter("error", eb.QuantizationWarning)
         eb.quantize(cnn_graph(d.weights), [d.calib_images[:128]])
+
+
+def test_static_options_refuse_dynamic():
+    d = digits()
+    for option in ({"accuracy_budget": 0.01}, {"smooth": 0.5}, {"equalize": True}, {"bias_correction": True}):
+        with pytest.raises(ValueError, match="static quantization only"):
+            eb.quantize(cnn_graph(d.weights), None, dynamic=True, **option)
