@@ -64,6 +64,11 @@ def _num(v, fmt="{:.1f}") -> str:
     return fmt.format(v)
 
 
+def _drop(v) -> str:
+    """A metric drop; "-" where it is infinite (SQNR against float, whose own value is infinite)."""
+    return _num(v, "{:+.4f}") if v is not None and math.isfinite(v) else "-"
+
+
 def format_table(header: list, rows: list) -> str:
     """Left-aligned text columns sized to their widest cell (no cell is ever cut)."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
@@ -132,11 +137,11 @@ class Sensitivity:
         return [r.node for r in self.nodes]
 
     def table(self) -> str:
-        rows = [(i + 1, r.node, r.op, _num(r.metric_quant, "{:.4f}"), _num(r.drop, "{:+.4f}"),
+        rows = [(i + 1, r.node, r.op, _num(r.metric_quant, "{:.4f}"), _drop(r.drop),
                  _num(100 * r.relative_drop, "{:.2f}%")) for i, r in enumerate(self.nodes)]
         text = format_table(["rank", "node", "op", self.metric, "drop", "relative drop"], rows)
         if self.methods:
-            mrows = [(r.method, _num(r.metric_quant, "{:.4f}"), _num(r.drop, "{:+.4f}"),
+            mrows = [(r.method, _num(r.metric_quant, "{:.4f}"), _drop(r.drop),
                       _num(100 * r.relative_drop, "{:.2f}%")) for r in self.methods]
             text += "\n\n" + format_table(["method", self.metric, "drop", "relative drop"], mrows)
         return text
