@@ -97,7 +97,8 @@ def test_every_row_against_an_independent_computation(model, request):
         alone = eb.quantize(g, calib, exclude=[n.name for n in g.nodes if n.name != r.name], min_sqnr=None)
         steps = alone.run_steps({"x": x}, return_all=True)
         assert r.isolated_sqnr == pytest.approx(_sqnr(ref, _dequantized(alone.plan, steps, r.output)), abs=1e-6)
-        assert r.isolated_output_sqnr == pytest.approx(_sqnr(floats[out], alone(x)), abs=1e-6)
+        # abs: the nodes upstream of this one are float32 steps in C++ here, NumPy's in the report
+        assert r.isolated_output_sqnr == pytest.approx(_sqnr(floats[out], alone(x)), abs=1e-3)
         if node.op in ("conv2d", "linear"):
             w = node.consts["weight"].astype(np.float64).reshape(node.consts["weight"].shape[0], -1)
             scale = np.abs(w).max(axis=1, keepdims=True) / 127

@@ -137,11 +137,37 @@ def _one_node_model(cal, node):
     return QuantizedModel(_Lowering(sub, cal.params, set(), cal.requant).plan())
 
 
-# ---- the quick check eb.quantize makes -------------------------------------------------------
+# ---- each node quantized alone ---------------------------------------------------------------
 
-def isolated_output_sqnr(cal, nodes, feeds: dict, reference: np.ndarray) -> dict:
+def isolated_outputs(cal, nodes, feeds: dict, batch_size: int = 64):
+    """Per chunk of ``batch_size`` samples: (the float graph's first output, {node: the first
+    output with only that node quantized}). Each node's model covers only what it changes
+    (``Calibrated.only_downstream``), fed with the float graph's values; it is built, run and
+    dropped one at a time (a model holds every weight it runs)."""
+    g = cal.graph
+    for _, part in chunks(feeds, batch_size):
+        values = g.run(part, return_all=True)
+        ref = values[g.outputs[0]]
+        preds = {}
+        for n in nodes:
+            model = cal.only_downstream(n)
+            preds[n] = ref if model is None else run_first(model, {t: values[t] for t in model.plan.inputs},
+                                                           batch_size)
+        yield ref, preds
+
+
+def isolated_output_sqnr(cal, nodes, feeds: dict, batch_size: int = 64) -> dict:
     """{node: SQNR (dB) of the model's first output when only that node is quantized}."""
-    return {n: sqnr_db(reference, run_first(cal.only(n), feeds)) for n in nodes}
+    signal, noise = 0.0, dict.fromkeys(nodes, 0.0)
+    for ref, preds in isolated_outputs(cal, nodes, feeds, batch_size):
+        r = np.asarray(ref, np.float64)
+        signal += float(np.sum(r ** 2))
+        for n in nodes:
+            noise[n] += _noise(r, preds[n])
+    return {n: _db(signal, noise[n]) for n in nodes}
+
+
+# ---- the quick check eb.quantize makes -------------------------------------------------------
 
 
 def check_output_sqnr(cal, qm: QuantizedModel, min_sqnr: float, samples: int = 8) -> None:
@@ -157,8 +183,7 @@ def check_output_sqnr(cal, qm: QuantizedModel, min_sqnr: float, samples: int = 8
     if worst_out[0] >= min_sqnr:
         return
     small = {k: v[:samples] for k, v in feeds.items()}
-    ref = first_output(cal.graph, cal.graph.run(small))
-    iso = isolated_output_sqnr(cal, int8_nodes(qm), small, ref)
+    iso = isolated_output_sqnr(cal, list(dict.fromkeys(int8_nodes(qm))), small)
     worst = sorted(iso.items(), key=lambda kv: kv[1])[:5]
     names = ", ".join(f"{n} ({v:.1f} dB)" for n, v in worst)
     warnings.warn(
@@ -175,7 +200,6 @@ class _Sums:
 
     def __init__(self):
         self.signal = self.cum_noise = self.iso_noise = 0.0
-        self.iso_out_noise = 0.0
         self.clipped = self.count = 0
         self.lo, self.hi = np.inf, -np.inf
         self.hist = None
@@ -292,13 +316,7 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
             if rec.name in singles:
                 one = singles[rec.name]
                 acc.iso_noise += _noise(r, run_first(one, {i: ref[i] for i in one.plan.inputs}))
-    # Each node alone in the whole model: one full plan at a time (a plan holds every weight).
-    for name in int8:
-        alone = cal.only(name)
-        sums[g.node(name).output].iso_out_noise = sum(
-            _noise(np.asarray(ref, np.float64), run_first(alone, part))
-            for ref, (_, part) in zip(preds_f, chunks(feeds, batch_size)))
-    out_sig_first = out_sig[qm.plan.outputs[0]]
+    iso_out = isolated_output_sqnr(cal, int8, feeds, batch_size)
     for rec, t, s in rows:
         acc = sums[t]
         rec.cumulative_sqnr = _db(acc.signal, acc.cum_noise) if t in where else None
@@ -308,7 +326,7 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
             rec.histogram = (acc.hist[0].tolist(), acc.hist[1].tolist())
         if rec.name in singles:
             rec.isolated_sqnr = _db(acc.signal, acc.iso_noise)
-            rec.isolated_output_sqnr = _db(out_sig_first, acc.iso_out_noise)
+            rec.isolated_output_sqnr = iso_out[rec.name]
     report = Report(layers=[r for r, _, _ in rows],
                     output_sqnr={o: _db(out_sig[o], out_noise[o]) for o in qm.plan.outputs},
                     options={**quantize_options, "exclude": sorted(exclude)}, samples=n, qm=qm, graph=g)

@@ -2,8 +2,9 @@
 
 One calibration pass (shared by every calibration method asked for); every candidate model is a
 lowering of the same calibrated graph run by the C++ executor: for each node that the default
-int8 model quantizes, the model with only that node int8 (every other node float32), ranked by
-its relative metric drop, worst first. With ``methods=[...]``, also the whole model quantized
+int8 model quantizes, the model with only that node int8 (every other node float32; only the part
+the node changes is run, fed with the float graph's values), ranked by its relative metric drop,
+worst first. With ``methods=[...]``, also the whole model quantized
 with each calibration method.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 import numpy as np
 
 from ..graph import Graph
-from .analyze import QUANTIZE_OPTIONS, chunks, feeds_of, first_output, int8_nodes, run_first, split_data
+from .analyze import (QUANTIZE_OPTIONS, chunks, feeds_of, first_output, int8_nodes, isolated_outputs, run_first,
+                      split_data)
 from .metrics import resolve
 from .report import MethodRow, Sensitivity, SensitivityRow
 
@@ -48,9 +50,14 @@ class Scorer:
 
 def rank_nodes(cal, scorer: Scorer, nodes) -> list:
     """SensitivityRows of ``nodes`` quantized one at a time, worst (largest relative drop) first."""
+    preds = {n: [] for n in nodes}
+    for _, chunk in isolated_outputs(cal, nodes, scorer.feeds):
+        for n in nodes:
+            preds[n].append(chunk[n])
     rows = []
     for name in nodes:
-        value, drop, rel = scorer(cal.only(name))
+        value = scorer.metric(np.concatenate(preds[name]), scorer.target)
+        drop, rel = scorer.metric.drop(scorer.float_value, value)
         rows.append(SensitivityRow(name, cal.graph.node(name).op, scorer.float_value, value, drop, rel))
     rows.sort(key=lambda r: (-r.relative_drop, -r.drop))
     return rows
