@@ -149,16 +149,11 @@ class Calibrated:
     def lower(self, exclude=()) -> QuantizedModel:
         return QuantizedModel(_Lowering(self.graph, self.params, set(exclude), self.requant).plan())
 
-    def only(self, node_names) -> QuantizedModel:
-        """The model with only ``node_names`` quantized (every other node float32)."""
-        keep = set([node_names] if isinstance(node_names, str) else node_names)
-        return self.lower({n.name for n in self.graph.nodes} - keep)
-
     def only_downstream(self, name: str):
-        """The part of ``only(name)`` that ``name`` changes: ``name`` and the nodes it feeds, up to
-        the graph's first output, as a model whose inputs are the float32 tensors entering that part
-        (the float graph's values: every node outside it is float32 in ``only(name)``). None when
-        the first output does not depend on ``name``. Half the work of ``only`` on average."""
+        """The model with only node ``name`` quantized, cut to the part that ``name`` changes:
+        ``name`` and the nodes it feeds, up to the graph's first output, with the float32 tensors
+        entering that part as inputs (feed them the float graph's values: every node outside it is
+        float32). None when the first output does not depend on ``name``."""
         g = self.graph
         changed, nodes = {g.node(name).output}, [g.node(name)]
         for n in g.nodes[g.nodes.index(nodes[0]) + 1:]:
