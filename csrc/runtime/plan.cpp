@@ -653,7 +653,9 @@ struct StepChecker {
   void operator()(const SoftmaxStep& s) const {
     arity(1);
     if (in_t().quantized() || out_t().quantized()) bad("softmax works on float32 tensors");
-    if (s.axis < 0 || s.axis >= static_cast<int64_t>(in_t().shape.size())) bad("axis out of range");
+    // Axis 0 is the batch: items are independent, so no step may mix them.
+    if (s.axis < 1 || s.axis >= static_cast<int64_t>(in_t().shape.size()))
+      bad("axis must name a dimension after the batch, got " + std::to_string(s.axis));
     shape_is(out_t(), in_t().shape);
   }
   void operator()(const DynamicLinearStep& s) const {
@@ -985,6 +987,8 @@ void PlanExecutor::run_impl(int64_t batch, const std::vector<const float*>& inpu
     throw std::invalid_argument("PlanExecutor::run: wrong number of buffers");
   std::lock_guard<std::mutex> lock(run_mutex_);
   const auto start = std::chrono::steady_clock::now();
+  if (batch > 0 && arena_per_sample_ > std::numeric_limits<int64_t>::max() / batch)
+    throw std::length_error("a batch of " + std::to_string(batch) + " needs more than 2^63 bytes of intermediate tensors");
   // Grows only: a smaller batch reuses the arena of a larger one.
   arena_.reserve_discard(static_cast<size_t>(std::max<int64_t>(arena_per_sample_ * batch, 1)));
   Buffers buf;

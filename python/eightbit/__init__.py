@@ -84,10 +84,12 @@ def from_onnx(model, *, input_shapes=None):
     return _from_onnx(model, input_shapes=input_shapes)
 
 
-def load(path) -> QuantizedModel:
-    """Read a quantized model saved with ``QuantizedModel.save`` (a ``.eb`` file, docs/format.md).
-    A truncated, corrupted or foreign file raises ``ModelFileError`` (a ValueError)."""
-    return QuantizedModel.load(path)
+def load(path, *, max_arena_bytes: int | None = None) -> QuantizedModel:
+    """Read a quantized model saved with ``QuantizedModel.save`` (a ``.eb`` file, docs/format.md)
+    with the C++ reader the C library shares (memory-mapped). A truncated, corrupted, hostile or
+    foreign file raises ``ModelFileError`` (a ValueError), as does a model that needs more than
+    ``max_arena_bytes`` (default 4 GiB) of intermediate tensors per batch item."""
+    return QuantizedModel.load(path, max_arena_bytes=max_arena_bytes)
 
 
 def to_onnx(model, path=None, **kwargs):

@@ -23,6 +23,13 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_c_flags(args) -> int:
+    from .runtime import c_library
+
+    print(c_library()["flags"])
+    return 0
+
+
 def _best_time(fn, min_seconds: float = 0.3) -> float:
     """Best wall time of repeated calls (seconds)."""
     fn()
@@ -331,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eightbit", description="int8 quantization and inference on CPUs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="show the CPU features and the kernels in use").set_defaults(func=_cmd_info)
+    sub.add_parser("c-flags", help="print the flags that compile and link a C program against libeightbit "
+                   "(docs/c_api.md)").set_defaults(func=_cmd_c_flags)
     sub.add_parser("demo", help="quantize a digits CNN; print accuracy, size and speed-up").set_defaults(
         func=_cmd_demo)
     inspect = sub.add_parser("inspect", help="print a .eb model's steps, tensors and sizes")

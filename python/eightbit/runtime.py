@@ -60,3 +60,15 @@ def _apply_environment() -> None:
 
 
 _apply_environment()
+
+
+def c_library() -> dict:
+    """Where the C library that ships with this package lies (docs/c_api.md): ``include`` (the
+    directory holding ``eightbit/eightbit.h``), ``lib`` (the directory of ``libeightbit.so``) and
+    ``flags`` (compiler and linker flags for a C program, the rpath included)."""
+    root = os.path.dirname(os.path.abspath(_core.__file__))
+    include, lib = os.path.join(root, "include"), os.path.join(root, "lib")
+    if not os.path.isfile(os.path.join(include, "eightbit", "eightbit.h")):
+        raise FileNotFoundError(f"the C library is not installed next to {_core.__file__}")
+    return {"include": include, "lib": lib,
+            "flags": f"-I{include} -L{lib} -Wl,-rpath,{lib} -leightbit"}

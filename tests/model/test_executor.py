@@ -1,4 +1,4 @@
-"""The C++ plan executor (eightbit.model.native): bit-identical to run_plan with eightbit.reference
+"""The C++ plan executor (built from the lowered plan by the C++ model reader): bit-identical to run_plan with eightbit.reference
 for every step kind on every ISA; the arena planned once and reused; inputs checked before any
 memory is touched."""
 import numpy as np
@@ -8,7 +8,7 @@ import eightbit as eb
 from eightbit import reference
 from eightbit.model import Plan, QuantizedModel, Step, TensorSpec
 from eightbit.model.execute import run_plan
-from eightbit.model.native import build_executor
+from eightbit.model.quantized_model import build_executor
 
 U8, S8, F32 = np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.float32)
 
@@ -363,12 +363,12 @@ def test_inconsistent_plans_are_rejected(rng):
 def test_float_step_errors_propagate(rng, monkeypatch):
     """An exception inside a float step's callback reaches the caller; the executor runs again after."""
     from eightbit.graph import Graph
-    from eightbit.model import native
+    from eightbit.model import lowering
 
     b = Builder(rng)
     float_step_case(b)
     with monkeypatch.context() as m:  # no C++ form for the float step: it calls back into Python
-        m.setattr(native, "_float_other", lambda *args: False)
+        m.setattr(lowering, "_float_step", lambda *args: {"kind": "host"})
         qm = QuantizedModel(b.plan())
     x = rng.uniform(-3, 3, (2, 3, 4, 4)).astype(np.float32)
     want = qm.reference_run({"x": x})["tq_y"]

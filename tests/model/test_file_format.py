@@ -36,7 +36,7 @@ def test_round_trip(tmp_path, model, rng):
 def test_layout(model):
     buf = ff.encode(model.plan)
     magic, major, minor, hsize, size, moff, msize, doff, dsize, _, _ = ff.HEADER.unpack(buf[:64])
-    assert (magic, major, hsize, size) == (b"EIGHTBIT", 1, 64, len(buf))
+    assert (magic, major, hsize, size) == (b"EIGHTBIT", 2, 64, len(buf))
     assert moff == 64 and doff % 64 == 0 and doff + dsize == len(buf) and moff + msize <= doff
     w = model.plan.steps[1].consts["w"]            # conv weights: somewhere aligned in the data
     pos = bytes(buf[doff:]).find(w.tobytes())
@@ -52,8 +52,8 @@ def test_errors_name_the_problem(model):
     with pytest.raises(ModelFileError, match="truncated"):
         ff.decode(buf[:-1])
     newer = bytearray(buf)
-    newer[8:10] = struct.pack("<H", 2)
-    with pytest.raises(ModelFileError, match="version 2"):
+    newer[8:10] = struct.pack("<H", 3)
+    with pytest.raises(ModelFileError, match="version 3"):
         ff.decode(newer)
     flipped = bytearray(buf)
     flipped[-1] ^= 0xFF
@@ -114,7 +114,7 @@ def test_hostile_sizes(model):
         v = [v]
     deep.value(v)
     meta = bytes(deep.meta)
-    header = ff.HEADER.pack(b"EIGHTBIT", 1, 0, 64, 64 + len(meta) + (-len(meta) % 64), 64, len(meta),
+    header = ff.HEADER.pack(b"EIGHTBIT", *ff.VERSION, 64, 64 + len(meta) + (-len(meta) % 64), 64, len(meta),
                             64 + len(meta) + (-len(meta) % 64), 0, ff.zlib.crc32(meta), ff.zlib.crc32(b""))
     with pytest.raises(ModelFileError, match="nested"):
         ff.decode(header + meta + b"\0" * (-len(meta) % 64))

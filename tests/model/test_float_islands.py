@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import eightbit as eb
-from eightbit import _core
 from eightbit.graph import Graph
-from eightbit.model import native
+from eightbit.model import quantized_model
+
+from _records import Records
 
 
 def _raise(*args, **kwargs):
@@ -21,7 +22,7 @@ def _quantize(monkeypatch, g, exclude=(), calib_shape=None):
     shape = calib_shape or (4,) + tuple(g.tensors[g.inputs[0]].shape[1:])
     calib = [rng.uniform(-2, 2, shape).astype(np.float32) for _ in range(2)]
     with monkeypatch.context() as m:
-        m.setattr(native, "_host_fn", _raise)
+        m.setattr(quantized_model, "_host_function", _raise)
         return eb.quantize(g, calib, exclude=list(exclude))
 
 
@@ -164,7 +165,7 @@ def test_bmm(rng, isa, monkeypatch, batch, sa, sb):
     calib = [{"a": rng.standard_normal((2,) + sa).astype(np.float32),
               "b": rng.standard_normal((2,) + sb).astype(np.float32)}]
     with monkeypatch.context() as m:
-        m.setattr(native, "_host_fn", _raise)
+        m.setattr(quantized_model, "_host_function", _raise)
         qm = eb.quantize(g, calib)
     assert _float_ops(qm) == ["bmm"]  # no int8 form: a float32 step
     feeds = {"a": rng.standard_normal((batch,) + sa).astype(np.float32),
@@ -187,7 +188,7 @@ def test_div(rng, isa, monkeypatch, batch, sb):
     calib = [{"x": rng.standard_normal((2, 3, 4, 5)).astype(np.float32),
               "z": rng.uniform(0.5, 2, (2,) + sb).astype(np.float32)}]
     with monkeypatch.context() as m:
-        m.setattr(native, "_host_fn", _raise)
+        m.setattr(quantized_model, "_host_function", _raise)
         qm = eb.quantize(g, calib)
     assert _float_ops(qm) == ["div"]
     zs = rng.uniform(-2, 2, (batch,) + sb).astype(np.float32)
@@ -245,7 +246,7 @@ def test_add_relu_keeps_infinity_and_nan(monkeypatch):
 # ------------------------------------------------------------------ bad steps raise, never crash
 
 def _executor(in_shape, out_shape):
-    ex = _core.PlanExecutor()
+    ex = Records()
     return ex, ex.add_tensor("x", "float32", [-1] + list(in_shape)), ex.add_tensor("y", "float32", [-1] + list(out_shape))
 
 
@@ -286,7 +287,7 @@ def test_bad_float_steps_raise(add, match):
     ((1, 3, 4), (2, 4, 5), (1, 3, 5), "has shape"),       # the broadcast output is [2, 3, 5]
 ])
 def test_bad_bmm_steps_raise(a, b, y, match):
-    ex = _core.PlanExecutor()
+    ex = Records()
     ia, ib = ex.add_tensor("a", "float32", [-1, *a]), ex.add_tensor("b", "float32", [-1, *b])
     iy = ex.add_tensor("y", "float32", [-1, *y])
     with pytest.raises(ValueError, match=match):
@@ -294,7 +295,7 @@ def test_bad_bmm_steps_raise(a, b, y, match):
 
 
 def test_bmm_step_on_quantized_tensors_raises():
-    ex = _core.PlanExecutor()
+    ex = Records()
     ia = ex.add_tensor("a", "uint8", [-1, 2, 3, 4], 0.1, 0)
     ib, iy = ex.add_tensor("b", "float32", [-1, 2, 4, 5]), ex.add_tensor("y", "float32", [-1, 2, 3, 5])
     with pytest.raises(ValueError, match="float32"):
@@ -304,7 +305,7 @@ def test_bmm_step_on_quantized_tensors_raises():
 
 
 def test_bmm_step_runs_any_batch():
-    ex = _core.PlanExecutor()
+    ex = Records()
     ia, ib = ex.add_tensor("a", "float32", [-1, 3, 5, 4]), ex.add_tensor("b", "float32", [-1, 1, 4, 2])
     iy = ex.add_tensor("y", "float32", [-1, 3, 5, 2])
     ex.add_float_bmm(ia, ib, iy, "mm")

@@ -15,7 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import eightbit as eb  # noqa: E402
 from eightbit.graph import Graph  # noqa: E402
-from eightbit.model import native  # noqa: E402
+from eightbit.model import quantized_model  # noqa: E402
 from models import EXPORTED_INPUTS, MODELS  # noqa: E402
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "onnx"
@@ -50,7 +50,7 @@ def layer(request):
     rng = np.random.default_rng(12)
     calibration = [inputs(rng, 32) for _ in range(8)]
     mp = pytest.MonkeyPatch()
-    mp.setattr(native, "_host_fn", _raise)
+    mp.setattr(quantized_model, "_host_function", _raise)
     try:
         qm = eb.quantize(graph, calibration)
         float_qm = eb.quantize(graph, calibration, exclude=[n.name for n in graph.nodes])

@@ -1,27 +1,33 @@
-"""The ``.eb`` model file: one Plan in a versioned, little-endian, memory-mappable file
-(docs/format.md is the specification; this module is its Python reader and writer).
+"""The ``.eb`` model file: one lowered Plan in a versioned, little-endian, memory-mappable file
+(docs/format.md is the specification; this module is its writer).
 
     header (64 bytes) | metadata (typed value tree) | padding | data (64-byte-aligned constants)
 
-The reader trusts nothing: every offset, size, count, length, nesting depth and dtype is checked
-against the bytes actually present before it is used, and both sections carry a CRC-32. Any
-problem raises ``ModelFileError`` (a ValueError) that says what is wrong and where.
+There is one reader, in C++ (csrc/model/model_file.cpp, ``_core.ModelFile``), which the Python
+package and the C library share: it trusts nothing (every offset, size, count, length, nesting
+depth and dtype is checked against the bytes actually present before it is used, array ranges may
+not overlap, both sections carry a CRC-32) and raises ``ModelFileError`` (a ValueError) that says
+what is wrong and where. ``decode`` / ``load`` turn its tree into a validated Plan whose arrays
+are read-only views of the file.
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 
 import numpy as np
 
+from .. import _core
 from .plan import Plan, Step, TensorSpec
 
+ModelFileError = _core.ModelFileError  # a ValueError: a file that is truncated, corrupted, hostile or of another version
+
 MAGIC = b"EIGHTBIT"
-VERSION = (1, 0)
+VERSION = (2, 0)
 HEADER = struct.Struct("<8sHHIQQQQQII")  # magic, major, minor, header size, file size,
 #                                          meta offset, meta size, data offset, data size, meta crc, data crc
 ALIGN = 64
-MAX_DEPTH = 16
 MAX_NDIM = 8
 
 # value tags of the metadata tree
@@ -29,10 +35,6 @@ T_NONE, T_BOOL, T_INT, T_FLOAT, T_STR, T_LIST, T_DICT, T_ARRAY = range(8)
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.int8), 3: np.dtype(np.int32), 4: np.dtype(np.float32)}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 TENSOR_DTYPES = {"uint8": np.dtype(np.uint8), "int8": np.dtype(np.int8), "float32": np.dtype(np.float32)}
-
-
-class ModelFileError(ValueError):
-    """A .eb file that is truncated, corrupted, of another version, or not a model file."""
 
 
 # ---- writing -----------------------------------------------------------------------------------
@@ -91,13 +93,19 @@ def _plan_tree(plan: Plan, producer: str) -> dict:
         "tensors": [{"name": t.name, "dtype": str(t.dtype), "shape": [-1 if d is None else d for d in t.shape],
                      "scale": t.scale, "zero_point": t.zero_point} for t in plan.tensors.values()],
         "steps": [{"op": s.op, "inputs": list(s.inputs), "output": s.output, "attrs": s.attrs,
-                   "consts": s.consts, "source": s.source} for s in plan.steps],
+                   "consts": s.consts, "source": s.source, "lowered": s.lowered} for s in plan.steps],
     }
 
 
 def encode(plan: Plan, producer: str = "eightbit") -> bytes:
+    return encode_tree(_plan_tree(plan, producer))
+
+
+def encode_tree(tree) -> bytes:
+    """Any value tree as a file (header, metadata, data, both CRCs): the writer under ``encode``,
+    also used by tests to write files a Plan would refuse."""
     w = _Writer()
-    w.value(_plan_tree(plan, producer))
+    w.value(tree)
     meta_offset = HEADER.size
     data_offset = meta_offset + len(w.meta) + (-(meta_offset + len(w.meta)) % ALIGN)
     size = data_offset + len(w.data)
@@ -111,106 +119,19 @@ def save(plan: Plan, path, producer: str = "eightbit") -> None:
         f.write(encode(plan, producer))
 
 
-# ---- reading -----------------------------------------------------------------------------------
+# ---- reading (the C++ reader's tree to a Plan) --------------------------------------------------
 
-class _Reader:
-    def __init__(self, meta: memoryview, data: memoryview):
-        self.meta, self.data, self.pos = meta, data, 0
-
-    def take(self, n: int, what: str) -> memoryview:
-        if n < 0 or self.pos + n > len(self.meta):
-            raise ModelFileError(f"metadata truncated: {what} needs {n} bytes at offset {self.pos}, "
-                                 f"{len(self.meta) - self.pos} left")
-        b = self.meta[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def u(self, fmt: str, what: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
-
-    def value(self, depth: int = 0):
-        if depth > MAX_DEPTH:
-            raise ModelFileError(f"metadata nested deeper than {MAX_DEPTH} levels")
-        (tag,) = self.u("<B", "a value tag")
-        if tag == T_NONE:
-            return None
-        if tag == T_BOOL:
-            (b,) = self.u("<B", "a bool")
-            return bool(b)
-        if tag == T_INT:
-            return self.u("<q", "an int")[0]
-        if tag == T_FLOAT:
-            return self.u("<d", "a float")[0]
-        if tag == T_STR:
-            (n,) = self.u("<I", "a string length")
-            try:
-                return bytes(self.take(n, "a string")).decode("utf-8")
-            except UnicodeDecodeError:
-                raise ModelFileError(f"metadata string at offset {self.pos - n} is not UTF-8") from None
-        if tag in (T_LIST, T_DICT):
-            (n,) = self.u("<I", "a count")
-            if n > len(self.meta) - self.pos:  # every item takes at least one byte
-                raise ModelFileError(f"metadata count {n} at offset {self.pos - 4} exceeds the bytes left")
-            if tag == T_LIST:
-                return tuple(self.value(depth + 1) for _ in range(n))
-            out = {}
-            for _ in range(n):
-                key = self.value(depth + 1)
-                if not isinstance(key, str):
-                    raise ModelFileError(f"metadata dict key before offset {self.pos} is not a string")
-                out[key] = self.value(depth + 1)
-            return out
-        if tag == T_ARRAY:
-            return self.array()
-        raise ModelFileError(f"unknown metadata tag {tag} at offset {self.pos - 1}")
-
-    def array(self) -> np.ndarray:
-        code, ndim = self.u("<BB", "an array header")
-        if code not in DTYPES:
-            raise ModelFileError(f"unknown array dtype code {code} at offset {self.pos - 2}")
-        if ndim > MAX_NDIM:
-            raise ModelFileError(f"array with {ndim} dimensions (at most {MAX_NDIM})")
-        shape = self.u(f"<{ndim}q", "array dimensions")
-        offset, nbytes = self.u("<QQ", "an array location")
-        dtype = DTYPES[code]
-        if any(d < 0 for d in shape):
-            raise ModelFileError(f"array with a negative dimension {shape}")
-        count = 1
-        for d in shape:
-            count *= d
-            if count * dtype.itemsize > len(self.data):
-                break
-        if nbytes != count * dtype.itemsize:
-            raise ModelFileError(f"array of shape {shape} and dtype {dtype} declares {nbytes} bytes")
-        if offset % ALIGN or offset + nbytes > len(self.data):
-            raise ModelFileError(f"array bytes [{offset}, {offset + nbytes}) are unaligned or outside the "
-                                 f"data section ({len(self.data)} bytes)")
-        return np.frombuffer(self.data, dtype.newbyteorder("<"), count, offset).reshape(shape).astype(dtype)
+def read(source) -> tuple:
+    """(the C++ ModelFile, its validated Plan) of a path (memory-mapped) or of bytes (copied)."""
+    if isinstance(source, (str, os.PathLike)):
+        file = _core.ModelFile.map(os.fspath(source))
+    else:
+        file = _core.ModelFile.copy(memoryview(source).cast("B"))
+    return file, _plan_from_tree(file.tree())
 
 
 def decode(buf) -> Plan:
-    buf = memoryview(bytes(buf))
-    if len(buf) < HEADER.size:
-        raise ModelFileError(f"not a model file: {len(buf)} bytes, shorter than the {HEADER.size}-byte header")
-    (magic, major, minor, header_size, size, meta_off, meta_size, data_off, data_size, meta_crc,
-     data_crc) = HEADER.unpack(buf[:HEADER.size])
-    if magic != MAGIC:
-        raise ModelFileError("not an eightbit model file (bad magic)")
-    if major != VERSION[0]:
-        raise ModelFileError(f"model file version {major}.{minor}; this eightbit reads version {VERSION[0]}.x")
-    if header_size != HEADER.size or size != len(buf):
-        raise ModelFileError(f"file is {len(buf)} bytes but its header says {size} (truncated or padded)")
-    if not (HEADER.size <= meta_off and meta_off + meta_size <= data_off and data_off % ALIGN == 0
-            and data_off + data_size == size):
-        raise ModelFileError("section offsets in the header are inconsistent")
-    meta, data = buf[meta_off:meta_off + meta_size], buf[data_off:data_off + data_size]
-    if zlib.crc32(meta) != meta_crc or zlib.crc32(data) != data_crc:
-        raise ModelFileError("checksum mismatch: the file is corrupted")
-    reader = _Reader(meta, data)
-    tree = reader.value()
-    if reader.pos != len(meta):
-        raise ModelFileError(f"{len(meta) - reader.pos} unread bytes after the metadata")
-    return _plan_from_tree(tree)
+    return read(bytes(buf))[1]
 
 
 def _field(d, key, kind, where):
@@ -248,17 +169,22 @@ def _plan_from_tree(tree) -> Plan:
         consts = _field(s, "consts", dict, where)
         if not all(isinstance(v, np.ndarray) for v in consts.values()):
             raise ModelFileError(f"{where}: constants must be arrays")
+        lowered = s.get("lowered")
+        if lowered is not None and not isinstance(lowered, dict):
+            raise ModelFileError(f"{where}: 'lowered' must be a dict")
         steps.append(Step(_field(s, "op", str, where), _field(s, "inputs", tuple, where),
                           _field(s, "output", str, where), dict(_field(s, "attrs", dict, where)), dict(consts),
-                          _field(s, "source", str, where)))
+                          _field(s, "source", str, where), lowered))
     plan = Plan(tensors, steps, list(_field(tree, "inputs", tuple, "model")),
                 list(_field(tree, "outputs", tuple, "model")))
     try:
         return plan.validate()
     except ValueError as e:
         raise ModelFileError(f"invalid plan: {e}") from None
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        # a step missing an attribute, or one of the wrong type: the file, not the code, is wrong
+        raise ModelFileError(f"invalid plan: {type(e).__name__}: {e}") from None
 
 
 def load(path) -> Plan:
-    with open(path, "rb") as f:
-        return decode(f.read())
+    return read(path)[1]

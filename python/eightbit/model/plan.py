@@ -97,6 +97,9 @@ class Step:
     attrs: dict = field(default_factory=dict)
     consts: dict = field(default_factory=dict)
     source: str = ""  # the float graph node this step implements (summaries, errors)
+    # The C++ executor's record of this step, every numerics rule resolved (model/lowering.py);
+    # None until lowered.
+    lowered: dict | None = None
 
 
 @dataclass

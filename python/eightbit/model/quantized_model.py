@@ -1,15 +1,46 @@
-"""QuantizedModel: a validated Plan lowered once to the C++ plan executor, which runs it in one call."""
+"""QuantizedModel: a validated Plan, lowered and read by the C++ model reader into the plan executor,
+which runs it in one call."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .. import ops as _ops
 from .. import reference as _reference
 from .._version import __version__
 from . import file_format
-from .execute import check_feeds, step_weights, run_plan
-from .native import build_executor
+from .execute import check_feeds, float_node_graph, step_weights, run_plan
+from .lowering import lower
 from .plan import Plan
+
+
+def _host_function(plan: Plan, i: int):
+    """The Python function of a float step the C++ float steps do not cover (a host step): the
+    float graph executor, built once, run on every call."""
+    step = plan.steps[i]
+    graph = float_node_graph(step, [plan.tensors[n] for n in step.inputs])
+
+    def run(xs):
+        return np.asarray(graph.run({f"in{j}": x for j, x in enumerate(xs)}), np.float32)
+    return run
+
+
+def build_executor(plan: Plan, max_arena_bytes: int | None = None):
+    """The C++ executor of a validated plan, through the one path every model takes: lowered,
+    written as ``.eb`` bytes and read by the C++ model reader. Raises ModelFileError (a ValueError)
+    for a plan whose shapes or parameters do not fit together, NotImplementedError for a plan the
+    executor cannot run."""
+    plan = lower(plan)
+    return _core.build_model(file_format.encode(plan), _arena_limit(max_arena_bytes),
+                             lambda i: _host_function(plan, i))
+
+
+def _arena_limit(max_arena_bytes) -> int:
+    if max_arena_bytes is None:
+        return 0  # the reader's default
+    if isinstance(max_arena_bytes, bool) or not isinstance(max_arena_bytes, (int, np.integer)) or max_arena_bytes < 1:
+        raise ValueError(f"max_arena_bytes must be a positive int, got {max_arena_bytes!r}")
+    return int(max_arena_bytes)
 
 
 class QuantizedModel:
@@ -18,13 +49,21 @@ class QuantizedModel:
     ``eightbit.reference`` (NumPy), which ``run`` matches bit for bit; ``qm.run_steps`` runs the
     plan step by step with ``eightbit.ops`` (one C++ call per step: for debugging)."""
 
-    def __init__(self, plan: Plan):
-        self.plan = plan.validate()
-        self._packed = None
+    def __init__(self, plan: Plan, *, max_arena_bytes: int | None = None):
+        """``max_arena_bytes``: the intermediate tensor bytes one batch item may need (default
+        4 GiB); a plan that needs more raises ModelFileError."""
+        plan = plan.validate()
         try:
-            self._executor = build_executor(self.plan)
+            plan = lower(plan)
+            executor = build_executor(plan, max_arena_bytes)
         except NotImplementedError:
-            self._executor = None  # a step the C++ executor lacks: run step by step
+            executor = None  # a step the C++ executor lacks: run step by step
+        self._init(plan, executor)
+
+    def _init(self, plan: Plan, executor) -> None:
+        self.plan = plan
+        self._executor = executor
+        self._packed = None
         self._one_in_one_out = len(plan.inputs) == 1 and len(plan.outputs) == 1
         self._monitor = None  # the active Monitor (qm.monitor())
         self.tradeoffs = []   # the mixed-precision candidates eb.quantize(accuracy_budget=) measured
@@ -82,9 +121,19 @@ class QuantizedModel:
         file_format.save(self.plan, path, producer=f"eightbit {__version__}")
 
     @classmethod
-    def load(cls, path) -> "QuantizedModel":
-        """Read a ``.eb`` file; a truncated, corrupted or foreign file raises ModelFileError."""
-        return cls(file_format.load(path))
+    def load(cls, path, *, max_arena_bytes: int | None = None) -> "QuantizedModel":
+        """Read a ``.eb`` file with the C++ reader (memory-mapped: the plan's constants are views
+        of the file, only the packed weights take memory of their own). A truncated, corrupted,
+        hostile or foreign file raises ModelFileError, as does a model needing more than
+        ``max_arena_bytes`` (default 4 GiB) of intermediate tensors per batch item."""
+        file, plan = file_format.read(path)
+        try:
+            executor = file.build(_arena_limit(max_arena_bytes), lambda i: _host_function(plan, i))
+        except NotImplementedError:
+            executor = None
+        qm = cls.__new__(cls)
+        qm._init(plan, executor)
+        return qm
 
     @property
     def size_bytes(self) -> int:
