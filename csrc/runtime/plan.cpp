@@ -508,9 +508,12 @@ struct StepChecker {
   }
   // Strides, dilations and pads of a convolution, and a kernel that fits the padded input.
   void window(const ConvGeometry& g) const {
-    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_top < 0 || g.pad_left < 0 ||
-        g.pad_bottom < 0 || g.pad_right < 0)
-      bad("strides and dilations must be >= 1, pads >= 0");
+    // Bounded so that no extent below can overflow (the Python plan's limits, docs/format.md).
+    constexpr int64_t kMax = int64_t{1} << 20;
+    auto in = [](int64_t v, int64_t lo) { return v >= lo && v <= kMax; };
+    if (!in(g.stride_h, 1) || !in(g.stride_w, 1) || !in(g.dilation_h, 1) || !in(g.dilation_w, 1) || !in(g.pad_top, 0) ||
+        !in(g.pad_left, 0) || !in(g.pad_bottom, 0) || !in(g.pad_right, 0) || !in(g.kernel_h, 1) || !in(g.kernel_w, 1))
+      bad("kernel, strides and dilations must be in [1, 2^20], pads in [0, 2^20]");
     if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
         g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
       bad("the (dilated) kernel is larger than the padded input");
@@ -562,6 +565,9 @@ struct StepChecker {
         g.kernel_h != c.weights.kernel_h || g.kernel_w != c.weights.kernel_w || g.groups != c.weights.groups)
       bad("input '" + x.name + "' has " + std::to_string(in_c) + " channels; the weights do not fit it");
     window(g);
+    if (linear && (g.kernel_h != 1 || g.kernel_w != 1 || g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 ||
+                   g.dilation_w != 1 || g.pad_top != 0 || g.pad_left != 0 || g.pad_bottom != 0 || g.pad_right != 0))
+      bad("a linear layer has a 1x1 window: unit strides and dilations, no pads");
     shape_is(y, linear ? with_last(x.shape, g.out_c) : std::vector<int64_t>{0, g.out_h(), g.out_w(), g.out_c});
     const int32_t lo = y.is_signed() ? -128 : 0, hi = y.is_signed() ? 127 : 255;
     if (c.qmin < lo || c.qmax > hi || c.qmin > c.qmax) bad("activation clamp range is empty or outside the output type");

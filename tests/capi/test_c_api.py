@@ -179,3 +179,17 @@ def test_c_api_calls_and_error_codes(tmp_path):
     assert lines["scalar_run"] == "0"
     assert lines["version"] == eb.__version__
     assert lines["nullpath"] == "1"
+
+
+@pytest.mark.parametrize("make", [_cnn, _two_input], ids=["cnn", "two_inputs"])
+def test_mutated_files_are_refused_or_run_never_crash(tmp_path, make):
+    """tests/capi/fuzz_load.c: thousands of CRC-resealed mutations of a valid file through the C
+    API: each load succeeds (and runs) or returns an error with a message; the process never dies."""
+    rng = np.random.default_rng(2)
+    g, calib = make(rng)
+    eb.quantize(g, calib).save(tmp_path / "m.eb")
+    exe = _compile(Path(__file__).with_name("fuzz_load.c"), tmp_path / "fuzz_load")
+    proc = subprocess.run([str(exe), str(tmp_path / "m.eb"), "3000", "7"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    loaded, refused = (int(v.split("=")[1]) for v in proc.stdout.split()[1:])
+    assert loaded + refused == 3000 and refused > 1000
