@@ -306,7 +306,14 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("cpu_info", &cpu_info);
   m.def("set_isa", [](const std::string& name) { eb::set_isa(name); }, py::arg("name"));
-  m.def("set_num_threads", [](int n) { eb::ThreadPool::instance().set_num_threads(n); }, py::arg("n"));
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        // Resizing waits for a job in flight and joins workers: let other Python threads run meanwhile.
+        py::gil_scoped_release release;
+        eb::ThreadPool::instance().set_num_threads(n);
+      },
+      py::arg("n"));
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("b"), py::arg("a_zero_point") = py::none());
   m.def("qlinear_matmul", &qlinear_matmul, py::arg("a"), py::arg("a_zero_point"), py::arg("b"),
         py::arg("multiplier"), py::arg("y_zero_point"), py::arg("y_signed"));

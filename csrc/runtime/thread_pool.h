@@ -1,14 +1,23 @@
 // Runtime layer: a persistent pool of worker threads.
 //
-// `run(n, fn)` calls fn(0) .. fn(n-1) concurrently, fn(0) on the calling
-// thread, and returns when all are done.  Work is split by the caller into
-// exactly one task per thread (static partition keeps each core on the same
-// block of packed weights, which then stays in its L2).  Workers spin briefly
+// `run(n, fn)` calls fn(0) .. fn(n-1), each exactly once, fn(0) on the
+// calling thread, and returns when all are done.  Work is split by the caller
+// into one task per thread (static partition keeps each core on the same
+// block of packed weights, which then stays in its L2).  The split is read
+// from num_threads() before run() takes the pool, so the pool may have shrunk
+// in between (set_num_threads from another thread): then thread t also runs
+// parts t + T, t + 2T, ... of the T it has, and no part is ever dropped.
+// Jobs from several threads run one after another; a resize waits for the
+// job in flight; a part that calls run() itself runs those parts inline.  A
+// part that throws ends its thread's share of the job; run() waits for the
+// other threads, then rethrows the first exception.  Workers spin briefly
 // after a job before sleeping, so back-to-back calls do not pay a wake-up.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -24,7 +33,8 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int num_threads() const;
+  // Lock-free: a caller sizing its split does not wait for another's job.
+  int num_threads() const { return num_threads_.load(std::memory_order_relaxed); }
   void set_num_threads(int n);  // n >= 1
   void run(int n, const std::function<void(int)>& fn);
 
@@ -33,18 +43,21 @@ class ThreadPool {
   void start_workers(int count);
   void stop_workers();
   void worker_loop(int index, unsigned long seen);
+  void run_parts(int first) noexcept;
 
-  mutable std::mutex run_mutex_;  // one job at a time; guards resizing too
+  std::mutex run_mutex_;  // one job at a time; guards resizing too
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
-  int job_threads_ = 0;
+  int job_parts_ = 0;    // fn(0) .. fn(job_parts_ - 1)
+  int job_threads_ = 0;  // thread t runs parts t, t + job_threads_, ...
   std::atomic<unsigned long> generation_{0};  // written under mutex_, read by spinning workers
   int pending_ = 0;
+  std::exception_ptr error_;  // the first part that threw, rethrown by run()
   bool stop_ = false;
-  int num_threads_ = 1;
+  std::atomic<int> num_threads_{1};  // written under run_mutex_ (with workers_)
 };
 
 // Default thread count: EIGHTBIT_NUM_THREADS is read by the Python layer;
