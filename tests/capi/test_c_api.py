@@ -69,7 +69,20 @@ def _two_input(rng):
     return g, calib
 
 
-@pytest.mark.parametrize("make", [_cnn, _two_input], ids=["cnn", "two_inputs"])
+def _encoder(rng):
+    """A one-layer BERT encoder: int8 projections, float32 attention (bmm, softmax, layer norm)."""
+    from eightbit.models import encoder
+
+    w = encoder.synthetic_bert_weights(layers=1, hidden=32, heads=2, ffn=64)
+    g = encoder.bert_encoder(w, layers=1, heads=2, seq_len=8, hidden=32, ffn=64)
+    x, mask = encoder.synthetic_encoder_inputs(w, 8, 8)
+    return g, [{"x": x, "mask": mask}]
+
+
+MAKERS = pytest.mark.parametrize("make", [_cnn, _two_input, _encoder], ids=["cnn", "two_inputs", "encoder"])
+
+
+@MAKERS
 @pytest.mark.parametrize("batch", [1, 3])
 def test_example_program_matches_qm_bit_for_bit(run_model, tmp_path, make, batch):
     rng = np.random.default_rng(4)
@@ -181,7 +194,7 @@ def test_c_api_calls_and_error_codes(tmp_path):
     assert lines["nullpath"] == "1"
 
 
-@pytest.mark.parametrize("make", [_cnn, _two_input], ids=["cnn", "two_inputs"])
+@MAKERS
 def test_mutated_files_are_refused_or_run_never_crash(tmp_path, make):
     """tests/capi/fuzz_load.c: thousands of CRC-resealed mutations of a valid file through the C
     API: each load succeeds (and runs) or returns an error with a message; the process never dies."""
