@@ -59,15 +59,17 @@ ConvInput conv_input(const py::handle& x_in, const py::object& x_zp, const Packe
     value_error("x: has " + std::to_string(g.in_c) + " channels, w expects " + std::to_string(w.group_in_c) +
                 " per group x " + std::to_string(w.groups) + " groups");
   for (int64_t s : strides)
-    if (s < 1) value_error("strides: must be >= 1");
+    if (s < 1 || s > ConvGeometry::kMaxWindow) value_error("strides: must be in [1, 2^31)");
   for (int64_t d : dilations)
-    if (d < 1) value_error("dilations: must be >= 1");
+    if (d < 1 || d > ConvGeometry::kMaxWindow) value_error("dilations: must be in [1, 2^31)");
   for (int64_t p : pads)
-    if (p < 0) value_error("pads: must be >= 0");
+    if (p < 0 || p > ConvGeometry::kMaxWindow) value_error("pads: must be in [0, 2^31)");
   g.set_window(strides, dilations, pads);
-  if (g.in_h + g.pad_top + g.pad_bottom < g.dilation_h * (g.kernel_h - 1) + 1 ||
-      g.in_w + g.pad_left + g.pad_right < g.dilation_w * (g.kernel_w - 1) + 1)
-    value_error("w: the (dilated) kernel is larger than the padded input");
+  // Overflow-safe: extents, the kernel against the padded input, the output's size.
+  if (const char* problem = g.check()) {
+    const std::string why = problem;
+    value_error((why.find("kernel is larger") != std::string::npos ? "w: " : "x, w and pads: ") + why);
+  }
   return in;
 }
 

@@ -381,8 +381,10 @@ void float_pool(const FloatPool& p, int64_t batch, const float* x, float* y) {
               acc = p.average ? acc + v : std::max(acc, v);
               ++count;
             }
-          out[oh * p.out_w + ow] = p.average ? acc / static_cast<float>(p.count_include_pad ? count + padded : count)
-                                             : acc;
+          // A window with nothing to divide by (wholly in the padding, not counting it) gives 0,
+          // as graph/float_exec.py does; eightbit's graphs and plans refuse such windows.
+          const int64_t divisor = p.count_include_pad ? count + padded : count;
+          out[oh * p.out_w + ow] = !p.average ? acc : divisor > 0 ? acc / static_cast<float>(divisor) : 0.0f;
         }
     }
   });

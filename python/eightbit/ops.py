@@ -346,6 +346,10 @@ def _activation_range(activation, y_scale, y_zero_point):
         lo, hi = 0.0, 6.0
     elif isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
         lo, hi = activation[1], activation[2]
+        if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                   and np.isfinite(v) for v in (lo, hi)) or not lo <= hi:
+            # as eightbit.reference.qlinear_conv: a NaN or infinite bound has no int8 meaning
+            raise ValueError(f"activation: clip bounds must be finite with lo <= hi, got ({lo}, {hi})")
     else:
         raise ValueError(f"activation: expected None, 'relu', 'relu6' or ('clip', lo, hi), got {activation!r}")
 

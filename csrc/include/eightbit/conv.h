@@ -29,6 +29,40 @@ struct ConvGeometry {
     pad_right = pads[3];
   }
 
+  // Bounds that keep every expression here and in the kernels inside int64_t:
+  // window parameters below 2^31 (so dilation * (kernel - 1) < 2^62), extents
+  // and the output's element count at most 2^40.
+  static constexpr int64_t kMaxWindow = (int64_t{1} << 31) - 1;
+  static constexpr int64_t kMaxExtent = int64_t{1} << 40;
+
+  // nullptr when the geometry is valid and within those bounds, else what is
+  // wrong (for a ValueError or a plan error).  Checked without overflowing,
+  // before out_h() / out_w() are used: a hostile pad near 2^62 must not wrap.
+  const char* check() const {
+    const int64_t extents[] = {batch, in_h, in_w, in_c, out_c};
+    for (int64_t e : extents)
+      if (e < 0 || e > kMaxExtent) return "every extent must be in [0, 2^40]";
+    const int64_t window[] = {kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w};
+    for (int64_t v : window)
+      if (v < 1 || v > kMaxWindow) return "kernel, strides and dilations must be in [1, 2^31)";
+    const int64_t pads[] = {pad_top, pad_left, pad_bottom, pad_right};
+    for (int64_t p : pads)
+      if (p < 0 || p > kMaxWindow) return "pads must be in [0, 2^31)";
+    if (groups < 1 || in_c % groups != 0 || out_c % groups != 0) return "groups must divide the channels";
+    if (in_h + pad_top + pad_bottom < dilation_h * (kernel_h - 1) + 1 ||
+        in_w + pad_left + pad_right < dilation_w * (kernel_w - 1) + 1)
+      return "the (dilated) kernel is larger than the padded input";
+    // out_h, out_w <= 2^40 + 2^32 here; their product with batch and out_c is
+    // bounded one factor at a time
+    int64_t elems = 1;
+    const int64_t factors[] = {out_h(), out_w(), batch, out_c};
+    for (int64_t f : factors) {
+      if (f > 0 && elems > kMaxExtent / f) return "the output would have more than 2^40 values";
+      elems *= f > 0 ? f : 1;
+    }
+    return nullptr;
+  }
+
   int64_t out_h() const { return (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
   int64_t out_w() const { return (in_w + pad_left + pad_right - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
   int64_t group_in_c() const { return in_c / groups; }

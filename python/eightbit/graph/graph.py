@@ -19,7 +19,7 @@ import numpy as np
 from . import float_exec
 from .builders import Builders, check_activation, check_name, const_array
 from .ir import FUSABLE_OPS, OPS, Node, Tensor, format_shape
-from .shapes import infer_shape
+from .shapes import check_sample_size, infer_shape
 
 
 class Graph(Builders):
@@ -55,7 +55,9 @@ class Graph(Builders):
             if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
                 rule = "a positive int or None" if i == 0 else "a positive int (only dimension 0 may be None)"
                 raise ValueError(f"input {name!r}: shape[{i}] must be {rule}, got {d!r}")
-        t = Tensor(name, tuple(None if d is None else int(d) for d in dims), self)
+        dims = tuple(None if d is None else int(d) for d in dims)
+        check_sample_size(dims, f"input {name!r}")
+        t = Tensor(name, dims, self)
         self.tensors[name] = t
         self.inputs.append(name)
         return t

@@ -40,10 +40,11 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
     div               a, b       - (two tensors, NumPy broadcasting;      -
                                  a constant divisor is mul by 1 / c)
     relu, relu6, sigmoid, tanh, hardswish, erf, identity   x   -          -
-    clip              x          -                                        min, max (float or None)
+    clip              x          -                                        min, max (float or None; not
+                                                                          NaN, min <= max)
     leaky_relu        x          -                                        negative_slope
     gelu              x          -                                        approximate ("none"/"tanh")
-    softmax           x          -                                        axis (>= 0)
+    softmax           x          -                                        axis (>= 1: not the batch)
     dropout           x          -                                        p (identity at inference)
     concat            x1, x2..   -                                        axis (>= 1)
     max_pool2d        x NCHW     -                                        kernel_size, stride, pads,

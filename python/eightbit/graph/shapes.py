@@ -6,8 +6,16 @@ It runs every time a node is added, by a builder, a pass or an importer, so a gr
 hold a node whose shapes do not fit.
 
 Dimension 0 of every tensor is the batch; it may be ``None`` (free) and no op mixes it with the
-other dimensions: reductions, flatten, reshape and concat work on dimensions >= 1 (softmax may
-name axis 0), and broadcasting treats a free batch like any size, so it only meets 1 or None.
+other dimensions: reductions, softmax, flatten, reshape and concat work on dimensions >= 1 (a
+softmax over the batch would make each sample's result depend on the others), and broadcasting
+treats a free batch like any size, so it only meets 1 or None.
+
+Bounds (a hostile graph or file must get a ValueError, not an overflow or a huge allocation):
+strides, dilations, pads and pooling kernels are at most ``MAX_WINDOW`` (2^20, as the plan
+allows), and no tensor may hold more than ``MAX_SAMPLE_ELEMENTS`` (2^31) values per sample.
+An average pool that does not count its padding must have no window lying wholly in padding
+(its mean would be 0 / 0; ONNX Runtime refuses pads >= kernel for the same reason), and clip
+bounds must not be NaN.
 
 Window geometry (conv2d, pools), per spatial axis with input n, kernel k, stride s, dilation d,
 pads (b, e) and dilated extent dk = (k - 1) * d + 1, as in PyTorch:
@@ -20,7 +28,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .ir import Node, format_shape
+
+MAX_WINDOW = 1 << 20
+MAX_SAMPLE_ELEMENTS = 1 << 31
 
 
 def window_out(n: int, k: int, s: int, d: int, pad_begin: int, pad_end: int, ceil_mode: bool = False):
@@ -57,9 +70,22 @@ def _vector(node: Node, key: str, length: int, what: str):
         _fail(node, f"{key} must have shape [{length}] (one per {what}), got {list(v.shape)}")
 
 
+def _window_ints(node: Node, key: str, values, count: int, low: int) -> tuple:
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = None
+    if values is None or len(values) != count or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and low <= v <= MAX_WINDOW
+            for v in values):
+        _fail(node, f"{key} must be {count} ints in [{low}, 2^20], got {values if values is not None else '?'}")
+    return tuple(int(v) for v in values)
+
+
 def _windows(node: Node, x, kernel, ceil_mode: bool):
-    stride, dil = node.attrs["stride"], node.attrs.get("dilation", (1, 1))
-    pads = node.attrs["pads"]
+    stride = _window_ints(node, "stride", node.attrs["stride"], 2, 1)
+    dil = _window_ints(node, "dilation", node.attrs.get("dilation", (1, 1)), 2, 1)
+    pads = _window_ints(node, "pads", node.attrs["pads"], 4, 0)
     out = []
     for i in range(2):
         o = window_out(x[2 + i], kernel[i], stride[i], dil[i], pads[i], pads[2 + i], ceil_mode)
@@ -78,6 +104,8 @@ def _conv2d(node: Node, shapes):
     if w.ndim != 4:
         _fail(node, f"weight must have rank 4 [out, in/groups, kh, kw], got shape {list(w.shape)}")
     groups = node.attrs["groups"]
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        _fail(node, f"groups must be an int >= 1, got {groups!r}")
     c, m = x[1], w.shape[0]
     if c % groups:
         _fail(node, f"groups={groups} does not divide the {c} input channels of x")
@@ -174,7 +202,21 @@ def _div(node: Node, shapes):
 
 
 def _softmax(node: Node, shapes):
-    _axis_ok(node, node.attrs["axis"], len(shapes[0]), 0)
+    axis, rank = node.attrs["axis"], len(shapes[0])
+    if axis == 0 or (isinstance(axis, int) and axis == -rank):
+        _fail(node, "axis 0 is the batch dimension: a softmax over it would mix the samples of a batch")
+    _axis_ok(node, axis, rank, 1)
+    return shapes[0]
+
+
+def _clip(node: Node, shapes):
+    lo, hi = node.attrs.get("min"), node.attrs.get("max")
+    for key, v in (("min", lo), ("max", hi)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                              or math.isnan(v)):
+            _fail(node, f"{key} must be a number (not NaN) or None, got {v!r}")
+    if lo is not None and hi is not None and lo > hi:
+        _fail(node, f"min must be <= max, got min={lo}, max={hi}")
     return shapes[0]
 
 
@@ -193,7 +235,17 @@ def _concat(node: Node, shapes):
 def _pool(node: Node, shapes):
     (x,) = shapes
     _rank(node, x, 4, "NCHW")
-    oh, ow = _windows(node, x, node.attrs["kernel_size"], node.attrs["ceil_mode"])
+    kernel = _window_ints(node, "kernel_size", node.attrs["kernel_size"], 2, 1)
+    oh, ow = _windows(node, x, kernel, node.attrs["ceil_mode"])
+    if node.op == "avg_pool2d" and not node.attrs.get("count_include_pad", True):
+        pads, stride = node.attrs["pads"], node.attrs["stride"]
+        for i, o in enumerate((oh, ow)):
+            # window o covers [o * s - b, o * s - b + k): the first and the last are the ones that
+            # may miss x [0, n) entirely
+            if pads[i] >= kernel[i] or (o - 1) * stride[i] - pads[i] >= x[2 + i]:
+                _fail(node, f"with count_include_pad=False, a window on spatial axis {i} lies wholly in the "
+                            f"padding (kernel {kernel[i]}, pads {pads[i]}, {pads[2 + i]}, input {x[2 + i]}): "
+                            "its mean would be 0 / 0; pads must be smaller than the kernel")
     return (x[0], x[1], oh, ow)
 
 
@@ -265,7 +317,7 @@ def _layer_norm(node: Node, shapes):
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary, "div": _div, "bmm": _bmm,
-    "relu": _same, "relu6": _same, "clip": _same, "leaky_relu": _same, "sigmoid": _same,
+    "relu": _same, "relu6": _same, "clip": _clip, "leaky_relu": _same, "sigmoid": _same,
     "tanh": _same, "hardswish": _same, "erf": _same, "gelu": _same, "dropout": _same, "identity": _same,
     "softmax": _softmax, "concat": _concat,
     "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
@@ -274,6 +326,16 @@ _RULES = {
 }
 
 
+def check_sample_size(shape, what: str) -> None:
+    """ValueError when a tensor of `shape` holds more than MAX_SAMPLE_ELEMENTS values per sample."""
+    n = math.prod(shape[1:])
+    if n > MAX_SAMPLE_ELEMENTS:
+        raise ValueError(f"{what}: shape {format_shape(shape)} holds {n} values per sample, more than "
+                         f"2^31 (MAX_SAMPLE_ELEMENTS)")
+
+
 def infer_shape(node: Node, input_shapes) -> tuple:
     """The output shape of `node` given its input shapes; ValueError if they do not fit."""
-    return _RULES[node.op](node, [tuple(s) for s in input_shapes])
+    shape = _RULES[node.op](node, [tuple(s) for s in input_shapes])
+    check_sample_size(shape, f"{node.name} ({node.op})")
+    return shape

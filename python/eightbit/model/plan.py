@@ -185,6 +185,7 @@ def _check_consts(step: Step, out: TensorSpec, where: str) -> None:
             raise ValueError(f"{where}: w_scale must be {o} positive finite float32 values")
         if b.dtype != np.int32 or b.shape != (o,):
             raise ValueError(f"{where}: bias must be {o} int32 values")
+        _check_activation(step.attrs.get("activation"), where)
     elif step.op == "dynamic_linear":
         w, ws, b = (np.asarray(c[k]) for k in ("w", "w_scale", "bias"))
         if w.dtype != np.int8 or w.ndim != 2 or w.shape[0] == 0:
@@ -202,6 +203,19 @@ def _check_consts(step: Step, out: TensorSpec, where: str) -> None:
         t = np.asarray(c["table"])
         if t.shape != (256,) or t.dtype != out.dtype:
             raise ValueError(f"{where}: table must be 256 values of {out.dtype}")
+
+
+def _check_activation(act, where: str) -> None:
+    """None, "relu", "relu6" or ("clip", lo, hi) with finite lo <= hi: what every executor takes
+    (a NaN bound would be read differently by each)."""
+    if act is None or (isinstance(act, str) and act in ("relu", "relu6")):
+        return
+    if isinstance(act, tuple) and len(act) == 3 and act[0] == "clip" and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+            for v in act[1:]) and act[1] <= act[2]:
+        return
+    raise ValueError(f"{where}: activation must be None, 'relu', 'relu6' or ('clip', lo, hi) with finite "
+                     f"lo <= hi, got {act!r}")
 
 
 def _check_float_node(step: Step, ins: list, out: TensorSpec, where: str) -> None:

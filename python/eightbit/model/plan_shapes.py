@@ -32,6 +32,17 @@ def _spatial(x: tuple, a: dict, kernel: tuple, ceil: bool) -> tuple:
     return tuple(_window(x[1 + i], kernel[i], strides[i], dil[i], pads[i], pads[2 + i], ceil) for i in range(2))
 
 
+def _no_empty_window(x: tuple, a: dict, kernel: tuple, out: tuple) -> None:
+    """An average pool not counting its padding divides by the taps inside x: no window may lie
+    wholly in the padding (0 / 0; ONNX Runtime refuses pads >= kernel)."""
+    strides = _ints(a.get("strides", (1, 1)), 2, "strides", 1)
+    pads = _ints(a.get("pads", (0, 0, 0, 0)), 4, "pads", 0)
+    for i in range(2):
+        if x[1 + i] <= 0 or pads[i] >= kernel[i] or (out[i] - 1) * strides[i] - pads[i] >= x[1 + i]:
+            raise ValueError(f"with count_include_pad=0, a window on spatial axis {i} lies wholly in the padding "
+                             f"(kernel {kernel[i]}, pads {pads[i]}, {pads[2 + i]}, input {x[1 + i]})")
+
+
 def _broadcast(a: tuple, b: tuple) -> tuple:
     n = max(len(a), len(b))
     a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
@@ -71,7 +82,10 @@ def infer(step, ins: list) -> tuple | None:
         if len(x) != 4:
             raise ValueError(f"pooling needs a 4-D NHWC input, got {x}")
         kernel = _ints(a.get("kernel"), 2, "kernel", 1)
-        return (x[0],) + _spatial(x, a, kernel, bool(a.get("ceil_mode", 0))) + (x[3],)
+        out = _spatial(x, a, kernel, bool(a.get("ceil_mode", 0)))
+        if op == "avg_pool" and not a.get("count_include_pad", 1):
+            _no_empty_window(x, a, kernel, out)
+        return (x[0],) + out + (x[3],)
     if op == "global_avg_pool":
         if len(x) != 4:
             raise ValueError(f"global pooling needs a 4-D NHWC input, got {x}")
@@ -84,7 +98,12 @@ def infer(step, ins: list) -> tuple | None:
             if len(s.shape) != len(x) or any(d != e for i, (d, e) in enumerate(zip(x, s.shape)) if i != axis):
                 raise ValueError(f"inputs {x} and {s.shape} differ outside axis {axis}")
         return x[:axis] + (sum(s.shape[axis] for s in ins),) + x[axis + 1:]
-    if op in ("lut", "softmax"):
+    if op == "softmax":
+        axis = a.get("axis")
+        if isinstance(axis, bool) or not isinstance(axis, int) or not -len(x) <= axis < len(x) or axis % len(x) == 0:
+            raise ValueError(f"axis {axis!r} must name a dimension of rank {len(x)} other than the batch (0)")
+        return x
+    if op == "lut":
         return x
     if op == "reshape":
         shape = a.get("shape")

@@ -15,3 +15,19 @@ def require_onnx():
     except ImportError as e:
         raise ImportError("importing ONNX models needs the onnx package: pip install 'eightbit[onnx]'") from e
     return onnx
+
+
+def guarded(where: str, fn, *args):
+    """fn(*args), where `where` names the node being read. What a malformed node provokes in plain
+    Python or NumPy (ValueError from the graph builder's checks or NumPy, TypeError, KeyError,
+    IndexError, ArithmeticError, StopIteration: an attribute of the wrong type or length, a missing
+    input, int() of an infinite float...) is raised as an OnnxImportError naming it, the original
+    exception chained as its cause. Anything else (a bug) passes through unchanged."""
+    try:
+        return fn(*args)
+    except OnnxImportError:
+        raise
+    except ValueError as e:
+        raise OnnxImportError(f"{where}: {e}") from e
+    except (TypeError, KeyError, IndexError, ArithmeticError, StopIteration) as e:
+        raise OnnxImportError(f"{where}: {type(e).__name__}: {e}") from e

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..graph import Graph
 from . import fold
-from .errors import OnnxImportError, require_onnx
+from .errors import OnnxImportError, guarded, require_onnx
 from .load import opset_of
 
 
@@ -93,7 +93,8 @@ class Importer:
         if len(og.sparse_initializer):
             raise OnnxImportError("sparse initializers are not supported")
         self.constable.update(self.consts)
-        self.nodes = [self._decode(i, n, helper) for i, n in enumerate(og.node)]
+        self.nodes = [guarded(f"node {n.name!r} ({n.op_type})", self._decode, i, n, helper)
+                      for i, n in enumerate(og.node)]
         self.output_names = [o.name for o in og.output]
         self._reserved = {n.name for n in self.nodes} | {t for n in self.nodes for t in (*n.inputs, *n.outputs)} \
             | {i.name for i in og.input} | set(self.output_names)
@@ -101,6 +102,7 @@ class Importer:
         self.input_shapes = dict(input_shapes or {})
         self.keep = set(keep_tensors)
         self.fold_batch = fold.BATCH_SENTINEL
+        self.fold_budget = fold.FoldBudget()          # bytes of constants folded (fold.MAX_*_BYTES)
         self.claimed: dict[int, object] = {}          # node index -> the pattern Match claiming it
         self.anchors: dict[int, object] = {}          # anchor node index -> its Match
         self._onnx = onnx
@@ -130,6 +132,8 @@ class Importer:
             if name in self.consts:
                 raise OnnxImportError(f"graph output {name!r} is a constant (it does not depend on any input); "
                                       "eightbit graphs compute their outputs from their inputs")
+            if name not in self.graph.tensors:
+                raise OnnxImportError(f"graph output {name!r} is not computed by any converted node")
             self.graph.output(self.graph.tensor(name))
         return self.graph
 
@@ -169,7 +173,7 @@ class Importer:
         for vi in declared:
             tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
             if tt is None or tt.elem_type != self._onnx.TensorProto.FLOAT:
-                kind = self._onnx.TensorProto.DataType.Name(tt.elem_type) if tt is not None else "not a tensor"
+                kind = _dtype_name(self._onnx, tt.elem_type) if tt is not None else "not a tensor"
                 raise OnnxImportError(f"input {vi.name!r}: eightbit graphs take float32 inputs, got {kind}")
             if vi.name in self.input_shapes:
                 shape = self._user_shape(vi.name, self.input_shapes[vi.name],
@@ -253,7 +257,7 @@ class Importer:
             if all(i in self.constable for i in ins):
                 self.constable.update(o for o in n.outputs if o)
                 if all(i in self.consts for i in ins):
-                    self._fold(n)
+                    self._guard(n, lambda n=n: self._fold(n))
 
     def _check_supported(self, live) -> None:
         bad: dict[str, list] = {}
@@ -267,13 +271,10 @@ class Importer:
             listed = ", ".join(f"{op} ({', '.join(names)})" for op, names in sorted(bad.items()))
             raise OnnxImportError(f"unsupported ONNX ops: {listed}")
 
-    def _guard(self, n: OnnxNode, convert) -> None:
-        try:
-            convert()
-        except OnnxImportError:
-            raise
-        except (ValueError, TypeError, KeyError) as e:
-            raise OnnxImportError(f"{n.where}: {e}") from None
+    def _guard(self, n: OnnxNode, convert):
+        """convert(), with what a malformed node provokes in plain Python or NumPy raised as an
+        OnnxImportError naming the node (the original exception stays chained as its cause)."""
+        return guarded(n.where, convert)
 
     def _fold(self, n: OnnxNode) -> None:
         ins = [i for i in n.inputs if i]
@@ -284,7 +285,7 @@ class Importer:
             if missing:
                 n.fail(f"input {missing[0]!r} is not a constant")
             inputs = [self.consts[i] if i else None for i in n.inputs]
-            values = fold.evaluate(n.proto, inputs, self.opset, n.where)
+            values = fold.evaluate(n.proto, inputs, self.opset, n.where, self.fold_budget)
         for name, v in zip(n.outputs, values):
             if name:
                 self.consts[name] = v
@@ -345,6 +346,13 @@ class Importer:
         extra = [o for o in n.outputs[1:] if o and self.uses.get(o, 0)]
         if extra:
             n.fail(f"only its first output is supported, but {extra} is used")
+
+
+def _dtype_name(onnx, elem_type: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return f"unknown element type {elem_type}"
 
 
 # ---- attribute helpers ----------------------------------------------------------------------------
@@ -541,6 +549,8 @@ def convert_clip(imp: Importer, n: OnnxNode) -> None:
     for i, what in ((1, "min"), (2, "max")):
         if len(n.inputs) > i and n.inputs[i]:
             v = _scalar(n, imp.need_const(n, i, what), what)
+            if math.isnan(v):
+                n.fail(f"{what} is NaN (ONNX Runtime's result would depend on the instruction set)")
             bounds.append(None if math.isinf(v) else v)
         else:
             bounds.append(None)
@@ -569,6 +579,9 @@ def convert_layer_norm(imp: Importer, n: OnnxNode) -> None:
     axis = _axis(n, int(n.attrs.get("axis", -1)), rank)
     _not_batch(n, axis, "axis (LayerNormalization normalizes every dimension from axis on)")
     ns = tuple(x.shape[axis:])
+    # scale and bias are broadcast to normalized_shape: a scalar must not become a huge constant
+    imp.fold_budget.check([math.prod(ns) * 4] * (2 if len(n.inputs) > 2 and n.inputs[2] else 1), n.where,
+                          "broadcasting its scale and bias would produce")
     consts = {"weight": np.broadcast_to(imp.need_const(n, 1, "scale"), ns)}
     if len(n.inputs) > 2 and n.inputs[2]:
         consts["bias"] = np.broadcast_to(imp.need_const(n, 2, "bias"), ns)
@@ -742,11 +755,13 @@ def convert_softmax(imp: Importer, n: OnnxNode) -> None:
     x = imp.tensor(n, 0)
     rank = len(x.shape)
     if imp.opset >= 13:
-        imp.emit(n, "softmax", [x], {"axis": _axis(n, int(n.attrs.get("axis", -1)), rank)})
+        axis = _axis(n, int(n.attrs.get("axis", -1)), rank)
+        _not_batch(n, axis, "axis (a softmax over the batch would mix its samples)")
+        imp.emit(n, "softmax", [x], {"axis": axis})
         return
     # opsets 11-12: softmax over x coerced to 2-D at `axis` (every dimension from axis on)
     axis = _axis(n, int(n.attrs.get("axis", 1)), rank)
-    if all(d == 1 for d in x.shape[axis + 1:]):
+    if axis and all(d == 1 for d in x.shape[axis + 1:]):
         imp.emit(n, "softmax", [x], {"axis": axis})
         return
     _not_batch(n, axis, "axis (opset < 13 softmax over all dimensions from axis)")
@@ -802,7 +817,7 @@ def convert_dropout(imp: Importer, n: OnnxNode) -> None:
 def convert_cast(imp: Importer, n: OnnxNode) -> None:
     to = n.attrs.get("to")
     if to != imp._onnx.TensorProto.FLOAT:
-        n.fail(f"casting a computed tensor to {imp._onnx.TensorProto.DataType.Name(to)} is not supported "
+        n.fail(f"casting a computed tensor to {_dtype_name(imp._onnx, to) if isinstance(to, int) else to!r} is not supported "
                "(eightbit graphs compute in float32)")
     imp.emit(n, "identity", [imp.tensor(n, 0)], {})
 

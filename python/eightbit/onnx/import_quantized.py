@@ -19,6 +19,8 @@ One lowering path serves calibrated and imported models alike:
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..graph import Graph
@@ -162,9 +164,22 @@ def import_quantized(model) -> QuantizedModel:
     stripped = strip_qdq(qoperator_to_qdq(model))
     graph = import_float(stripped.model, keep_tensors=stripped.tensor_qparams)
     qparams = {k: v for k, v in stripped.tensor_qparams.items() if k in graph.tensors}
-    prepared = fuse_unquantized_activations(remove_identities(graph), qparams)
-    params = GivenQParams(qparams, stripped.node_qparams)
-    return QuantizedModel(_Lowering(prepared, params, set(), "float").plan())
+    with _lowering_errors():
+        prepared = fuse_unquantized_activations(remove_identities(graph), qparams)
+        params = GivenQParams(qparams, stripped.node_qparams)
+        return QuantizedModel(_Lowering(prepared, params, set(), "float").plan())
+
+
+@contextlib.contextmanager
+def _lowering_errors():
+    """The lowering's own checks (a bias that overflows int32, scales that give no valid plan...)
+    raise ValueError naming the node or step: for an imported model they are import errors."""
+    try:
+        yield
+    except OnnxImportError:
+        raise
+    except ValueError as e:
+        raise OnnxImportError(f"the model's quantization cannot be run: {e}") from e
 
 
 class GivenDynamicWeights:
@@ -193,5 +208,7 @@ def _import_dynamic(model) -> QuantizedModel:
     from .strip_dynamic import strip_dynamic
 
     float_model, weights = strip_dynamic(model)
-    graph = remove_identities(import_float(float_model, keep_tensors=set(weights)))
-    return QuantizedModel(_DynamicLowering(graph, GivenDynamicWeights(weights), set(), "float").plan())
+    graph = import_float(float_model, keep_tensors=set(weights))
+    with _lowering_errors():
+        graph = remove_identities(graph)
+        return QuantizedModel(_DynamicLowering(graph, GivenDynamicWeights(weights), set(), "float").plan())

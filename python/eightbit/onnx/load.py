@@ -76,19 +76,44 @@ def _all_tensors(graph):
 
 
 def _load_external(onnx, proto, base_dir: str, where: str) -> None:
+    """Read the external data of every tensor from files inside `base_dir` (the model's folder).
+    A location outside it (absolute, with "..", or through a link leading out) is refused
+    before the file is looked at, and the message says nothing about what is there."""
     from onnx.external_data_helper import load_external_data_for_model
+    root = os.path.realpath(base_dir)
     for t in _all_tensors(proto.graph):
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in t.external_data}
-        file = os.path.join(base_dir, info.get("location", ""))
-        if not info.get("location") or not os.path.isfile(file):
+        location = info.get("location", "")
+        if not location:
+            raise OnnxImportError(f"{where}: initializer {t.name!r} is stored in external data but names no file "
+                                  "(no 'location')")
+        file = os.path.realpath(os.path.join(root, location))
+        try:
+            inside = not os.path.isabs(location) and os.path.commonpath([root, file]) == root
+        except ValueError:                 # another drive (Windows)
+            inside = False
+        if not inside:
+            raise OnnxImportError(f"{where}: initializer {t.name!r} refers to external data at {location!r}, "
+                                  "outside the model's folder; external data must lie in the folder of the "
+                                  ".onnx file (refused without reading it)")
+        if not os.path.isfile(file):
             raise OnnxImportError(f"{where}: initializer {t.name!r} is stored in the external data file "
-                                  f"{info.get('location', '?')!r}, which is missing (looked in {base_dir})")
-        need = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
-        if need > os.path.getsize(file):
-            raise OnnxImportError(f"{where}: external data file {info['location']!r} is truncated: initializer "
-                                  f"{t.name!r} needs bytes up to {need}, the file has {os.path.getsize(file)}")
+                                  f"{location!r}, which is missing (looked in {base_dir})")
+        bounds = []
+        for key in ("offset", "length"):
+            try:
+                bounds.append(int(info.get(key) or 0))
+            except ValueError:
+                bounds.append(-1)
+            if bounds[-1] < 0:
+                raise OnnxImportError(f"{where}: initializer {t.name!r}: external data {key} {info.get(key)!r} is "
+                                      "not a non-negative integer")
+        need, have = sum(bounds), os.path.getsize(file)
+        if need > have:
+            raise OnnxImportError(f"{where}: external data file {location!r} is truncated: initializer "
+                                  f"{t.name!r} needs bytes up to {need}, the file has {have}")
     try:
         load_external_data_for_model(proto, base_dir)
     except Exception as e:

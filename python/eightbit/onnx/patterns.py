@@ -46,7 +46,7 @@ def match_all(imp, live) -> None:
         if n.index in imp.claimed:
             continue
         for matcher in (match_function, match_linear, match_layer_norm, match_pad):
-            m = matcher(imp, n)
+            m = imp._guard(n, lambda matcher=matcher, n=n: matcher(imp, n))
             if m is not None and not any(k.index in imp.claimed for k in m.nodes):
                 imp.anchors[n.index] = m
                 for k in m.nodes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import OnnxImportError
+from .errors import OnnxImportError, guarded
 from .names import fresh_name
 
 MS_DOMAIN = "com.microsoft"
@@ -77,9 +77,11 @@ class _Rewriter:
         self.nodes.append(self.helper.make_node("QuantizeLinear", inputs, [out], name=self.fresh(f"{out}_QuantizeLinear")))
         self.qparams[out] = (scale, zp)
 
-    def float_node(self, node, op: str, inputs: list, domain: str = "", **attrs) -> str:
+    def float_node(self, node, op: str, inputs: list, domain: str = "", attrs=()) -> str:
+        """The float op standing for `node`, with `attrs` (AttributeProtos, copied as they are)."""
         out = self.fresh(f"{node.output[0]}_float")
-        self.nodes.append(self.helper.make_node(op, inputs, [out], name=node.name or self.fresh(op), domain=domain, **attrs))
+        self.nodes.append(_with_attrs(self.helper.make_node(op, inputs, [out], name=node.name or self.fresh(op),
+                                                            domain=domain), attrs))
         return out
 
     def const(self, name: str, value: np.ndarray) -> str:
@@ -105,43 +107,50 @@ class _Rewriter:
         inputs = [x, w]
         if _arg(node, 8):
             inputs.append(self.bias(node, _arg(node, 8), _arg(node, 1), _arg(node, 4)))
-        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-        y = self.float_node(node, "Conv", inputs, **attrs)
+        y = self.float_node(node, "Conv", inputs, attrs=node.attribute)
         self.q(y, _arg(node, 6), _arg(node, 7), node.output[0])
 
     def bias(self, node, b: str, x_scale: str, w_scale: str) -> str:
         """DequantizeLinear of an int32 bias at scale x_scale * w_scale (float32, as the op uses it)."""
         where = f"node {node.name!r} ({node.op_type})"
-        xs = self.init_value(x_scale, where).astype(np.float32).reshape(())
+        xs = self.init_value(x_scale, where).astype(np.float32)
         ws = self.init_value(w_scale, where).astype(np.float32).reshape(-1)
+        if xs.size != 1 or ws.size == 0:
+            raise OnnxImportError(f"{where}: the input scale must be a scalar and the weight scale hold 1 value or one "
+                                  f"per output channel, got shapes {list(xs.shape)} and {list(ws.shape)}")
+        xs = xs.reshape(())
         scale = (xs * ws).astype(np.float32)
         scale_name = self.const(f"{b}_scale", scale if scale.size > 1 else scale.reshape(()))
         zp_name = self.const(f"{b}_zero_point", np.zeros(scale.shape if scale.size > 1 else (), np.int32))
         return self.dq(b, scale_name, zp_name, 0 if scale.size > 1 else None)
 
     def gemm(self, node) -> None:
-        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-        trans_b = int(attrs.get("transB", 0))
+        attrs = {a.name: a for a in node.attribute}
+        for key in ("transA", "transB"):
+            if key in attrs and attrs[key].type != attrs[key].INT:
+                raise OnnxImportError(f"node {node.name!r} ({node.op_type}): attribute {key} must be an int")
+        trans_b = attrs["transB"].i if "transB" in attrs else 0
         a = self.dq(*[_arg(node, i) for i in (0, 1, 2)])
         b = self.dq(_arg(node, 3), _arg(node, 4), _arg(node, 5),
                     self.weight_axis(node, _arg(node, 3), _arg(node, 4), 0 if trans_b else 1))
         inputs = [a, b]
         if _arg(node, 6):
             inputs.append(self.bias(node, _arg(node, 6), _arg(node, 1), _arg(node, 4)))
-        gemm_attrs = {k: attrs[k] for k in ("alpha", "transA", "transB") if k in attrs}
+        gemm_attrs = [attrs[k] for k in ("alpha", "transA", "transB") if k in attrs]
         if _arg(node, 7):
-            y = self.float_node(node, "Gemm", inputs, **gemm_attrs)
+            y = self.float_node(node, "Gemm", inputs, attrs=gemm_attrs)
             self.q(y, _arg(node, 7), _arg(node, 8), node.output[0])
         else:  # float output
-            self.nodes.append(self.helper.make_node("Gemm", inputs, [node.output[0]], name=node.name, **gemm_attrs))
+            self.nodes.append(_with_attrs(self.helper.make_node("Gemm", inputs, [node.output[0]], name=node.name),
+                                          gemm_attrs))
 
     def simple(self, node) -> None:
         op, xs, (ys, yz) = _SIMPLE[node.op_type]
         inputs = [self.dq(*[_arg(node, i) for i in t]) for t in xs]
-        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.pop("channels_last", 0):
+        attrs = [a for a in node.attribute if a.name != "channels_last"]
+        if any(a.name == "channels_last" and (a.type != a.INT or a.i) for a in node.attribute):
             raise OnnxImportError(f"node {node.name!r} ({node.op_type}): channels_last=1 is not supported")
-        y = self.float_node(node, op, inputs, **attrs)
+        y = self.float_node(node, op, inputs, attrs=attrs)
         self.q(y, _arg(node, ys), _arg(node, yz), node.output[0])
 
     def concat(self, node) -> None:
@@ -150,8 +159,7 @@ class _Rewriter:
             raise OnnxImportError(f"node {node.name!r} (QLinearConcat): expected (x, scale, zero point) triples after "
                              f"the output's scale and zero point, got {len(node.input)} inputs")
         inputs = [self.dq(*rest[i:i + 3]) for i in range(0, len(rest), 3)]
-        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-        y = self.float_node(node, "Concat", inputs, **attrs)
+        y = self.float_node(node, "Concat", inputs, attrs=node.attribute)
         self.q(y, node.input[0], node.input[1], node.output[0])
 
     def passthrough(self, node) -> None:
@@ -161,39 +169,47 @@ class _Rewriter:
         inputs = [self.dq(x, scale, zp)] + list(node.input[1:])
         if len(node.output) != 1:
             raise OnnxImportError(f"node {node.name!r} ({node.op_type}) on quantized tensor {x!r}: only one output is supported")
-        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-        y = self.float_node(node, node.op_type, inputs, domain=node.domain, **attrs)
+        y = self.float_node(node, node.op_type, inputs, domain=node.domain, attrs=node.attribute)
         self.q(y, scale, zp, node.output[0])
 
     def run(self):
         for node in self.model.graph.node:
-            op = node.op_type
-            if node.domain not in ("", "ai.onnx", MS_DOMAIN):
-                self.nodes.append(node)
-            elif op == "QLinearConv":
-                self.conv(node)
-            elif op == "QGemm":
-                self.gemm(node)
-            elif op in _SIMPLE:
-                self.simple(node)
-            elif op == "QLinearConcat":
-                self.concat(node)
-            elif op == "QuantizeLinear":
-                self.nodes.append(node)
-                self.qparams[node.output[0]] = (_arg(node, 1), _arg(node, 2))
-            elif op == "DequantizeLinear":
-                self.nodes.append(node)
-            elif node.input and node.input[0] in self.qparams:
-                if op not in PASSTHROUGH_OPS:
-                    raise OnnxImportError(f"node {node.name!r} ({op}) reads quantized tensor {node.input[0]!r}, "
-                                     f"but only {', '.join(PASSTHROUGH_OPS)} may (they keep its quantization)")
-                self.passthrough(node)
-            else:
-                bad = [i for i in node.input if i in self.qparams]
-                if bad:
-                    raise OnnxImportError(f"node {node.name!r} ({op}) reads quantized tensor {bad[0]!r} as a float input")
-                self.nodes.append(node)
+            guarded(f"node {node.name!r} ({node.op_type})", self.rewrite, node)
         return self.nodes, self.new_inits
+
+    def rewrite(self, node) -> None:
+        """One node of the model, rewritten into self.nodes."""
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx", MS_DOMAIN):
+            self.nodes.append(node)
+        elif op == "QLinearConv":
+            self.conv(node)
+        elif op == "QGemm":
+            self.gemm(node)
+        elif op in _SIMPLE:
+            self.simple(node)
+        elif op == "QLinearConcat":
+            self.concat(node)
+        elif op == "QuantizeLinear":
+            self.nodes.append(node)
+            self.qparams[node.output[0]] = (_arg(node, 1), _arg(node, 2))
+        elif op == "DequantizeLinear":
+            self.nodes.append(node)
+        elif node.input and node.input[0] in self.qparams:
+            if op not in PASSTHROUGH_OPS:
+                raise OnnxImportError(f"node {node.name!r} ({op}) reads quantized tensor {node.input[0]!r}, "
+                                 f"but only {', '.join(PASSTHROUGH_OPS)} may (they keep its quantization)")
+            self.passthrough(node)
+        else:
+            bad = [i for i in node.input if i in self.qparams]
+            if bad:
+                raise OnnxImportError(f"node {node.name!r} ({op}) reads quantized tensor {bad[0]!r} as a float input")
+            self.nodes.append(node)
+
+
+def _with_attrs(node, attrs):
+    node.attribute.extend(attrs)
+    return node
 
 
 def qoperator_to_qdq(model):

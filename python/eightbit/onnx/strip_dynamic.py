@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import OnnxImportError
+from .errors import OnnxImportError, guarded
 
 
 def _where(node) -> str:
@@ -46,9 +46,9 @@ def strip_dynamic(model):
         return users[0]
 
     removed, new_nodes, new_inits, weights = set(), {}, [], {}
-    for mm in g.node:
-        if mm.op_type != "MatMulInteger":
-            continue
+
+    def rewrite_group(mm):
+        """Rewrite the quantize_dynamic group of MatMulInteger `mm`."""
         dq = producer.get(mm.input[0])
         if dq is None or dq.op_type != "DynamicQuantizeLinear" or list(mm.input[2:3]) != [dq.output[2]] \
                 or mm.input[1] not in consts:
@@ -66,7 +66,18 @@ def strip_dynamic(model):
         w_scale_name = next(i for i in scale_mul.input if i != dq.output[1])
         if w_scale_name not in consts or w.ndim != 2:
             raise OnnxImportError(f"{_where(mm)}: needs 2-D constant weights and constant weight scales")
-        w_scale = np.asarray(consts[w_scale_name], np.float32)
+        w_scale = np.asarray(consts[w_scale_name])
+        n_out = w.shape[1]
+        if w.dtype not in (np.int8, np.uint8) or w_zp.dtype != w.dtype:
+            raise OnnxImportError(f"{_where(mm)}: weights and their zero point must be int8 or uint8 (the same), got "
+                                  f"{w.dtype} and {w_zp.dtype}")
+        if w_scale.dtype != np.float32 or w_scale.size not in (1, n_out) or w_zp.size not in (1, n_out) \
+                or not np.all(np.isfinite(w_scale) & (w_scale > 0)):
+            raise OnnxImportError(f"{_where(mm)}: weight scales must be 1 or {n_out} positive finite float32 values "
+                                  f"and the zero point 1 or {n_out} values, got {w_scale.dtype} {list(w_scale.shape)} "
+                                  f"and {list(w_zp.shape)}")
+        w_scale = w_scale.reshape(-1) if w_scale.size > 1 else w_scale.reshape(())
+        w_zp = w_zp.reshape(-1) if w_zp.size > 1 else w_zp.reshape(())
         out, group = mul.output[0], [mm, cast, mul]
         users = consumers.get(out, [])
         add = users[0] if len(users) == 1 and users[0].op_type == "Add" and \
@@ -83,9 +94,13 @@ def strip_dynamic(model):
             out = add.output[0]
         weights[out] = {"w_scale": w_scale, "w_zero_point": np.asarray(w_zp)}
         new_nodes[id(group[-1])] = nodes
-        removed |= {id(n) for n in group[:-1]}
+        removed.update(id(n) for n in group[:-1])
         if scale_mul is not None and all(id(u) in removed or u is mul for u in consumers.get(scale_name, [])):
             removed.add(id(scale_mul))
+
+    for mm in g.node:
+        if mm.op_type == "MatMulInteger":
+            guarded(_where(mm), rewrite_group, mm)
     for dq in (n for n in g.node if n.op_type == "DynamicQuantizeLinear"):
         if any(id(u) not in removed for o in dq.output for u in consumers.get(o, [])):
             raise OnnxImportError(f"{_where(dq)}: its outputs feed something other than a quantize_dynamic "

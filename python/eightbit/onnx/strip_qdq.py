@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OnnxImportError
+from .errors import OnnxImportError, guarded
 
 _WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 _ACT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
@@ -72,7 +72,7 @@ class _Stripper:
             raise OnnxImportError(f"{_where(node)}: missing the scale input")
         scale = self.const(node.input[1], node, "scale")
         if scale.dtype != np.float32:
-            raise TypeError(f"{_where(node)}: scale must be float32, got {scale.dtype}")
+            raise OnnxImportError(f"{_where(node)}: scale must be float32, got {scale.dtype}")
         if not np.all(np.isfinite(scale) & (scale > 0)):
             raise OnnxImportError(f"{_where(node)}: scale must be finite and > 0, got {scale.ravel()[:4]}")
         if len(node.input) > 2 and node.input[2]:
@@ -85,14 +85,24 @@ class _Stripper:
         attrs = {a.name: a for a in node.attribute}
         if "block_size" in attrs and attrs["block_size"].i:
             raise OnnxImportError(f"{_where(node)}: blocked quantization (block_size) is not supported")
+        if "axis" in attrs and attrs["axis"].type != attrs["axis"].INT:
+            raise OnnxImportError(f"{_where(node)}: attribute axis must be an int")
         axis = attrs["axis"].i if "axis" in attrs else 1
         return scale, zp, axis
 
     def weight(self, dq) -> np.ndarray:
         """float32 (w - zp) * s of a DequantizeLinear on a constant, broadcast along its axis."""
         w = self.const(dq.input[0], dq, "quantized constant")
+        if w.dtype.kind not in "iu" or w.dtype.itemsize > 4:
+            raise OnnxImportError(f"{_where(dq)}: dequantizes a constant of dtype {w.dtype}, expected 8, 16 or "
+                                  "32-bit integers")
         scale, zp, axis = self.qparams(dq)
+        if zp.dtype != w.dtype and (len(dq.input) > 2 and dq.input[2]):
+            raise OnnxImportError(f"{_where(dq)}: zero point dtype {zp.dtype} differs from the constant's {w.dtype}")
         if scale.ndim == 1 and scale.size > 1:
+            if not -w.ndim <= axis < w.ndim:
+                raise OnnxImportError(f"{_where(dq)}: axis={axis} is out of range for a constant of shape "
+                                      f"{list(w.shape)}")
             axis = axis % w.ndim
             if w.shape[axis] != scale.size:
                 raise OnnxImportError(f"{_where(dq)}: {scale.size} scales along axis {axis} of a {w.shape} tensor")
@@ -116,15 +126,15 @@ class _Stripper:
                 continue
             src = dq.input[0] if dq.input else ""
             if src in self.consts:
-                new_consts[dq.output[0]] = self.weight(dq)
+                new_consts[dq.output[0]] = guarded(_where(dq), self.weight, dq)
                 remove.add(id(dq))
                 continue
             q = self.producer.get(src)
             if q is None or q.op_type != "QuantizeLinear":
                 raise OnnxImportError(f"{_where(dq)}: dequantizes {src!r}, which is neither a constant nor the output "
                                  "of a QuantizeLinear (quantized graph inputs are not supported)")
-            q_scale, q_zp, _ = self.qparams(q)
-            scale, zp, _ = self.qparams(dq)
+            q_scale, q_zp, _ = guarded(_where(q), self.qparams, q)
+            scale, zp, _ = guarded(_where(dq), self.qparams, dq)
             if q_scale.size != 1 or scale.size != 1:
                 raise OnnxImportError(f"{_where(dq)}: activations must be quantized per tensor, got scale shape {scale.shape}")
             if (np.float32(q_scale.ravel()[0]) != np.float32(scale.ravel()[0]) or q_zp.dtype != zp.dtype
@@ -132,7 +142,7 @@ class _Stripper:
                 raise OnnxImportError(f"{_where(dq)}: its scale / zero point differ from those of {q.name!r} that quantized "
                                  f"{q.input[0]!r} (a requantization: not supported)")
             if zp.dtype not in _ACT_DTYPES:
-                raise TypeError(f"{_where(dq)}: activations must be uint8 or int8, got {zp.dtype}")
+                raise OnnxImportError(f"{_where(dq)}: activations must be uint8 or int8, got {zp.dtype}")
             t = q.input[0]
             qp = (np.float32(scale.ravel()[0]), zp.dtype.type(zp.ravel()[0]))
             if t in tensor_qparams and (tensor_qparams[t][0] != qp[0] or tensor_qparams[t][1] != qp[1]):
@@ -171,7 +181,7 @@ class _Stripper:
             if id(n) in remove:
                 continue
             if n.op_type in _WEIGHT_OPS and len(n.input) > 1 and n.input[1] in new_consts:
-                node_qparams[n.name] = self.node_weights(n)
+                node_qparams[n.name] = guarded(_where(n), self.node_weights, n)
             kept.append(n)
         return self.build(kept, new_consts, final, tensor_qparams, out_renames, node_qparams)
 
@@ -186,7 +196,7 @@ class _Stripper:
             if dq_b is not None and dq_b.op_type == "DequantizeLinear" and dq_b.input[0] in self.consts:
                 b = self.consts[dq_b.input[0]]
                 if b.dtype != np.int32:
-                    raise TypeError(f"{_where(dq_b)}: a quantized bias must be int32, got {b.dtype}")
+                    raise OnnxImportError(f"{_where(dq_b)}: a quantized bias must be int32, got {b.dtype}")
                 b_scale, b_zp, _ = self.qparams(dq_b)
                 if np.any(b_zp != 0):
                     raise OnnxImportError(f"{_where(dq_b)}: a quantized bias must have zero point 0")
