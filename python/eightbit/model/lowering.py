@@ -1,5 +1,6 @@
 """Lowering: every step of a Plan resolved into the record the C++ executor runs (``Step.lowered``,
-stored in the ``.eb`` file and read by ``csrc/model/build.cpp``; docs/format.md lists the kinds).
+stored in the ``.eb`` file and read by ``csrc/model/build.cpp``, which hands it to its kind's create
+function in ``csrc/runtime/steps/``; docs/format.md lists the kinds).
 
 Every parameter that follows a numerics rule is computed here, once, exactly as ``eightbit.ops``
 computes it per call (float / fixed-point multipliers, the fused activation's clamp bounds,
