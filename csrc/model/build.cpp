@@ -52,6 +52,31 @@ ElemType elem_type(const std::string& name, const std::string& where) {
   bad(where, "dtype must be float32, uint8 or int8, got '" + name + "'");
 }
 
+// Whether a plan op may run as an executor kind: the record says how a step runs, never what it
+// computes (a transpose may not run as a byte copy, an add not as a multiplication).
+bool lowers_to(const std::string& op, const std::string& kind, const Record& step, const Record& lowered) {
+  if (op == "float") {  // by the float node's own op (graph/ir.py names)
+    static const std::pair<const char*, const char*> kFloat[] = {
+        {"conv2d", "float_conv"}, {"linear", "float_linear"}, {"matmul", "float_linear"},
+        {"relu", "float_unary"}, {"relu6", "float_unary"}, {"clip", "float_unary"}, {"leaky_relu", "float_unary"},
+        {"sigmoid", "float_unary"}, {"tanh", "float_unary"}, {"hardswish", "float_unary"}, {"gelu", "float_unary"},
+        {"hardsigmoid", "float_unary"}, {"erf", "float_unary"}, {"flatten", "reshape"}, {"reshape", "reshape"},
+        {"identity", "reshape"}, {"dropout", "reshape"}, {"batch_norm2d", "float_affine"}, {"add", "float_binary"},
+        {"mul", "float_binary"}, {"div", "float_binary"}, {"bmm", "float_bmm"}, {"max_pool2d", "float_pool"},
+        {"avg_pool2d", "float_pool"}, {"global_avg_pool2d", "float_pool"}, {"concat", "float_concat"},
+        {"transpose", "float_transpose"}, {"pad", "float_pad"}, {"layer_norm", "float_layer_norm"},
+        {"softmax", "softmax"}};
+    if (kind == "host") return true;
+    const std::string& node_op = step.dict("attrs").str("op");
+    for (const auto& [n, k] : kFloat)
+      if (node_op == n) return kind == k && (kind != "float_binary" || lowered.str("fn") == node_op);
+    return false;
+  }
+  if (op == "linear") return kind == "conv";
+  if (op == "add" || op == "mul") return kind == "binary" && lowered.flag("mul") == (op == "mul");
+  return op == kind;
+}
+
 std::unique_ptr<PlanExecutor> build(const Value& plan_tree, const BuildOptions& options) {
   const Record model(&plan_tree, "model");
   if (model.str("format") != "eightbit-plan") bad("model", "not an eightbit plan");
@@ -89,6 +114,7 @@ std::unique_ptr<PlanExecutor> build(const Value& plan_tree, const BuildOptions& 
     const std::string& kind = c.lowered.str("kind");
     const CreateStep create = find_step_kind(kind);
     if (create == nullptr) bad(label, "unknown step kind '" + kind + "'");
+    if (!lowers_to(s.str("op"), kind, s, c.lowered)) bad(label, "a '" + s.str("op") + "' step cannot run as '" + kind + "'");
     PlanStep step;
     step.impl = create(c);
     step.label = label;

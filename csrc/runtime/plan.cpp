@@ -144,6 +144,7 @@ void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
   for (int id : inputs) {
     if (id < 0 || static_cast<size_t>(id) >= n) fail("plan inputs", "unknown tensor");
     if (tensors_[id].quantized()) fail("plan input '" + tensors_[id].name + "'", "must be float32");
+    if (external[id]) fail("plan input '" + tensors_[id].name + "'", "is listed twice");
     defined[id] = external[id] = true;
   }
   for (const PlanStep& step : steps_) {

@@ -54,6 +54,7 @@ std::unique_ptr<Step> create_binary(const StepContext& c) {
   auto s = std::make_unique<BinaryStep>();
   s->mul = c.lowered.flag("mul");
   const std::vector<int64_t> order = c.lowered.ints("b_first", 2);
+  if ((order[0] != 0 && order[0] != 1) || (order[1] != 0 && order[1] != 1)) c.bad("b_first must hold two 0 / 1 flags");
   s->b_first_batch_le1 = order[0] != 0;
   s->b_first_batch_gt1 = order[1] != 0;
   return s;

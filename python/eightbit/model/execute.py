@@ -63,7 +63,7 @@ def run_plan(plan: Plan, feeds: dict, module, weights: dict | None = None, retur
             w = weights[i] if weights is not None and i in weights else kind.weights(step)
         values[step.output] = kind.run(module, step, [values[n] for n in step.inputs], ins,
                                        plan.tensors[step.output], w)
-        for name in step.inputs:
+        for name in dict.fromkeys(step.inputs):  # a step may read one tensor twice (mul(x, x))
             if last_use[name] == i and name not in plan.outputs and not return_all:
                 del values[name]
     return values if return_all else {name: values[name] for name in plan.outputs}
