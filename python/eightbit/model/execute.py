@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plan import FLOAT, Plan, Step, TensorSpec
+from .plan import FLOAT, Plan, Step, TensorSpec, float_node_graph
 
 NHWC_TO_NCHW = (0, 3, 1, 2)
 NCHW_TO_NHWC = (0, 2, 3, 1)
@@ -107,16 +107,6 @@ def _softmax(m, step, xs, ins, out, w):
     x = xs[0].astype(np.float32, copy=False)
     e = np.exp(x - x.max(axis=step.attrs["axis"], keepdims=True))
     return (e / e.sum(axis=step.attrs["axis"], keepdims=True)).astype(np.float32)
-
-
-def float_node_graph(step: Step, ins: list):
-    """A float step's node as a one-node float Graph with inputs in0, in1, ..."""
-    from ..graph import Graph
-
-    g = Graph("float step")
-    inputs = [g.input(f"in{i}", spec.shape) for i, spec in enumerate(ins)]
-    g.output(g.add_node(step.attrs["op"], inputs, step.attrs["attrs"], step.consts, name=step.source or "node"))
-    return g
 
 
 def _float(m, step, xs, ins, out, w):

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cnn_ops import _requantize_table
-from ..numerics.fixed_point import quantize_multiplier
-from ..numerics.qparams import float_multiplier
-from ..ops import _activation_range
-from ..reference.qlinear_add import _ort_input0_broadcast
+from ..numerics.broadcast import qlinear_add_b_first
+from ..numerics.clamp import activation_range
+from ..numerics.requant import requant_multipliers
+from ..numerics.tables import requantize_table
 from .plan import Plan, Step, TensorSpec
 
 
@@ -40,16 +39,16 @@ def _conv(step: Step, x: TensorSpec, y: TensorSpec) -> dict:
     x_s, _ = _scale_zp(x)
     y_s, y_zp = _scale_zp(y)
     w_s = np.asarray(step.consts["w_scale"], np.float32).reshape(-1)
-    qmin, qmax = _activation_range(a.get("activation"), y_s, y_zp)
+    qmin, qmax = activation_range(a.get("activation"), y_s, y_zp, y.dtype)
     rec = {"kind": "conv", "strides": list(a.get("strides", (1, 1))), "pads": list(a.get("pads", (0, 0, 0, 0))),
            "dilations": list(a.get("dilations", (1, 1))), "group": int(a.get("group", 1)),
            "qmin": int(qmin), "qmax": int(qmax)}
     requant = a.get("requant", "float")
     if requant == "float":
-        rec["multiplier"] = np.ascontiguousarray(float_multiplier(x_s, w_s, y_s), np.float32)
+        rec["multiplier"] = np.ascontiguousarray(requant_multipliers(x_s, w_s, y_s, "float"), np.float32)
     elif requant == "fixed":
-        real = np.float64(x_s) * w_s.astype(np.float64) / np.float64(y_s)
-        rec["m0"], rec["shift"] = (np.ascontiguousarray(v, np.int32).reshape(-1) for v in quantize_multiplier(real))
+        m0_shift = requant_multipliers(x_s, w_s, y_s, "fixed")
+        rec["m0"], rec["shift"] = (np.ascontiguousarray(v, np.int32).reshape(-1) for v in m0_shift)
     else:
         raise ValueError(f"requant must be 'float' or 'fixed', got {requant!r}")
     return rec
@@ -60,13 +59,12 @@ def _add_order(a: TensorSpec, b: TensorSpec) -> list:
     extents with 1, so these two batch sizes stand for all."""
     def with_batch(spec, n):
         return (n,) + tuple(spec.shape[1:])
-    return [int(bool(_ort_input0_broadcast(with_batch(a, n), with_batch(b, n)))) for n in (1, 2)]
+    return [int(bool(qlinear_add_b_first(with_batch(a, n), with_batch(b, n)))) for n in (1, 2)]
 
 
 def _concat_tables(ins, out: TensorSpec) -> list:
     """Per input: QLinearConcat's requantization table, or None where it is the identity."""
-    o_s, o_zp = float(np.float32(out.scale)), int(out.zero_point)
-    return [_requantize_table(out.dtype.str, float(np.float32(s.scale)), int(s.zero_point), o_s, o_zp) for s in ins]
+    return [requantize_table(*_scale_zp(s), *_scale_zp(out), out.dtype) for s in ins]
 
 
 def _window(a: dict) -> dict:

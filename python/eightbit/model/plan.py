@@ -218,10 +218,18 @@ def _check_activation(act, where: str) -> None:
                      f"lo <= hi, got {act!r}")
 
 
+def float_node_graph(step: Step, ins: list):
+    """A float step's node as a one-node float Graph with inputs in0, in1, ..."""
+    from ..graph import Graph
+
+    g = Graph("float step")
+    inputs = [g.input(f"in{i}", spec.shape) for i, spec in enumerate(ins)]
+    g.output(g.add_node(step.attrs["op"], inputs, step.attrs["attrs"], step.consts, name=step.source or "node"))
+    return g
+
+
 def _check_float_node(step: Step, ins: list, out: TensorSpec, where: str) -> None:
     """A float step must be a valid float graph node producing its declared output shape."""
-    from .execute import float_node_graph
-
     if not isinstance(step.attrs.get("op"), str) or not isinstance(step.attrs.get("attrs"), dict):
         raise ValueError(f"{where}: a float step needs attrs 'op' (str) and 'attrs' (dict)")
     if any(spec.dtype != FLOAT for spec in ins):

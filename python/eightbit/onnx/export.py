@@ -260,12 +260,12 @@ class _PlanExporter:
     def _conv_core(self, step, label, x, y, attrs):
         """x (quantized, NCHW, or rows [M, K] for a Gemm: attrs None) -> y (quantized), clamped to
         the activation's range."""
-        from ..ops import _activation_range
+        from ..numerics.clamp import activation_range
 
         x_spec, y_spec = self.spec(step.inputs[0]), self.spec(step.output)
         wn, wsn, wzn, bn, bias_scale, per_tensor = self._weights(step, label, x_spec)
-        lo, hi = _activation_range(step.attrs.get("activation"), np.float32(y_spec.scale),
-                                   np.asarray(y_spec.dtype.type(y_spec.zero_point)))
+        lo, hi = activation_range(step.attrs.get("activation"), np.float32(y_spec.scale), y_spec.zero_point,
+                                  y_spec.dtype)
         info = np.iinfo(y_spec.dtype)
         free = (lo, hi) == (info.min, info.max)
         pre = y if free else self.tmp(f"{y}.pre_act")
