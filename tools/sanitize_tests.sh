@@ -2,7 +2,7 @@
 # Runs the test suite against a build of the C++ core compiled with
 # AddressSanitizer + UndefinedBehaviorSanitizer (GCC).
 #
-#   tools/sanitize_tests.sh                 # kernels + bad input + API tests
+#   tools/sanitize_tests.sh                 # kernels, bad input, API, model and ONNX tests
 #   tools/sanitize_tests.sh tests           # any pytest arguments (paths relative to the repo)
 #
 # Environment (all optional):
@@ -80,7 +80,10 @@ print('core:', c.__file__); print('cpu:', eightbit.cpu_info())
 "
 
 if [[ $# -eq 0 ]]; then
-  set -- tests/kernels tests/ops/test_bad_input.py tests/test_api.py -x
+  # tests/model and tests/onnx: the model file reader and the plan executor on hostile files
+  # (tests/model/test_hostile_files.py runs each file in a child process of the same sanitized
+  # interpreter, so a sanitizer report there fails that case and names its reproducer)
+  set -- tests/kernels tests/ops/test_bad_input.py tests/test_api.py tests/model tests/onnx -x
 fi
 cd "$REPO"
 # --capture=sys: pytest's default fd capture would swallow a sanitizer report

@@ -1,9 +1,11 @@
 // Model layer: a plan tree (the metadata of a `.eb` file, model_file.h) built
 // into a PlanExecutor.  Each step's record carries its parameters fully
 // resolved by the writer (multipliers, clamp bounds, tables, operand order:
-// python/eightbit/model/lowering.py), so no numerics rule is computed here;
-// the builder only checks them, packs the constants and hands each step to
-// the executor, whose add_step checks the shapes it will run on.
+// python/eightbit/model/lowering.py), so no numerics rule is computed here.
+// The builder reads the file-level parts (tensors, step list, inputs and
+// outputs) and hands each step's record, by its "kind", to that kind's create
+// function (runtime/steps/), which checks it, packs its constants and returns
+// the step.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,10 @@
 #include "runtime/plan.h"
 
 namespace eb {
+
+// The function of a host step (a float graph node computed outside the core): called with the
+// batch size, the input buffers and the output buffer (shapes from the specs).
+using HostFn = std::function<void(int64_t batch, const std::vector<const void*>& inputs, void* output)>;
 
 // A step this build cannot run without a host (a float node only the Python float executor has).
 class UnsupportedStep : public std::runtime_error {

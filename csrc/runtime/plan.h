@@ -1,27 +1,20 @@
 // Runtime layer: the plan executor.  Runs a whole quantized execution plan
-// (python/eightbit/model/plan.py) in one call: packed weights owned here,
-// 4-D quantized activations NHWC between steps, every intermediate tensor in
-// one arena planned once by liveness.  Numerics are the runtime ops' own
-// (run_conv, qlinear_add, pools, ...); every parameter that needs a rule
-// (multipliers, clamp bounds, tables, QLinearAdd's operand order) arrives
-// resolved from the builder, so results are bit-identical to eightbit.ops.
+// (python/eightbit/model/plan.py) in one call: the tensor table, 4-D
+// quantized activations NHWC between steps, every intermediate tensor in one
+// arena planned once by liveness, the run loop, monitoring and profiling.
+// What each step computes is a Step (csrc/runtime/steps/): numerics are the
+// runtime ops' own (run_conv, qlinear_add, pools, ...), every parameter that
+// needs a rule arriving resolved in the step's record, so results are
+// bit-identical to eightbit.ops.
 #pragma once
 
-#include <array>
 #include <cstdint>
-#include <functional>
-#include <limits>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "eightbit/aligned_buffer.h"
-#include "eightbit/cnn_ops.h"
-#include "eightbit/conv.h"
-#include "eightbit/gemm.h"
-#include "runtime/conv.h"
-#include "runtime/float_ops.h"
 
 namespace eb {
 
@@ -46,149 +39,59 @@ struct PlanTensor {
   int64_t sample_bytes() const { return sample_elems() * elem_bytes(type); }
 };
 
-// Rows per batch item of an [N, ..., K] tensor: the product of the dimensions between N and K.
-inline int64_t product_of_middle(const std::vector<int64_t>& s) {
-  int64_t p = 1;
-  for (size_t i = 1; i + 1 < s.size(); ++i) p *= s[i];
-  return p;
-}
+// ------------------------------------------------------------------ steps
 
-// `s` with its last dimension replaced by `last`.
-inline std::vector<int64_t> with_last(std::vector<int64_t> s, int64_t last) {
-  s.back() = last;
-  return s;
-}
+struct PlanStep;
 
-// ------------------------------------------------------------- step parameters
+// One step's view of one run: the batch, its tensors' specs and their buffers.
+class StepIO {
+ public:
+  StepIO(const std::vector<PlanTensor>& tensors, const PlanStep& step, const std::vector<void*>& buffers,
+         int64_t batch)
+      : tensors_(tensors), step_(step), buffers_(buffers), batch_(batch) {}
 
-struct QuantizeStep {};
-struct DequantizeStep {};
+  int64_t batch() const { return batch_; }
+  size_t num_inputs() const;
+  const PlanTensor& in_t(size_t i = 0) const;
+  const PlanTensor& out_t() const;
+  const void* in(size_t i = 0) const;
+  void* out() const;
+  const std::string& label() const;
 
-// conv and linear (a 1x1 conv over [N, rows, 1, K] for an [N, ..., K] input).
-// geometry.batch is set per call.
-struct ConvStep {
-  ConvGeometry geometry;
-  PackedConv weights;
-  bool fixed = false;                  // requant "fixed" (m0 / shift) instead of "float"
-  std::vector<float> multiplier;       // [out_c + 16] (kernels read whole panels)
-  std::vector<int32_t> m0, shift;      // [out_c + 16]
-  std::vector<int32_t> bias;           // [out_c + 16]
-  int32_t qmin = 0, qmax = 255;        // the fused activation's clamp
+ private:
+  const std::vector<PlanTensor>& tensors_;
+  const PlanStep& step_;
+  const std::vector<void*>& buffers_;  // per tensor id
+  int64_t batch_;
 };
 
-// QLinearAdd / QLinearMul.  ONNX Runtime's operand order of QLinearAdd depends
-// on the shapes, batch included, and through the batch only on whether it is
-// <= 1: the builder resolves it for both cases.
-struct BinaryStep {
-  bool mul = false;
-  bool b_first_batch_le1 = false, b_first_batch_gt1 = false;
+// What one step computes.  Each kind lives in one file, csrc/runtime/steps/<group>.cpp, whose
+// create function reads the step's record, checks it against the tensors, packs its constants
+// and returns the Step; run() then only computes (the executor calls it once per inference).
+class Step {
+ public:
+  virtual ~Step() = default;
+  virtual void run(const StepIO& io) const = 0;
+  // Bytes of the constants it holds: packed weights, per-channel parameters, tables, float
+  // weights (not what a host step's Python function holds).
+  virtual int64_t const_bytes() const { return 0; }
+  // A quantize step: monitoring also counts its float inputs outside the output's range.
+  virtual bool quantizes() const { return false; }
 };
-
-// A pooling window over the two spatial axes of an NHWC tensor (depth 1);
-// geometry.out resolved by the builder, geometry.batch set per call.
-struct PoolWindow {
-  PoolGeometry geometry;
-  int64_t pad_end[3] = {0, 0, 0};
-  bool ceil_mode = false;
-};
-
-struct MaxPoolStep {
-  PoolWindow window;
-};
-
-struct AvgPoolStep {
-  PoolWindow window;
-  AvgPoolParams params;
-};
-
-struct GlobalAvgPoolStep {};
-
-struct ConcatStep {
-  int64_t axis = 1;                                   // >= 1: never the batch
-  std::vector<std::vector<uint8_t>> tables;           // per input: 256 bytes, or empty to copy
-};
-
-struct LutStep {
-  std::array<uint8_t, 256> table{};
-};
-
-struct ReshapeStep {};
-
-struct SoftmaxStep {
-  int64_t axis = 1;
-};
-// Dynamic int8 linear layer (float32 [N, K] -> [N, O]): each row quantized at
-// run time, symmetric int8 weights; run_dynamic_linear.  w_scale and bias hold
-// weights.Np entries (the epilogue reads whole panels).
-struct DynamicLinearStep {
-  PackedB weights;
-  std::vector<float> w_scale, bias;
-  bool relu = false;
-  bool per_tensor = false;  // one input scale for the whole tensor (ORT's quantize_dynamic), not per row
-};
-
-// Float island layers (nodes kept float32): an NCHW convolution, a linear
-// layer on [N, K]; bias and fused activation clamp inside.
-struct FloatConvStep {
-  FloatConv conv;
-};
-struct FloatUnaryStep {
-  FloatUnaryOp op;
-};
-struct FloatAffineStep {  // unfolded batch norm: per-channel (axis 1) scale and shift
-  std::vector<float> scale, shift;
-};
-struct FloatBinaryStep {  // a + b, a * b or a / b; b a tensor (second input) or the constant `b`
-  FloatBinaryOp op = FloatBinaryOp::kAdd;
-  std::vector<float> b;
-  std::vector<int64_t> b_shape;  // the constant's shape (empty when b is an input)
-  // A fused activation as a clamp of the result (relu: [0, inf)); none: (-inf, inf).
-  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
-};
-// a [N, .., M, K] @ b [N, .., K, P] -> [N, .., M, P] (same rank >= 3, leading dims broadcast).
-struct FloatBmmStep {};
-struct FloatTransposeStep {
-  std::vector<int64_t> perm;  // over every axis; perm[0] == 0 (the batch stays first)
-};
-struct FloatPadStep {
-  FloatPad pad;  // begin / end per axis, 0 on the batch
-};
-struct FloatLayerNormStep {  // normalizes over the last `axes` dimensions (never the batch)
-  int64_t axes = 1;
-  double eps = 1e-5;
-  std::vector<float> weight, bias;  // empty or one value per normalized element
-};
-struct FloatPoolStep {
-  FloatPool pool;  // global average: kernel = the whole plane
-};
-struct FloatConcatStep {
-  int64_t axis = 1;
-};
-struct FloatLinearStep {
-  PackedF32 weights;
-  std::vector<float> bias;  // empty or weights.N values
-  float lo = -3.4028235e38f, hi = 3.4028235e38f;
-};
-
-// A step computed outside the core (a float graph node): called with the
-// batch size, the input buffers and the output buffer (shapes from the specs).
-using HostFn = std::function<void(int64_t batch, const std::vector<const void*>& inputs, void* output)>;
-struct HostStep {
-  HostFn fn;
-};
-
-using StepParams = std::variant<QuantizeStep, DequantizeStep, ConvStep, BinaryStep, MaxPoolStep, AvgPoolStep,
-                                GlobalAvgPoolStep, ConcatStep, LutStep, ReshapeStep, SoftmaxStep, DynamicLinearStep,
-                                FloatConvStep, FloatLinearStep, FloatUnaryStep, FloatAffineStep, FloatBinaryStep,
-                                FloatPoolStep, FloatConcatStep, FloatTransposeStep, FloatPadStep, FloatLayerNormStep,
-                                FloatBmmStep, HostStep>;
 
 struct PlanStep {
   std::string label;  // "step 3 (conv, from conv1)": for errors
   std::vector<int> inputs;
   int output = -1;
-  StepParams params;
+  std::unique_ptr<const Step> impl;
 };
+
+inline size_t StepIO::num_inputs() const { return step_.inputs.size(); }
+inline const PlanTensor& StepIO::in_t(size_t i) const { return tensors_[static_cast<size_t>(step_.inputs[i])]; }
+inline const PlanTensor& StepIO::out_t() const { return tensors_[static_cast<size_t>(step_.output)]; }
+inline const void* StepIO::in(size_t i) const { return buffers_[static_cast<size_t>(step_.inputs[i])]; }
+inline void* StepIO::out() const { return buffers_[static_cast<size_t>(step_.output)]; }
+inline const std::string& StepIO::label() const { return step_.label; }
 
 // ------------------------------------------------------------------ executor
 
@@ -204,9 +107,9 @@ struct TensorStats {
 
 class PlanExecutor {
  public:
-  // Builder.  Every add_* checks the shapes and dtypes the step needs and
-  // throws std::invalid_argument naming the step otherwise, so that run()
-  // can never read or write out of bounds, whatever the plan holds.
+  // Builder (model/build.h drives it).  Each step's create function has checked the shapes and
+  // dtypes it needs against tensor(), so that run() can never read or write out of bounds,
+  // whatever the plan holds; add_step checks the tensor ids, finalize the order.
   int add_tensor(PlanTensor t);
   void add_step(PlanStep step);
   // Declares the plan's float32 inputs and outputs and plans the memory.
@@ -248,7 +151,6 @@ class PlanExecutor {
 
  private:
   void plan_memory();
-  void check_step(const PlanStep& step) const;
   void run_impl(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
                 std::vector<double>* step_seconds);
 

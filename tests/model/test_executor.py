@@ -362,13 +362,15 @@ def test_inconsistent_plans_are_rejected(rng):
 
 def test_float_step_errors_propagate(rng, monkeypatch):
     """An exception inside a float step's callback reaches the caller; the executor runs again after."""
+    from dataclasses import replace
+
     from eightbit.graph import Graph
-    from eightbit.model import lowering
+    from eightbit.model import steps
 
     b = Builder(rng)
     float_step_case(b)
     with monkeypatch.context() as m:  # no C++ form for the float step: it calls back into Python
-        m.setattr(lowering, "_float_step", lambda *args: {"kind": "host"})
+        m.setitem(steps.REGISTRY, "float", replace(steps.REGISTRY["float"], lower=lambda *args: {"kind": "host"}))
         qm = QuantizedModel(b.plan())
     x = rng.uniform(-3, 3, (2, 3, 4, 4)).astype(np.float32)
     want = qm.reference_run({"x": x})["tq_y"]

@@ -118,3 +118,33 @@ def test_hostile_sizes(model):
                             64 + len(meta) + (-len(meta) % 64), 0, ff.zlib.crc32(meta), ff.zlib.crc32(b""))
     with pytest.raises(ModelFileError, match="nested"):
         ff.decode(header + meta + b"\0" * (-len(meta) % 64))
+
+
+@pytest.mark.parametrize("step, lowered, match", [
+    (1, {"kind": "reshape"}, r"a 'conv' step cannot run as 'reshape'"),      # a conv run as a byte copy
+    (1, {"kind": "host"}, r"a 'conv' step cannot run as 'host'"),
+    (0, {"kind": "dequantize"}, r"a 'quantize' step cannot run as 'dequantize'"),
+])
+def test_a_record_cannot_change_what_a_step_computes(model, step, lowered, match):
+    """The executor's record says how a step runs, never what it computes: a record of another
+    kind than the step's op is refused (else qm(x) and qm.reference_run(x) would differ)."""
+    tree = ff._plan_tree(model.plan, "test")
+    tree["steps"][step]["lowered"] = lowered
+    with pytest.raises(ModelFileError, match=match):
+        ff.read(ff.encode_tree(tree))[0].build()
+
+
+def test_an_add_record_cannot_multiply():
+    import eightbit as eb
+
+    g = eb.Graph()
+    rng = np.random.default_rng(0)
+    a, b = (g.linear(g.input(n, (None, 4)), rng.standard_normal((4, 4)).astype(np.float32)) for n in "ab")
+    g.output(g.linear(g.add(a, b, name="s"), rng.standard_normal((4, 4)).astype(np.float32)))
+    qm = eb.quantize(g, [{"a": rng.standard_normal((4, 4)).astype(np.float32),
+                          "b": rng.standard_normal((4, 4)).astype(np.float32)}])
+    tree = ff._plan_tree(qm.plan, "test")
+    (i,) = [i for i, s in enumerate(tree["steps"]) if s["op"] == "add"]
+    tree["steps"][i]["lowered"]["mul"] = True
+    with pytest.raises(ModelFileError, match="cannot run as 'binary'"):
+        ff.read(ff.encode_tree(tree))[0].build()

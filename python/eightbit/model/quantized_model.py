@@ -9,7 +9,8 @@ from .. import ops as _ops
 from .. import reference as _reference
 from .._version import __version__
 from . import file_format
-from .execute import check_feeds, float_node_graph, step_weights, run_plan
+from .execute import check_feeds, pack_weights, run_plan
+from .float_graph import float_node_graph
 from .lowering import lower
 from .plan import Plan
 
@@ -96,13 +97,7 @@ class QuantizedModel:
         """The plan run step by step by eightbit.ops (the same bits as ``run``); ``return_all``:
         every plan tensor as the plan holds it (quantized ones as integers, 4-D ones NHWC)."""
         if self._packed is None:
-            self._packed = {
-                i: _ops.pack_conv(step_weights(s), np.zeros(s.consts["w"].shape[0], np.int8),
-                                  s.attrs.get("group", 1))
-                for i, s in enumerate(self.plan.steps) if s.op in ("conv", "linear")
-            }
-            self._packed.update({i: _ops.PackedWeights(np.ascontiguousarray(s.consts["w"].T), None)
-                                 for i, s in enumerate(self.plan.steps) if s.op == "dynamic_linear"})
+            self._packed = pack_weights(self.plan, _ops)
         return run_plan(self.plan, feeds, _ops, self._packed, return_all)
 
     def reference_run(self, feeds: dict) -> dict:
