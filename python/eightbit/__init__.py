@@ -47,6 +47,8 @@ __all__ = [
     "Evaluation",
     "explain",
     "QuantizedModel",
+    "from_onnx",
+    "from_onnx_quantized",
     "load",
     "to_onnx",
     "ops",
@@ -76,12 +78,21 @@ def pack_conv_weights(w, w_zero_point=None, *, group=1) -> PackedConvWeights:
     return ops.pack_conv(w, w_zero_point, group)
 
 
-def from_onnx(model, *, input_shapes=None):
-    """Import an ONNX model (a path, bytes or an onnx.ModelProto) as an eightbit Graph; needs the
-    optional ``onnx`` package (``pip install 'eightbit[onnx]'``), imported only by this call.
+def from_onnx(model, *, input_shapes=None) -> Graph:
+    """Import a float ONNX model (a path, bytes or an onnx.ModelProto) as an eightbit Graph; needs
+    the optional ``onnx`` package (``pip install 'eightbit[onnx]'``), imported only by this call.
+    A model that is already quantized is refused: see ``from_onnx_quantized``.
     See ``eightbit.onnx.from_onnx``."""
     from .onnx import from_onnx as _from_onnx
     return _from_onnx(model, input_shapes=input_shapes)
+
+
+def from_onnx_quantized(model) -> QuantizedModel:
+    """Import an ONNX model quantized by another tool (QDQ, QOperator, quantize_dynamic) as a
+    QuantizedModel with the model's own quantization (its outputs are ONNX Runtime's); a float
+    model is refused: see ``from_onnx``. See ``eightbit.onnx.from_onnx_quantized``."""
+    from .onnx import from_onnx_quantized as _from_onnx_quantized
+    return _from_onnx_quantized(model)
 
 
 def load(path, *, max_arena_bytes: int | None = None) -> QuantizedModel:

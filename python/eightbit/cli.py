@@ -109,11 +109,21 @@ def _sqnr_db(want: np.ndarray, got: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * float(np.log10(np.sum(want.astype(np.float64) ** 2) / noise))
 
 
+def _import_onnx(path, input_shapes=None):
+    """An ONNX file of either kind: a float model as a Graph (eb.from_onnx), an already quantized
+    one as a QuantizedModel (eb.from_onnx_quantized)."""
+    from .onnx import is_quantized
+
+    if is_quantized(path):
+        return eb.from_onnx_quantized(path)
+    return eb.from_onnx(path, input_shapes=dict(input_shapes) if input_shapes else None)
+
+
 def _cmd_quantize(args) -> int:
     """ONNX (float, or already quantized) -> .eb, and optionally back to ONNX."""
     from .calibrate import CalibrationFiles
 
-    model = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
+    model = _import_onnx(args.model, args.input_shape)
     if isinstance(model, eb.QuantizedModel):
         if args.calib or args.dynamic or args.exclude:
             print("note: the model is already quantized; --calib, --dynamic and --exclude are ignored")
@@ -209,7 +219,7 @@ def _cmd_bench(args) -> int:
     if str(args.model).endswith(".onnx"):
         from .calibrate import CalibrationFiles
 
-        model = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
+        model = _import_onnx(args.model, args.input_shape)
         baseline = _onnx_baseline(args)
         if isinstance(model, eb.QuantizedModel):
             qm, base_label = model, "ORT int8"
@@ -264,7 +274,7 @@ def _cmd_evaluate(args) -> int:
             raise SystemExit(f"eightbit evaluate: {path} is given twice")
         suffix = Path(path).suffix.lower()
         if suffix == ".onnx":
-            models[name] = eb.from_onnx(path)
+            models[name] = _import_onnx(path)
         elif suffix == ".eb":
             models[name] = eb.load(path)
         else:
@@ -299,10 +309,11 @@ def _cmd_report(args) -> int:
     """A float ONNX model quantized and analysed layer by layer: the table printed, one
     self-contained HTML file (pictures embedded) and optionally JSON."""
     from .calibrate import CalibrationFiles
+    from .onnx import is_quantized
 
-    graph = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
-    if isinstance(graph, eb.QuantizedModel):
+    if is_quantized(args.model):
         raise SystemExit("eightbit report: MODEL must be a float ONNX model (this one is already quantized)")
+    graph = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
     calib = CalibrationFiles(args.calib, graph.inputs, args.batch_size)
     if args.labels and not args.data:
         raise SystemExit("eightbit report: --labels go with --data")

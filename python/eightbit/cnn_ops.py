@@ -5,12 +5,13 @@ QLinearGlobalAveragePool, QLinearConcat, QLinearLeakyRelu, QLinearSigmoid and
 byte lookup tables. Each function takes the arguments of the function of the
 same name in ``eightbit.reference`` and returns bit-identical results
 (``docs/numerics.md``, "CNN operators"); arguments are checked with the
-reference's own checks before the C++ core sees them.
+reference's own checks (``eightbit.numerics.checks``) before the C++ core sees them.
 
 The pooling kernels work channels-last: ``layout="NCHW"`` input is transposed to
 channels-last and the result back (``layout="NHWC"`` skips both copies). Pools
 take 1, 2 or 3 spatial axes. Leaky ReLU, sigmoid and concatenation are 256-entry
-tables built in Python by the reference (O(256)) and applied in C++.
+tables built in Python (O(256): leaky ReLU and sigmoid by the reference, concatenation's by
+``eightbit.numerics.tables``) and applied in C++.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ import math
 
 import numpy as np
 
-from . import _core
 from . import reference as _ref
-from .numerics._checks import as_array, positive_scale, quant_array
-from .reference import _window
-from .reference._qlinear_binary import check_binary
-from .reference.lookup_table import make_lookup_table
-from .reference.qlinear_add import _ort_input0_broadcast
-from .reference.qlinear_average_pool import _scalar, kernel_list
+from .numerics import window
+from .numerics.broadcast import qlinear_add_b_first
+from .numerics.checks import as_array, check_binary, per_tensor, positive_scale, quant_array
+from .numerics.tables import make_lookup_table, requantize_table
+from .reference.qlinear_average_pool import kernel_list
 from .reference.qlinear_concat import concat_triples
+from .runtime import core as _core
 
 __all__ = [
     "qlinear_add",
@@ -80,10 +80,10 @@ def _scalar_params(dtype, x_scale, x_zero_point, y_scale, y_zero_point):
     fast = _fast_params(dtype, (x_scale, _SCALE), (x_zero_point, _ZP), (y_scale, _SCALE), (y_zero_point, _ZP))
     if fast is not None:
         return fast
-    x_s = _scalar(positive_scale(x_scale, "x_scale"), "x_scale")
-    y_s = _scalar(positive_scale(y_scale, "y_scale"), "y_scale")
-    x_zp = _scalar(quant_array(x_zero_point, "x_zero_point", allowed=(dtype,)), "x_zero_point")
-    y_zp = _scalar(quant_array(y_zero_point, "y_zero_point", allowed=(dtype,)), "y_zero_point")
+    x_s = per_tensor(positive_scale(x_scale, "x_scale"), "x_scale")
+    y_s = per_tensor(positive_scale(y_scale, "y_scale"), "y_scale")
+    x_zp = per_tensor(quant_array(x_zero_point, "x_zero_point", allowed=(dtype,)), "x_zero_point")
+    y_zp = per_tensor(quant_array(y_zero_point, "y_zero_point", allowed=(dtype,)), "y_zero_point")
     return [float(x_s), int(x_zp), float(y_s), int(y_zp)]
 
 
@@ -114,7 +114,7 @@ def qlinear_add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_z
     AVX2 kernel computes it (including its fma order, which depends on which input broadcasts)."""
     a, b, (a_s, a_zp, b_s, b_zp, c_s, c_zp) = _binary_args(
         a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point)
-    return _core.qlinear_add(a, a_s, a_zp, b, b_s, b_zp, c_s, c_zp, _ort_input0_broadcast(a.shape, b.shape))
+    return _core.qlinear_add(a, a_s, a_zp, b, b_s, b_zp, c_s, c_zp, qlinear_add_b_first(a.shape, b.shape))
 
 
 def qlinear_mul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point) -> np.ndarray:
@@ -128,11 +128,11 @@ def qlinear_mul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_z
 
 def _spatial(x: np.ndarray, layout: str) -> tuple:
     """The spatial extents of x (checks the layout and rank as the reference does)."""
-    if _window.check_layout(layout) == "NCHW" and x.ndim >= 3:
+    if window.check_layout(layout) == "NCHW" and x.ndim >= 3:
         return x.shape[2:]
     if x.ndim >= 3:
         return x.shape[1:-1]
-    return _window.to_channels_first(x, layout, "x").shape[2:]  # raises the reference's error
+    return window.to_channels_first(x, layout, "x").shape[2:]  # raises the reference's error
 
 
 class _PoolInput:
@@ -164,8 +164,8 @@ def max_pool(x, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, dilations=None,
     x = quant_array(x, "x")
     spatial = _spatial(x, layout)
     kernel = kernel_list(kernel_shape, len(spatial))
-    begin, end, out, strides, dil = _window.resolve(spatial, kernel, auto_pad=auto_pad, pads=pads, strides=strides,
-                                                    dilations=dilations, ceil_mode=ceil_mode)
+    begin, end, out, strides, dil = window.resolve(spatial, kernel, auto_pad=auto_pad, pads=pads, strides=strides,
+                                                   dilations=dilations, ceil_mode=ceil_mode)
     p = _PoolInput(x, layout, kernel, begin, end, strides, dil)
     y5 = _core.max_pool_ndhwc(p.x5, p.kernel, p.strides, p.dilations, p.pads, bool(ceil_mode))
     return p.output(y5, out)
@@ -181,8 +181,8 @@ def qlinear_average_pool(x, x_scale, x_zero_point, y_scale, y_zero_point, *, ker
     if count_include_pad not in (0, 1, False, True):
         raise ValueError(f"count_include_pad must be 0 or 1, got {count_include_pad!r}")
     kernel = kernel_list(kernel_shape, len(spatial))
-    begin, end, out, strides, _ = _window.resolve(spatial, kernel, auto_pad=auto_pad, pads=pads, strides=strides,
-                                                  ceil_mode=ceil_mode)
+    begin, end, out, strides, _ = window.resolve(spatial, kernel, auto_pad=auto_pad, pads=pads, strides=strides,
+                                                 ceil_mode=ceil_mode)
     if list(spatial) == kernel and not any(begin) and not any(end) and math.prod(kernel) >= _MAX_GLOBAL_PIXELS:
         raise ValueError(f"x has {math.prod(kernel)} spatial elements per channel; at most 2^24 - 1 are supported")
     p = _PoolInput(x, layout, kernel, begin, end, strides, [1] * len(kernel))
@@ -248,14 +248,6 @@ def _sigmoid_table(dtype, x_s, x_zp, y_s, y_zp):
                                         dt.type(y_zp)))
 
 
-@functools.lru_cache(maxsize=256)
-def _requantize_table(dtype, x_s, x_zp, y_s, y_zp):
-    """QLinearConcat's identity table, or None when it is the identity (the input is copied)."""
-    dt = np.dtype(dtype)
-    table = make_lookup_table(_identity, np.float32(x_s), dt.type(x_zp), np.float32(y_s), dt.type(y_zp), dt, dt)
-    return None if np.array_equal(table, _all_bytes(dt)) else _frozen(table)
-
-
 def _frozen(table: np.ndarray) -> np.ndarray:
     table.setflags(write=False)
     return table
@@ -292,10 +284,6 @@ def qlinear_sigmoid(x, x_scale, x_zero_point, y_scale, y_zero_point) -> np.ndarr
     return _core.lookup_table(x, table)
 
 
-def _identity(d):
-    return d
-
-
 def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
     """com.microsoft QLinearConcat: each (tensor, scale, zero_point) input requantized to
     (y_scale, y_zero_point) through its identity table (copied when that table is the identity),
@@ -303,7 +291,6 @@ def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
     y_zp = quant_array(y_zero_point, "y_zero_point")
     triples = concat_triples(inputs, axis)
     dt = y_zp.dtype
-    out_params = _fast_params(dt, (y_scale, _SCALE), (y_zero_point, _ZP))
     tensors, tables = [], []
     for i, triple in enumerate(triples):
         if not isinstance(triple, (tuple, list)) or len(triple) != 3:
@@ -311,14 +298,8 @@ def qlinear_concat(y_scale, y_zero_point, inputs, *, axis) -> np.ndarray:
         t, s, zp = triple
         t = quant_array(t, f"inputs[{i}] tensor", allowed=(dt,))
         zp = quant_array(zp, f"inputs[{i}] zero_point", allowed=(dt,))
-        in_params = _fast_params(dt, (s, _SCALE), (zp, _ZP))
-        if out_params is not None and in_params is not None:
-            table = _requantize_table(dt.str, *in_params, *out_params)
-        else:
-            table = make_lookup_table(_identity, s, zp, y_scale, y_zero_point, dt, dt)
-            table = None if np.array_equal(table, _all_bytes(dt)) else table
         tensors.append(t)
-        tables.append(table)
+        tables.append(requantize_table(s, zp, y_scale, y_zero_point, dt))
     rank = tensors[0].ndim
     if not -rank <= axis < rank:
         raise ValueError(f"axis must be in [{-rank}, {rank}) for inputs of rank {rank}, got {axis}")

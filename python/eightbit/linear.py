@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from .runtime import core as _core
 from .numerics.qparams import quantize_weight_symmetric
 
 _ACTIVATIONS = (None, "relu")

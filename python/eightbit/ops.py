@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
 from . import cnn_ops as _cnn_ops
 from . import conv as _conv
 from .cnn_ops import (lookup_table, make_lookup_table, max_pool, qlinear_add, qlinear_average_pool,
                       qlinear_concat, qlinear_global_average_pool, qlinear_leaky_relu, qlinear_mul,
                       qlinear_sigmoid)
-from .numerics.fixed_point import quantize_multiplier
-from .numerics._checks import all_positive_finite
-from .numerics.qparams import float_multiplier_unchecked
+from .numerics.checks import all_positive_finite
+from .numerics.clamp import activation_range
+from .numerics.requant import requant_multipliers
+from .runtime import core as _core
 
 __all__ = [
     "quantize_linear",
@@ -261,13 +261,12 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     zp_value = int(y_zp.reshape(()))
 
     if requant == "float":
-        mult = np.ascontiguousarray(float_multiplier_unchecked(a_s.reshape(()), b_s.reshape(-1), y_s.reshape(())))
+        mult = np.ascontiguousarray(requant_multipliers(a_s, b_s.reshape(-1), y_s, "float"))
 
         def compute(a2, pb, azp):
             return _core.qlinear_matmul(a2, azp, pb, mult, zp_value, y_signed)
     else:
-        real = np.float64(a_s.reshape(())) * b_s.reshape(-1).astype(np.float64) / np.float64(y_s.reshape(()))
-        m0, shift = quantize_multiplier(real)
+        m0, shift = requant_multipliers(a_s, b_s.reshape(-1), y_s, "fixed")
         m0 = np.ascontiguousarray(m0, np.int32).reshape(-1)
         shift = np.ascontiguousarray(shift, np.int32).reshape(-1)
 
@@ -334,38 +333,6 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
     return _conv.from_nhwc(y, layout, geo.spatial_dims)
 
 
-def _activation_range(activation, y_scale, y_zero_point):
-    """[qmin, qmax] of the output after a fused ReLU / ReLU6 / Clip: the bounds in
-    real units quantized as QuantizeLinear does (real 0 is y_zero_point exactly)."""
-    info = np.iinfo(y_zero_point.dtype)
-    if activation is None:
-        return int(info.min), int(info.max)
-    if activation == "relu":
-        lo, hi = 0.0, None
-    elif activation == "relu6":
-        lo, hi = 0.0, 6.0
-    elif isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
-        lo, hi = activation[1], activation[2]
-        if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                   and np.isfinite(v) for v in (lo, hi)) or not lo <= hi:
-            # as eightbit.reference.qlinear_conv: a NaN or infinite bound has no int8 meaning
-            raise ValueError(f"activation: clip bounds must be finite with lo <= hi, got ({lo}, {hi})")
-    else:
-        raise ValueError(f"activation: expected None, 'relu', 'relu6' or ('clip', lo, hi), got {activation!r}")
-
-    def q(v):
-        if v is None:
-            return None
-        return int(quantize_linear(np.array([v], np.float32), y_scale, y_zero_point)[0])
-
-    qlo, qhi = q(lo), q(hi)
-    qlo = int(info.min) if qlo is None else qlo
-    qhi = int(info.max) if qhi is None else qhi
-    if qlo > qhi:
-        raise ValueError(f"activation: clip bounds {lo}, {hi} are empty")
-    return qlo, qhi
-
-
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  activation=None, layout="NCHW", requant="float"):
@@ -374,7 +341,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
 
     ``activation`` (None, "relu", "relu6" or ("clip", lo, hi)) is fused as a clamp of the
     output: its bounds are quantized with ``y_scale`` / ``y_zero_point`` as QuantizeLinear
-    does. ``requant`` as in ``qlinear_matmul``.
+    does (``eightbit.numerics.clamp``). ``requant`` as in ``qlinear_matmul``.
     """
     if requant not in ("float", "fixed"):
         raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
@@ -398,13 +365,12 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         B = _array(B, "B")
         if B.dtype != np.int32:
             raise TypeError(f"B: expected int32, got {B.dtype}")
-    qmin, qmax = _activation_range(activation, y_s.reshape(()), y_zp)
+    qmin, qmax = activation_range(activation, y_s, y_zp, y_zp.dtype)
     mult = m0 = shift = None
     if requant == "float":
-        mult = np.ascontiguousarray(float_multiplier_unchecked(x_s.reshape(()), w_s.reshape(-1), y_s.reshape(())))
+        mult = np.ascontiguousarray(requant_multipliers(x_s, w_s.reshape(-1), y_s, "float"))
     else:
-        real = np.float64(x_s.reshape(())) * w_s.reshape(-1).astype(np.float64) / np.float64(y_s.reshape(()))
-        m0, shift = quantize_multiplier(real)
+        m0, shift = requant_multipliers(x_s, w_s.reshape(-1), y_s, "fixed")
         m0 = np.ascontiguousarray(m0, np.int32).reshape(-1)
         shift = np.ascontiguousarray(shift, np.int32).reshape(-1)
     y = _core.qlinear_conv_nhwc(x4, x_zero_point, packed, geo.strides, geo.dilations, geo.pads, mult, m0, shift, B,

@@ -30,12 +30,12 @@ import warnings
 
 import numpy as np
 
-from . import reference as _ref
 from .calibrate import Calibrator, iterate_batches
 from .graph import Graph
 from .graph.passes import prepare_for_quantization
 from .model import Plan, QuantizedModel, Step, TensorSpec
 from .numerics.qparams import choose_qparams, quantize_weight_symmetric
+from .numerics.tables import make_lookup_table
 
 _NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 _LUT_OPS = ("relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hardsigmoid", "hardswish", "erf", "gelu")
@@ -74,7 +74,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
-    exclude = _check_exclude(graph, exclude)
+    exclude = check_exclude(graph, exclude)
     if dynamic:
         static_only = {"accuracy_budget": accuracy_budget is not None, "smooth": smooth not in (None, False),
                        "equalize": equalize, "bias_correction": bias_correction,
@@ -87,7 +87,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
         prepared = prepare_for_quantization(graph)
         params = CalibratedQParams(prepared, {}, dtype, per_channel)
-        return QuantizedModel(_DynamicLowering(prepared, params, exclude, requant).plan())
+        return lower_to_model(prepared, params, exclude=exclude, requant=requant, dynamic=True)
     if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
         raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
     if accuracy_budget is None and (eval_data is not None or metric is not None):
@@ -110,7 +110,8 @@ class QuantizationWarning(UserWarning):
     """eb.quantize made a model whose output is far from the float model's (docs/accuracy.md)."""
 
 
-def _check_exclude(graph: Graph, exclude) -> set:
+def check_exclude(graph: Graph, exclude) -> set:
+    """``exclude`` (a node name or names) as a set; ValueError naming any the graph lacks."""
     exclude = set([exclude] if isinstance(exclude, str) else exclude)
     unknown = exclude - {n.name for n in graph.nodes}
     if unknown:
@@ -147,7 +148,7 @@ class Calibrated:
         return self.lower(exclude | float_neighbourhood(self.graph, exclude))
 
     def lower(self, exclude=()) -> QuantizedModel:
-        return QuantizedModel(_Lowering(self.graph, self.params, set(exclude), self.requant).plan())
+        return lower_to_model(self.graph, self.params, exclude=exclude, requant=self.requant)
 
     def only_downstream(self, name: str):
         """The model with only node ``name`` quantized, cut to the part that ``name`` changes:
@@ -171,7 +172,7 @@ class Calibrated:
         nodes = kept[::-1]
         inputs = list(dict.fromkeys(t for n in nodes for t in n.inputs if t not in changed))
         part = Graph.from_nodes([(t, g.tensors[t].shape) for t in inputs], nodes, [out], f"{name} and after")
-        return QuantizedModel(_Lowering(part, self.params, {n.name for n in nodes} - {name}, self.requant).plan())
+        return lower_to_model(part, self.params, exclude={n.name for n in nodes} - {name}, requant=self.requant)
 
 
 def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None, percentile: float = 99.99,
@@ -322,6 +323,17 @@ def quantize_bias(node, bias, x_scale, w_scale: np.ndarray, channels: int) -> np
                          f"{float(bias_scale[c]):g} (input scale x weight scale); the input range or "
                          "the weights of this channel are too small: exclude the node or recalibrate")
     return q.astype(np.int32)
+
+
+def lower_to_model(graph: Graph, params, *, exclude=(), requant: str = "float",
+                   dynamic: bool = False) -> QuantizedModel:
+    """The QuantizedModel of a graph prepared for quantization (graph/passes.py) whose
+    quantization ``params`` are known: a ``CalibratedQParams`` (eb.quantize) or the parameters an
+    imported model carries (onnx/import_quantized.py). Nodes named in ``exclude`` stay float32.
+    ``dynamic=True``: linear / matmul layers become dynamic_linear steps with the weights
+    ``params.dynamic_weights(node, w)`` gives (see ``_DynamicLowering``)."""
+    lowering = _DynamicLowering if dynamic else _Lowering
+    return QuantizedModel(lowering(graph, params, set(exclude), requant).plan())
 
 
 class _Lowering:
@@ -524,8 +536,8 @@ class _Lowering:
         y_scale, y_zp = self._qparams(node.output)
         fn = _float_function(node)
         y_dtype = np.asarray(y_zp).dtype
-        table = _ref.make_lookup_table(fn, np.float32(xs.scale), xs.dtype.type(xs.zero_point), y_scale, y_zp,
-                                       xs.dtype, y_dtype)
+        table = make_lookup_table(fn, np.float32(xs.scale), xs.dtype.type(xs.zero_point), y_scale, y_zp,
+                                  xs.dtype, y_dtype)
         attrs = {"function": node.op, "attrs": dict(node.attrs)}   # the float op, for exporters
         self._step("lut", node, [x], attrs, {"table": table}, qparams=(y_scale, y_zp))
         return True

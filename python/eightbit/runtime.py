@@ -1,4 +1,7 @@
-"""The only importer of the C++ core: CPU dispatch and thread settings.
+"""The only importer of the C++ core, and its CPU dispatch and thread settings.
+
+Every other module takes the pybind11 module from here (``from .runtime import core``), so the
+environment below is applied before any kernel runs, whichever module is imported first.
 
 Environment variables, read once at import:
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from . import _core
+from . import _core as core
 
 ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni", "amx")
 
@@ -23,7 +26,7 @@ def cpu_info() -> dict:
     this CPU can run, slowest first), ``num_threads`` and ``features`` (the
     detected instruction-set flags).
     """
-    return _core.cpu_info()
+    return core.cpu_info()
 
 
 def set_isa(name: str) -> None:
@@ -33,14 +36,14 @@ def set_isa(name: str) -> None:
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
-    _core.set_isa(name)
+    core.set_isa(name)
 
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels use (>= 1)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    _core.set_num_threads(n)
+    core.set_num_threads(n)
 
 
 def _apply_environment() -> None:
@@ -66,9 +69,9 @@ def c_library() -> dict:
     """Where the C library that ships with this package lies (docs/c_api.md): ``include`` (the
     directory holding ``eightbit/eightbit.h``), ``lib`` (the directory of ``libeightbit.so``) and
     ``flags`` (compiler and linker flags for a C program, the rpath included)."""
-    root = os.path.dirname(os.path.abspath(_core.__file__))
+    root = os.path.dirname(os.path.abspath(core.__file__))
     include, lib = os.path.join(root, "include"), os.path.join(root, "lib")
     if not os.path.isfile(os.path.join(include, "eightbit", "eightbit.h")):
-        raise FileNotFoundError(f"the C library is not installed next to {_core.__file__}")
+        raise FileNotFoundError(f"the C library is not installed next to {core.__file__}")
     return {"include": include, "lib": lib,
             "flags": f"-I{include} -L{lib} -Wl,-rpath,{lib} -leightbit"}

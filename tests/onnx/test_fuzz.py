@@ -29,6 +29,7 @@ SOURCES = {
     "qdq": lambda: _quantized_bytes("qdq"),
     "qoperator": lambda: _quantized_bytes("qoperator"),
 }
+IMPORT = {"float": eb.from_onnx, "qdq": eb.from_onnx_quantized, "qoperator": eb.from_onnx_quantized}
 
 
 @pytest.mark.parametrize("source", sorted(SOURCES))
@@ -41,7 +42,7 @@ def test_random_byte_changes_import_or_raise_onnx_import_error(source):
         for _ in range(int(rng.integers(1, 4))):
             b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
         try:
-            eb.from_onnx(bytes(b))
+            IMPORT[source](bytes(b))
             outcomes["imported"] += 1
         except ValueError as e:              # OnnxImportError is one
             assert str(e)
@@ -54,4 +55,4 @@ def test_truncations_raise_onnx_import_error(source):
     data = SOURCES[source]()
     for cut in np.random.default_rng(1).integers(1, len(data) - 1, 40):
         with pytest.raises(OnnxImportError):
-            eb.from_onnx(data[:int(cut)])
+            IMPORT[source](data[:int(cut)])

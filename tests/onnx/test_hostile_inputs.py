@@ -39,9 +39,14 @@ def _model(nodes, inits=(), x_shape=("N", 8), out_shape=("N", 8), opset=OPSET):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def _import(model):
+    """eb.from_onnx_quantized for a model holding quantization operators, else eb.from_onnx."""
+    return eb.from_onnx_quantized(model) if eb.onnx.is_quantized(model) else eb.from_onnx(model)
+
+
 def _refused(model, *match):
     with pytest.raises(OnnxImportError) as info:
-        eb.from_onnx(model)
+        _import(model)
     for m in match:
         assert m in str(info.value), str(info.value)
     return str(info.value)
@@ -281,7 +286,7 @@ def _mutate(model, rng):
 
 def _only_onnx_import_errors(model, what):
     try:
-        eb.from_onnx(model)
+        _import(model)
     except OnnxImportError as e:
         assert str(e)
     except Exception as e:          # noqa: BLE001 - the point: nothing else may escape
@@ -365,7 +370,7 @@ def test_escapes_the_fuzz_found_are_onnx_import_errors(sources, fmt, index):
     m = copy.deepcopy(sources[source])
     ESCAPES[fmt][index](m)
     with pytest.raises(OnnxImportError, match="node '"):
-        eb.from_onnx(m)
+        _import(m)
 
 
 def test_qgemm_with_a_list_trans_b_is_an_onnx_import_error():

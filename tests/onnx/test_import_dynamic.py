@@ -34,7 +34,7 @@ def _ort(model, feeds):
 def test_quantize_dynamic_models_equal_ort(name, per_channel, tmp_path, isa):
     model, make_inputs = models.MODELS[name]()
     qmodel = _quantize_dynamic(model, tmp_path, per_channel)
-    qm = eb.from_onnx(qmodel)
+    qm = eb.from_onnx_quantized(qmodel)
     ops = [s.op for s in qm.plan.steps]
     assert ops.count("dynamic_linear") == sum(n.op_type == "MatMulInteger" for n in qmodel.graph.node)
     assert all(s.attrs["granularity"] == "tensor" for s in qm.plan.steps if s.op == "dynamic_linear")
@@ -62,4 +62,4 @@ def test_a_dynamic_group_in_an_unexpected_form_is_refused(tmp_path):
     cast.op_type = "Identity"
     del cast.attribute[:]
     with pytest.raises(OnnxImportError, match="Cast"):
-        eb.from_onnx(qmodel)
+        eb.from_onnx_quantized(qmodel)

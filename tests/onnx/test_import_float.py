@@ -3,6 +3,7 @@ fp32, names, the batch rule, and the errors for unsupported or malformed models.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import onnx
@@ -778,7 +779,7 @@ def test_reshape_by_shape_of_intermediate_with_static_batch(rng):
     assert g.tensors["y"].shape == (2, 12)
 
 
-def test_batch_sentinel_moved_by_a_reshape_is_refused():
+def test_free_batch_moved_by_a_reshape_is_refused():
     """[N, 3] reshaped by a target built from Shape with the batch in dimension 1."""
     nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
              const_node("perm_idx", np.array([1, 0], np.int64)),
@@ -786,6 +787,90 @@ def test_batch_sentinel_moved_by_a_reshape_is_refused():
              helper.make_node("Reshape", ["x", "t"], ["y"], name="r")]
     with pytest.raises(OnnxImportError, match="'r'.*moves the batch"):
         from_onnx(make_model(nodes, [("x", ["N", 3])], ["y"]))
+
+
+# ---- the free batch is a symbol, not a number --------------------------------------------------------
+
+def _shape_target(x, pieces):
+    """Nodes computing Concat(pieces) from Shape(x): an int picks Shape(x)[i], a list is a constant."""
+    nodes = [helper.make_node("Shape", [x], ["s"], name="shape"), const_node("ax0", np.array([0], np.int64))]
+    names = []
+    for k, p in enumerate(pieces):
+        if isinstance(p, int):
+            nodes += [const_node(f"i{k}", np.array(p, np.int64)),
+                      helper.make_node("Gather", ["s", f"i{k}"], [f"g{k}"], name=f"gather{k}", axis=0),
+                      helper.make_node("Unsqueeze", [f"g{k}", "ax0"], [f"u{k}"], name=f"unsqueeze{k}")]
+            names.append(f"u{k}")
+        else:
+            nodes.append(const_node(f"c{k}", np.array(p, np.int64)))
+            names.append(f"c{k}")
+    return nodes + [helper.make_node("Concat", names, ["target"], name="cat", axis=0)]
+
+
+def test_a_real_dimension_of_9973_next_to_a_free_batch(rng):
+    """9973 was the number that stood for a free batch in shape arithmetic: a model whose real
+    dimension is 9973 was refused (or misread). The batch is now a symbol."""
+    nodes = _shape_target("x", [0, [1], 1]) + [helper.make_node("Reshape", ["x", "target"], ["y"], name="r")]
+    g = check(make_model(nodes, [("x", ["N", 9973])], ["y"]), {"x": randn(rng, 2, 9973)})
+    assert g.tensors["y"].shape == (None, 1, 9973)
+    # a constant target holding 9973, and Shape(x)[1] (= 9973) used as a number
+    nodes = [helper.make_node("Reshape", ["x", "t"], ["y"], name="r")]
+    g = check(make_model(nodes, [("x", ["N", 9973])], ["y"], {"t": np.array([-1, 9973, 1], np.int64)}),
+              {"x": randn(rng, 3, 9973)})
+    assert g.tensors["y"].shape == (None, 9973, 1)
+    nodes = _shape_target("x", [[-1], 1, [1]]) + [helper.make_node("Reshape", ["x", "target"], ["y"], name="r")]
+    g = check(make_model(nodes, [("x", ["N", 9973])], ["y"]), {"x": randn(rng, 2, 9973)})
+    assert g.tensors["y"].shape == (None, 9973, 1)
+
+
+def test_a_fixed_batch_of_9973_folds_as_a_number(rng):
+    nodes = _shape_target("x", [0, [-1]]) + [helper.make_node("Reshape", ["x", "target"], ["y"], name="r")]
+    g = from_onnx(make_model(nodes, [("x", [9973, 2, 2])], ["y"]))
+    assert g.tensors["y"].shape == (9973, 4)
+
+
+def test_the_free_batch_travels_through_slice_squeeze_and_cast(rng):
+    """Shape -> Slice [0:1] -> Cast int32 -> Cast int64 -> Squeeze -> Unsqueeze -> Concat [N, -1]."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             const_node("st", np.array([0], np.int64)), const_node("en", np.array([1], np.int64)),
+             helper.make_node("Slice", ["s", "st", "en"], ["n1"], name="slice"),
+             helper.make_node("Cast", ["n1"], ["n32"], name="cast32", to=TensorProto.INT32),
+             helper.make_node("Cast", ["n32"], ["n64"], name="cast64", to=TensorProto.INT64),
+             const_node("ax0", np.array([0], np.int64)),
+             helper.make_node("Squeeze", ["n64", "ax0"], ["n"], name="squeeze"),
+             helper.make_node("Unsqueeze", ["n", "ax0"], ["nn"], name="unsqueeze"),
+             const_node("m1", np.array([-1], np.int64)),
+             helper.make_node("Concat", ["nn", "m1"], ["target"], name="cat", axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"], name="r")]
+    g = check(make_model(nodes, [("x", ["N", 3, 4])], ["y"]), {"x": randn(rng, 2, 3, 4)})
+    assert g.tensors["y"].shape == (None, 12)
+
+
+@pytest.mark.parametrize("build, node", [
+    (lambda: [const_node("k", np.array(16, np.int64)),
+              helper.make_node("Mul", ["n", "k"], ["nk"], name="times16"),
+              helper.make_node("Unsqueeze", ["nk", "ax0"], ["t"], name="u"),
+              helper.make_node("Concat", ["t", "m1"], ["target"], name="cat", axis=0),
+              helper.make_node("Reshape", ["x", "target"], ["y"], name="r")], "'times16' (Mul)"),
+    (lambda: [helper.make_node("Shape", ["x"], ["sx"], name="shape_again"),
+              helper.make_node("ConstantOfShape", ["sx"], ["zeros"], name="zeros_like",
+                               value=numpy_helper.from_array(np.array([0.0], np.float32))),
+              helper.make_node("Add", ["x", "zeros"], ["y"], name="add")], "'zeros_like' (ConstantOfShape)"),
+    (lambda: [helper.make_node("Size", ["x"], ["sz"], name="size"),
+              helper.make_node("Unsqueeze", ["sz", "ax0"], ["t"], name="u"),
+              helper.make_node("Reshape", ["x", "t"], ["y"], name="r")], "'size' (Size)"),
+])
+def test_computing_with_the_free_batch_is_refused_naming_the_node(build, node):
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"), const_node("i0", np.array(0, np.int64)),
+             helper.make_node("Gather", ["s", "i0"], ["n"], name="gather"),
+             const_node("ax0", np.array([0], np.int64)), const_node("m1", np.array([-1], np.int64))] + build()
+    with pytest.raises(OnnxImportError, match=re.escape(node) + ".*(free batch|run time)"):
+        from_onnx(make_model(nodes, [("x", ["N", 4])], ["y"]))
+    # with the batch fixed, the same node folds (the model may still be refused further on)
+    try:
+        from_onnx(make_model(nodes, [("x", ["N", 4])], ["y"]), input_shapes={"x": (2, 4)})
+    except OnnxImportError as e:
+        assert node not in str(e), str(e)
 
 
 def test_converter_errors_name_the_node(rng):

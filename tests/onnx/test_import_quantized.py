@@ -1,5 +1,5 @@
 """Models quantized by onnxruntime.quantization (QDQ and QOperator formats, per-tensor and
-per-channel weights, uint8 and int8 activations) import with eb.from_onnx and run with ONNX
+per-channel weights, uint8 and int8 activations) import with eb.from_onnx_quantized and run with ONNX
 Runtime's numerics: outputs equal ONNX Runtime's (one thread) bit for bit, except where ONNX Runtime
 runs an op in float between DequantizeLinear and QuantizeLinear (measured and bounded below)."""
 from __future__ import annotations
@@ -74,6 +74,27 @@ def steps_off(model, qm, feeds, int8_allowed=False) -> float:
     return float(np.abs(got.astype(np.float64) - want).max()) / output_step(model)
 
 
+# ---- one import function per kind of model --------------------------------------------------------
+
+def test_each_import_function_returns_one_kind_of_object(tmp_path):
+    """eb.from_onnx always returns a Graph and eb.from_onnx_quantized a QuantizedModel; each refuses
+    the other kind of model, naming the function to use; eb.onnx.is_quantized says which is which."""
+    model, make_inputs = models.MODELS["mlp"]()
+    qmodel = quantize_with_ort(model, make_inputs, tmp_path, "qdq", "u8", True)
+    onnx.save(qmodel, tmp_path / "q.onnx")
+    assert not eb.onnx.is_quantized(model)
+    assert eb.onnx.is_quantized(qmodel) and eb.onnx.is_quantized(str(tmp_path / "q.onnx"))
+    assert eb.onnx.is_quantized(qmodel.SerializeToString())
+    assert isinstance(eb.from_onnx(model), eb.Graph)
+    assert isinstance(eb.from_onnx_quantized(tmp_path / "q.onnx"), eb.QuantizedModel)
+    with pytest.raises(eb.onnx.OnnxImportError, match="already quantized.*eb.from_onnx_quantized"):
+        eb.from_onnx(qmodel)
+    with pytest.raises(eb.onnx.OnnxImportError, match="no quantization operators.*eb.from_onnx"):
+        eb.from_onnx_quantized(model)
+    with pytest.raises(TypeError, match="from_onnx_quantized: model must be"):
+        eb.from_onnx_quantized(3)
+
+
 # ---- bit-exact: conv / gemm / add / pool / concat models ----------------------------------------
 
 EXACT_MODELS = ["resnet_block", "resnet_block_folded", "mlp"]
@@ -85,7 +106,7 @@ def test_bit_exact_against_onnxruntime(name, variant, tmp_path):
     fmt, act, per_channel = variant
     model, make_inputs = models.MODELS[name]()
     qmodel = quantize_with_ort(model, make_inputs, tmp_path, fmt, act, per_channel)
-    qm = eb.from_onnx(qmodel)
+    qm = eb.from_onnx_quantized(qmodel)
     assert isinstance(qm, eb.QuantizedModel)
     feeds = make_inputs(np.random.default_rng(11), 16)
     out = qmodel.graph.output[0].name
@@ -140,7 +161,7 @@ def test_matmul_block_bit_exact(tokens, variant, tmp_path):
     fmt, act, per_channel = variant
     model, make_inputs = matmul_block(tokens)
     qmodel = quantize_with_ort(model, make_inputs, tmp_path, fmt, act, per_channel)
-    qm = eb.from_onnx(qmodel)
+    qm = eb.from_onnx_quantized(qmodel)
     feeds = make_inputs(np.random.default_rng(3), 16)
     want = ort_run(qmodel, feeds, int8_allowed=True)[0]
     assert np.array_equal(qm.run(feeds)["y"], want)
@@ -153,7 +174,7 @@ def test_sigmoid_is_a_table_equal_to_qlinear_sigmoid(fmt, tmp_path):
     eightbit's lut step tabulates the float graph's sigmoid: equal on every code here."""
     model, make_inputs = matmul_block(8, act="Sigmoid")
     qmodel = quantize_with_ort(model, make_inputs, tmp_path, fmt, "u8", True)
-    qm = eb.from_onnx(qmodel)
+    qm = eb.from_onnx_quantized(qmodel)
     assert "lut" in [s.op for s in qm.plan.steps]
     feeds = make_inputs(np.random.default_rng(4), 32)
     assert np.array_equal(qm.run(feeds)["y"], ort_run(qmodel, feeds)[0])
@@ -165,7 +186,7 @@ def test_constant_add_agreement(tmp_path):
     They round differently only at ties: measured over 4096 tokens, at most one output step."""
     model, make_inputs = matmul_block(8)
     qmodel = quantize_with_ort(model, make_inputs, tmp_path, "qdq", "u8", True)
-    qm = eb.from_onnx(qmodel)
+    qm = eb.from_onnx_quantized(qmodel)
     assert [s.op for s in qm.plan.steps].count("float") == 2
     feeds = make_inputs(np.random.default_rng(5), 512)
     assert steps_off(qmodel, qm, feeds) <= 1.0 + 1e-3
@@ -228,7 +249,7 @@ def _qdq_conv(w_scale=None, q_scale=0.02, dq_scale=0.02, drop_dq_scale=False):
 def test_handmade_qdq_conv_is_exact():
     m = _qdq_conv()
     x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
-    assert np.array_equal(eb.from_onnx(m).run({"x": x})["y"], ort_run(m, {"x": x})[0])
+    assert np.array_equal(eb.from_onnx_quantized(m).run({"x": x})["y"], ort_run(m, {"x": x})[0])
 
 
 @pytest.mark.parametrize("kwargs, message", [

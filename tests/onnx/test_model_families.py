@@ -4,7 +4,7 @@ built as torch.onnx.export writes them, tests/onnx/models.py, and the PyTorch-ex
 both directions through ONNX Runtime 1.32 (one thread, default graph optimizations):
 
 * in: quantized by onnxruntime.quantization (QDQ and QOperator, uint8 and int8 activations,
-  per-channel int8 weights), imported by eb.from_onnx: outputs equal ORT's;
+  per-channel int8 weights), imported by eb.from_onnx_quantized: outputs equal ORT's;
 * out: imported float, quantized by eb.quantize, exported by eb.to_onnx (qdq and qoperator):
   ORT's outputs equal qm.run's.
 
@@ -50,7 +50,7 @@ def _steps_apart(got, want, step) -> float:
 def test_ort_quantized_model_imports_with_orts_outputs(name, fmt, act, tmp_path):
     model, make_inputs = models.MODELS[name]()
     qmodel = quantize_with_ort(model, make_inputs, tmp_path, fmt, act, per_channel=True)
-    qm = eb.from_onnx(qmodel)
+    qm = eb.from_onnx_quantized(qmodel)
     assert isinstance(qm, eb.QuantizedModel)
     feeds = make_inputs(np.random.default_rng(11), 16)
     got = qm.run(feeds)[qmodel.graph.output[0].name]

@@ -130,11 +130,11 @@ def probe_model(qm: QuantizedModel, graph: Graph, names) -> tuple:
 
 def _one_node_model(cal, node):
     """The node alone, quantized as in the full model: its inputs quantized, its output dequantized."""
-    from ..quantizer import _Lowering
+    from ..quantizer import lower_to_model
     g = cal.graph
     inputs = list(dict.fromkeys(node.inputs))
     sub = Graph.from_nodes([(i, g.tensors[i].shape) for i in inputs], [node], [node.output], f"only {node.name}")
-    return QuantizedModel(_Lowering(sub, cal.params, set(), cal.requant).plan())
+    return lower_to_model(sub, cal.params, requant=cal.requant)
 
 
 # ---- each node quantized alone ---------------------------------------------------------------
@@ -233,7 +233,7 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
     (default: the calibration batches); ``metric``: a name or callable (accuracy, f1, loss, cosine,
     sqnr, ...), measured for float32 and int8 against the labels or, without labels, the float
     model's outputs."""
-    from ..quantizer import _check_exclude, calibrate
+    from ..quantizer import calibrate, check_exclude
     unknown = set(quantize_options) - set(QUANTIZE_OPTIONS)
     if unknown:
         raise TypeError(f"analyze: unexpected option(s) {sorted(unknown)}; quantize options are {QUANTIZE_OPTIONS}")
@@ -243,7 +243,7 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if calibration is not None and iter(calibration) is calibration:
         calibration = list(calibration)          # used twice: calibration and, by default, data
-    exclude = _check_exclude(graph, exclude)
+    exclude = check_exclude(graph, exclude)
     cal = calibrate(graph, calibration, **quantize_options)
     if qm is None:
         qm = cal.default_model(exclude)

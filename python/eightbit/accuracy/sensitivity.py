@@ -70,12 +70,12 @@ def sensitivity(graph: Graph, calibration, data, *, metric=None, methods=None, e
     sqnr) or a callable ``fn(pred, target)``, higher is better; default accuracy with labels, SQNR
     against the float model without. ``methods``: calibration methods to compare for the whole
     model (one calibration pass serves all). ``quantize_options`` as eb.quantize takes them."""
-    from ..quantizer import _check_exclude, calibrate
+    from ..quantizer import calibrate, check_exclude
     unknown = set(quantize_options) - set(QUANTIZE_OPTIONS)
     if unknown:
         raise TypeError(f"sensitivity: unexpected option(s) {sorted(unknown)}; quantize options are {QUANTIZE_OPTIONS}")
     start = time.perf_counter()
-    exclude = _check_exclude(graph, exclude)
+    exclude = check_exclude(graph, exclude)
     method = quantize_options.pop("method", "minmax")
     extra = [] if methods is None else [m for m in ([methods] if isinstance(methods, str) else methods)]
     cals = calibrate(graph, calibration, methods=list(dict.fromkeys([method, *extra])), **quantize_options)

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from .. import _core
+from ..runtime import core as _core
 from .plan import Plan, Step, TensorSpec
 
 ModelFileError = _core.ModelFileError  # a ValueError: a file that is truncated, corrupted, hostile or of another version

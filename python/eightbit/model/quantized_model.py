@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
+from ..runtime import core as _core
 from .. import ops as _ops
 from .. import reference as _reference
 from .._version import __version__

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_array
+from .checks import as_array
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import finite_float_array, positive_scale, quant_dtype
+from .checks import finite_float_array, quant_dtype
+from .requant import float_multiplier  # re-exported: it lived here first
 
 __all__ = ["quantize_weight_symmetric", "choose_qparams", "float_multiplier"]
 
@@ -98,24 +99,3 @@ def choose_qparams(min_val, max_val, dtype=np.uint8, symmetric: bool = False):
         initial = np.float32(qmin - np.float32(mn / scale))
         zp = int(np.rint(np.clip(initial, qmin, qmax)))
     return np.float32(scale), dt.type(zp)
-
-
-def float_multiplier(a_scale, b_scale, y_scale) -> np.ndarray:
-    """The float requantization multiplier, in ONNX Runtime's float32 order:
-
-        multiplier = float32(float32(a_scale * b_scale) / y_scale)
-
-    a_scale, y_scale scalars; b_scale scalar or per-column [N]. Scales must be finite and > 0.
-    Returns a float32 array of b_scale's shape.
-    """
-    a = positive_scale(a_scale, "a_scale")
-    b = positive_scale(b_scale, "b_scale")
-    y = positive_scale(y_scale, "y_scale")
-    if a.size != 1 or y.size != 1:
-        raise ValueError(f"a_scale and y_scale must be scalars, got shapes {a.shape} and {y.shape}")
-    return float_multiplier_unchecked(a.reshape(()), b, y.reshape(()))
-
-
-def float_multiplier_unchecked(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``float_multiplier`` for float32 scales already validated (a, y 0-d; b 0-d or 1-d)."""
-    return np.divide(np.multiply(a, b, dtype=np.float32), y, dtype=np.float32)

@@ -1,9 +1,17 @@
 """Constant folding of ONNX nodes: a node whose inputs are all known is evaluated once, at import.
 
 Numerics are ONNX's own: each node runs alone in ``onnx.reference.ReferenceEvaluator`` at the
-model's opset. The only node folded by hand is ``Shape`` (and ``Size``) of a tensor that is not
-a constant: its value is the tensor's static shape, with a free batch dimension replaced by
-``BATCH_SENTINEL`` (see import_float.py for how Reshape recognizes it).
+model's opset. Folded by hand: ``Shape`` (and ``Size``) of a tensor that is not a constant,
+whose value is the tensor's static shape, and the shape arithmetic that carries a free batch.
+
+**The free batch is a symbol.** In the shape of a tensor whose batch is free, dimension 0 is
+``BATCH`` (a ``Dim``), never a number, so a model whose real dimension happens to equal some
+chosen stand-in is never misread. A shape value holding it is an object array of Python ints
+and ``BATCH``; ``evaluate_symbolic`` carries it through Identity, Cast (to an integer type),
+Gather, Slice, Squeeze, Unsqueeze, Concat and Reshape (the ops of the shape sub-graphs exporters
+write, e.g. ``x.view(x.size(0), -1)``); a result without ``BATCH`` is an ordinary int64 constant
+again. Any other op on a value holding the batch (arithmetic, ConstantOfShape, Expand, ...) is
+refused: its result would depend on the batch size, which is known only at run time.
 
 **Size limits.** A few bytes of ONNX can ask for a huge constant (``ConstantOfShape`` of
 [30000, 30000] is a model of about 150 bytes and 3.6 GB once folded; so are Expand, Tile, Range, Pad,
@@ -34,9 +42,25 @@ MAX_TOTAL_FOLDED_BYTES = 1 << 30
 # inputs up to this many elements are given to shape inference by value (shape-like operands)
 _INFER_DATA_ELEMENTS = 1 << 16
 
-# Stands for a free batch dimension in folded shape arithmetic: a prime that no real layer
-# size is likely to be, small enough that a ConstantOfShape of it stays cheap.
-BATCH_SENTINEL = 9973
+
+class Dim:
+    """A dimension whose size is known only at run time (the free batch): a symbol that folded
+    shape arithmetic carries along, equal only to itself."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+BATCH = Dim("N")
+
+# ops evaluate_symbolic carries a shape value holding BATCH through
+SYMBOLIC_OPS = ("Identity", "Cast", "Gather", "Slice", "Squeeze", "Unsqueeze", "Concat", "Reshape")
+_INT_TYPES = (6, 7)        # TensorProto.INT32, INT64
 
 # ops whose value depends only on their inputs' shapes
 SHAPE_OPS = ("Shape", "Size")
@@ -52,13 +76,100 @@ def foldable(node) -> bool:
         not any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute)
 
 
-def shape_value(node, shape: tuple) -> np.ndarray:
-    """Shape / Size of a tensor of static `shape` (a free batch given as BATCH_SENTINEL)."""
+def has_batch(value) -> bool:
+    """Whether `value` is a shape value holding the free batch symbol."""
+    return isinstance(value, np.ndarray) and value.dtype == object and any(v is BATCH for v in value.flat)
+
+
+def _settled(value: np.ndarray) -> np.ndarray:
+    """A symbolic result as an int64 constant once it no longer holds the batch."""
+    return value if has_batch(value) else value.astype(np.int64)
+
+
+def shape_value(node, shape: tuple, where: str) -> np.ndarray:
+    """Shape / Size of a tensor of static `shape` (a free batch given as BATCH): int64, or an
+    object array holding BATCH."""
     if node.op_type == "Size":
+        if BATCH in shape:
+            raise OnnxImportError(f"{where}: the size of a tensor with a free batch dimension is known only at "
+                                  "run time; fix the batch with input_shapes={name: shape} to fold it")
         return np.array(math.prod(shape), np.int64)
     attrs = {a.name: a.i for a in node.attribute}
     start, end = attrs.get("start", 0), attrs.get("end", None)
-    return np.array(shape[start:end], np.int64)           # Python slicing clamps as Shape-15 does
+    dims = list(shape[start:end])                         # Python slicing clamps as Shape-15 does
+    return _settled(np.array(dims, dtype=object).reshape(len(dims)))
+
+
+def _ints(value, where: str, what: str) -> list:
+    if has_batch(value) or value is None:
+        raise OnnxImportError(f"{where}: {what} must be a constant")
+    return [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def evaluate_symbolic(op: str, attrs: dict, inputs: list, where: str) -> list:
+    """One node of SYMBOLIC_OPS on inputs of which at least one holds BATCH (module docstring);
+    returns its one output, int64 or an object array still holding BATCH."""
+    if op not in SYMBOLIC_OPS:
+        raise OnnxImportError(
+            f"{where}: computes with the free batch dimension (from the Shape of a tensor whose batch is "
+            f"free), which is known only at run time; only {', '.join(SYMBOLIC_OPS)} may carry it into a "
+            "Reshape target. Fix the batch with input_shapes={name: shape} to fold this node")
+    data = inputs[0]
+    if not has_batch(data) and op != "Concat":
+        raise OnnxImportError(f"{where}: only its data input may hold the free batch dimension")
+    if op == "Identity":
+        out = data
+    elif op == "Cast":
+        if attrs.get("to") not in _INT_TYPES:
+            raise OnnxImportError(f"{where}: casts the free batch dimension to a non-integer type")
+        out = data
+    elif op == "Gather":
+        if data.ndim != 1 or int(attrs.get("axis", 0)) not in (0, -1):
+            raise OnnxImportError(f"{where}: gathers from a shape holding the free batch along an axis other than 0")
+        idx = np.asarray(inputs[1])
+        if has_batch(idx) or idx.dtype.kind not in "iu" or np.any((idx < -data.size) | (idx >= data.size)):
+            raise OnnxImportError(f"{where}: indices {idx.tolist()} out of range for a shape of {data.size} values")
+        out = data[np.where(idx < 0, idx + data.size, idx)]
+    elif op == "Slice":
+        if data.ndim != 1:
+            raise OnnxImportError(f"{where}: slices a shape holding the free batch that is not 1-D")
+        starts, ends = _ints(inputs[1], where, "starts"), _ints(inputs[2], where, "ends")
+        axes = _ints(inputs[3], where, "axes") if len(inputs) > 3 and inputs[3] is not None else [0]
+        steps = _ints(inputs[4], where, "steps") if len(inputs) > 4 and inputs[4] is not None else [1]
+        if len(starts) != 1 or len(ends) != 1 or axes not in ([0], [-1]) or len(steps) != 1 or steps[0] == 0:
+            raise OnnxImportError(f"{where}: slices a shape holding the free batch with starts {starts}, ends "
+                                  f"{ends}, axes {axes}, steps {steps}")
+        out = data[slice(starts[0], ends[0], steps[0])]   # Python clamps as ONNX Slice does
+    elif op in ("Squeeze", "Unsqueeze"):
+        axes = list(attrs["axes"]) if "axes" in attrs else \
+            (_ints(inputs[1], where, "axes") if len(inputs) > 1 and inputs[1] is not None else None)
+        rank = data.ndim + (len(axes or ()) if op == "Unsqueeze" else 0)
+        if op == "Squeeze" and axes is None:
+            axes = [i for i, d in enumerate(data.shape) if d == 1]
+        if not axes or rank == 0 or any(not -rank <= a < rank for a in axes):
+            raise OnnxImportError(f"{where}: axes {axes} out of range for a shape value of rank {data.ndim}")
+        axes = {a % rank for a in axes}
+        if op == "Squeeze":
+            if any(data.shape[a] != 1 for a in axes):
+                raise OnnxImportError(f"{where}: squeezes an axis of a shape value whose size is not 1")
+            out = data.reshape([d for i, d in enumerate(data.shape) if i not in axes])
+        else:
+            dims = iter(data.shape)
+            out = data.reshape([1 if i in axes else next(dims) for i in range(rank)])
+    elif op == "Concat":
+        parts = [np.asarray(v, dtype=object) if has_batch(v) else np.asarray(v).astype(np.int64).astype(object)
+                 for v in inputs if v is not None]
+        if any(p.ndim != 1 for p in parts) or int(attrs.get("axis", 0)) not in (0, -1):
+            raise OnnxImportError(f"{where}: concatenates shape values that are not 1-D")
+        out = np.concatenate(parts)
+    else:  # Reshape
+        target = _ints(inputs[1], where, "the target shape")
+        dims = [data.shape[i] if t == 0 and not attrs.get("allowzero", 0) else t for i, t in enumerate(target)]
+        try:
+            out = data.reshape(dims)
+        except ValueError as e:
+            raise OnnxImportError(f"{where}: {e}") from None
+    return [_settled(np.asarray(out, dtype=object))]
 
 
 class FoldBudget:

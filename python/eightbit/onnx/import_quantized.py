@@ -11,7 +11,7 @@ One lowering path serves calibrated and imported models alike:
    and ``node_qparams`` (each Conv / Gemm / MatMul: weight scales, zero points, exact int32 bias).
 3. The float importer (import_float.py) builds the eightbit Graph; identities are removed and a
    ReLU / Clip is fused into its producer only where nothing quantizes the value between them.
-4. ``quantizer._Lowering`` with a ``GivenQParams`` provider: every tensor with Q/DQ is quantized
+4. ``quantizer.lower_to_model`` with a ``GivenQParams`` provider: every tensor with Q/DQ is quantized
    with the model's scale and zero point; weights are re-quantized with the model's scales (which
    must give back the model's integers exactly) and the model's int32 bias is used verbatim. A node
    touching a tensor without Q/DQ, or mixing uint8 and int8, runs as a float step between
@@ -146,7 +146,7 @@ def _without_unused_domains(model):
 def import_quantized(model) -> QuantizedModel:
     """A QuantizedModel running ``model`` (a path, bytes or onnx.ModelProto; QDQ or QOperator)
     with its own numerics."""
-    from ..quantizer import _Lowering
+    from ..quantizer import lower_to_model
     from .import_float import import_float
     from .load import load_model
     from .qoperator_to_qdq import qoperator_to_qdq
@@ -167,7 +167,7 @@ def import_quantized(model) -> QuantizedModel:
     with _lowering_errors():
         prepared = fuse_unquantized_activations(remove_identities(graph), qparams)
         params = GivenQParams(qparams, stripped.node_qparams)
-        return QuantizedModel(_Lowering(prepared, params, set(), "float").plan())
+        return lower_to_model(prepared, params)
 
 
 @contextlib.contextmanager
@@ -183,8 +183,8 @@ def _lowering_errors():
 
 
 class GivenDynamicWeights:
-    """The weight quantization of a quantize_dynamic model, as ``quantizer._DynamicLowering`` asks
-    for it: inputs quantized per tensor at run time, the model's weight scales (the float weights
+    """The weight quantization of a quantize_dynamic model, as ``quantizer.lower_to_model(...,
+    dynamic=True)`` asks for it: inputs quantized per tensor at run time, the model's weight scales (the float weights
     re-quantized with them must give back its integers exactly)."""
 
     granularity = "tensor"
@@ -203,7 +203,7 @@ class GivenDynamicWeights:
 def _import_dynamic(model) -> QuantizedModel:
     """A quantize_dynamic model: its MatMulInteger groups become dynamic_linear steps quantizing
     their input per tensor (ORT's numerics, bit for bit); everything else stays float32."""
-    from ..quantizer import _DynamicLowering
+    from ..quantizer import lower_to_model
     from .import_float import import_float
     from .strip_dynamic import strip_dynamic
 
@@ -211,4 +211,4 @@ def _import_dynamic(model) -> QuantizedModel:
     graph = import_float(float_model, keep_tensors=set(weights))
     with _lowering_errors():
         graph = remove_identities(graph)
-        return QuantizedModel(_DynamicLowering(graph, GivenDynamicWeights(weights), set(), "float").plan())
+        return lower_to_model(graph, GivenDynamicWeights(weights), dynamic=True)

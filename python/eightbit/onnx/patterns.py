@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .converters import convert_avg_pool, convert_conv, convert_pad, pad_amounts
+
 FUNCTION_OPS = ("Mul", "Add", "Sub", "Div", "Pow", "Erf", "Tanh", "HardSigmoid", "Clip", "Sqrt")
 _CORE_OPS = ("Erf", "Tanh", "HardSigmoid", "Clip")     # a region without one is just arithmetic
 _MAX_REGION = 16
@@ -275,7 +277,6 @@ def match_layer_norm(imp, anchor):
 # ---- Pad folded into a Conv / AveragePool -----------------------------------------------------------
 
 def match_pad(imp, anchor):
-    from .import_float import convert_avg_pool, convert_conv, pad_amounts
     if anchor.op == "AveragePool":
         if not anchor.attrs.get("count_include_pad", 0) or anchor.attrs.get("ceil_mode", 0):
             return None
@@ -298,7 +299,6 @@ def match_pad(imp, anchor):
         pads, _, value = pad_amounts(imp, pad, 4)
         if pads[1] or pads[5] or value != 0.0:
             # not foldable after all: convert both nodes on their own
-            from .import_float import convert_pad
             convert_pad(imp, pad)
             (convert_conv if anchor.op == "Conv" else convert_avg_pool)(imp, anchor)
             return

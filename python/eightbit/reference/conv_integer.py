@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import as_array, quant_array, scalar_or_vector
-from . import _window
+from ..numerics import window
+from ..numerics.checks import as_array, quant_array, scalar_or_vector
 from .matmul_integer import wrap_int32
 
 
@@ -34,7 +34,7 @@ def check_conv_operands(x, w, group, kernel_shape, layout):
     """Validate x / w / group / kernel_shape; return (x as NCHW view, w, group)."""
     x = quant_array(x, "x")
     w = quant_array(w, "w")
-    x = _window.to_channels_first(x, layout, "x")
+    x = window.to_channels_first(x, layout, "x")
     group = _group(group)
     if w.ndim != x.ndim:
         raise ValueError(f"w must have rank {x.ndim} ([M, C/group, kernel...]) for x of rank {x.ndim}, "
@@ -75,14 +75,14 @@ def conv_accumulate(x: np.ndarray, w: np.ndarray, x_zp: np.int64, w_zp: np.ndarr
                     auto_pad, dilations, pads, strides) -> np.ndarray:
     """Exact int64 sums [N, M, *out] for validated NCHW x, OIHW w (not yet wrapped)."""
     kernel = list(w.shape[2:])
-    begin, end, out, strides, dilations = _window.resolve(
+    begin, end, out, strides, dilations = window.resolve(
         x.shape[2:], kernel, auto_pad=auto_pad, dilations=dilations, pads=pads, strides=strides)
     n, c_in, m = x.shape[0], x.shape[1], w.shape[0]
     cg, mg = c_in // group, m // group
     xs = (x.astype(np.int64) - x_zp)                                  # padded taps become exactly 0
-    xs = _window.pad_spatial(xs, begin, end, 0)
+    xs = window.pad_spatial(xs, begin, end, 0)
     ws = w.astype(np.int64) - w_zp.reshape((-1,) + (1,) * (w.ndim - 1))
-    taps = _window.windows(xs, kernel, out, strides, dilations)       # [N, C, *out, *k]
+    taps = window.windows(xs, kernel, out, strides, dilations)       # [N, C, *out, *k]
     r = len(kernel)
     # [N, *out, C, *k] so that one group's (C/group, *k) block is contiguous in the last axes
     taps = np.moveaxis(taps, 1, 1 + r)
@@ -105,4 +105,4 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
     w_zp = weight_zero_point(w_zero_point, w)
     acc = conv_accumulate(x, w, x_zp, w_zp, group, auto_pad=auto_pad, dilations=dilations,
                           pads=pads, strides=strides)
-    return _window.from_channels_first(wrap_int32(acc), layout)
+    return window.from_channels_first(wrap_int32(acc), layout)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import as_array, positive_scale, quant_array
+from ..numerics.checks import as_array, positive_scale, quant_array
 from ._axis import per_axis_params
 
 _DEQUANT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int32))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import float_array
-from ._rounding import clamp_then_round
+from ..numerics.checks import float_array
+from ..numerics.rounding import clamp_then_round
 
 _QMAX = np.float32(255.0)
 

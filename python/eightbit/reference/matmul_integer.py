@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import as_array, quant_array, scalar_or_vector
+from ..numerics.checks import as_array, quant_array, scalar_or_vector
 
 _TWO32 = np.int64(1 << 32)
 _TWO31 = np.int64(1 << 31)

@@ -11,9 +11,10 @@ ONNX Runtime 1.32's x86 AVX2 kernel (MlasQLinearAddKernelAvx2) computes it, in f
 
 fma is the correctly rounded float32 fused multiply-add. The operand order only matters on
 rare outputs next to a rounding tie; ORT swaps the roles when input 0 is broadcast along the
-innermost run of its broadcast loop (its `IsInput0Scalar`), which `_ort_input0_broadcast`
-reproduces from the two shapes. eightbit saturates where ORT's cvtps2dq overflows (|v| >= 2^31,
-scale ratios above ~8e6): there ORT returns qmin.
+innermost run of its broadcast loop (its `IsInput0Scalar`), which
+`eightbit.numerics.broadcast.qlinear_add_b_first` reproduces from the two shapes. eightbit
+saturates where ORT's cvtps2dq overflows (|v| >= 2^31, scale ratios above ~8e6): there ORT
+returns qmin.
 
 a, b: uint8 or int8 (same dtype), numpy broadcasting; scales and zero points per-tensor.
 """
@@ -21,26 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..numerics.broadcast import qlinear_add_b_first
+from ..numerics.checks import check_binary
+from ..numerics.rounding import clamp_then_round
 from ._float32 import fma32
-from ._qlinear_binary import check_binary
-from ._rounding import clamp_then_round
-
-
-def _ort_input0_broadcast(shape_a, shape_b) -> bool:
-    """True when ONNX Runtime's Broadcaster marks input 0 as a scalar over each span: its first
-    non-trivial axis from the right (or the last common axis) has extent 1 in a."""
-    ra, rb = len(shape_a), len(shape_b)
-    if ra == 0:
-        return True
-    if rb == 0:
-        return shape_a[-1] <= 1
-    common = min(ra, rb)
-    for i in range(common):
-        da, db = shape_a[-1 - i], shape_b[-1 - i]
-        if max(da, db) == 1 and i + 1 < common:
-            continue
-        return da <= 1
-    return True  # pragma: no cover - the loop always returns
 
 
 def qlinear_add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point) -> np.ndarray:
@@ -51,7 +36,7 @@ def qlinear_add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_z
     r_b = (b_s / c_s).astype(np.float32)
     av, bv = np.broadcast_arrays(a, b)
     first, second = (av, r_a, a_zp), (bv, r_b, b_zp)
-    if _ort_input0_broadcast(a.shape, b.shape):
+    if qlinear_add_b_first(a.shape, b.shape):
         first, second = second, first
     (p, r_p, z_p), (q, r_q, z_q) = first, second
     fixed = (np.float32(int(c_zp)) - fma32(r_p, np.float32(int(z_p)), (r_q * np.float32(int(z_q))).astype(np.float32)))

@@ -15,6 +15,8 @@
     where Q(v) = QuantizeLinear(float32(v), y_scale, y_zero_point) (fp32 division, round half to
     even, saturating). Because the requantized value is rne(v) + y_zp saturated, clamping it to
     [Q(lo), Q(hi)] equals quantizing min(max(real, lo), hi) whenever lo and hi are representable.
+The multipliers and the clamp bounds are eightbit.numerics.requant and eightbit.numerics.clamp
+(the ops and the lowering use the same functions).
 
 x_scale, x_zero_point, y_scale, y_zero_point are scalars; w_scale and w_zero_point scalars or one
 per output channel. B is int32 [M] (scale x_scale * w_scale[m], zero point 0). The output has
@@ -24,48 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import as_array, finite_float_array, positive_scale, quant_array, scalar_or_vector
-from ..numerics.fixed_point import quantize_multiplier
-from ..numerics.qparams import float_multiplier
-from . import _window
+from ..numerics import window
+from ..numerics.checks import as_array, per_tensor, positive_scale, quant_array, scalar_or_vector
+from ..numerics.clamp import activation_range
+from ..numerics.requant import REQUANT_MODES, requant_multipliers
 from .conv_integer import check_conv_operands, conv_accumulate, input_zero_point, weight_zero_point
 from .matmul_integer import wrap_int32
-from .quantize_linear import quantize_linear
 from .requantize import requantize_fixed, requantize_float
-
-_MODES = ("float", "fixed")
-
-
-def _scalar(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.size != 1 or arr.ndim > 1:
-        raise ValueError(f"{name} must be a scalar (per-tensor), got shape {arr.shape}")
-    return arr.reshape(())
-
-
-def activation_bounds(activation, y_scale, y_zp: np.ndarray) -> tuple[int, int]:
-    """[lo, hi] (ints in y_zp's dtype range) that the fused activation clamps the output to."""
-    info = np.iinfo(y_zp.dtype)
-    zp = int(y_zp)
-
-    def q(v, name):
-        v = finite_float_array(v, name)
-        if v.ndim != 0:
-            raise ValueError(f"{name} must be a scalar, got shape {v.shape}")
-        return int(quantize_linear(v, y_scale, y_zp))
-
-    if activation is None:
-        return info.min, info.max
-    if isinstance(activation, str):
-        if activation == "relu":
-            return max(info.min, zp), info.max
-        if activation == "relu6":
-            return max(info.min, zp), q(np.float32(6.0), "relu6 upper bound")
-    elif isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
-        lo, hi = activation[1], activation[2]
-        if not float(lo) <= float(hi):
-            raise ValueError(f"activation clip bounds must satisfy lo <= hi, got ({lo}, {hi})")
-        return q(lo, "activation clip lower bound"), q(hi, "activation clip upper bound")
-    raise ValueError(f"activation must be None, 'relu', 'relu6' or ('clip', lo, hi), got {activation!r}")
 
 
 def bias_vector(B, m: int) -> np.ndarray:
@@ -83,27 +50,26 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  activation=None, layout="NCHW", requant="float") -> np.ndarray:
     """Quantized convolution; returns an array of y_zero_point's dtype (uint8 or int8)."""
-    if requant not in _MODES:
-        raise ValueError(f"requant must be one of {_MODES}, got {requant!r}")
+    if requant not in REQUANT_MODES:
+        raise ValueError(f"requant must be one of {REQUANT_MODES}, got {requant!r}")
     x, w, group = check_conv_operands(x, w, group, kernel_shape, layout)
     m = w.shape[0]
-    x_s = _scalar(positive_scale(x_scale, "x_scale"), "x_scale")
-    y_s = _scalar(positive_scale(y_scale, "y_scale"), "y_scale")
+    x_s = per_tensor(positive_scale(x_scale, "x_scale"), "x_scale")
+    y_s = per_tensor(positive_scale(y_scale, "y_scale"), "y_scale")
     w_s = scalar_or_vector(positive_scale(w_scale, "w_scale"), "w_scale", m, "output channel of w (M)")
     x_zp = input_zero_point(x_zero_point, x)
     w_zp = weight_zero_point(w_zero_point, w)
-    y_zp = _scalar(quant_array(y_zero_point, "y_zero_point"), "y_zero_point")
+    y_zp = per_tensor(quant_array(y_zero_point, "y_zero_point"), "y_zero_point")
     bias = bias_vector(B, m)
-    lo, hi = activation_bounds(activation, y_s, y_zp)
+    lo, hi = activation_range(activation, y_s, y_zp, y_zp.dtype)
     acc = conv_accumulate(x, w, x_zp, w_zp, group, auto_pad=auto_pad, dilations=dilations,
                           pads=pads, strides=strides)
     acc = np.moveaxis(wrap_int32(wrap_int32(acc).astype(np.int64) + bias.reshape((-1,) + (1,) * (acc.ndim - 2))), 1, -1)
     if requant == "float":
-        y = requantize_float(acc, float_multiplier(x_s, w_s, y_s), y_zp, y_zp.dtype)
+        y = requantize_float(acc, requant_multipliers(x_s, w_s, y_s, "float"), y_zp, y_zp.dtype)
     else:
-        real = (x_s.astype(np.float64) * w_s.astype(np.float64)) / y_s.astype(np.float64)
-        m0, shift = quantize_multiplier(real)
+        m0, shift = requant_multipliers(x_s, w_s, y_s, "fixed")
         y = requantize_fixed(acc, m0, shift, y_zp, y_zp.dtype)
     y = np.clip(y, lo, hi).astype(y_zp.dtype)
     y = np.moveaxis(y, -1, 1)                                          # [N, M, *out]
-    return _window.from_channels_first(y, layout)
+    return window.from_channels_first(y, layout)

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import positive_scale, quant_array
-from . import _window
+from ..numerics import window
+from ..numerics.checks import per_tensor, positive_scale, quant_array
 from .requantize import requantize_float
-
-
-def _scalar(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.size != 1 or arr.ndim > 1:
-        raise ValueError(f"{name} must be a scalar (per-tensor), got shape {arr.shape}")
-    return arr.reshape(())
 
 
 def global_average_from_nchw(x: np.ndarray, x_s, x_zp, y_s, y_zp) -> np.ndarray:
@@ -38,10 +32,10 @@ def global_average_from_nchw(x: np.ndarray, x_s, x_zp, y_s, y_zp) -> np.ndarray:
 
 def qlinear_global_average_pool(x, x_scale, x_zero_point, y_scale, y_zero_point, *, layout="NCHW") -> np.ndarray:
     x = quant_array(x, "x")
-    xc = _window.to_channels_first(x, layout, "x")
-    x_s = _scalar(positive_scale(x_scale, "x_scale"), "x_scale")
-    y_s = _scalar(positive_scale(y_scale, "y_scale"), "y_scale")
-    x_zp = _scalar(quant_array(x_zero_point, "x_zero_point", allowed=(x.dtype,)), "x_zero_point")
-    y_zp = _scalar(quant_array(y_zero_point, "y_zero_point", allowed=(x.dtype,)), "y_zero_point")
+    xc = window.to_channels_first(x, layout, "x")
+    x_s = per_tensor(positive_scale(x_scale, "x_scale"), "x_scale")
+    y_s = per_tensor(positive_scale(y_scale, "y_scale"), "y_scale")
+    x_zp = per_tensor(quant_array(x_zero_point, "x_zero_point", allowed=(x.dtype,)), "x_zero_point")
+    y_zp = per_tensor(quant_array(y_zero_point, "y_zero_point", allowed=(x.dtype,)), "y_zero_point")
     y = global_average_from_nchw(xc, x_s, x_zp, y_s, y_zp)
-    return _window.from_channels_first(y, layout)
+    return window.from_channels_first(y, layout)

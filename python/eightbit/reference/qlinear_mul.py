@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._qlinear_binary import check_binary
-from ._rounding import clamp_then_round
+from ..numerics.checks import check_binary
+from ..numerics.rounding import clamp_then_round
 
 
 def qlinear_mul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point) -> np.ndarray:

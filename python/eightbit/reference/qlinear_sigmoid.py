@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import quant_array
+from ..numerics.checks import quant_array
 from ._float32 import fma32
 from .lookup_table import lookup_table, make_lookup_table
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import as_array, float_array, positive_scale, quant_array
-from ._rounding import clamp_then_round
+from ..numerics.checks import as_array, float_array, positive_scale, quant_array
+from ..numerics.rounding import clamp_then_round
 from ._axis import per_axis_params
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import float_array, positive_scale, quant_array, scalar_or_vector
+from ..numerics.checks import float_array, positive_scale, quant_array, scalar_or_vector
 from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .matmul_integer import matmul_integer
 

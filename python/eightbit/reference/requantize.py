@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics._checks import as_array, float_array, int_in_range, quant_dtype
+from ..numerics.checks import as_array, float_array, int_in_range, quant_dtype
 from ..numerics.fixed_point import multiply_by_quantized_multiplier
-from ._rounding import clamp_then_round
+from ..numerics.rounding import clamp_then_round
 
 
 def _accumulator(acc) -> np.ndarray:

@@ -8,7 +8,7 @@ add, mul   QLinearAdd / QLinearMul, each operand and the output with its own sca
 """
 from __future__ import annotations
 
-from ...reference.qlinear_add import _ort_input0_broadcast
+from ...numerics.broadcast import qlinear_add_b_first
 from ..plan_shapes import broadcast
 from .common import MS, qp
 from .kind import StepKind
@@ -28,7 +28,7 @@ def _add_order(a, b) -> list:
     extents with 1, so these two batch sizes stand for all."""
     def with_batch(spec, n):
         return (n,) + tuple(spec.shape[1:])
-    return [int(bool(_ort_input0_broadcast(with_batch(a, n), with_batch(b, n)))) for n in (1, 2)]
+    return [int(bool(qlinear_add_b_first(with_batch(a, n), with_batch(b, n)))) for n in (1, 2)]
 
 
 def _lower(step, ins, out):

@@ -9,10 +9,8 @@ concat  QLinearConcat; attrs: axis (of the plan's layout: NHWC for 4-D, never 0,
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ...cnn_ops import _requantize_table
-from .common import MS, qp
+from ...numerics.tables import requantize_table
+from .common import MS, qp, scale_zp
 from .kind import StepKind
 
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
@@ -35,8 +33,7 @@ def _run(m, step, xs, ins, out, w):
 
 def _tables(ins, out) -> list:
     """Per input: QLinearConcat's requantization table, or None where it is the identity."""
-    o_s, o_zp = float(np.float32(out.scale)), int(out.zero_point)
-    return [_requantize_table(out.dtype.str, float(np.float32(s.scale)), int(s.zero_point), o_s, o_zp) for s in ins]
+    return [requantize_table(*scale_zp(s), *scale_zp(out), out.dtype) for s in ins]
 
 
 def _lower(step, ins, out):

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...numerics.fixed_point import quantize_multiplier
-from ...numerics.qparams import float_multiplier
-from ...ops import _activation_range
+from ...numerics.clamp import activation_range
+from ...numerics.requant import requant_multipliers
 from ..plan_shapes import spatial
 from .common import MS, check_activation, check_w_scale, need_2d_window, qp, scale_zp
 from .kind import StepKind
@@ -98,16 +97,16 @@ def _record(step, x, y) -> dict:
     x_s, _ = scale_zp(x)
     y_s, y_zp = scale_zp(y)
     w_s = np.asarray(step.consts["w_scale"], np.float32).reshape(-1)
-    qmin, qmax = _activation_range(a.get("activation"), y_s, y_zp)
+    qmin, qmax = activation_range(a.get("activation"), y_s, y_zp, y.dtype)
     rec = {"kind": "conv", "strides": list(a.get("strides", (1, 1))), "pads": list(a.get("pads", (0, 0, 0, 0))),
            "dilations": list(a.get("dilations", (1, 1))), "group": int(a.get("group", 1)),
            "qmin": int(qmin), "qmax": int(qmax)}
     requant = a.get("requant", "float")
     if requant == "float":
-        rec["multiplier"] = np.ascontiguousarray(float_multiplier(x_s, w_s, y_s), np.float32)
+        rec["multiplier"] = np.ascontiguousarray(requant_multipliers(x_s, w_s, y_s, "float"), np.float32)
     elif requant == "fixed":
-        real = np.float64(x_s) * w_s.astype(np.float64) / np.float64(y_s)
-        rec["m0"], rec["shift"] = (np.ascontiguousarray(v, np.int32).reshape(-1) for v in quantize_multiplier(real))
+        m0_shift = requant_multipliers(x_s, w_s, y_s, "fixed")
+        rec["m0"], rec["shift"] = (np.ascontiguousarray(v, np.int32).reshape(-1) for v in m0_shift)
     else:
         raise ValueError(f"requant must be 'float' or 'fixed', got {requant!r}")
     return rec
@@ -153,8 +152,8 @@ def _export_core(ex, step, label, x, y, attrs):
     b = ex.b
     x_spec, y_spec = ex.spec(step.inputs[0]), ex.spec(step.output)
     wn, wsn, wzn, bn, bias_scale, per_tensor = _initializers(ex, step, label, x_spec)
-    lo, hi = _activation_range(step.attrs.get("activation"), np.float32(y_spec.scale),
-                               np.asarray(y_spec.dtype.type(y_spec.zero_point)))
+    lo, hi = activation_range(step.attrs.get("activation"), np.float32(y_spec.scale), y_spec.zero_point,
+                              y_spec.dtype)
     info = np.iinfo(y_spec.dtype)
     free = (lo, hi) == (info.min, info.max)
     pre = y if free else ex.tmp(f"{y}.pre_act")

@@ -1,4 +1,5 @@
-"""Sliding-window geometry shared by convolution and pooling (ONNX Conv / Pool attribute rules).
+"""Sliding-window geometry shared by convolution and pooling (ONNX Conv / Pool attribute rules),
+used by eightbit.reference and eightbit.cnn_ops.
 
 For each spatial axis i with input size n, kernel k, stride s, dilation d and explicit pads
 (b, e) (`pads` = [b_1, ..., b_r, e_1, ..., e_r] as in ONNX):

@@ -1,4 +1,4 @@
-"""Input validation shared by eightbit.numerics and eightbit.reference.
+"""Argument checks shared by eightbit.numerics, eightbit.reference and eightbit.ops.
 
 Every check raises TypeError (wrong kind of object or dtype) or ValueError (right kind, wrong value
 or shape) with one sentence naming the argument, what was found and what was expected.
@@ -71,6 +71,37 @@ def positive_scale(value, name: str) -> np.ndarray:
     if not all_positive_finite(arr):
         raise ValueError(f"{name} must be finite and > 0, got {arr.ravel()[:8].tolist()}")
     return arr
+
+
+def per_tensor(arr: np.ndarray, name: str) -> np.ndarray:
+    """A scale or zero point that must be one value (shape () or (1,)), returned with shape ()."""
+    if arr.size != 1 or arr.ndim > 1:
+        raise ValueError(f"{name} must be a scalar (per-tensor), got shape {arr.shape}")
+    return arr.reshape(())
+
+
+def scalar_param(value, name: str, kind: str, dtype=None) -> np.ndarray:
+    """A per-tensor scale (kind "scale", float32 > 0) or zero point (kind "zp", of `dtype`)."""
+    if kind == "scale":
+        arr = positive_scale(value, name)
+    else:
+        arr = quant_array(value, name, allowed=(np.dtype(dtype),))
+    return per_tensor(arr, name)
+
+
+def check_binary(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point):
+    """The operands of QLinearAdd / QLinearMul: a and b of one dtype (uint8 / int8) that broadcast,
+    and per-tensor scales and zero points. Returns (a, b, (a_s, a_zp, b_s, b_zp, c_s, c_zp))."""
+    a = quant_array(a, "a")
+    b = quant_array(b, "b", allowed=(a.dtype,))
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError as exc:
+        raise ValueError(f"a {a.shape} and b {b.shape} do not broadcast") from exc
+    params = (scalar_param(a_scale, "a_scale", "scale"), scalar_param(a_zero_point, "a_zero_point", "zp", a.dtype),
+              scalar_param(b_scale, "b_scale", "scale"), scalar_param(b_zero_point, "b_zero_point", "zp", a.dtype),
+              scalar_param(c_scale, "c_scale", "scale"), scalar_param(c_zero_point, "c_zero_point", "zp", a.dtype))
+    return a, b, params
 
 
 def scalar_or_vector(arr: np.ndarray, name: str, length: int, what: str) -> np.ndarray:

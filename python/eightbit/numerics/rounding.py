@@ -1,4 +1,4 @@
-"""Clamp-then-round: the one float32 -> integer step every quantizing op shares (numerics.md).
+"""Clamp-then-round: the one float32 -> integer step every quantizing op shares (docs/numerics.md).
 
     lo = float32(qmin - zp);  hi = float32(qmax - zp)
     v  = v > lo ? v : lo        # NaN -> lo, as MLAS's maxps does
@@ -21,3 +21,13 @@ def clamp_then_round(v: np.ndarray, zero_point: np.ndarray, dtype: np.dtype) -> 
     v = np.where(v < hi, v, hi)
     q = np.rint(v).astype(np.int32) + zp          # rint: round half to even
     return q.astype(dtype)
+
+
+def quantize_per_tensor(x, scale, zero_point, dtype) -> np.ndarray:
+    """QuantizeLinear with one (already checked) scale and zero point:
+
+        y = clamp-then-round(float32(x) / float32(scale), zero_point)   # true float32 division
+    """
+    with np.errstate(over="ignore", invalid="ignore"):     # huge |x| / scale saturates
+        v = (np.asarray(x, np.float32) / np.float32(scale)).astype(np.float32)
+    return clamp_then_round(v, zero_point, dtype)
