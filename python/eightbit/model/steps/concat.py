@@ -21,6 +21,8 @@ def _shape(step, ins):
     if not isinstance(axis, int) or not 1 <= axis < len(x):
         raise ValueError(f"axis {axis!r} is out of range for rank {len(x)}")
     for s in ins[1:]:
+        if s.dtype != ins[0].dtype:
+            raise ValueError(f"inputs of dtypes {ins[0].dtype} and {s.dtype}: QLinearConcat takes one dtype")
         if len(s.shape) != len(x) or any(d != e for i, (d, e) in enumerate(zip(x, s.shape)) if i != axis):
             raise ValueError(f"inputs {x} and {s.shape} differ outside axis {axis}")
     return x[:axis] + (sum(s.shape[axis] for s in ins),) + x[axis + 1:]
