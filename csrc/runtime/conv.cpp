@@ -166,12 +166,17 @@ PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_
   const int64_t group_out_c = out_c / groups, K = taps * group_in_c;
   std::vector<uint8_t> b(static_cast<size_t>(K * group_out_c));
   for (int64_t g = 0; g < groups; ++g) {
-    // B[(kh, kw, c)][j] = w[g * group_out_c + j][c][kh][kw]
-    for (int64_t j = 0; j < group_out_c; ++j)
+    // B[(kh, kw, c)][j] = w[g * group_out_c + j][c][kh][kw], in blocks of 64 output channels:
+    // the block's rows of w stay in cache while B is written in order.
+    const auto* wg = static_cast<const uint8_t*>(w) + g * group_out_c * K;
+    for (int64_t j0 = 0; j0 < group_out_c; j0 += 64) {
+      const int64_t j1 = std::min(group_out_c, j0 + 64);
       for (int64_t c = 0; c < group_in_c; ++c)
-        for (int64_t t = 0; t < taps; ++t)
-          b[(t * group_in_c + c) * group_out_c + j] =
-              static_cast<const uint8_t*>(w)[((g * group_out_c + j) * group_in_c + c) * taps + t];
+        for (int64_t t = 0; t < taps; ++t) {
+          uint8_t* dst = b.data() + (t * group_in_c + c) * group_out_c;
+          for (int64_t j = j0; j < j1; ++j) dst[j] = wg[(j * group_in_c + c) * taps + t];
+        }
+    }
     p.group_b.push_back(pack_b(b.data(), w_signed, K, group_out_c, group_out_c,
                                zp + (zp_per_channel ? g * group_out_c : 0), zp_per_channel));
   }

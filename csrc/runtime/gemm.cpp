@@ -215,16 +215,20 @@ PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, 
   p.zp_user.resize(static_cast<size_t>(zp_per_column ? N : 1));
   const uint8_t* src = static_cast<const uint8_t*>(b);
   const uint8_t flip = b_signed ? 0 : 0x80;  // uint8 B -> int8: b - 128
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t panel = n / kPanelCols, col = n % kPanelCols;
-    int8_t* dst = p.data.data() + panel * p.panel_stride() + col * kKGroup;
-    uint32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const int8_t v = static_cast<int8_t>(src[k * ldb + n] ^ flip);
-      dst[(k / kKGroup) * kPanelGroupBytes + k % kKGroup] = v;
-      sum += static_cast<uint32_t>(static_cast<int32_t>(v));
+  // Row by row: B is read in order (column order would stride through it, a cache miss per
+  // byte on large layers) and each row's writes stay within one K-group of every panel.
+  std::vector<uint32_t> sums(static_cast<size_t>(N), 0u);
+  for (int64_t k = 0; k < K; ++k) {
+    const uint8_t* row = src + k * ldb;
+    int8_t* group = p.data.data() + (k / kKGroup) * kPanelGroupBytes + k % kKGroup;
+    for (int64_t n = 0; n < N; ++n) {
+      const int8_t v = static_cast<int8_t>(row[n] ^ flip);
+      group[(n / kPanelCols) * p.panel_stride() + (n % kPanelCols) * kKGroup] = v;
+      sums[static_cast<size_t>(n)] += static_cast<uint32_t>(static_cast<int32_t>(v));
     }
-    p.col_sum[n] = static_cast<int32_t>(sum);
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    p.col_sum[n] = static_cast<int32_t>(sums[static_cast<size_t>(n)]);
     const int32_t z = zp[zp_per_column ? n : 0];
     p.zp_shifted[n] = b_signed ? z : z - 128;
     if (p.zp_shifted[n] != 0) p.any_zp_shifted = true;
