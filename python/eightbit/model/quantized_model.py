@@ -31,9 +31,12 @@ def build_executor(plan: Plan, max_arena_bytes: int | None = None):
     written as ``.eb`` bytes and read by the C++ model reader. Raises ModelFileError (a ValueError)
     for a plan whose shapes or parameters do not fit together, NotImplementedError for a plan the
     executor cannot run."""
-    plan = lower(plan)
-    return _core.build_model(file_format.encode(plan), _arena_limit(max_arena_bytes),
-                             lambda i: _host_function(plan, i))
+    return _executor_of(lower(plan), max_arena_bytes)
+
+
+def _executor_of(lowered: Plan, max_arena_bytes):
+    return _core.build_model(file_format.encode(lowered), _arena_limit(max_arena_bytes),
+                             lambda i: _host_function(lowered, i))
 
 
 def _arena_limit(max_arena_bytes) -> int:
@@ -56,7 +59,7 @@ class QuantizedModel:
         plan = plan.validate()
         try:
             plan = lower(plan)
-            executor = build_executor(plan, max_arena_bytes)
+            executor = _executor_of(plan, max_arena_bytes)
         except NotImplementedError:
             executor = None  # a step the C++ executor lacks: run step by step
         self._init(plan, executor)
