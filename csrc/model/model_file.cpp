@@ -236,7 +236,7 @@ const Value* Value::find(std::string_view key) const {
 }
 
 std::shared_ptr<ModelFile> ModelFile::map(const std::string& path, const ReadLimits& limits) {
-  std::shared_ptr<ModelFile> f(new ModelFile());  // private constructor: no make_shared
+  auto f = std::make_shared<ModelFile>(Private{});
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot open model file '" + path + "'");
   struct stat st {};
@@ -262,7 +262,7 @@ std::shared_ptr<ModelFile> ModelFile::map(const std::string& path, const ReadLim
 }
 
 std::shared_ptr<ModelFile> ModelFile::copy(const void* data, size_t size, const ReadLimits& limits) {
-  std::shared_ptr<ModelFile> f(new ModelFile());
+  auto f = std::make_shared<ModelFile>(Private{});
   const auto* p = static_cast<const uint8_t*>(data);
   f->owned_.assign(p, p + size);
   f->bytes_ = f->owned_.data();
@@ -272,7 +272,7 @@ std::shared_ptr<ModelFile> ModelFile::copy(const void* data, size_t size, const 
 }
 
 std::shared_ptr<ModelFile> ModelFile::borrow(const void* data, size_t size, const ReadLimits& limits) {
-  std::shared_ptr<ModelFile> f(new ModelFile());
+  auto f = std::make_shared<ModelFile>(Private{});
   f->bytes_ = static_cast<const uint8_t*>(data);
   f->size_ = size;
   f->parse(limits);

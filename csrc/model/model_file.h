@@ -70,6 +70,8 @@ class ModelFile {
   // Reads `size` bytes in place: they must outlive the ModelFile.
   static std::shared_ptr<ModelFile> borrow(const void* data, size_t size, const ReadLimits& limits = {});
 
+  struct Private {};  // constructed through map / copy / borrow only
+  explicit ModelFile(Private) {}
   ~ModelFile();
   ModelFile(const ModelFile&) = delete;
   ModelFile& operator=(const ModelFile&) = delete;
@@ -80,7 +82,6 @@ class ModelFile {
   size_t size() const { return size_; }
 
  private:
-  ModelFile() = default;
   void parse(const ReadLimits& limits);
 
   const uint8_t* bytes_ = nullptr;
