@@ -442,7 +442,7 @@ class _Lowering:
         inputs = tuple(self._f(i) for i in node.inputs)
         final = node.output in self.g.outputs and not (self.params.given and self.params.activation(node.output))
         out = self._add_float(node.output, node.output if final else f"{node.output}:f")
-        attrs = {"op": node.op, "attrs": dict(node.attrs)}
+        attrs = {"op": node.op, "attrs": dict(node.attrs), "int8_form": has_int8_form(node.op)}
         self.steps.append(Step("float", inputs, out, attrs, dict(node.consts), source=node.name))
 
     def _weights(self, node, w: np.ndarray, bias) -> dict:

@@ -148,3 +148,18 @@ def test_an_add_record_cannot_multiply():
     tree["steps"][i]["lowered"]["mul"] = True
     with pytest.raises(ModelFileError, match="cannot run as 'binary'"):
         ff.read(ff.encode_tree(tree))[0].build()
+
+
+def test_float_nodes_survive_save_and_load(tmp_path):
+    """QuantizedModel.float_nodes (nodes with an int8 form kept float32) is part of the plan, not
+    recomputed by the quantizer: a loaded model lists the same nodes."""
+    import eightbit as eb
+
+    rng = np.random.default_rng(3)
+    g = eb.Graph()
+    h = g.relu(g.linear(g.input("x", (None, 8)), rng.standard_normal((8, 8)).astype(np.float32), name="fc1"))
+    g.output(g.linear(h, rng.standard_normal((4, 8)).astype(np.float32), name="fc2"))
+    qm = eb.quantize(g, [rng.standard_normal((16, 8)).astype(np.float32)], exclude=["fc2"])
+    assert qm.float_nodes == ["fc2"]
+    qm.save(tmp_path / "m.eb")
+    assert eb.load(tmp_path / "m.eb").float_nodes == ["fc2"]

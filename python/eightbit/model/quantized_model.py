@@ -76,9 +76,9 @@ class QuantizedModel:
     def float_nodes(self) -> list:
         """Nodes with an int8 form that run in float32 (excluded, kept float by an accuracy budget
         or by eb.quantize's safe defaults), in plan order. Ops without an int8 form (layer_norm,
-        bmm, softmax, ...) always run in float32 and are not listed."""
-        from ..quantizer import has_int8_form
-        return [s.source for s in self.plan.steps if s.op == "float" and has_int8_form(s.attrs["op"])]
+        bmm, softmax, ...) always run in float32 and are not listed. The quantizer marks such
+        steps (attrs ``int8_form``), so a saved model keeps the list."""
+        return [s.source for s in self.plan.steps if s.op == "float" and s.attrs.get("int8_form")]
 
     @property
     def input_names(self) -> list:

@@ -1,7 +1,9 @@
 """float: a float graph node left float32 inside a quantized plan (excluded, or no int8 step for it).
 
 =====  ============================================================================================
-float  attrs "op" and "attrs", consts as in the graph IR (graph/ir.py); float32 inputs and output
+float  attrs "op" and "attrs", consts as in the graph IR (graph/ir.py), and "int8_form" (set by
+       the quantizer: the node's op has an int8 step, so it runs float32 by choice; informative,
+       QuantizedModel.float_nodes); float32 inputs and output
        in the float graph's layout. Validated, run and shape-checked as a one-node float Graph
        (model/float_graph.py); the lowering maps the node to one of the C++ executor's float32
        steps (float_ops.cpp), or to a ``host`` step (the Python float executor, called back)
