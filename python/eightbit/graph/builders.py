@@ -261,6 +261,16 @@ class Builders:
         attrs = {"alpha": _float(alpha, where, "alpha"), "beta": _float(beta, where, "beta")}
         return self.add_node("hardsigmoid", [self._tensor(x, where, "x")], attrs, name=name)
 
+    def lrn(self, x, size, alpha=1e-4, beta=0.75, bias=1.0, *, name=None):
+        """Local response normalization across channels (ONNX LRN, F.local_response_norm):
+        ``x / (bias + alpha / size * sum(x^2 over a window of size channels)) ** beta``, the
+        window running from channel c - (size - 1) // 2 to c + size // 2. x is N x C x D1 x ...;
+        it has no int8 step (eb.quantize keeps it float32)."""
+        name, where = self._start("lrn", name)
+        attrs = {"size": _int(size, where, "size", 1), "alpha": _float(alpha, where, "alpha"),
+                 "beta": _float(beta, where, "beta"), "bias": _float(bias, where, "bias")}
+        return self.add_node("lrn", [self._tensor(x, where, "x")], attrs, name=name)
+
     def gelu(self, x, approximate="none", *, name=None):
         """``x * Phi(x)`` (exact, with erf) or its tanh approximation (F.gelu)."""
         name, where = self._start("gelu", name)

@@ -384,6 +384,22 @@ def _layer_norm(node, x):
     return y.astype(np.float32)
 
 
+def _lrn(node, x):
+    """ONNX LRN: a window of `size` channels, (size - 1) // 2 before c and size // 2 after (the
+    sum of squares in float64, the result rounded to float32 once)."""
+    at = node.attrs
+    size = int(at["size"])
+    sq = np.square(x.astype(np.float64))
+    c = x.shape[1]
+    before, after = (size - 1) // 2, size // 2
+    padded = np.pad(sq, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
+    csum = np.cumsum(padded, axis=1)
+    csum = np.concatenate([np.zeros_like(csum[:, :1]), csum], axis=1)
+    window = csum[:, size:size + c] - csum[:, :c]
+    y = x / (at["bias"] + at["alpha"] / size * window) ** at["beta"]
+    return y.astype(np.float32)
+
+
 KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
@@ -393,4 +409,5 @@ KERNELS = {
     "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid, "layer_norm": _layer_norm,
+    "lrn": _lrn,
 }

@@ -69,6 +69,12 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
                                                                           + beta, 0, 1) (ONNX
                                                                           HardSigmoid; PyTorch's is
                                                                           alpha 1/6, beta 0.5)
+    lrn               x [N,C,..] -                                        size, alpha, beta, bias: ONNX
+                                                                          LRN / F.local_response_norm
+                                                                          across channels: x / (bias +
+                                                                          alpha / size * sum of x^2
+                                                                          over channels c - (size-1)//2
+                                                                          .. c + size//2) ^ beta
 
 ``activation`` is ``None`` (none fused), ``"relu"`` or ``("clip", lo, hi)`` with finite floats
 lo <= hi (ReLU6 is ``("clip", 0.0, 6.0)``): the values ``eightbit.reference.qlinear_conv`` takes,
@@ -99,6 +105,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "max_pool2d": (), "avg_pool2d": (), "global_avg_pool2d": (),
     "flatten": (), "reshape": (),
     "transpose": (), "pad": (), "hardsigmoid": (), "layer_norm": ("weight?", "bias?"),
+    "lrn": (),
 }
 
 # ops whose attrs carry an ``activation`` that the float executor applies to their result

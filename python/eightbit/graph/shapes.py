@@ -314,6 +314,21 @@ def _layer_norm(node: Node, shapes):
     return x
 
 
+def _lrn(node: Node, shapes):
+    (x,) = shapes
+    if len(x) < 3:
+        _fail(node, f"x must be N x C x D1 x ... (rank >= 3), got {format_shape(x)}")
+    at = node.attrs
+    size = at.get("size")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= MAX_WINDOW:
+        _fail(node, f"size must be an int in 1..{MAX_WINDOW}, got {size!r}")
+    for key in ("alpha", "beta", "bias"):
+        v = at.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            _fail(node, f"{key} must be a finite number, got {v!r}")
+    return x
+
+
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary, "div": _div, "bmm": _bmm,
@@ -323,6 +338,7 @@ _RULES = {
     "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _same, "layer_norm": _layer_norm,
+    "lrn": _lrn,
 }
 
 

@@ -37,11 +37,15 @@ def is_quantized(model) -> bool:
     return _holds_quantization_ops(_load_unchecked(model, "is_quantized"))
 
 
-def from_onnx(model, *, input_shapes=None):
+def from_onnx(model, *, input_shapes=None, max_folded_bytes=None, max_total_folded_bytes=None):
     """Import a float ONNX model as an ``eb.Graph``: ``model`` is a path (str or os.PathLike), the
     file's bytes or an ``onnx.ModelProto`` (see onnx/import_float.py for the operators and
     rules); ``input_shapes={input name: shape}`` fixes dimensions the model leaves symbolic
-    (dimension 0, the batch, may stay None). Always returns a Graph: a model that is already
+    (dimension 0, the batch, may stay None). ``max_folded_bytes`` (one constant) and
+    ``max_total_folded_bytes`` (all of them) bound the constants folded at import (None: the
+    defaults, 256 MiB and 1 GiB, ``eightbit.onnx.fold.MAX_FOLDED_BYTES`` / ``MAX_TOTAL_FOLDED_BYTES``);
+    raise them to import knowingly a model whose weights are computed, e.g. by ConstantOfShape.
+    Opsets 7-10 are converted to opset 11 first (onnx.version_converter). Always returns a Graph: a model that is already
     quantized raises ``OnnxImportError`` pointing to ``from_onnx_quantized``. Raises
     ``OnnxImportError`` (a ValueError) for a file that cannot be read or a model that cannot be
     converted."""
@@ -53,7 +57,8 @@ def from_onnx(model, *, input_shapes=None):
         raise OnnxImportError("the model is already quantized (it holds QuantizeLinear / DequantizeLinear or "
                               "QLinear* operators): import it with eb.from_onnx_quantized, which keeps its own "
                               "scales and zero points; eb.from_onnx takes float models")
-    return import_float(load_model(proto), input_shapes=input_shapes)
+    return import_float(load_model(proto), input_shapes=input_shapes, max_folded_bytes=max_folded_bytes,
+                        max_total_folded_bytes=max_total_folded_bytes)
 
 
 def from_onnx_quantized(model):

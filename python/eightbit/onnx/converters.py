@@ -187,6 +187,62 @@ def convert_binary(imp: Importer, n: OnnxNode) -> None:
         n.fail("a constant divided by a computed tensor is not supported")
 
 
+def convert_sum(imp: Importer, n: OnnxNode) -> None:
+    """Sum of n inputs (NumPy broadcasting) as a chain of binary adds, left to right as ONNX
+    Runtime adds them: ``((x0 + x1) + x2) + ...``. Constant operands next to each other are
+    added at import (float32); one input alone is an identity."""
+    names = list(n.inputs)
+    if not names or any(not i for i in names):
+        n.fail("every input must be present")
+    acc, acc_const = None, None                        # the running sum: a graph tensor or a constant
+    last = len(names) - 1
+    for k, name in enumerate(names):
+        c = imp.const(name)
+        if name in imp.symbolic:
+            n.fail(f"input {k} ({name!r}) depends on the free batch dimension")
+        helper = None if k == last else f"add{k}"
+        if acc is None and acc_const is None:
+            if c is not None:
+                acc_const = np.asarray(c, np.float32)
+            else:
+                acc = imp.tensor(n, k)
+            if k == last:                              # a single input
+                if acc is None:
+                    n.fail("the only input is a constant")
+                imp.emit(n, "identity", [acc], {})
+            continue
+        if c is not None:
+            if acc is None:
+                acc_const = (acc_const + np.asarray(c, np.float32)).astype(np.float32)
+                if k == last:
+                    n.fail("every input is a constant (folded before; kept for safety)")
+                continue
+            acc = imp.emit(n, "add", [acc], {"activation": None},
+                           {"b": _const_operand(n, np.asarray(c, np.float32), len(acc.shape))}, helper=helper)
+            continue
+        x = imp.tensor(n, k)
+        if acc is None:                                # constant(s) so far + a tensor
+            acc = imp.emit(n, "add", [x], {"activation": None},
+                           {"b": _const_operand(n, acc_const, len(x.shape))}, helper=helper)
+            acc_const = None
+        else:
+            acc = imp.emit(n, "add", [acc, x], {"activation": None}, helper=helper)
+
+
+def convert_lrn(imp: Importer, n: OnnxNode) -> None:
+    x = imp.tensor(n, 0)
+    if len(x.shape) < 3:
+        n.fail(f"the input must be N x C x D1 x ... (rank >= 3), got rank {len(x.shape)}")
+    if "size" not in n.attrs:
+        n.fail("attribute size is missing")
+    size = int(n.attrs["size"])
+    if size < 1:
+        n.fail(f"size must be >= 1, got {size}")
+    attrs = {"size": size, "alpha": float(n.attrs.get("alpha", 1e-4)), "beta": float(n.attrs.get("beta", 0.75)),
+             "bias": float(n.attrs.get("bias", 1.0))}
+    imp.emit(n, "lrn", [x], attrs)
+
+
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Erf": "erf",
           "Identity": "identity"}
 
@@ -507,5 +563,5 @@ CONVERTERS = {
     "GlobalMaxPool": convert_global_max_pool, "Flatten": convert_flatten, "Reshape": convert_reshape,
     "Squeeze": convert_squeeze, "Unsqueeze": convert_unsqueeze, "Transpose": convert_transpose,
     "Concat": convert_concat, "Softmax": convert_softmax, "Pad": convert_pad, "Dropout": convert_dropout,
-    "Cast": convert_cast,
+    "Cast": convert_cast, "Sum": convert_sum, "LRN": convert_lrn,
 }

@@ -9,7 +9,7 @@ tanh / hardswish / leaky_relu -> their op, relu6 / clip -> Clip, gelu -> Gelu (o
 softmax -> Softmax, concat -> Concat, pools -> MaxPool / AveragePool / GlobalAveragePool,
 flatten(1) -> Flatten, other flatten / reshape -> Reshape (dim 0 copied: the batch),
 dropout / identity -> Identity, transpose -> Transpose, hardsigmoid -> HardSigmoid, layer_norm ->
-LayerNormalization (opset 17), pad -> Pad (circular: mode "wrap", opset 19). A fused ``activation`` attribute (a prepared graph) becomes a
+LayerNormalization (opset 17), pad -> Pad (circular: mode "wrap", opset 19), lrn -> LRN. A fused ``activation`` attribute (a prepared graph) becomes a
 Relu / Clip after the node.
 """
 from __future__ import annotations
@@ -164,6 +164,9 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
         b.node("Transpose", [x[0]], [out], name, perm=list(a["perm"]))
     elif op == "hardsigmoid":
         b.node("HardSigmoid", [x[0]], [out], name, alpha=float(a["alpha"]), beta=float(a["beta"]))
+    elif op == "lrn":
+        b.node("LRN", [x[0]], [out], name, size=int(a["size"]), alpha=float(a["alpha"]), beta=float(a["beta"]),
+               bias=float(a["bias"]))
     elif op == "layer_norm":
         ns = tuple(a["normalized_shape"])
         scale = c("weight") if "weight" in consts else b.const(f"{name}.weight", np.ones(ns, np.float32))

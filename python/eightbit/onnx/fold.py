@@ -22,8 +22,13 @@ shapes resolve) gives the size of every output; a node whose outputs would excee
 ``MAX_TOTAL_FOLDED_BYTES`` (all of them) is refused with an ``OnnxImportError`` naming it,
 before anything is allocated. A node ONNX cannot infer at all (wrong input types, a deprecated
 op) is refused too; an output whose size depends on input values (NonZero, Unique, Compress)
-is bounded by its inputs and checked once computed. Raise the module constants for a model
-that really holds bigger folded constants::
+is bounded by its inputs and checked once computed. For a model that really holds bigger folded
+constants (VGG's fully connected weights written as ConstantOfShape are 392 MiB), raise the limits
+of one import::
+
+    g = eb.from_onnx(path, max_folded_bytes=1 << 30, max_total_folded_bytes=2 << 30)
+
+or the module constants (the defaults of every import)::
 
     eightbit.onnx.fold.MAX_FOLDED_BYTES = 1 << 30
 """
@@ -177,6 +182,9 @@ class FoldBudget:
     when the budget is made, so a test or a user may change them before an import)."""
 
     def __init__(self, per_tensor: int | None = None, total: int | None = None):
+        for what, v in (("max_folded_bytes", per_tensor), ("max_total_folded_bytes", total)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+                raise TypeError(f"{what} must be a non-negative int or None, got {v!r}")
         self.per_tensor = MAX_FOLDED_BYTES if per_tensor is None else int(per_tensor)
         self.total = MAX_TOTAL_FOLDED_BYTES if total is None else int(total)
         self.used = 0
@@ -188,11 +196,12 @@ class FoldBudget:
                 raise OnnxImportError(
                     f"{where}: {doing} a tensor of {_size(b)}, more than the "
                     f"{_size(self.per_tensor)} one folded constant may have "
-                    "(eightbit.onnx.fold.MAX_FOLDED_BYTES)")
+                    "(eb.from_onnx's max_folded_bytes=, default eightbit.onnx.fold.MAX_FOLDED_BYTES)")
         if self.used + sum(sizes) > self.total:
             raise OnnxImportError(
                 f"{where}: {doing} {_size(sum(sizes))}, which takes the model's folded constants "
-                f"past {_size(self.total)} (eightbit.onnx.fold.MAX_TOTAL_FOLDED_BYTES)")
+                f"past {_size(self.total)} (eb.from_onnx's max_total_folded_bytes=, default "
+                "eightbit.onnx.fold.MAX_TOTAL_FOLDED_BYTES)")
 
     def add(self, values: list, where: str) -> None:
         sizes = [int(np.asarray(v).nbytes) for v in values if v is not None]

@@ -3,7 +3,7 @@
     g = import_float(onnx.load("model.onnx"))              # eb.from_onnx does the loading
     g = import_float(model, input_shapes={"x": (None, 3, 224, 224)})
 
-How a model is read (opsets 11-21 of the default domain):
+How a model is read (opsets 11-21 of the default domain; load.py converts opsets 7-10 to 11 first):
 
 1. Inputs: the graph inputs that are not initializers, float32. Dimension 0 is the batch: a
    number keeps it fixed, a symbolic or missing one leaves it free (None). Every other dimension
@@ -65,19 +65,23 @@ class OnnxNode:
         raise OnnxImportError(f"{self.where}: {message}")
 
 
-def import_float(model_proto, *, input_shapes=None, keep_tensors=()) -> Graph:
+def import_float(model_proto, *, input_shapes=None, keep_tensors=(), max_folded_bytes=None,
+                 max_total_folded_bytes=None) -> Graph:
     """The float eightbit Graph of a float ONNX model (see the module docstring).
 
     ``keep_tensors``: names of tensors that must remain graph tensors, so no pattern fuses them
     away (the quantized importer passes the tensors its model quantizes: a MatMul output with
-    its own scale must not vanish into a MatMul + Add -> linear fusion)."""
-    return Importer(model_proto, input_shapes, keep_tensors).run()
+    its own scale must not vanish into a MatMul + Add -> linear fusion).
+    ``max_folded_bytes`` / ``max_total_folded_bytes``: the folding limits (fold.FoldBudget; None:
+    fold.MAX_FOLDED_BYTES / fold.MAX_TOTAL_FOLDED_BYTES)."""
+    return Importer(model_proto, input_shapes, keep_tensors, max_folded_bytes, max_total_folded_bytes).run()
 
 
 class Importer:
     """The state of one import: constants, the graph being built, and the node list."""
 
-    def __init__(self, proto, input_shapes=None, keep_tensors=()):
+    def __init__(self, proto, input_shapes=None, keep_tensors=(), max_folded_bytes=None,
+                 max_total_folded_bytes=None):
         onnx = require_onnx()
         from onnx import helper, numpy_helper
         self.proto = proto
@@ -103,7 +107,8 @@ class Importer:
         self._fresh_k = 0
         self.input_shapes = dict(input_shapes or {})
         self.keep = set(keep_tensors)
-        self.fold_budget = fold.FoldBudget()          # bytes of constants folded (fold.MAX_*_BYTES)
+        # bytes of constants folded, against the limits (fold.MAX_*_BYTES unless given)
+        self.fold_budget = fold.FoldBudget(max_folded_bytes, max_total_folded_bytes)
         self.claimed: dict[int, object] = {}          # node index -> the pattern Match claiming it
         self.anchors: dict[int, object] = {}          # anchor node index -> its Match
         self._onnx = onnx

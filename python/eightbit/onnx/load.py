@@ -3,8 +3,12 @@
 ``load_model`` returns a ModelProto whose initializers are all in memory (external data is read
 from the directory of the file), that passed ``onnx.checker`` and, when it could, ONNX shape
 inference. Anything else (not a protobuf, a truncated file, a missing external data file, a
-graph the checker rejects, an opset outside 11-21, an operator domain nobody defines) raises
+graph the checker rejects, an opset outside 7-21, an operator domain nobody defines) raises
 ``OnnxImportError`` naming what was wrong; protobuf's own errors never escape.
+
+Older models (opsets 7-10 of the default domain) are converted to opset 11 (``MIN_OPSET``) with
+``onnx.version_converter.convert_version`` as they are loaded; a model the converter cannot
+convert raises ``OnnxImportError`` naming the converter's complaint. Opsets below 7 are refused.
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import os
 from .errors import OnnxImportError, require_onnx
 
 MIN_OPSET, MAX_OPSET = 11, 21
+# opsets from here up to MIN_OPSET - 1 are converted to MIN_OPSET on load (onnx.version_converter)
+MIN_CONVERTIBLE_OPSET = 7
 # ai.onnx (the default), ONNX-ML, and ONNX Runtime's contrib ops (quantized models use them)
 KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
@@ -43,9 +49,31 @@ def load_model(model, *, check: bool = True):
             _load_external(onnx, proto, os.path.dirname(os.path.abspath(path)), where)
     else:
         raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+    proto = upgrade_opset(proto, where)
     if check:
         check_model(proto, where)
     return proto
+
+
+def upgrade_opset(proto, where: str = "model"):
+    """`proto` converted to opset ``MIN_OPSET`` when its default-domain opset is 7 to
+    MIN_OPSET - 1 (onnx.version_converter); any other model is returned unchanged (a
+    ModelProto passed in is never modified: the converter works on a copy)."""
+    version = opset_of(proto)
+    if not MIN_CONVERTIBLE_OPSET <= version < MIN_OPSET:
+        return proto
+    onnx = require_onnx()
+    from onnx import version_converter
+    try:
+        converted = version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as e:                 # the converter's own errors (RuntimeError, ValidationError, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"{where}: ONNX opset {version} is converted to opset {MIN_OPSET} on import, but "
+                              f"onnx.version_converter failed: {first}") from None
+    if not isinstance(converted, onnx.ModelProto) or opset_of(converted) != MIN_OPSET:
+        raise OnnxImportError(f"{where}: ONNX opset {version} could not be converted to opset {MIN_OPSET} "
+                              "(onnx.version_converter returned no opset-11 model)")
+    return converted
 
 
 def _parse(data: bytes, where: str):
@@ -159,7 +187,8 @@ def check_model(proto, where: str = "model") -> None:
     version = opset_of(proto)
     if not MIN_OPSET <= version <= MAX_OPSET:
         raise OnnxImportError(f"{where}: ONNX opset {version or 'missing'} is not supported (opsets "
-                              f"{MIN_OPSET}-{MAX_OPSET}); convert it with onnx.version_converter.convert_version")
+                              f"{MIN_OPSET}-{MAX_OPSET}, and {MIN_CONVERTIBLE_OPSET}-{MIN_OPSET - 1} converted on "
+                              "import); convert it with onnx.version_converter.convert_version")
     try:
         onnx.checker.check_model(proto)
     except ValueError as e:                # the protobuf is over 2 GB: check what can be checked
