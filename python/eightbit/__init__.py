@@ -22,6 +22,7 @@ from .graph import Graph
 from .linear import QuantizedLinear
 from .model import QuantizedModel
 from .quantizer import QuantizationWarning, quantize
+from .quantizer import compile_float as compile  # noqa: A001 (eb.compile: the float graph in C++)
 from .accuracy.analyze import analyze
 from .accuracy.sensitivity import sensitivity
 from .accuracy.evaluate import Evaluation, evaluate
@@ -40,6 +41,7 @@ __all__ = [
     "QuantizedLinear",
     "Graph",
     "quantize",
+    "compile",
     "QuantizationWarning",
     "analyze",
     "sensitivity",

@@ -336,6 +336,29 @@ def lower_to_model(graph: Graph, params, *, exclude=(), requant: str = "float",
     return QuantizedModel(lowering(graph, params, set(exclude), requant).plan())
 
 
+class _FloatParams:
+    """No tensor has quantization parameters: every node becomes a float32 step (eb.compile)."""
+
+    given = False
+    dtype = None
+
+    def activation(self, name):
+        return None
+
+
+def compile_float(graph: Graph) -> QuantizedModel:
+    """``eb.compile``: the float32 graph as a C++ plan, no calibration and no int8. Identities are
+    removed, BatchNorm folded into its conv / linear and activations fused into the layer before
+    them (as ``eb.quantize`` does first); then every node is a C++ float32 step (a form none of them
+    takes calls back into the NumPy float executor). Outputs are within float32 rounding of
+    ``graph.run`` (the folding and the C++ kernels round differently, not more). The result runs,
+    saves, loads and profiles like any model: ``m(x)``, ``m.save(path)``, ``m.profile(x)``."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
+    prepared = prepare_for_quantization(graph)
+    return QuantizedModel(_Lowering(prepared, _FloatParams(), {n.name for n in prepared.nodes}, "float").plan())
+
+
 class _Lowering:
     """Walks the prepared graph once, emitting plan steps and tensor specs. ``params`` (a
     CalibratedQParams or an imported model's) gives every activation's and weight's quantization;
