@@ -100,13 +100,13 @@ def test_bad_outliers_are_refused(rng):
             m.quantized_linear(x, w_q, s, None, outlier_cols=np.array([1]), outlier_w=np.ones((4, 1), np.float32))
 
 
-def _records_with_outliers(cols, w_out):
+def _records_with_outliers(cols, w_out, per_tensor=False):
     r = Records()
     r.add_tensor("x", "float32", [-1, 6])
     r.add_tensor("y", "float32", [-1, 4])
     consts = {"w": np.ones((4, 6), np.int8), "w_scale": np.ones(4, np.float32), "bias": np.zeros(4, np.float32),
               "outlier_cols": np.asarray(cols, np.int32), "outlier_w": np.asarray(w_out, np.float32)}
-    r.step("dynamic_linear", ["x"], "y", consts, relu=False, per_tensor=False)
+    r.step("dynamic_linear", ["x"], "y", consts, relu=False, per_tensor=per_tensor)
     return r
 
 
@@ -116,6 +116,11 @@ def _records_with_outliers(cols, w_out):
 def test_the_executor_refuses_bad_outlier_records(cols, w_out):
     with pytest.raises(ValueError, match="outlier"):
         _records_with_outliers(cols, w_out)
+
+
+def test_outliers_need_per_row_quantization():
+    with pytest.raises(ValueError, match="per-row"):
+        _records_with_outliers([1], np.ones((4, 1)), per_tensor=True)
 
 
 def test_the_executor_runs_outlier_records():

@@ -26,19 +26,14 @@ struct DynamicLinearStep final : Step {
     const auto* x = static_cast<const float*>(io.in());
     auto* y = static_cast<float*>(io.out());
     const std::string non_finite = io.label() + ": the input holds NaN or infinity (dynamic quantization needs finite values)";
-    if (outlier_cols.empty()) {
-      if (!run_dynamic_linear(x, rows, K, w, w_scale.data(), bias.data(), relu, y, O, per_tensor))
-        throw std::invalid_argument(non_finite);
-      return;
-    }
-    std::vector<float> int8_part(x, x + rows * K);
-    for (int64_t m = 0; m < rows; ++m)
-      for (int64_t c : outlier_cols) {
+    const auto J = static_cast<int64_t>(outlier_cols.size());
+    for (int64_t m = 0; m < rows; ++m)  // the int8 product reads them as 0: checked here
+      for (int64_t c : outlier_cols)
         if (!std::isfinite(x[m * K + c])) throw std::invalid_argument(non_finite);
-        int8_part[static_cast<size_t>(m * K + c)] = 0.0f;
-      }
-    if (!run_dynamic_linear(int8_part.data(), rows, K, w, w_scale.data(), bias.data(), false, y, O, per_tensor))
+    if (!run_dynamic_linear(x, rows, K, w, w_scale.data(), bias.data(), relu && J == 0, y, O, per_tensor,
+                            outlier_cols.data(), J))
       throw std::invalid_argument(non_finite);
+    if (J == 0) return;
     for (int64_t m = 0; m < rows; ++m) {
       float* ym = y + m * O;
       for (size_t j = 0; j < outlier_cols.size(); ++j) {
@@ -72,7 +67,9 @@ std::unique_ptr<Step> create_dynamic_linear(const StepContext& c) {
     if (!(s->w_scale[i] > 0.0f) || !std::isfinite(s->w_scale[i])) c.bad("w_scale must be positive and finite");
     if (!std::isfinite(s->bias[i])) c.bad("bias must be finite");
   }
+  s->per_tensor = c.lowered.flag("per_tensor");
   if (c.consts.has("outlier_cols") || c.consts.has("outlier_w")) {
+    if (s->per_tensor) c.bad("outlier columns need per-row quantization");
     const ArrayView& cols = c.consts.array("outlier_cols", ArrayDtype::kInt32, "int32");
     const ArrayView& ow = c.consts.array("outlier_w", ArrayDtype::kFloat32, "float32");
     const std::vector<int32_t> col_values = values_of<int32_t>(cols);
@@ -94,7 +91,6 @@ std::unique_ptr<Step> create_dynamic_linear(const StepContext& c) {
       }
   }
   s->relu = c.lowered.flag("relu");
-  s->per_tensor = c.lowered.flag("per_tensor");
   // pack_b packs B [K, O]: the transpose of the PyTorch-layout weights.
   std::vector<int8_t> b(static_cast<size_t>(k * o));
   const auto* src = reinterpret_cast<const int8_t*>(w.data);

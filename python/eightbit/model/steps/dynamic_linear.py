@@ -36,6 +36,8 @@ def _check(step, ins, out):
     cols = step.consts.get("outlier_cols")
     if cols is not None and np.asarray(cols).dtype != np.int32:
         raise ValueError("outlier_cols must be int32")
+    if cols is not None and step.attrs.get("granularity", "row") == "tensor":
+        raise ValueError("outlier columns need per-row quantization (granularity 'row')")
     check_outliers(cols, step.consts.get("outlier_w"), o, w.shape[1])
 
 
