@@ -2,8 +2,9 @@
 // unit compiles it with its own flags: a vector is one zmm, one ymm or one xmm / NEON register).
 //
 // Bit-identity across ISAs: every function below is lane-wise (a lane's result depends only on
-// that lane's inputs, through the same IEEE float32 operations on every path; no FMA: the build
-// uses -ffp-contract=off), tails go through the same vector code on a padded copy, and sums use
+// that lane's inputs, through the same IEEE float32 operations on every path: the build uses
+// -ffp-contract=off, and the fused multiply-adds are explicit, vfma below, one rounding on every
+// path: vfmadd on AVX2 / AVX-512, std::fma lane by lane elsewhere), tails go through the same vector code on a padded copy, and sums use
 // 16 partials (element i into partial i mod 16) folded by one scalar pairwise tree.  The lane
 // count only changes how many lanes run at once, never a result.
 //
@@ -17,6 +18,10 @@
 #include <cstring>
 
 #include "eightbit/float_math.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 namespace eb {
 namespace {  // internal linkage: each ISA unit has its own copy
@@ -39,6 +44,39 @@ typedef float VFMem __attribute__((vector_size(kFmLanes * sizeof(float)), aligne
 inline VF vload(const float* p) { return *reinterpret_cast<const VFMem*>(p); }
 inline void vstore(float* p, VF v) { *reinterpret_cast<VFMem*>(p) = v; }
 inline VF vset(float v) { return VF{} + v; }
+
+// Lanes [0, valid) from p, the others `pad` (valid in [0, kFmLanes]); masked loads never touch
+// memory past `valid`.
+inline VF vload_part(const float* p, int64_t valid, float pad) {
+#if defined(__AVX512F__)
+  return _mm512_mask_loadu_ps(vset(pad), static_cast<__mmask16>((1u << valid) - 1), p);
+#elif defined(__AVX2__)
+  const VI m = VI{0, 1, 2, 3, 4, 5, 6, 7} < static_cast<int32_t>(valid);
+  return m ? VF(_mm256_maskload_ps(p, reinterpret_cast<const __m256i&>(m))) : vset(pad);
+#else
+  VF v = vset(pad);
+  for (int64_t i = 0; i < valid; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+
+inline void vstore_part(float* p, int64_t valid, VF v) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << valid) - 1), v);
+#elif defined(__AVX2__)
+  const VI m = VI{0, 1, 2, 3, 4, 5, 6, 7} < static_cast<int32_t>(valid);
+  _mm256_maskstore_ps(p, reinterpret_cast<const __m256i&>(m), v);
+#else
+  for (int64_t i = 0; i < valid; ++i) p[i] = v[i];
+#endif
+}
+
+// Lanes rotated down by w: result[i] = v[(i + w) mod kFmLanes].
+inline VF vrotate(VF v, int w) {
+  VI idx;
+  for (int i = 0; i < kFmLanes; ++i) idx[i] = (i + w) % kFmLanes;
+  return __builtin_shuffle(v, idx);
+}
 inline VI as_int(VF v) { return (VI)v; }  // the bits: a GCC vector cast reinterprets
 inline VF as_float(VI v) { return (VF)v; }
 inline VF vselect(VI mask, VF a, VF b) { return mask ? a : b; }
@@ -49,98 +87,116 @@ inline VF vmax_keep(VF x, VF lo) { return vselect(x < lo, lo, x); }
 inline VF vmin_keep(VF x, VF hi) { return vselect(hi < x, hi, x); }
 inline VF vfix_nan(VF x, VF r) { return vselect(x != x, x, r); }  // NaN in, the same NaN out
 
+// a * b + c rounded once, the same bits on every path (std::fma is exact everywhere, but a libm
+// call per lane without FMA hardware: the scalar path is slow, not different).
+inline VF vfma(VF a, VF b, VF c) {
+#if defined(__AVX512F__)
+  return _mm512_fmadd_ps(a, b, c);
+#elif defined(__AVX__) && defined(__FMA__)
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  VF r;
+  for (int i = 0; i < kFmLanes; ++i) r[i] = std::fma(a[i], b[i], c[i]);
+  return r;
+#endif
+}
+inline VF vfma(VF a, float b, float c) { return vfma(a, vset(b), vset(c)); }
+inline VF vfma(VF a, VF b, float c) { return vfma(a, b, vset(c)); }
+inline VF vfma(VF a, float b, VF c) { return vfma(a, vset(b), c); }
+
+// 1 / d for d in [1, 8] without a divide (a divide costs 10-16 cycles a vector): a bit-trick
+// first guess (~4 bits) and three Newton steps y += y (1 - d y), each two FMAs: within ~1 ulp,
+// and exactly the same operations on every path.
+inline VF vrecip_1_8(VF d) {
+  VF y = as_float(int32_t(0x7ef311c3) - as_int(d));
+  for (int i = 0; i < 3; ++i) y = vfma(y, vfma(-d, y, 1.0f), y);
+  return y;
+}
+
 // ---------------------------------------------------------------------------- exp
 
-// e^(hi + lo) for |lo| small against the reduction (|lo| <= ~2); no NaN handling.  Cody-Waite:
-// n = round((hi + lo) / ln 2), r = hi - n ln2_hi - n ln2_lo + lo (n ln2_hi exact: ln2_hi has 9
-// bits), e^r by a degree-6 polynomial on |r| <= 0.347, then 2^n in two factors so that results
-// down to the subnormal range round once (2^n1 * 2^n2, both normal).  The argument is clamped to
-// [-105, 89]: beyond it the result is 0 or overflows to inf anyway.
+// e^(hi + lo) for |lo| small against the reduction (|lo| <= ~2; lo = 0 for a plain exp); no NaN
+// handling.  Cody-Waite: n = round((hi + lo) / ln 2), r = hi - n ln2_hi - n ln2_lo + lo (n ln2_hi
+// exact: ln2_hi has 9 bits), e^r by a degree-6 polynomial on |r| <= 0.347, then 2^n in two
+// factors so that results down to the subnormal range round once (2^n1 * 2^n2, both normal).
+// The argument is clamped to [-105, 89]: beyond it the result is 0 or overflows to inf anyway.
+template <bool kLo>
 inline VF exp_core(VF hi, VF lo) {
-  const VF s = hi + lo;
-  const VF x = vmin_keep(vmax_keep(s, vset(-105.0f)), vset(89.0f));
-  const VI inside = s == x;  // else (or NaN) reduce the clamped x alone
-  hi = vselect(inside, hi, x);
-  lo = vselect(inside, lo, VF{});
+  VF x;
+  if (kLo) {
+    const VF s = hi + lo;
+    x = vmin_keep(vmax_keep(s, vset(-105.0f)), vset(89.0f));
+    const VI inside = s == x;  // else (or NaN) reduce the clamped x alone
+    hi = vselect(inside, hi, x);
+    lo = vselect(inside, lo, VF{});
+  } else {
+    x = hi = vmin_keep(vmax_keep(hi, vset(-105.0f)), vset(89.0f));
+  }
   const VF magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
-  const VF t = x * 1.44269502f + magic;
+  const VF t = vfma(x, 1.44269502f, magic);
   const VF n = t - magic;
   const VI ni = as_int(t) - as_int(magic);
-  const VF r = ((hi - n * 0.693359375f) - n * -2.12194440e-4f) + lo;
-  VF q = vset(1.381455571e-03f);
-  q = q * r + 8.368736133e-03f;
-  q = q * r + 4.166838899e-02f;
-  q = q * r + 1.666652113e-01f;
-  q = q * r + 4.999999404e-01f;
-  const VF p = (q * (r * r) + r) + 1.0f;
+  VF r = vfma(n, vset(2.12194440e-4f), vfma(n, -0.693359375f, hi));  // ln2_lo = -2.12194440e-4
+  if (kLo) r = r + lo;
+  VF q = vfma(r, 1.381455571e-03f, 8.368736133e-03f);
+  q = vfma(q, r, 4.166838899e-02f);
+  q = vfma(q, r, 1.666652113e-01f);
+  q = vfma(q, r, 4.999999404e-01f);
+  const VF p = vfma(q, r * r, r) + 1.0f;
   const VI n1 = ni >> 1, n2 = ni - n1;
   return (p * as_float((n1 + 127) << 23)) * as_float((n2 + 127) << 23);
 }
 
-inline VF vexp(VF x) { return vfix_nan(x, exp_core(x, VF{})); }
+inline VF vexp(VF x) { return vfix_nan(x, exp_core<false>(x, VF{})); }
 
 // ---------------------------------------------------------------------------- erf, erfc
 
-// erfc(t) for t >= 0.5, given -t^2 as hi + lo exactly enough (hi = -th^2 exact, lo the rest):
-// erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + t / 2) (the form of Numerical Recipes' erfcc,
-// our own degree-9 fit over t in [0.5, 10.5]; beyond 10.5 erfc underflows to 0).
+// erfc(t) for t >= 0, given -t^2 = hi + lo (lo the rounding error of hi, from an FMA):
+// erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + 0.6 t) (the form of Numerical Recipes' erfcc;
+// our own degree-10 fit over t in [0, 10.5]; beyond 10.5 erfc underflows to 0).
 inline VF erfc_core(VF t, VF hi, VF lo) {
   t = vmin_keep(t, vset(10.5f));
-  const VF tau = 1.0f / (t * 0.5f + 1.0f);
-  VF p = vset(2.529971302e-01f);
-  p = p * tau + -1.190268397e+00f;
-  p = p * tau + 2.193292379e+00f;
-  p = p * tau + -1.887546897e+00f;
-  p = p * tau + 7.693431973e-01f;
-  p = p * tau + -3.874569237e-01f;
-  p = p * tau + 1.483504772e-01f;
-  p = p * tau + 3.661683202e-01f;
-  p = p * tau + 1.000684977e+00f;
-  p = p * tau + -1.265535235e+00f;
-  return tau * exp_core(hi, lo + p);
-}
-
-// -t^2 = hi + lo: Dekker's split of t (12 + 12 bits) makes th * th exact.
-inline void neg_square(VF t, VF* hi, VF* lo) {
-  const VF th = as_float(as_int(t) & int32_t(0xfffff000u));
-  const VF tl = t - th;
-  *hi = -(th * th);
-  *lo = -((th * tl) * 2.0f + tl * tl);
+  const VF tau = vrecip_1_8(vfma(t, 0.6f, 1.0f));
+  VF p = vfma(tau, -1.382948607e-01f, 6.778388023e-01f);
+  p = vfma(p, tau, -1.187260151e+00f);
+  p = vfma(p, tau, 5.713246465e-01f);
+  p = vfma(p, tau, 7.671146989e-01f);
+  p = vfma(p, tau, -9.654815793e-01f);
+  p = vfma(p, tau, 1.449798644e-01f);
+  p = vfma(p, tau, -1.204598323e-01f);
+  p = vfma(p, tau, 3.346288204e-01f);
+  p = vfma(p, tau, 9.987556338e-01f);
+  p = vfma(p, tau, -1.083146095e+00f);
+  return tau * exp_core<true>(hi, lo + p);
 }
 
 // erf(x) / x = P(x^2) for |x| < 0.5 (degree 5 in x^2).
 inline VF erf_small_ratio(VF x2) {
-  VF p = vset(-7.695578388e-04f);
-  p = p * x2 + 5.200479180e-03f;
-  p = p * x2 + -2.686315775e-02f;
-  p = p * x2 + 1.128377393e-01f;
-  p = p * x2 + -3.761263788e-01f;
-  p = p * x2 + 1.128379226e+00f;
+  VF p = vfma(x2, -7.695578388e-04f, 5.200479180e-03f);
+  p = vfma(p, x2, -2.686315775e-02f);
+  p = vfma(p, x2, 1.128377393e-01f);
+  p = vfma(p, x2, -3.761263788e-01f);
+  p = vfma(p, x2, 1.128379226e+00f);
   return p;
 }
 
+// erf: x P(x^2) for |x| < 0.5, else 1 - erfc(|x|) with x's sign.
 inline VF verf(VF x) {
   const VF a = vmin_keep(vabs(x), vset(10.5f));
-  VF hi, lo;
-  neg_square(a, &hi, &lo);
-  const VF big = vcopysign(1.0f - erfc_core(vmax_keep(a, vset(0.5f)), hi, lo), x);
+  const VF sq = a * a;
+  const VF big = vcopysign(1.0f - erfc_core(a, -sq, -vfma(a, a, -sq)), x);
   const VF small = x * erf_small_ratio(x * x);
   return vfix_nan(x, vselect(a < 0.5f, small, big));
 }
 
-// GELU, erf form: x / 2 * (1 + erf(x / sqrt 2)).  For |x / sqrt 2| >= 0.5, 1 + erf is 2 - erfc or
-// (x < 0) erfc itself, with (x / sqrt 2)^2 = x^2 / 2 split exactly: the negative tail keeps its
-// relative accuracy instead of cancelling in 1 + erf.
+// GELU, erf form: x / 2 * (1 + erf(x / sqrt 2)) = x / 2 * erfc(-x / sqrt 2), one branch: with
+// q = erfc(|x| / sqrt 2), 1 + erf is q (x < 0) or 2 - q, and (x / sqrt 2)^2 = x^2 / 2 is exact as
+// hi + lo: the negative tail keeps its relative accuracy instead of cancelling in 1 + erf.
 inline VF vgelu(VF x) {
-  const VF z = x * 0.707106769f;
-  const VF az = vabs(z);
   const VF ax = vmin_keep(vabs(x), vset(14.9f));  // 14.9 / sqrt 2 > 10.5: erfc is 0 past it
-  VF hi, lo;
-  neg_square(ax, &hi, &lo);
-  const VF q = erfc_core(vmax_keep(az, vset(0.5f)), hi * 0.5f, lo * 0.5f);
-  const VF big = vselect(x < 0.0f, q, 2.0f - q);
-  const VF small = z * erf_small_ratio(z * z) + 1.0f;
-  return vfix_nan(x, (x * 0.5f) * vselect(az < 0.5f, small, big));
+  const VF sq = ax * ax;
+  const VF q = erfc_core(ax * 0.707106769f, sq * -0.5f, vfma(ax, ax, -sq) * -0.5f);
+  return vfix_nan(x, (x * 0.5f) * vselect(x < 0.0f, q, 2.0f - q));
 }
 
 // ---------------------------------------------------------------------------- tanh, sigmoid
@@ -149,21 +205,20 @@ inline VF vgelu(VF x) {
 // 9.5, where tanh is 1 in float32).
 inline VF vtanh(VF x) {
   const VF a = vmin_keep(vabs(x), vset(9.5f));
-  const VF big = vcopysign(1.0f - 2.0f / (exp_core(a * 2.0f, VF{}) + 1.0f), x);
+  const VF big = vcopysign(1.0f - 2.0f / (exp_core<false>(a * 2.0f, VF{}) + 1.0f), x);
   const VF x2 = x * x;
-  VF p = vset(2.142952988e-03f);
-  p = p * x2 + -8.177388459e-03f;
-  p = p * x2 + 2.170069888e-02f;
-  p = p * x2 + -5.394676328e-02f;
-  p = p * x2 + 1.333320588e-01f;
-  p = p * x2 + -3.333333135e-01f;
-  const VF small = x + (x * x2) * p;
+  VF p = vfma(x2, 2.142952988e-03f, -8.177388459e-03f);
+  p = vfma(p, x2, 2.170069888e-02f);
+  p = vfma(p, x2, -5.394676328e-02f);
+  p = vfma(p, x2, 1.333320588e-01f);
+  p = vfma(p, x2, -3.333333135e-01f);
+  const VF small = vcopysign(vfma(x * x2, p, x), x);  // tanh(-0) = -0 (the sum would give +0)
   return vfix_nan(x, vselect(a < 0.625f, small, big));
 }
 
 // The float graph's sigmoid: e = e^-|x|, 1 / (1 + e) or e / (1 + e) (never overflows).
 inline VF vsigmoid(VF x) {
-  const VF e = exp_core(-vabs(x), VF{});
+  const VF e = exp_core<false>(-vabs(x), VF{});
   const VF d = e + 1.0f;
   return vfix_nan(x, vselect(x >= 0.0f, 1.0f / d, e / d));
 }
@@ -176,17 +231,12 @@ inline VF vgelu_tanh(VF x) {
 
 // ---------------------------------------------------------------------------- loops
 
-// y[i] = f(x[i]); the tail through the same vector code on a zero-padded copy.
+// y[i] = f(x[i]); the tail through the same vector code, zero-padded.
 template <typename F>
 inline void map_n(const float* x, int64_t n, float* y, F f) {
   int64_t i = 0;
   for (; i + kFmLanes <= n; i += kFmLanes) vstore(y + i, f(vload(x + i)));
-  if (i < n) {
-    float buf[kFmLanes] = {};
-    std::memcpy(buf, x + i, static_cast<size_t>(n - i) * sizeof(float));
-    vstore(buf, f(vload(buf)));
-    std::memcpy(y + i, buf, static_cast<size_t>(n - i) * sizeof(float));
-  }
+  if (i < n) vstore_part(y + i, n - i, f(vload_part(x + i, n - i, 0.0f)));
 }
 
 void fm_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y) {
@@ -233,15 +283,7 @@ void binary_loop(const float* a, const float* b, int64_t n, float lo, float hi, 
   const VF a0 = vset(a[0]), b0 = vset(b[0]);
   int64_t i = 0;
   for (; i + kFmLanes <= n; i += kFmLanes) vstore(y + i, f(SA ? vload(a + i) : a0, SB ? vload(b + i) : b0));
-  if (i < n) {
-    float ba[kFmLanes] = {}, bb[kFmLanes] = {};
-    for (int64_t j = i; j < n; ++j) {
-      ba[j - i] = a[SA ? j : 0];
-      bb[j - i] = b[SB ? j : 0];
-    }
-    vstore(ba, f(vload(ba), vload(bb)));
-    std::memcpy(y + i, ba, static_cast<size_t>(n - i) * sizeof(float));
-  }
+  if (i < n) vstore_part(y + i, n - i, f(SA ? vload_part(a + i, n - i, 0.0f) : a0, SB ? vload_part(b + i, n - i, 0.0f) : b0));
 }
 
 template <FloatBinaryOp Op, bool Clamp>
@@ -287,33 +329,41 @@ struct Block {
 
 inline Block load_block(const float* p, int64_t valid, float pad) {
   Block b;
-  if (valid >= kFmPartials) {
-    for (int k = 0; k < kFmVecsPerBlock; ++k) b.v[k] = vload(p + k * kFmLanes);
-  } else {
-    float buf[kFmPartials];
-    for (int j = 0; j < kFmPartials; ++j) buf[j] = j < valid ? p[j] : pad;
-    for (int k = 0; k < kFmVecsPerBlock; ++k) b.v[k] = vload(buf + k * kFmLanes);
+  for (int k = 0; k < kFmVecsPerBlock; ++k) {
+    const int64_t v = valid - k * kFmLanes;
+    b.v[k] = v >= kFmLanes ? vload(p + k * kFmLanes) : vload_part(p + k * kFmLanes, v > 0 ? v : 0, pad);
   }
   return b;
 }
 
 inline void store_block(float* p, int64_t valid, const Block& b) {
-  if (valid >= kFmPartials) {
-    for (int k = 0; k < kFmVecsPerBlock; ++k) vstore(p + k * kFmLanes, b.v[k]);
-  } else {
-    float buf[kFmPartials];
-    for (int k = 0; k < kFmVecsPerBlock; ++k) vstore(buf + k * kFmLanes, b.v[k]);
-    std::memcpy(p, buf, static_cast<size_t>(valid) * sizeof(float));
+  for (int k = 0; k < kFmVecsPerBlock; ++k) {
+    const int64_t v = valid - k * kFmLanes;
+    if (v >= kFmLanes)
+      vstore(p + k * kFmLanes, b.v[k]);
+    else if (v > 0)
+      vstore_part(p + k * kFmLanes, v, b.v[k]);
   }
 }
 
-// The 16 partials folded pairwise: s[i] + s[i + 8], then + 4, + 2, + 1 (the same on every path).
-inline float fold(const Block& acc) {
-  float s[kFmPartials];
-  for (int k = 0; k < kFmVecsPerBlock; ++k) vstore(s + k * kFmLanes, acc.v[k]);
-  for (int w = kFmPartials / 2; w >= 1; w /= 2)
-    for (int i = 0; i < w; ++i) s[i] = s[i] + s[i + w];
-  return s[0];
+// The 16 partials folded pairwise: s[i] + s[i + 8], then + 4, + 2, + 1, the same tree on every
+// path (across the block's vectors while a step spans them, then by lane rotation).
+inline float fold(Block acc) {
+  int vecs = kFmVecsPerBlock;
+  for (; vecs > 1; vecs /= 2)
+    for (int k = 0; k < vecs / 2; ++k) acc.v[k] = acc.v[k] + acc.v[k + vecs / 2];
+  VF v = acc.v[0];
+  for (int w = kFmLanes / 2; w >= 1; w /= 2) v = v + vrotate(v, w);
+  return v[0];
+}
+
+// The largest lane (max is exact: any order gives the same value; NaN lanes are skipped).
+inline float hmax(VF v) {
+  for (int w = kFmLanes / 2; w >= 1; w /= 2) {
+    const VF r = vrotate(v, w);
+    v = vselect(r > v, r, v);
+  }
+  return v[0];
 }
 
 // Softmax of one contiguous row: max (exact in any order), e = exp(x - max) stored in y and summed
@@ -327,9 +377,11 @@ inline void softmax_row(const float* x, int64_t len, float* y) {
     const VF v = vload(x + i);
     mx = vselect(v > mx, v, mx);
   }
-  float m = ninf;
-  for (int j = 0; j < kFmLanes; ++j) m = mx[j] > m ? mx[j] : m;
-  for (; i < len; ++i) m = x[i] > m ? x[i] : m;
+  if (i < len) {
+    const VF v = vload_part(x + i, len - i, ninf);
+    mx = vselect(v > mx, v, mx);
+  }
+  const float m = hmax(mx);
   Block acc{};
   for (i = 0; i < len; i += kFmPartials) {
     Block b = load_block(x + i, len - i, ninf);
@@ -403,19 +455,17 @@ void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, 
   const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
   const float cf = static_cast<float>(c);
   int64_t i = 0;
-  auto f = [&](VF v, int64_t at) {
+  auto f = [&](VF v, VF w, VF b) {
     VF r = ((v - mean) - cf) * rstd;
-    if (W) r = r * vload(weight + at);
-    if (B) r = r + vload(bias + at);
+    if (W) r = r * w;
+    if (B) r = r + b;
     return r;
   };
-  for (; i + kFmLanes <= n; i += kFmLanes) vstore(y + i, f(vload(x + i), i));
-  for (; i < n; ++i) {  // the tail lane by lane: the same float32 operations
-    float r = ((x[i] - mean) - cf) * rstd;
-    if (W) r = r * weight[i];
-    if (B) r = r + bias[i];
-    y[i] = r;
-  }
+  for (; i + kFmLanes <= n; i += kFmLanes)
+    vstore(y + i, f(vload(x + i), W ? vload(weight + i) : VF{}, B ? vload(bias + i) : VF{}));
+  if (i < n)
+    vstore_part(y + i, n - i, f(vload_part(x + i, n - i, 0.0f), W ? vload_part(weight + i, n - i, 0.0f) : VF{},
+                                B ? vload_part(bias + i, n - i, 0.0f) : VF{}));
 }
 
 template <bool W, bool B>

@@ -1,0 +1,120 @@
+"""The float32 steps that are not GEMMs (GELU, softmax, LayerNorm) against PyTorch and NumPy,
+single-threaded, in one run.
+
+    python bench/float_ops_table.py                # every case, ~1 s of timing per cell
+    python bench/float_ops_table.py -t 2 --isa avx2,avx512vnni -k softmax
+
+eightbit runs each op as a one-node ``eb.compile`` plan (the C++ step, as in a model); PyTorch
+(when installed) its CPU op (``torch.nn.functional.gelu`` / ``softmax`` / ``layer_norm``) and
+NumPy the float graph's executor (``graph.run``: NumPy formulas, GELU's erf in float64). All on
+one thread; calls are interleaved round by round (the clock of these machines drifts) and the
+median per side is reported with the ratios. Outputs are compared first.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("EIGHTBIT_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+import eightbit as eb  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as TF
+    torch.set_num_threads(1)
+except ImportError:  # the table then has no torch column
+    torch = None
+
+F = np.float32
+
+
+def cases(rng):
+    gelu_x = rng.standard_normal((32, 25, 1536)).astype(F)
+    w, b = (rng.standard_normal(384) + 1).astype(F), rng.standard_normal(384).astype(F)
+    out = []
+    for approx in ("none", "tanh"):
+        out.append((f"gelu {approx} [32,25,1536]", gelu_x, lambda g, t, a=approx: g.gelu(t, approximate=a),
+                    lambda x, a=approx: TF.gelu(x, approximate=a)))
+    for n in (25, 128):
+        x = (rng.standard_normal((32, 12, n, n)) * 3).astype(F)
+        out.append((f"softmax [32,12,{n},{n}]", x, lambda g, t: g.softmax(t, axis=3), lambda x: TF.softmax(x, dim=-1)))
+    for n in (25, 128):
+        x = rng.standard_normal((32, n, 384)).astype(F)
+        out.append((f"layer_norm [32,{n},384]", x, lambda g, t: g.layer_norm(t, (384,), w, b),
+                    lambda x: TF.layer_norm(x, (384,), torch.from_numpy(w), torch.from_numpy(b))))
+    return out
+
+
+def timed_rounds(fns, seconds):
+    """Median seconds per call of each fn, calls interleaved round by round."""
+    for f in fns:
+        f()
+    times = [[] for _ in fns]
+    end = time.perf_counter() + seconds * len(fns)
+    while time.perf_counter() < end or len(times[0]) < 5:
+        for f, t in zip(fns, times):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-t", type=float, default=1.0, help="seconds of timing per cell")
+    ap.add_argument("-k", default="", help="only cases whose label contains this")
+    ap.add_argument("--isa", default="", help="comma-separated ISAs to time (default: the fastest)")
+    args = ap.parse_args()
+    isas = [s for s in args.isa.split(",") if s] or [eb.cpu_info()["isa"]]
+    before = eb.cpu_info()["isa"]
+    print(f"{cpu_name()}; eightbit ISAs {isas}, 1 thread; torch {torch.__version__ if torch else 'not installed'}")
+    head = f"{'case':<26}" + "".join(f"{'eb ' + i:>14}" for i in isas) + f"{'torch':>10}{'numpy':>10}"
+    head += f"{'torch/eb':>10}{'numpy/eb':>10}"
+    print(head + "\n" + "-" * len(head))
+    for label, x, build, torch_fn in cases(np.random.default_rng(0)):
+        if args.k not in label:
+            continue
+        g = eb.Graph()
+        g.output(build(g, g.input("x", shape=(None,) + x.shape[1:])))
+        m = eb.compile(g)
+        ref = g.run(x)
+        fns, labels = [], []
+        for isa in isas:
+            def run_eb(isa=isa):
+                eb.set_isa(isa)
+                return m(x)
+            np.testing.assert_allclose(run_eb(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} on {isa}")
+            fns.append(run_eb)
+        if torch is not None:
+            xt = torch.from_numpy(x)
+            np.testing.assert_allclose(torch_fn(xt).numpy(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} torch")
+            fns.append(lambda: torch_fn(xt))
+        fns.append(lambda: g.run(x))
+        times = timed_rounds(fns, args.t)
+        eb.set_isa(before)
+        t_eb = times[0]
+        t_torch = times[len(isas)] if torch is not None else float("nan")
+        t_np = times[-1]
+        row = f"{label:<26}" + "".join(f"{t * 1e3:>11.3f} ms" for t in times[:len(isas)])
+        row += f"{t_torch * 1e3:>7.3f} ms{t_np * 1e3:>7.2f} ms{t_torch / t_eb:>10.2f}{t_np / t_eb:>10.1f}"
+        print(row, flush=True)
+    print("ratios: baseline time / eightbit time (the first eightbit column); > 1: eightbit is faster")
+
+
+if __name__ == "__main__":
+    main()
