@@ -4,7 +4,9 @@ single-threaded, in one run.
     python bench/float_ops_table.py                # every case, ~1 s of timing per cell
     python bench/float_ops_table.py -t 2 --isa avx2,avx512vnni -k softmax
 
-eightbit runs each op as a one-node ``eb.compile`` plan (the C++ step, as in a model); PyTorch
+eightbit runs each op as a one-node ``eb.compile`` plan (the C++ step, as in a model: "eb plan"),
+and as the bare kernel call through ``eightbit.runtime.core`` ("eb kernel": input checks, a fresh
+output array and the kernel, as a torch call does); PyTorch
 (when installed) its CPU op (``torch.nn.functional.gelu`` / ``softmax`` / ``layer_norm``) and
 NumPy the float graph's executor (``graph.run``: NumPy formulas, GELU's erf in float64). All on
 one thread; calls are interleaved round by round (the clock of these machines drifts) and the
@@ -21,6 +23,7 @@ os.environ.setdefault("EIGHTBIT_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import eightbit as eb  # noqa: E402
+from eightbit.runtime import core  # noqa: E402
 
 try:
     import torch
@@ -33,18 +36,21 @@ F = np.float32
 
 
 def cases(rng):
+    """(label, x, graph builder, bare kernel call, torch call)."""
     gelu_x = rng.standard_normal((32, 25, 1536)).astype(F)
     w, b = (rng.standard_normal(384) + 1).astype(F), rng.standard_normal(384).astype(F)
     out = []
-    for approx in ("none", "tanh"):
+    for approx, fn in (("none", "gelu"), ("tanh", "gelu_tanh")):
         out.append((f"gelu {approx} [32,25,1536]", gelu_x, lambda g, t, a=approx: g.gelu(t, approximate=a),
-                    lambda x, a=approx: TF.gelu(x, approximate=a)))
+                    lambda x, fn=fn: core.float_math(fn, x), lambda x, a=approx: TF.gelu(x, approximate=a)))
     for n in (25, 128):
         x = (rng.standard_normal((32, 12, n, n)) * 3).astype(F)
-        out.append((f"softmax [32,12,{n},{n}]", x, lambda g, t: g.softmax(t, axis=3), lambda x: TF.softmax(x, dim=-1)))
+        out.append((f"softmax [32,12,{n},{n}]", x, lambda g, t: g.softmax(t, axis=3), lambda x: core.float_softmax(x),
+                    lambda x: TF.softmax(x, dim=-1)))
     for n in (25, 128):
         x = rng.standard_normal((32, n, 384)).astype(F)
         out.append((f"layer_norm [32,{n},384]", x, lambda g, t: g.layer_norm(t, (384,), w, b),
+                    lambda x: core.float_layer_norm(x, 1e-5, w, b),
                     lambda x: TF.layer_norm(x, (384,), torch.from_numpy(w), torch.from_numpy(b))))
     return out
 
@@ -83,23 +89,26 @@ def main():
     isas = [s for s in args.isa.split(",") if s] or [eb.cpu_info()["isa"]]
     before = eb.cpu_info()["isa"]
     print(f"{cpu_name()}; eightbit ISAs {isas}, 1 thread; torch {torch.__version__ if torch else 'not installed'}")
-    head = f"{'case':<26}" + "".join(f"{'eb ' + i:>14}" for i in isas) + f"{'torch':>10}{'numpy':>10}"
-    head += f"{'torch/eb':>10}{'numpy/eb':>10}"
+    head = f"{'case':<26}" + "".join(f"{'eb plan ' + i:>20}" for i in isas) + f"{'eb kernel':>12}"
+    head += f"{'torch':>11}{'numpy':>11}{'torch/plan':>11}{'torch/kern':>11}{'numpy/plan':>11}"
     print(head + "\n" + "-" * len(head))
-    for label, x, build, torch_fn in cases(np.random.default_rng(0)):
+    for label, x, build, kernel, torch_fn in cases(np.random.default_rng(0)):
         if args.k not in label:
             continue
         g = eb.Graph()
         g.output(build(g, g.input("x", shape=(None,) + x.shape[1:])))
         m = eb.compile(g)
         ref = g.run(x)
-        fns, labels = [], []
+        fns = []
         for isa in isas:
             def run_eb(isa=isa):
                 eb.set_isa(isa)
                 return m(x)
             np.testing.assert_allclose(run_eb(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} on {isa}")
             fns.append(run_eb)
+        eb.set_isa(isas[0])
+        np.testing.assert_array_equal(kernel(x), m(x), err_msg=f"{label}: kernel and plan")
+        fns.append(lambda: kernel(x))
         if torch is not None:
             xt = torch.from_numpy(x)
             np.testing.assert_allclose(torch_fn(xt).numpy(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} torch")
@@ -107,13 +116,15 @@ def main():
         fns.append(lambda: g.run(x))
         times = timed_rounds(fns, args.t)
         eb.set_isa(before)
-        t_eb = times[0]
-        t_torch = times[len(isas)] if torch is not None else float("nan")
-        t_np = times[-1]
-        row = f"{label:<26}" + "".join(f"{t * 1e3:>11.3f} ms" for t in times[:len(isas)])
-        row += f"{t_torch * 1e3:>7.3f} ms{t_np * 1e3:>7.2f} ms{t_torch / t_eb:>10.2f}{t_np / t_eb:>10.1f}"
+        n = len(isas)
+        t_plan, t_kernel, t_np = times[0], times[n], times[-1]
+        t_torch = times[n + 1] if torch is not None else float("nan")
+        row = f"{label:<26}" + "".join(f"{t * 1e3:>17.3f} ms" for t in times[:n]) + f"{t_kernel * 1e3:>9.3f} ms"
+        row += f"{t_torch * 1e3:>8.3f} ms{t_np * 1e3:>8.2f} ms{t_torch / t_plan:>11.2f}{t_torch / t_kernel:>11.2f}"
+        row += f"{t_np / t_plan:>11.1f}"
         print(row, flush=True)
-    print("ratios: baseline time / eightbit time (the first eightbit column); > 1: eightbit is faster")
+    print("ratios: baseline time / eightbit time (plan: the first eb plan column; kern: the bare kernel);"
+          " > 1: eightbit is faster")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "eightbit/float_math.h"
 
@@ -429,38 +430,112 @@ void fm_softmax_columns(const float* x, int64_t len, int64_t inner, float* y) {
   }
 }
 
-// Layer norm of one row, in float32 with 16 partials: mean = sum / n; then d = x - mean, the
-// corrected two-pass variance var = sum d^2 / n - c^2 with c = sum d / n (c, var and 1 / sqrt in
-// double from the float sums); y = ((x - mean) - c) * rstd [* w] [+ b].  A constant row gives
-// d - c = 0 exactly: y = b.
+// Doubles: a VF's lanes as two vectors of kFmLanes / 2 doubles (lo: lanes [0, L/2), hi: the rest).
+typedef float VH __attribute__((vector_size(kFmLanes * sizeof(float) / 2)));
+typedef double VD __attribute__((vector_size(kFmLanes * sizeof(float))));
+typedef int64_t VL __attribute__((vector_size(kFmLanes * sizeof(float))));
+
+// (GCC's generic conversions go through xmm halves; the intrinsics convert a whole register.)
+template <int Off, size_t... I>
+inline VD widen_part(VF v, std::index_sequence<I...>) {
+  return __builtin_convertvector(__builtin_shufflevector(v, v, (Off + I)...), VD);
+}
+inline VD widen_lo(VF v) {
+#if defined(__AVX512F__)
+  return VD(_mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+#elif defined(__AVX__)
+  return VD(_mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+#else
+  return widen_part<0>(v, std::make_index_sequence<kFmLanes / 2>{});
+#endif
+}
+inline VD widen_hi(VF v) {
+#if defined(__AVX512F__)
+  return VD(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+#elif defined(__AVX__)
+  return VD(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+#else
+  return widen_part<kFmLanes / 2>(v, std::make_index_sequence<kFmLanes / 2>{});
+#endif
+}
+template <size_t... I>
+inline VF narrow(VD lo, VD hi, std::index_sequence<I...>) {
+  const VH a = __builtin_convertvector(lo, VH), b = __builtin_convertvector(hi, VH);
+  return __builtin_shufflevector(a, b, I...);
+}
+inline VF narrow(VD lo, VD hi) {
+#if defined(__AVX512F__)
+  return VF(_mm512_insertf32x8(_mm512_zextps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1));
+#elif defined(__AVX__)
+  return VF(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+#else
+  return narrow(lo, hi, std::make_index_sequence<kFmLanes>{});
+#endif
+}
+
+// 16 double partials, in partial order (vector 2k: lanes [kL, kL + L/2) of the block, 2k + 1 the rest).
+struct DBlock {
+  VD v[2 * kFmVecsPerBlock];
+};
+
+// The same pairwise tree as the float fold: s[i] + s[i + 8], + 4, + 2, + 1.
+inline double fold(DBlock acc) {
+  constexpr int kVecs = 2 * kFmVecsPerBlock, kHalf = kFmLanes / 2;  // doubles per vector
+  for (int vecs = kVecs; vecs > 1; vecs /= 2)
+    for (int k = 0; k < vecs / 2; ++k) acc.v[k] = acc.v[k] + acc.v[k + vecs / 2];
+  double s[kHalf];
+  std::memcpy(s, &acc.v[0], sizeof(s));
+  for (int w = kHalf / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) s[i] = s[i] + s[i + w];
+  return s[0];
+}
+
+// Lanes of the double vector j (of a block's 2 kFmVecsPerBlock) below `valid`.
+inline VL lanes_below(int j, int64_t valid) {
+  VL idx;
+  for (int i = 0; i < kFmLanes / 2; ++i) idx[i] = j * (kFmLanes / 2) + i;
+  return idx < valid;
+}
+
+// Layer norm of one row, the float graph's float64 formula: mean and biased variance (two passes)
+// summed in double into 16 partials, y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double,
+// one rounding to float32: within one float32 rounding of NumPy's float64 result (equal to it
+// but at rare ties).  A constant row gives x - mean = 0 exactly: y = b.
 template <bool W, bool B>
 void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, const float* bias, float* y) {
-  Block acc{};
+  DBlock acc{};
   for (int64_t i = 0; i < n; i += kFmPartials) {
     const Block b = load_block(x + i, n - i, 0.0f);
-    for (int k = 0; k < kFmVecsPerBlock; ++k) acc.v[k] += b.v[k];
-  }
-  const float mean = fold(acc) / static_cast<float>(n);
-  Block s1{}, s2{};
-  for (int64_t i = 0; i < n; i += kFmPartials) {
-    const Block b = load_block(x + i, n - i, mean);  // padding: d = 0
     for (int k = 0; k < kFmVecsPerBlock; ++k) {
-      const VF d = b.v[k] - mean;
-      s1.v[k] += d;
-      s2.v[k] += d * d;
+      acc.v[2 * k] += widen_lo(b.v[k]);
+      acc.v[2 * k + 1] += widen_hi(b.v[k]);
     }
   }
-  const double c = static_cast<double>(fold(s1)) / static_cast<double>(n);
-  const double var = std::max(static_cast<double>(fold(s2)) / static_cast<double>(n) - c * c, 0.0);
-  const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
-  const float cf = static_cast<float>(c);
-  int64_t i = 0;
+  const double mean = fold(acc) / static_cast<double>(n);
+  DBlock sq{};
+  for (int64_t i = 0; i < n; i += kFmPartials) {
+    const Block b = load_block(x + i, n - i, 0.0f);
+    for (int k = 0; k < kFmVecsPerBlock; ++k)
+      for (int h = 0; h < 2; ++h) {
+        VD d = (h ? widen_hi(b.v[k]) : widen_lo(b.v[k])) - mean;
+        if (n - i < kFmPartials) d = lanes_below(2 * k + h, n - i) ? d : VD{};  // the tail's padding adds 0
+        sq.v[2 * k + h] += d * d;
+      }
+  }
+  const double rstd = 1.0 / std::sqrt(fold(sq) / static_cast<double>(n) + eps);
   auto f = [&](VF v, VF w, VF b) {
-    VF r = ((v - mean) - cf) * rstd;
-    if (W) r = r * w;
-    if (B) r = r + b;
-    return r;
+    VD lo = (widen_lo(v) - mean) * rstd, hi = (widen_hi(v) - mean) * rstd;
+    if (W) {
+      lo = lo * widen_lo(w);
+      hi = hi * widen_hi(w);
+    }
+    if (B) {
+      lo = lo + widen_lo(b);
+      hi = hi + widen_hi(b);
+    }
+    return narrow(lo, hi);
   };
+  int64_t i = 0;
   for (; i + kFmLanes <= n; i += kFmLanes)
     vstore(y + i, f(vload(x + i), W ? vload(weight + i) : VF{}, B ? vload(bias + i) : VF{}));
   if (i < n)
