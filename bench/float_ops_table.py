@@ -19,6 +19,11 @@ import os
 import time
 
 os.environ.setdefault("EIGHTBIT_NUM_THREADS", "1")
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # no spinning BLAS threads
+    os.environ.setdefault(_var, "1")
+
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -33,6 +38,18 @@ except ImportError:  # the table then has no torch column
     torch = None
 
 F = np.float32
+
+
+def keep_freed_memory():
+    """glibc: serve large arrays from the heap and never give freed memory back, so that no side
+    pays page faults for a fresh output on each call (which side does otherwise depends on the
+    order of calls and their sizes, not on its kernels)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    libc = ctypes.CDLL(name)
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 62))
 
 
 def cases(rng):
@@ -56,13 +73,13 @@ def cases(rng):
 
 
 def timed_rounds(fns, seconds):
-    """Median seconds per call of each fn, calls interleaved round by round."""
-    for f in fns:
-        f()
+    """Median seconds per call of each fn, interleaved round by round; in a round each fn runs once
+    untimed first (the previous fn, NumPy's above all, leaves the caches and TLB cold)."""
     times = [[] for _ in fns]
     end = time.perf_counter() + seconds * len(fns)
     while time.perf_counter() < end or len(times[0]) < 5:
         for f, t in zip(fns, times):
+            f()
             t0 = time.perf_counter()
             f()
             t.append(time.perf_counter() - t0)
@@ -88,7 +105,9 @@ def main():
     args = ap.parse_args()
     isas = [s for s in args.isa.split(",") if s] or [eb.cpu_info()["isa"]]
     before = eb.cpu_info()["isa"]
-    print(f"{cpu_name()}; eightbit ISAs {isas}, 1 thread; torch {torch.__version__ if torch else 'not installed'}")
+    kept = keep_freed_memory()
+    print(f"{cpu_name()}; eightbit ISAs {isas}, 1 thread; torch {torch.__version__ if torch else 'not installed'}"
+          f"{'; freed memory kept (no page faults per call)' if kept else ''}")
     head = f"{'case':<26}" + "".join(f"{'eb plan ' + i:>20}" for i in isas) + f"{'eb kernel':>12}"
     head += f"{'torch':>11}{'numpy':>11}{'torch/plan':>11}{'torch/kern':>11}{'numpy/plan':>11}"
     print(head + "\n" + "-" * len(head))
@@ -106,9 +125,11 @@ def main():
                 return m(x)
             np.testing.assert_allclose(run_eb(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} on {isa}")
             fns.append(run_eb)
-        eb.set_isa(isas[0])
-        np.testing.assert_array_equal(kernel(x), m(x), err_msg=f"{label}: kernel and plan")
-        fns.append(lambda: kernel(x))
+        def run_kernel():
+            eb.set_isa(isas[0])
+            return kernel(x)
+        np.testing.assert_array_equal(run_kernel(), m(x), err_msg=f"{label}: kernel and plan")
+        fns.append(run_kernel)
         if torch is not None:
             xt = torch.from_numpy(x)
             np.testing.assert_allclose(torch_fn(xt).numpy(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} torch")

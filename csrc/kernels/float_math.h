@@ -72,12 +72,17 @@ inline void vstore_part(float* p, int64_t valid, VF v) {
 #endif
 }
 
-// Lanes rotated down by w: result[i] = v[(i + w) mod kFmLanes].
-inline VF vrotate(VF v, int w) {
-  VI idx;
-  for (int i = 0; i < kFmLanes; ++i) idx[i] = (i + w) % kFmLanes;
-  return __builtin_shuffle(v, idx);
+// Lanes rotated down by W: result[i] = v[(i + W) mod kFmLanes] (compile-time indices: one
+// permute; indices built at run time cost a blend per lane group).
+template <int W, size_t... I>
+inline VF vrotate(VF v, std::index_sequence<I...>) {
+  return __builtin_shufflevector(v, v, ((I + W) % kFmLanes)...);
 }
+template <int W>
+inline VF vrotate(VF v) {
+  return vrotate<W>(v, std::make_index_sequence<kFmLanes>{});
+}
+
 inline VI as_int(VF v) { return (VI)v; }  // the bits: a GCC vector cast reinterprets
 inline VF as_float(VI v) { return (VF)v; }
 inline VF vselect(VI mask, VF a, VF b) { return mask ? a : b; }
@@ -116,47 +121,47 @@ inline VF vrecip_1_8(VF d) {
 
 // ---------------------------------------------------------------------------- exp
 
-// e^(hi + lo) for |lo| small against the reduction (|lo| <= ~2; lo = 0 for a plain exp); no NaN
-// handling.  Cody-Waite: n = round((hi + lo) / ln 2), r = hi - n ln2_hi - n ln2_lo + lo (n ln2_hi
-// exact: ln2_hi has 9 bits), e^r by a degree-6 polynomial on |r| <= 0.347, then 2^n in two
-// factors so that results down to the subnormal range round once (2^n1 * 2^n2, both normal).
-// The argument is clamped to [-105, 89]: beyond it the result is 0 or overflows to inf anyway.
-template <bool kLo>
+// e^(hi + lo), lo small against the reduction (|lo| <= ~2; 0 for a plain exp), no NaN handling.
+// Cody-Waite: n = round((hi + lo) / ln 2), r = hi - n ln2_hi - n ln2_lo + lo (n ln2_hi exact:
+// ln2_hi has 9 bits), e^r by a degree-6 polynomial on |r| <= 0.347, then 2^n in two factors so
+// that results down to the subnormal range round once (2^n1 * 2^n2, both normal).
+// kGuard: arguments below -104 give 0 and above 89 inf (+-inf included), computed from a harmless
+// 0 instead: a product that underflows costs a ~150-cycle microcode assist on Intel cores, and
+// softmax pads its tails with -inf.  Without kGuard the caller keeps hi + lo in [-105, 0].
+template <bool kLo, bool kGuard>
 inline VF exp_core(VF hi, VF lo) {
-  VF x;
-  if (kLo) {
-    const VF s = hi + lo;
-    x = vmin_keep(vmax_keep(s, vset(-105.0f)), vset(89.0f));
-    const VI inside = s == x;  // else (or NaN) reduce the clamped x alone
-    hi = vselect(inside, hi, x);
-    lo = vselect(inside, lo, VF{});
-  } else {
-    x = hi = vmin_keep(vmax_keep(hi, vset(-105.0f)), vset(89.0f));
+  const VF x = kLo ? hi + lo : hi;
+  VI under{}, over{};
+  if (kGuard) {
+    under = x < -104.0f;
+    over = x > 89.0f;
+    hi = vselect(under | over, VF{}, hi);
   }
+  const VF xs = kGuard ? vselect(under | over, VF{}, x) : x;
   const VF magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
-  const VF t = vfma(x, 1.44269502f, magic);
+  const VF t = vfma(xs, 1.44269502f, magic);
   const VF n = t - magic;
   const VI ni = as_int(t) - as_int(magic);
   VF r = vfma(n, vset(2.12194440e-4f), vfma(n, -0.693359375f, hi));  // ln2_lo = -2.12194440e-4
-  if (kLo) r = r + lo;
+  if (kLo) r = r + (kGuard ? vselect(under | over, VF{}, lo) : lo);
   VF q = vfma(r, 1.381455571e-03f, 8.368736133e-03f);
   q = vfma(q, r, 4.166838899e-02f);
   q = vfma(q, r, 1.666652113e-01f);
   q = vfma(q, r, 4.999999404e-01f);
   const VF p = vfma(q, r * r, r) + 1.0f;
   const VI n1 = ni >> 1, n2 = ni - n1;
-  return (p * as_float((n1 + 127) << 23)) * as_float((n2 + 127) << 23);
+  const VF e = (p * as_float((n1 + 127) << 23)) * as_float((n2 + 127) << 23);
+  return kGuard ? vselect(under, VF{}, vselect(over, vset(INFINITY), e)) : e;
 }
 
-inline VF vexp(VF x) { return vfix_nan(x, exp_core<false>(x, VF{})); }
+inline VF vexp(VF x) { return vfix_nan(x, exp_core<false, true>(x, VF{})); }
 
 // ---------------------------------------------------------------------------- erf, erfc
 
-// erfc(t) for t >= 0, given -t^2 = hi + lo (lo the rounding error of hi, from an FMA):
+// erfc(t) for t in [0, 10.18], given -t^2 = hi + lo (lo the rounding error of hi, from an FMA):
 // erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + 0.6 t) (the form of Numerical Recipes' erfcc;
-// our own degree-10 fit over t in [0, 10.5]; beyond 10.5 erfc underflows to 0).
+// our own degree-10 fit over t in [0, 10.5]).  The exponent stays in [-105, 0]: no guard.
 inline VF erfc_core(VF t, VF hi, VF lo) {
-  t = vmin_keep(t, vset(10.5f));
   const VF tau = vrecip_1_8(vfma(t, 0.6f, 1.0f));
   VF p = vfma(tau, -1.382948607e-01f, 6.778388023e-01f);
   p = vfma(p, tau, -1.187260151e+00f);
@@ -168,7 +173,7 @@ inline VF erfc_core(VF t, VF hi, VF lo) {
   p = vfma(p, tau, 3.346288204e-01f);
   p = vfma(p, tau, 9.987556338e-01f);
   p = vfma(p, tau, -1.083146095e+00f);
-  return tau * exp_core<true>(hi, lo + p);
+  return tau * exp_core<true, false>(hi, lo + p);
 }
 
 // erf(x) / x = P(x^2) for |x| < 0.5 (degree 5 in x^2).
@@ -183,7 +188,7 @@ inline VF erf_small_ratio(VF x2) {
 
 // erf: x P(x^2) for |x| < 0.5, else 1 - erfc(|x|) with x's sign.
 inline VF verf(VF x) {
-  const VF a = vmin_keep(vabs(x), vset(10.5f));
+  const VF a = vmin_keep(vabs(x), vset(4.0f));  // erf rounds to 1 past 3.92
   const VF sq = a * a;
   const VF big = vcopysign(1.0f - erfc_core(a, -sq, -vfma(a, a, -sq)), x);
   const VF small = x * erf_small_ratio(x * x);
@@ -194,10 +199,14 @@ inline VF verf(VF x) {
 // q = erfc(|x| / sqrt 2), 1 + erf is q (x < 0) or 2 - q, and (x / sqrt 2)^2 = x^2 / 2 is exact as
 // hi + lo: the negative tail keeps its relative accuracy instead of cancelling in 1 + erf.
 inline VF vgelu(VF x) {
-  const VF ax = vmin_keep(vabs(x), vset(14.9f));  // 14.9 / sqrt 2 > 10.5: erfc is 0 past it
-  const VF sq = ax * ax;
-  const VF q = erfc_core(ax * 0.707106769f, sq * -0.5f, vfma(ax, ax, -sq) * -0.5f);
-  return vfix_nan(x, (x * 0.5f) * vselect(x < 0.0f, q, 2.0f - q));
+  // |x| <= 14.4: erfc(14.4 / sqrt 2) underflows to 0 already, and the exponent stays >= -105.
+  // NaN runs through (every select below passes it on); gelu(-inf) = -inf * 0 = NaN, as the
+  // float graph's formula gives.
+  const VF ax = vmin_keep(vabs(x), vset(14.4f));
+  const VF h = ax * -0.5f;  // exact
+  const VF hi = h * ax;     // -x^2 / 2 = hi + lo exactly
+  const VF q = erfc_core(ax * 0.707106769f, hi, vfma(h, ax, -hi));
+  return (x * 0.5f) * vselect(x < 0.0f, q, 2.0f - q);
 }
 
 // ---------------------------------------------------------------------------- tanh, sigmoid
@@ -206,7 +215,7 @@ inline VF vgelu(VF x) {
 // 9.5, where tanh is 1 in float32).
 inline VF vtanh(VF x) {
   const VF a = vmin_keep(vabs(x), vset(9.5f));
-  const VF big = vcopysign(1.0f - 2.0f / (exp_core<false>(a * 2.0f, VF{}) + 1.0f), x);
+  const VF big = vcopysign(1.0f - 2.0f / (exp_core<false, true>(a * 2.0f, VF{}) + 1.0f), x);
   const VF x2 = x * x;
   VF p = vfma(x2, 2.142952988e-03f, -8.177388459e-03f);
   p = vfma(p, x2, 2.170069888e-02f);
@@ -219,7 +228,7 @@ inline VF vtanh(VF x) {
 
 // The float graph's sigmoid: e = e^-|x|, 1 / (1 + e) or e / (1 + e) (never overflows).
 inline VF vsigmoid(VF x) {
-  const VF e = exp_core<false>(-vabs(x), VF{});
+  const VF e = exp_core<false, true>(-vabs(x), VF{});
   const VF d = e + 1.0f;
   return vfix_nan(x, vselect(x >= 0.0f, 1.0f / d, e / d));
 }
@@ -354,50 +363,79 @@ inline float fold(Block acc) {
   for (; vecs > 1; vecs /= 2)
     for (int k = 0; k < vecs / 2; ++k) acc.v[k] = acc.v[k] + acc.v[k + vecs / 2];
   VF v = acc.v[0];
-  for (int w = kFmLanes / 2; w >= 1; w /= 2) v = v + vrotate(v, w);
+  if (kFmLanes >= 16) v = v + vrotate<8>(v);
+  if (kFmLanes >= 8) v = v + vrotate<4>(v);
+  v = v + vrotate<2>(v);
+  v = v + vrotate<1>(v);
   return v[0];
 }
 
 // The largest lane (max is exact: any order gives the same value; NaN lanes are skipped).
+inline VF vmax_lanes(VF a, VF b) { return vselect(b > a, b, a); }
 inline float hmax(VF v) {
-  for (int w = kFmLanes / 2; w >= 1; w /= 2) {
-    const VF r = vrotate(v, w);
-    v = vselect(r > v, r, v);
-  }
+  if (kFmLanes >= 16) v = vmax_lanes(v, vrotate<8>(v));
+  if (kFmLanes >= 8) v = vmax_lanes(v, vrotate<4>(v));
+  v = vmax_lanes(v, vrotate<2>(v));
+  v = vmax_lanes(v, vrotate<1>(v));
   return v[0];
 }
 
-// Softmax of one contiguous row: max (exact in any order), e = exp(x - max) stored in y and summed
-// in 16 partials (tail padded with -inf: e = +0), then y = e * (1 / sum).  NaN or +inf anywhere
-// makes the row NaN, as NumPy's formula does.
-inline void softmax_row(const float* x, int64_t len, float* y) {
+// Softmax of R contiguous rows (the same operations per row as for one): max (exact in any
+// order), e = exp(x - max) summed in 16 partials (tail padded with -inf: e = +0), y = e * (1 / sum).
+// NaN or +inf anywhere makes the row NaN, as NumPy's formula does.  Each phase runs for all R rows
+// before the next: short rows are chains of long latencies (max fold, exp, sum fold, divide), and
+// R independent chains side by side keep the core busy.  e goes into y, but a partial last block
+// stays in registers: a masked store read back by a masked load is not forwarded (a ~20-cycle
+// stall a row).
+template <int R>
+inline void softmax_rows_group(const float* x, int64_t len, float* y) {
   const float ninf = -INFINITY;
-  VF mx = vset(ninf);
-  int64_t i = 0;
-  for (; i + kFmLanes <= len; i += kFmLanes) {
-    const VF v = vload(x + i);
-    mx = vselect(v > mx, v, mx);
-  }
-  if (i < len) {
-    const VF v = vload_part(x + i, len - i, ninf);
-    mx = vselect(v > mx, v, mx);
-  }
-  const float m = hmax(mx);
-  Block acc{};
-  for (i = 0; i < len; i += kFmPartials) {
-    Block b = load_block(x + i, len - i, ninf);
-    for (int k = 0; k < kFmVecsPerBlock; ++k) {
-      b.v[k] = vexp(b.v[k] - m);
-      acc.v[k] += b.v[k];
+  const int64_t full = len - len % kFmPartials;
+  float m[R], inv[R];
+  for (int r = 0; r < R; ++r) {
+    const float* xr = x + r * len;
+    VF mx = vset(ninf);
+    int64_t i = 0;
+    for (; i + kFmLanes <= len; i += kFmLanes) {
+      const VF v = vload(xr + i);
+      mx = vselect(v > mx, v, mx);
     }
-    store_block(y + i, len - i, b);
+    if (i < len) {
+      const VF v = vload_part(xr + i, len - i, ninf);
+      mx = vselect(v > mx, v, mx);
+    }
+    m[r] = hmax(mx);
   }
-  const float inv = 1.0f / fold(acc);
-  map_n(y, len, y, [=](VF v) { return v * inv; });
+  Block acc[R], last[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = Block{};
+    for (int64_t i = 0; i < len; i += kFmPartials) {
+      Block b = load_block(x + r * len + i, len - i, ninf);
+      for (int k = 0; k < kFmVecsPerBlock; ++k) {
+        b.v[k] = vexp(b.v[k] - m[r]);
+        acc[r].v[k] += b.v[k];
+      }
+      if (i < full)
+        store_block(y + r * len + i, kFmPartials, b);
+      else
+        last[r] = b;
+    }
+  }
+  for (int r = 0; r < R; ++r) inv[r] = 1.0f / fold(acc[r]);
+  for (int r = 0; r < R; ++r) {
+    float* yr = y + r * len;
+    for (int64_t i = 0; i < full; i += kFmLanes) vstore(yr + i, vload(yr + i) * inv[r]);
+    if (full < len) {
+      for (int k = 0; k < kFmVecsPerBlock; ++k) last[r].v[k] *= inv[r];
+      store_block(yr + full, len - full, last[r]);
+    }
+  }
 }
 
 void fm_softmax_rows(const float* x, int64_t rows, int64_t len, float* y) {
-  for (int64_t r = 0; r < rows; ++r) softmax_row(x + r * len, len, y + r * len);
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) softmax_rows_group<4>(x + r * len, len, y + r * len);
+  for (; r < rows; ++r) softmax_rows_group<1>(x + r * len, len, y + r * len);
 }
 
 // Softmax over the first axis of a [len, inner] slice: 16 columns at a time, each column summed in
