@@ -10,7 +10,8 @@ output array and the kernel, as a torch call does); PyTorch
 (when installed) its CPU op (``torch.nn.functional.gelu`` / ``softmax`` / ``layer_norm``) and
 NumPy the float graph's executor (``graph.run``: NumPy formulas, GELU's erf in float64). All on
 one thread; calls are interleaved round by round (the clock of these machines drifts) and the
-median per side is reported with the ratios. Outputs are compared first.
+best time per side is reported with the ratios (``--median`` adds the medians). Outputs are
+compared first.
 """
 from __future__ import annotations
 
@@ -73,8 +74,9 @@ def cases(rng):
 
 
 def timed_rounds(fns, seconds):
-    """Median seconds per call of each fn, interleaved round by round; in a round each fn runs once
-    untimed first (the previous fn, NumPy's above all, leaves the caches and TLB cold)."""
+    """Best (min) and median seconds per call of each fn, interleaved round by round; in a round
+    each fn runs once untimed first (the previous fn, NumPy's above all, leaves the caches and TLB
+    cold). The table shows the best: on a shared machine the median measures the neighbours."""
     times = [[] for _ in fns]
     end = time.perf_counter() + seconds * len(fns)
     while time.perf_counter() < end or len(times[0]) < 5:
@@ -83,7 +85,7 @@ def timed_rounds(fns, seconds):
             t0 = time.perf_counter()
             f()
             t.append(time.perf_counter() - t0)
-    return [float(np.median(t)) for t in times]
+    return [float(np.min(t)) for t in times], [float(np.median(t)) for t in times]
 
 
 def cpu_name():
@@ -101,6 +103,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-t", type=float, default=1.0, help="seconds of timing per cell")
     ap.add_argument("-k", default="", help="only cases whose label contains this")
+    ap.add_argument("--median", action="store_true", help="also print each cell's median")
     ap.add_argument("--isa", default="", help="comma-separated ISAs to time (default: the fastest)")
     args = ap.parse_args()
     isas = [s for s in args.isa.split(",") if s] or [eb.cpu_info()["isa"]]
@@ -135,7 +138,7 @@ def main():
             np.testing.assert_allclose(torch_fn(xt).numpy(), ref, rtol=1e-5, atol=2e-6, err_msg=f"{label} torch")
             fns.append(lambda: torch_fn(xt))
         fns.append(lambda: g.run(x))
-        times = timed_rounds(fns, args.t)
+        times, medians = timed_rounds(fns, args.t)
         eb.set_isa(before)
         n = len(isas)
         t_plan, t_kernel, t_np = times[0], times[n], times[-1]
@@ -143,6 +146,8 @@ def main():
         row = f"{label:<26}" + "".join(f"{t * 1e3:>17.3f} ms" for t in times[:n]) + f"{t_kernel * 1e3:>9.3f} ms"
         row += f"{t_torch * 1e3:>8.3f} ms{t_np * 1e3:>8.2f} ms{t_torch / t_plan:>11.2f}{t_torch / t_kernel:>11.2f}"
         row += f"{t_np / t_plan:>11.1f}"
+        if args.median:
+            row += "   median: " + " ".join(f"{t * 1e3:.3f}" for t in medians)
         print(row, flush=True)
     print("ratios: baseline time / eightbit time (plan: the first eb plan column; kern: the bare kernel);"
           " > 1: eightbit is faster")

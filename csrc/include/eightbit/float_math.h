@@ -2,10 +2,11 @@
 // elementwise add / mul / div, per-channel affine), one table per instruction set.
 //
 // Not bit-specified against NumPy, but every table gives the same bits: every path runs the same
-// float32 operations in the same order (no FMA anywhere), reductions go into 16 partial sums
-// (element i into partial i mod 16, the tail padded with a neutral value) folded by one fixed
-// pairwise tree.  exp / erf / tanh are our own range reductions and polynomials
-// (kernels/float_math.h); their measured error bounds are in docs/numerics.md ("Float steps").
+// float32 operations in the same order (fused multiply-adds only where written, on every path),
+// reductions go into 16 partial sums (element i into partial i mod 16, the tail padded with a
+// neutral value) folded by one fixed pairwise tree.  exp / erf / tanh are our own range
+// reductions and polynomials (kernels/float_math.h); their measured error bounds are in
+// docs/numerics.md ("Float steps").
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,8 @@ struct FloatMathKernels {
   void (*softmax_rows)(const float* x, int64_t rows, int64_t len, float* y);
   // Softmax of one [len, inner] slice over its first axis (every column on its own).
   void (*softmax_columns)(const float* x, int64_t len, int64_t inner, float* y);
-  // Layer norm of `rows` contiguous rows of `inner` values; weight / bias null or `inner` values.
+  // Layer norm of `rows` contiguous rows of `inner` values (the float64 formula, rounded once);
+  // weight / bias null or `inner` values.
   void (*layer_norm_rows)(const float* x, int64_t rows, int64_t inner, double eps, const float* weight,
                           const float* bias, float* y);
 };
