@@ -483,7 +483,6 @@ void fm_softmax_columns(const float* x, int64_t len, int64_t inner, float* y) {
 // Doubles: a VF's lanes as two vectors of kFmLanes / 2 doubles (lo: lanes [0, L/2), hi: the rest).
 typedef float VH __attribute__((vector_size(kFmLanes * sizeof(float) / 2)));
 typedef double VD __attribute__((vector_size(kFmLanes * sizeof(float))));
-typedef int64_t VL __attribute__((vector_size(kFmLanes * sizeof(float))));
 
 // (GCC's generic conversions go through xmm halves; the intrinsics convert a whole register.)
 template <int Off, size_t... I>
@@ -540,39 +539,30 @@ inline double fold(DBlock acc) {
   return s[0];
 }
 
-// Lanes of the double vector j (of a block's 2 kFmVecsPerBlock) below `valid`.
-inline VL lanes_below(int j, int64_t valid) {
-  VL idx;
-  for (int i = 0; i < kFmLanes / 2; ++i) idx[i] = j * (kFmLanes / 2) + i;
-  return idx < valid;
-}
-
-// Layer norm of one row, the float graph's float64 formula: mean and biased variance (two passes)
-// summed in double into 16 partials, y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double,
-// one rounding to float32: within one float32 rounding of NumPy's float64 result (equal to it
-// but at rare ties).  A constant row gives x - mean = 0 exactly: y = b.
+// Layer norm of one row, the float graph's float64 formula: mean and biased variance in double,
+// y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double, rounded to float32 once: within
+// one float32 rounding of NumPy's float64 result (equal to it but at rare ties).  One pass for
+// the moments, shifted by the row's first value x0: with d = x - x0 summed in 16 double partials,
+// var = sum d^2 / n - (sum d / n)^2 loses at most ~n double ulps (x0 is one of the values, so
+// (mean - x0)^2 <= n var), far below float32 precision.  A constant row gives d = 0 and
+// x - mean = 0 exactly: y = b.
 template <bool W, bool B>
 void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, const float* bias, float* y) {
-  DBlock acc{};
+  const double x0 = x[0];
+  DBlock s1{}, s2{};
   for (int64_t i = 0; i < n; i += kFmPartials) {
-    const Block b = load_block(x + i, n - i, 0.0f);
+    const Block b = load_block(x + i, n - i, x[0]);  // padding: d = 0
     for (int k = 0; k < kFmVecsPerBlock; ++k) {
-      acc.v[2 * k] += widen_lo(b.v[k]);
-      acc.v[2 * k + 1] += widen_hi(b.v[k]);
+      const VD lo = widen_lo(b.v[k]) - x0, hi = widen_hi(b.v[k]) - x0;
+      s1.v[2 * k] += lo;
+      s1.v[2 * k + 1] += hi;
+      s2.v[2 * k] += lo * lo;
+      s2.v[2 * k + 1] += hi * hi;
     }
   }
-  const double mean = fold(acc) / static_cast<double>(n);
-  DBlock sq{};
-  for (int64_t i = 0; i < n; i += kFmPartials) {
-    const Block b = load_block(x + i, n - i, 0.0f);
-    for (int k = 0; k < kFmVecsPerBlock; ++k)
-      for (int h = 0; h < 2; ++h) {
-        VD d = (h ? widen_hi(b.v[k]) : widen_lo(b.v[k])) - mean;
-        if (n - i < kFmPartials) d = lanes_below(2 * k + h, n - i) ? d : VD{};  // the tail's padding adds 0
-        sq.v[2 * k + h] += d * d;
-      }
-  }
-  const double rstd = 1.0 / std::sqrt(fold(sq) / static_cast<double>(n) + eps);
+  const double c = fold(s1) / static_cast<double>(n), mean = x0 + c;
+  const double var = std::max(fold(s2) / static_cast<double>(n) - c * c, 0.0);
+  const double rstd = 1.0 / std::sqrt(var + eps);
   auto f = [&](VF v, VF w, VF b) {
     VD lo = (widen_lo(v) - mean) * rstd, hi = (widen_hi(v) - mean) * rstd;
     if (W) {
