@@ -7,6 +7,9 @@ subnormal range) plus edge cases (zeros, infinities, NaN, overflow and underflow
 kernels' branch points). tools/float_math_exhaustive.cpp checks all 2^32 inputs.
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -312,3 +315,18 @@ def test_steps_within_float32_rounding_of_the_graph(build):
     g, m = _one_node(build, x)
     got = same_bits_everywhere(lambda: m(x))
     np.testing.assert_allclose(got, g.run(x), rtol=2e-6, atol=1e-6)
+
+
+def test_eightbit_isa_environment_forces_the_float_kernels(tmp_path):
+    """EIGHTBIT_ISA=scalar in a fresh process (the table is chosen at import) gives the bits this
+    process gets on its fastest path."""
+    x = inputs()
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np, eightbit as eb; from eightbit.runtime import core; "
+            "assert eb.cpu_info()['isa'] == 'scalar'; x = np.load(sys.argv[1]); "
+            "np.save(sys.argv[2], np.stack([core.float_math(f, x) for f in ('exp', 'erf', 'gelu', 'tanh')]))")
+    env = dict(os.environ, EIGHTBIT_ISA="scalar")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], env=env,
+                   check=True)
+    want = np.stack([core.float_math(f, x) for f in ("exp", "erf", "gelu", "tanh")])
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy").view(np.uint32), want.view(np.uint32))
