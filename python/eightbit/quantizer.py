@@ -640,8 +640,8 @@ class _Lowering:
 
     def _lower_softmax(self, node) -> bool:
         out = self._add_float(node.output, node.output)
-        self.steps.append(Step("softmax", (self._f(node.inputs[0]),), out, {"axis": node.attrs["axis"]},
-                               source=node.name))
+        attrs = {"axis": node.attrs["axis"], "scale": node.attrs.get("scale")}
+        self.steps.append(Step("softmax", tuple(self._f(i) for i in node.inputs), out, attrs, source=node.name))
         return True
 
     def _lut(self, node) -> bool:

@@ -278,10 +278,14 @@ class Builders:
             raise ValueError(f"{where}: approximate must be 'none' or 'tanh', got {approximate!r}")
         return self.add_node("gelu", [self._tensor(x, where, "x")], {"approximate": approximate}, name=name)
 
-    def softmax(self, x, axis, *, name=None):
+    def softmax(self, x, axis, *, mask=None, scale=None, name=None):
+        """softmax(x * scale + mask) along ``axis``; ``mask`` (a tensor broadcasting to x) and
+        ``scale`` optional (attention's scores: eb.quantize and eb.compile fuse them this way)."""
         name, where = self._start("softmax", name)
         x = self._tensor(x, where, "x")
-        return self.add_node("softmax", [x], {"axis": _axis(axis, x.ndim, where)}, name=name)
+        inputs = [x] if mask is None else [x, self._tensor(mask, where, "mask")]
+        attrs = {"axis": _axis(axis, x.ndim, where), "scale": None if scale is None else _float(scale, where, "scale")}
+        return self.add_node("softmax", inputs, attrs, name=name)
 
     def dropout(self, x, p=0.5, *, name=None):
         """Identity (inference); kept in the graph until ``remove_identities``."""

@@ -274,8 +274,12 @@ def _gelu(node, x):
     return (0.5 * x64 * (1.0 + erf(x64 / math.sqrt(2.0)))).astype(np.float32)
 
 
-def _softmax(node, x):
+def _softmax(node, x, mask=None):
     axis = node.attrs["axis"]
+    if node.attrs.get("scale") is not None:
+        x = x * np.float32(node.attrs["scale"])
+    if mask is not None:
+        x = x + mask
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 

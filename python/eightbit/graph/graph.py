@@ -211,6 +211,8 @@ class Graph(Builders):
             expected = None if tensors else "at least 1"
         elif op in ("bmm", "div"):
             expected = None if len(tensors) == 2 else "2"
+        elif op == "softmax":
+            expected = None if len(tensors) in (1, 2) else "1 (or 2 with a mask)"
         elif op in ("add", "mul"):
             expected = None if len(tensors) == (1 if "b" in consts else 2) else \
                 "1 (with constant b)" if "b" in consts else "2 (or 1 with constant b)"

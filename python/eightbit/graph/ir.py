@@ -44,7 +44,11 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
                                                                           NaN, min <= max)
     leaky_relu        x          -                                        negative_slope
     gelu              x          -                                        approximate ("none"/"tanh")
-    softmax           x          -                                        axis (>= 1: not the batch)
+    softmax           x [, mask] -                                        axis (>= 1: not the batch), scale
+                                                                          (float or None): softmax(x * scale
+                                                                          + mask), each op rounded to float32
+                                                                          (attention's scores; mask broadcasts
+                                                                          to x)
     dropout           x          -                                        p (identity at inference)
     concat            x1, x2..   -                                        axis (>= 1)
     max_pool2d        x NCHW     -                                        kernel_size, stride, pads,

@@ -15,7 +15,10 @@ survives.
 * ``fuse_activations``: relu, relu6 and clip after conv2d / linear / matmul / add -> the
   producer's ``activation`` attribute: "relu", ("clip", 0.0, 6.0), ("clip", lo, hi); a clip with
   only ``min=0`` is "relu"; a clip with one other open bound is left alone.
-* ``prepare_for_quantization``: the three, in that order (a dropout between a conv and its
+* ``fuse_masked_softmax``: attention's ``softmax(mul(scores, c) + mask)`` over the last axis ->
+  one softmax node with ``scale=c`` and the mask as its second input (the same float32 roundings;
+  one pass over the scores instead of three). The mul is optional.
+* ``prepare_for_quantization``: the four, in that order (a dropout between a conv and its
   BatchNorm or ReLU would otherwise block folding).
 
 A node is absorbed into its producer only if the producer's output feeds nothing else and is not
@@ -28,7 +31,8 @@ import numpy as np
 from .graph import Graph
 from .ir import FUSABLE_OPS, Node
 
-__all__ = ["remove_identities", "fold_batch_norm", "fuse_activations", "prepare_for_quantization"]
+__all__ = ["remove_identities", "fold_batch_norm", "fuse_activations", "fuse_masked_softmax",
+           "prepare_for_quantization"]
 
 
 def _rebuild(g: Graph, nodes: list[Node]) -> Graph:
@@ -163,6 +167,41 @@ def remove_identities(g: Graph) -> Graph:
     return _rebuild(g, kept)
 
 
+def _scalar_const(node: Node):
+    """The float value of a mul node's constant operand when it is one number, else None."""
+    if node.op != "mul" or "b" not in node.consts or node.consts["b"].size != 1 or node.attrs.get("activation"):
+        return None
+    return float(node.consts["b"].reshape(()))
+
+
+def fuse_masked_softmax(g: Graph) -> Graph:
+    """softmax(x * c + mask) over the last axis -> one softmax node (module docstring). The add's
+    operand of the softmax's own shape is the scores (the first when both are), the other the
+    mask; the add and the mul must feed nothing else."""
+    uses = _use_counts(g)
+    producer = {n.output: n for n in g.nodes}
+    gone: set = set()
+    fused: dict = {}
+    for node in g.nodes:
+        if node.op != "softmax" or len(node.inputs) != 1 or node.attrs["axis"] != len(g.tensors[node.output].shape) - 1:
+            continue
+        add = producer.get(node.inputs[0])
+        if add is None or add.op != "add" or len(add.inputs) != 2 or add.attrs.get("activation")                 or uses[add.output] != 1:
+            continue
+        shape = g.tensors[node.output].shape
+        x, mask = add.inputs if g.tensors[add.inputs[0]].shape == shape or g.tensors[add.inputs[1]].shape != shape             else add.inputs[::-1]
+        attrs = dict(node.attrs, scale=None)
+        mul = producer.get(x)
+        if mul is not None and uses[x] == 1 and _scalar_const(mul) is not None:
+            attrs["scale"], x = _scalar_const(mul), mul.inputs[0]
+            gone.add(mul.name)
+        gone.add(add.name)
+        fused[node.name] = Node("softmax", node.name, [x, mask], list(node.outputs), attrs, {})
+    if not fused:
+        return g
+    return _rebuild(g, [fused.get(n.name) or n.copy() for n in g.nodes if n.name not in gone])
+
+
 def prepare_for_quantization(g: Graph) -> Graph:
-    """remove_identities, then fold_batch_norm, then fuse_activations."""
-    return fuse_activations(fold_batch_norm(remove_identities(g)))
+    """remove_identities, fold_batch_norm, fuse_activations, then fuse_masked_softmax."""
+    return fuse_masked_softmax(fuse_activations(fold_batch_norm(remove_identities(g))))

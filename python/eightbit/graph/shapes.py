@@ -206,6 +206,12 @@ def _softmax(node: Node, shapes):
     if axis == 0 or (isinstance(axis, int) and axis == -rank):
         _fail(node, "axis 0 is the batch dimension: a softmax over it would mix the samples of a batch")
     _axis_ok(node, axis, rank, 1)
+    scale = node.attrs.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating))
+                              or not np.isfinite(scale)):
+        _fail(node, f"scale must be a finite number or None, got {scale!r}")
+    if len(shapes) == 2 and _binary(node, shapes) != tuple(shapes[0]):
+        _fail(node, f"mask {format_shape(shapes[1])} must broadcast to x {format_shape(shapes[0])}")
     return shapes[0]
 
 

@@ -144,7 +144,15 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
             raise ValueError(f"{name}: Gelu needs opset >= {GELU_OPSET}, got opset={b.opset}")
         b.node("Gelu", [x[0]], [out], name, approximate=a["approximate"])
     elif op == "softmax":
-        b.node("Softmax", [x[0]], [out], name, axis=a["axis"])
+        scores = x[0]
+        if a.get("scale") is not None:
+            scores = b.fresh(f"{name}.scaled")
+            b.node("Mul", [x[0], b.const(f"{name}.scale", np.float32(a["scale"]))], [scores], f"{name}.scale")
+        if len(x) == 2:
+            masked = b.fresh(f"{name}.masked")
+            b.node("Add", [scores, x[1]], [masked], f"{name}.mask_add")
+            scores = masked
+        b.node("Softmax", [scores], [out], name, axis=a["axis"])
     elif op == "concat":
         b.node("Concat", x, [out], name, axis=a["axis"])
     elif op in ("max_pool2d", "avg_pool2d"):

@@ -58,9 +58,10 @@ def need_2d_window(op: str, ins: list) -> None:
         raise NotImplementedError(f"{op}: only 2-D (NHWC) windows run in the C++ executor")
 
 
-def softmax_record(axis, rank: int) -> dict:
-    """The executor's softmax (double, one rounding): the softmax step's and a float softmax node's."""
-    return {"kind": "softmax", "axis": int(axis) % rank}
+def softmax_record(axis, rank: int, scale=None) -> dict:
+    """The executor's softmax(x * scale + mask) (a second input is the mask): the softmax step's and
+    a float softmax node's."""
+    return {"kind": "softmax", "axis": int(axis) % rank, "scale": None if scale is None else float(scale)}
 
 
 # ---- ONNX export --------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def _lower(step, ins, out) -> dict:
         return {"kind": "float_layer_norm", "axes": len(at["normalized_shape"]), "eps": float(at["eps"]),
                 "weight": c.get("weight"), "bias": c.get("bias")}
     if node_op == "softmax":  # the softmax step's double formula, as a quantized model's softmax
-        return softmax_record(at["axis"], len(out.shape))
+        return softmax_record(at["axis"], len(out.shape), at.get("scale"))
     return {"kind": "host"}
 
 
