@@ -80,15 +80,16 @@ def pack_conv_weights(w, w_zero_point=None, *, group=1) -> PackedConvWeights:
     return ops.pack_conv(w, w_zero_point, group)
 
 
-def from_onnx(model, *, input_shapes=None, max_folded_bytes=None, max_total_folded_bytes=None) -> Graph:
+def from_onnx(model, *, input_shapes=None, dims=None, max_folded_bytes=None, max_total_folded_bytes=None) -> Graph:
     """Import a float ONNX model (a path, bytes or an onnx.ModelProto) as an eightbit Graph; needs
     the optional ``onnx`` package (``pip install 'eightbit[onnx]'``), imported only by this call.
     A model that is already quantized is refused: see ``from_onnx_quantized``. Opsets 7-10 are
     converted to 11 on import; ``max_folded_bytes`` / ``max_total_folded_bytes`` raise the limits
-    on constants folded at import (default 256 MiB each, 1 GiB in all).
+    on constants folded at import (default 256 MiB each, 1 GiB in all). ``dims={"sequence": 128}``
+    fixes every input dimension the model names so (BERT-style encoders: one import per length).
     See ``eightbit.onnx.from_onnx``."""
     from .onnx import from_onnx as _from_onnx
-    return _from_onnx(model, input_shapes=input_shapes, max_folded_bytes=max_folded_bytes,
+    return _from_onnx(model, input_shapes=input_shapes, dims=dims, max_folded_bytes=max_folded_bytes,
                       max_total_folded_bytes=max_total_folded_bytes)
 
 

@@ -104,26 +104,38 @@ def _input_shape(text: str) -> tuple:
     return name, shape
 
 
+def _named_dim(text: str) -> tuple:
+    """``sequence=128`` -> ("sequence", 128): a dimension the ONNX model names, fixed at import."""
+    name, sep, size = text.partition("=")
+    try:
+        if not sep or not name or int(size) <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected name=size (a positive int), got {text!r}") from None
+    return name, int(size)
+
+
 def _sqnr_db(want: np.ndarray, got: np.ndarray) -> float:
     noise = float(np.sum((want.astype(np.float64) - got) ** 2))
     return float("inf") if noise == 0 else 10 * float(np.log10(np.sum(want.astype(np.float64) ** 2) / noise))
 
 
-def _import_onnx(path, input_shapes=None):
+def _import_onnx(path, input_shapes=None, dims=None):
     """An ONNX file of either kind: a float model as a Graph (eb.from_onnx), an already quantized
     one as a QuantizedModel (eb.from_onnx_quantized)."""
     from .onnx import is_quantized
 
     if is_quantized(path):
         return eb.from_onnx_quantized(path)
-    return eb.from_onnx(path, input_shapes=dict(input_shapes) if input_shapes else None)
+    return eb.from_onnx(path, input_shapes=dict(input_shapes) if input_shapes else None,
+                        dims=dict(dims) if dims else None)
 
 
 def _cmd_quantize(args) -> int:
     """ONNX (float, or already quantized) -> .eb, and optionally back to ONNX."""
     from .calibrate import CalibrationFiles
 
-    model = _import_onnx(args.model, args.input_shape)
+    model = _import_onnx(args.model, args.input_shape, args.dim)
     if isinstance(model, eb.QuantizedModel):
         if args.calib or args.dynamic or args.exclude:
             print("note: the model is already quantized; --calib, --dynamic and --exclude are ignored")
@@ -313,7 +325,8 @@ def _cmd_report(args) -> int:
 
     if is_quantized(args.model):
         raise SystemExit("eightbit report: MODEL must be a float ONNX model (this one is already quantized)")
-    graph = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None)
+    graph = eb.from_onnx(args.model, input_shapes=dict(args.input_shape) if args.input_shape else None,
+                         dims=dict(args.dim) if args.dim else None)
     calib = CalibrationFiles(args.calib, graph.inputs, args.batch_size)
     if args.labels and not args.data:
         raise SystemExit("eightbit report: --labels go with --data")
@@ -378,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "layers over token sequences (rank >= 3 inputs), on: every linear layer, off: none")
     quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                           help="fix an input's symbolic dimensions (N for a free batch)")
+    quantize.add_argument("--dim", type=_named_dim, action="append", metavar="NAME=SIZE",
+                          help="fix every input dimension the model names so (e.g. sequence=128)")
     quantize.add_argument("--accuracy-budget", type=float, metavar="DROP",
                           help="keep the fewest nodes float32 whose relative metric drop on --eval stays within DROP "
                                "(e.g. 0.01)")
@@ -428,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sensitivity", action="store_true", help="also rank the nodes, each quantized alone")
     report.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                         help="fix an input's symbolic dimensions (N for a free batch)")
+    report.add_argument("--dim", type=_named_dim, action="append", metavar="NAME=SIZE",
+                        help="fix every input dimension the model names so (e.g. sequence=128)")
     report.add_argument("--max-figures", type=int, default=12, metavar="N",
                         help="draw the N worst layers (weights, activations; default 12)")
     report.add_argument("-o", "--output", required=True, help="the HTML file to write")

@@ -93,7 +93,7 @@ def _consumers(g: Graph) -> dict[str, list[Node]]:
 
 
 def _rebuild(g: Graph, nodes: list[Node]) -> Graph:
-    return Graph.from_nodes([(n, g.tensors[n].shape) for n in g.inputs], nodes, g.outputs, g.name)
+    return Graph.from_nodes(g.input_specs(), nodes, g.outputs, g.name)
 
 
 def _check_graph(graph, fn: str) -> None:

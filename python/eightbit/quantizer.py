@@ -182,7 +182,7 @@ class Calibrated:
                 needed.update(n.inputs)
         nodes = kept[::-1]
         inputs = list(dict.fromkeys(t for n in nodes for t in n.inputs if t not in changed))
-        part = Graph.from_nodes([(t, g.tensors[t].shape) for t in inputs], nodes, [out], f"{name} and after")
+        part = Graph.from_nodes(g.input_specs(inputs), nodes, [out], f"{name} and after")
         return lower_to_model(part, self.params, exclude={n.name for n in nodes} - {name}, requant=self.requant)
 
 
@@ -527,6 +527,9 @@ class _Lowering:
     # ---- nodes --------------------------------------------------------------------------------
 
     def _lower(self, node) -> None:
+        if node.op == "embedding":      # no float form to fall back to: always its own step
+            self._lower_embedding(node)
+            return
         handler = getattr(self, f"_lower_{node.op}", None)
         if (node.name in self.exclude or handler is None
                 or (node.op != "softmax" and not self._quantizable(node)) or not handler(node)):
@@ -644,6 +647,12 @@ class _Lowering:
         self.steps.append(Step("softmax", tuple(self._f(i) for i in node.inputs), out, attrs, source=node.name))
         return True
 
+    def _lower_embedding(self, node) -> None:
+        """Token ids -> rows of the float32 table (an int8 per-row table is a later step)."""
+        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        self.steps.append(Step("embedding", (self._f(node.inputs[0]),), out, {}, {"table": node.consts["weight"]},
+                               source=node.name))
+
     def _lut(self, node) -> bool:
         x = self._q(node.inputs[0])
         xs = self.tensors[x]
@@ -668,6 +677,9 @@ class _DynamicLowering(_Lowering):
     are quantized at run time: "row" (eb.quantize) or "tensor" (ONNX Runtime's quantize_dynamic)."""
 
     def _lower(self, node) -> None:
+        if node.op == "embedding":
+            self._lower_embedding(node)
+            return
         weights = None
         if (node.op in ("linear", "matmul") and node.name not in self.exclude
                 and node.attrs.get("activation") in (None, "relu")):

@@ -289,7 +289,7 @@ def test_output_marked_twice(g, x):
 
 
 def test_add_node_of_an_unknown_op(g, x):
-    with pytest.raises(ValueError, match=r"unknown op 'swish'; known ops: add, avg_pool2d"):
+    with pytest.raises(ValueError, match=r"unknown op 'swish'; known ops: add, additive_mask, avg_pool2d"):
         g.add_node("swish", [x])
 
 

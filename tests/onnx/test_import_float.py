@@ -601,11 +601,21 @@ def test_initializer_listed_as_input_is_a_constant(rng):
 
 
 def test_non_float_input_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 5])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="'x'.*float32 inputs and int64 / int32 ids or masks, got DOUBLE"):
+        from_onnx(model)
+
+
+def test_integer_input_read_by_anything_but_an_embedding_or_a_mask_is_refused():
     x = helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 5])
     y = helper.make_tensor_value_info("y", TensorProto.INT64, ["N", 5])
     graph = helper.make_graph([helper.make_node("Identity", ["ids"], ["y"])], "g", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(OnnxImportError, match="'ids'.*float32.*INT64"):
+    with pytest.raises(OnnxImportError, match="'y' is computed from the integer input 'ids' alone, but is not an "
+                                              "attention mask"):
         from_onnx(model)
 
 

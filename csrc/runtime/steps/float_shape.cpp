@@ -1,6 +1,7 @@
 // Runtime layer, float island steps that move float32 values: float_transpose
 // (any permutation that keeps the batch first), float_pad (np.pad's constant,
-// reflect, replicate and circular modes) and float_concat.
+// reflect, replicate and circular modes), float_concat and float_select (one
+// index along an axis, the axis dropped).
 #include <algorithm>
 
 #include "runtime/float_ops.h"
@@ -49,7 +50,37 @@ struct FloatConcatStep final : Step {
   }
 };
 
+struct FloatSelectStep final : Step {
+  int64_t outer_per_sample = 1, extent = 1, index = 0, inner = 1;  // x viewed as [N * outer, extent, inner]
+
+  void run(const StepIO& io) const override {
+    const auto* x = static_cast<const float*>(io.in());
+    auto* y = static_cast<float*>(io.out());
+    const int64_t outer = io.batch() * outer_per_sample;
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(y + o * inner, x + (o * extent + index) * inner, static_cast<size_t>(inner) * sizeof(float));
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<Step> create_float_select(const StepContext& c) {
+  c.float_in_out("select");
+  const std::vector<int64_t>& x = c.in().shape;
+  const int64_t axis = c.lowered.integer("axis");
+  if (axis < 1 || axis >= static_cast<int64_t>(x.size())) c.bad("axis must name a dimension other than the batch");
+  const auto a = static_cast<size_t>(axis);
+  auto s = std::make_unique<FloatSelectStep>();
+  s->index = c.lowered.integer("index");
+  s->extent = x[a];
+  if (s->index < 0 || s->index >= s->extent) c.bad("index is out of range of the axis");
+  s->outer_per_sample = product(x, 1, a);
+  s->inner = product(x, a + 1, x.size());
+  std::vector<int64_t> want = x;
+  want.erase(want.begin() + static_cast<std::ptrdiff_t>(a));
+  c.shape_is(c.out(), want);
+  return s;
+}
 
 std::unique_ptr<Step> create_float_transpose(const StepContext& c) {
   c.float_in_out("transpose");

@@ -36,6 +36,9 @@ namespace eb {
   X(float_pool) X(float_layer_norm)               /* float_layers.cpp */      \
   X(float_unary) X(float_affine) X(float_binary)  /* float_elementwise.cpp */ \
   X(float_transpose) X(float_pad) X(float_concat) /* float_shape.cpp */       \
+  X(float_select)                                 /* float_shape.cpp */       \
+  X(embedding) X(additive_mask)                   /* token_inputs.cpp */      \
+  X(padded_positions)                             /* token_inputs.cpp */      \
   X(host)                                         /* host.cpp */
 
 // Work per thread below which a thread pool wake-up costs more than it saves (byte operations).

@@ -133,7 +133,7 @@ def _one_node_model(cal, node):
     from ..quantizer import lower_to_model
     g = cal.graph
     inputs = list(dict.fromkeys(node.inputs))
-    sub = Graph.from_nodes([(i, g.tensors[i].shape) for i in inputs], [node], [node.output], f"only {node.name}")
+    sub = Graph.from_nodes(g.input_specs(inputs), [node], [node.output], f"only {node.name}")
     return lower_to_model(sub, cal.params, requant=cal.requant)
 
 

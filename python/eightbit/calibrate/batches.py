@@ -63,8 +63,11 @@ def _check_array(value, where: str) -> np.ndarray:
         arr = np.asarray(value)
     except Exception as exc:
         raise TypeError(f"{where}: expected an array, got {type(value).__name__} ({exc})") from exc
+    if arr.dtype.kind in "iu":        # token ids / attention masks of an int64 input (the graph checks which)
+        return arr
     if arr.dtype.kind != "f":
-        raise TypeError(f"{where}: expected a floating-point array (float32), got dtype {arr.dtype}")
+        raise TypeError(f"{where}: expected a floating-point array (float32), or integers for an int64 input, "
+                        f"got dtype {arr.dtype}")
     if arr.size and not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{where}: {bad} non-finite value(s) (NaN or infinity); calibration data must be finite")

@@ -52,7 +52,7 @@ class CalibrationFiles:
             arrays = self._load(f)
             n = self._check_counts(f, {k: a.shape for k, a in arrays.items()})
             for start in range(0, n, self.batch_size):
-                yield {name: np.asarray(a[start:start + self.batch_size], np.float32) for name, a in arrays.items()}
+                yield {name: _batch(a[start:start + self.batch_size]) for name, a in arrays.items()}
 
     def _select(self, f: Path, keys: list) -> dict:
         """{input name: key in the file}."""
@@ -112,3 +112,9 @@ def _header_shapes(f: Path) -> dict:
                 with z.open(member) as fp:
                     shapes[member[:-4]] = shape(fp)
         return shapes
+
+
+def _batch(a) -> np.ndarray:
+    """Integers (token ids, attention masks) stay int64; anything else becomes float32."""
+    a = np.asarray(a)
+    return a.astype(np.int64) if a.dtype.kind in "iu" else a.astype(np.float32)

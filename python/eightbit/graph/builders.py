@@ -430,3 +430,43 @@ class Builders:
                                  f"of x {list(x.shape)}")
             dims[dims.index(-1)] = size // known
         return self.add_node("reshape", [x], {"shape": tuple(dims)}, name=name)
+
+    # -- token inputs (BERT-style encoders) --
+
+    def embedding(self, ids, weight, *, name=None):
+        """Rows of the table ``weight`` [V, D] by the integer ids of ``ids`` [N, ...] (usually an
+        int64 graph input): [N, ..., D], as torch.nn.Embedding / ONNX Gather of a table. An id
+        that is not an integer in [0, V) raises ValueError when the graph runs."""
+        name, where = self._start("embedding", name)
+        ids = self._tensor(ids, where, "ids")
+        table = const_array(weight, where, "weight")
+        if table.ndim != 2 or table.shape[0] == 0:
+            raise ValueError(f"{where}: weight must be a [V, D] table with V >= 1, got shape {list(table.shape)}")
+        return self.add_node("embedding", [ids], {}, {"weight": table}, name=name)
+
+    def additive_mask(self, mask, fill=float(np.finfo(np.float32).min), *, name=None):
+        """The additive attention mask of a keep mask ``mask`` [N, T] (1: attend, 0: padding):
+        [N, 1, 1, T] float32, 0 where kept and ``fill`` where padded (default the float32 minimum,
+        as Hugging Face encoders; -inf and -10000.0 are other common values). Any value other
+        than 0 or 1 in the mask raises ValueError when the graph runs."""
+        name, where = self._start("additive_mask", name)
+        mask = self._tensor(mask, where, "mask")
+        if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)) or math.isnan(fill):
+            raise ValueError(f"{where}: fill must be a number (not NaN), got {fill!r}")
+        return self.add_node("additive_mask", [mask], {"fill": float(fill)}, name=name)
+
+    def padded_positions(self, ids, pad, *, name=None):
+        """RoBERTa's position ids of ``ids`` [N, T] (``create_position_ids_from_input_ids``):
+        ``pad`` where the id is the padding id, else ``pad`` + the number of non-padding ids up to
+        and including that token; float32 holding integers, for an ``embedding``."""
+        name, where = self._start("padded_positions", name)
+        ids = self._tensor(ids, where, "ids")
+        return self.add_node("padded_positions", [ids], {"pad": _int(pad, where, "pad", 0)}, name=name)
+
+    def select(self, x, axis, index, *, name=None):
+        """``x[.., index, ..]`` along ``axis`` (>= 1), that axis dropped (e.g. the first token
+        of [N, T, D] -> [N, D], as BERT's pooler reads it)."""
+        name, where = self._start("select", name)
+        x = self._tensor(x, where, "x")
+        axis = _int(axis, where, "axis", 1)
+        return self.add_node("select", [x], {"axis": axis, "index": _int(index, where, "index", 0)}, name=name)

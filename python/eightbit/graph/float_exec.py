@@ -12,7 +12,8 @@ per node output, in node order, as soon as the tensor exists; the array is a rea
 intermediate after its last consumer, so a calibrator that folds each array into running
 statistics and keeps nothing holds at most the live activations of one batch at a time.
 
-Inputs: any floating dtype (converted to float32); the rank and every fixed dimension must
+Inputs: any floating dtype (converted to float32), and for an int64 input (token ids, an
+attention mask) any integer dtype (converted to int64); the rank and every fixed dimension must
 match the declared shape; inputs sharing a free batch dimension must have the same batch size.
 Everything is computed in float32 (GEMMs through NumPy's BLAS: convolution is im2col + one
 matmul per group, depthwise a loop over the kh * kw taps; bmm is np.matmul of two float32
@@ -89,8 +90,10 @@ def _bind_inputs(graph, inputs) -> dict[str, np.ndarray]:
     feeds, batch_from = {}, None
     for name in names:
         arr = np.asarray(inputs[name])
-        if arr.dtype.kind != "f":
-            raise TypeError(f"run: input {name!r} must be a float32 array, got dtype {arr.dtype}")
+        integer = graph.tensors[name].dtype == "int64"
+        if arr.dtype.kind not in ("iu" if integer else "f"):
+            raise TypeError(f"run: input {name!r} must be {'an integer' if integer else 'a float32'} array, "
+                            f"got dtype {arr.dtype}")
         declared = graph.tensors[name].shape
         if arr.ndim != len(declared) or any(d is not None and d != s for d, s in zip(declared, arr.shape)):
             raise ValueError(f"run: input {name!r} must have shape {format_shape(declared)}, got {list(arr.shape)}")
@@ -100,7 +103,7 @@ def _bind_inputs(graph, inputs) -> dict[str, np.ndarray]:
             elif feeds[batch_from].shape[0] != arr.shape[0]:
                 raise ValueError(f"run: inputs {batch_from!r} and {name!r} share the free batch dimension "
                                  f"but have batch sizes {feeds[batch_from].shape[0]} and {arr.shape[0]}")
-        feeds[name] = np.ascontiguousarray(arr, dtype=np.float32)
+        feeds[name] = np.ascontiguousarray(arr, dtype=np.int64 if integer else np.float32)
     return feeds
 
 
@@ -404,6 +407,40 @@ def _lrn(node, x):
     return y.astype(np.float32)
 
 
+def integer_ids(x: np.ndarray, limit: int, where: str, what: str) -> np.ndarray:
+    """`x` (integers, or float32 holding exact integers) as int64 ids, every one in [0, limit);
+    ValueError naming the first bad value otherwise. Nothing is indexed before this check."""
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x) | (x != np.floor(x)) | (x < 0) | (x >= limit)
+    else:
+        bad = (x < 0) | (x >= limit)
+    if np.any(bad):
+        v = x.reshape(-1)[int(np.flatnonzero(bad.reshape(-1))[0])].item()
+        raise ValueError(f"{where}: {what} {v:g} is not an integer in [0, {limit})")
+    return x.astype(np.int64)
+
+
+def _embedding(node, ids):
+    table = node.consts["weight"]
+    return table[integer_ids(ids, table.shape[0], node.name, "token id")]
+
+
+def _additive_mask(node, mask):
+    keep = integer_ids(mask, 2, node.name, "attention mask value")
+    out = np.where(keep == 0, np.float32(node.attrs["fill"]), np.float32(0)).astype(np.float32)
+    return out.reshape(mask.shape[0], 1, 1, mask.shape[1])
+
+
+def _padded_positions(node, ids):
+    pad = node.attrs["pad"]
+    real = ids != pad
+    return np.where(real, pad + np.cumsum(real, axis=1), pad).astype(np.float32)
+
+
+def _select(node, x):
+    return np.ascontiguousarray(np.take(x, node.attrs["index"], axis=node.attrs["axis"]))
+
+
 KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
@@ -413,5 +450,6 @@ KERNELS = {
     "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid, "layer_norm": _layer_norm,
-    "lrn": _lrn,
+    "lrn": _lrn, "embedding": _embedding, "additive_mask": _additive_mask, "select": _select,
+    "padded_positions": _padded_positions,
 }

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import float_exec
 from .builders import Builders, check_activation, check_name, const_array
-from .ir import FUSABLE_OPS, OPS, Node, Tensor, format_shape
+from .ir import DTYPE, FUSABLE_OPS, INPUT_DTYPES, INT_INPUT_OPS, OPS, Node, Tensor, format_shape
 from .shapes import check_sample_size, infer_shape
 
 
@@ -38,9 +38,12 @@ class Graph(Builders):
 
     # ---- construction -------------------------------------------------------------------------
 
-    def input(self, name: str, shape) -> Tensor:
-        """Declare a float32 graph input. ``shape[0]`` is the batch: an int or None (any size)."""
+    def input(self, name: str, shape, dtype: str = DTYPE) -> Tensor:
+        """Declare a graph input. ``shape[0]`` is the batch: an int or None (any size). ``dtype``:
+        "float32" (default) or "int64" (integer ids, read only by embedding / additive_mask)."""
         check_name(name, "input name")
+        if dtype not in INPUT_DTYPES:
+            raise ValueError(f"input {name!r}: dtype must be one of {INPUT_DTYPES}, got {dtype!r}")
         if name in self.tensors:
             raise ValueError(f"input {name!r}: the name is already used by a tensor")
         try:
@@ -57,7 +60,7 @@ class Graph(Builders):
                 raise ValueError(f"input {name!r}: shape[{i}] must be {rule}, got {d!r}")
         dims = tuple(None if d is None else int(d) for d in dims)
         check_sample_size(dims, f"input {name!r}")
-        t = Tensor(name, dims, self)
+        t = Tensor(name, dims, self, dtype)
         self.tensors[name] = t
         self.inputs.append(name)
         return t
@@ -89,6 +92,10 @@ class Graph(Builders):
         consts = {key: const_array(v, where, key, share_readonly=True) for key, v in (consts or {}).items()}
         attrs = dict(attrs or {})
         self._check_signature(op, where, tensors, consts)
+        ints = [t.name for t in tensors if t.dtype != DTYPE]
+        if ints and op not in INT_INPUT_OPS:
+            raise ValueError(f"{where}: input(s) {ints} hold integers (int64); only {', '.join(INT_INPUT_OPS)} "
+                             "read integer tensors")
         if op in FUSABLE_OPS:
             attrs["activation"] = check_activation(attrs.get("activation"), where)
         node = Node(op, name, [t.name for t in tensors], [output_name], attrs, consts)
@@ -104,11 +111,12 @@ class Graph(Builders):
 
     @classmethod
     def from_nodes(cls, inputs, nodes, outputs, name: str = "graph") -> "Graph":
-        """A new graph from ``(name, shape)`` inputs, Node records (re-checked, consts shared when
-        already read-only float32) and output names: how passes and importers build graphs."""
+        """A new graph from ``(name, shape)`` or ``(name, shape, dtype)`` inputs, Node records
+        (re-checked, consts shared when already read-only float32) and output names: how passes and
+        importers build graphs."""
         g = cls(name)
-        for in_name, shape in inputs:
-            g.input(in_name, shape)
+        for in_name, shape, *dtype in inputs:
+            g.input(in_name, shape, *dtype)
         for n in nodes:
             g.add_node(n.op, n.inputs, n.attrs, n.consts, name=n.name, output_name=n.outputs[0])
         for out in outputs:
@@ -117,8 +125,11 @@ class Graph(Builders):
 
     def copy(self) -> "Graph":
         """An independent graph with the same names (constant arrays are shared: read-only)."""
-        return Graph.from_nodes([(n, self.tensors[n].shape) for n in self.inputs], self.nodes,
-                                self.outputs, self.name)
+        return Graph.from_nodes(self.input_specs(), self.nodes, self.outputs, self.name)
+
+    def input_specs(self, names=None) -> list:
+        """``(name, shape, dtype)`` of the inputs (or of the tensors ``names``), as ``from_nodes`` takes them."""
+        return [(n, self.tensors[n].shape, self.tensors[n].dtype) for n in (self.inputs if names is None else names)]
 
     # ---- queries ------------------------------------------------------------------------------
 
@@ -153,7 +164,8 @@ class Graph(Builders):
         lines = [f"Graph {self.name!r}: {len(self.inputs)} input(s), {len(self.nodes)} node(s), "
                  f"{len(self.outputs)} output(s)"]
         for n in self.inputs:
-            lines.append(f"  input   {n} {format_shape(self.tensors[n].shape)}")
+            dtype = self.tensors[n].dtype
+            lines.append(f"  input   {n} {format_shape(self.tensors[n].shape)}" + ("" if dtype == DTYPE else f" {dtype}"))
         for node in self.nodes:
             out = self.tensors[node.output]
             consts = ", ".join(f"{k}{format_shape(v.shape)}" for k, v in node.consts.items())

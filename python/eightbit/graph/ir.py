@@ -5,7 +5,8 @@ input and output tensors and a table of ``Tensor`` handles. Everything is plain 
 quantizer, the lowering, the ONNX importer and the .eb writer can walk, copy and rewrite it:
 
 * ``Tensor``: a name, a shape (a tuple of ints; dimension 0 is the batch and may be ``None``,
-  "any size") and the dtype ``"float32"``. Builders return Tensors and accept them as inputs;
+  "any size") and a dtype: ``"float32"``, or ``"int64"`` for a graph input holding integer ids
+  (token ids, an attention mask) that only the ops of ``INT_INPUT_OPS`` may read. Builders return Tensors and accept them as inputs;
   a Tensor belongs to one graph and is refused by any other.
 * ``Node``: ``op`` (a key of OPS below), ``name`` (unique among nodes), ``inputs`` (tensor names),
   ``outputs`` (tensor names; every op here has exactly one), ``attrs`` (ints, floats, strs, bools,
@@ -79,6 +80,29 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
                                                                           alpha / size * sum of x^2
                                                                           over channels c - (size-1)//2
                                                                           .. c + size//2) ^ beta
+    embedding         ids [N,..] weight [V, D] (the table)                -: rows of the table by
+                                                                          integer ids -> [N, .., D]
+                                                                          (ONNX Gather of a constant
+                                                                          table); an id that is not an
+                                                                          integer in [0, V) raises
+                                                                          ValueError
+    additive_mask     mask [N,T] -                                        fill (float, may be -inf):
+                                                                          keep mask (1 keep, 0 pad) ->
+                                                                          [N, 1, 1, T] float32, 0 where
+                                                                          kept, fill where padded (the
+                                                                          extended attention mask of
+                                                                          BERT-style encoders); a value
+                                                                          other than 0 / 1 raises
+                                                                          ValueError
+    padded_positions  ids [N,T]  -                                        pad (int >= 0): RoBERTa's
+                                                                          position ids, float32 [N, T]:
+                                                                          pad where ids == pad, else pad
+                                                                          + the count of non-pad ids up
+                                                                          to and including t
+    select            x          -                                        axis (>= 1), index (>= 0): the
+                                                                          slice x[.., index, ..] along
+                                                                          axis, that axis dropped (ONNX
+                                                                          Gather of a scalar index)
 
 ``activation`` is ``None`` (none fused), ``"relu"`` or ``("clip", lo, hi)`` with finite floats
 lo <= hi (ReLU6 is ``("clip", 0.0, 6.0)``): the values ``eightbit.reference.qlinear_conv`` takes,
@@ -92,6 +116,10 @@ from typing import Any
 import numpy as np
 
 DTYPE = "float32"
+# the dtypes a graph input may have; every node output is float32
+INPUT_DTYPES = ("float32", "int64")
+# ops that may read an int64 tensor (their ids / mask input; float32 holding exact integers works too)
+INT_INPUT_OPS = ("embedding", "additive_mask", "padded_positions")
 
 # op -> names of the constants it may hold (a "?" suffix marks an optional one)
 OPS: dict[str, tuple[str, ...]] = {
@@ -110,6 +138,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "flatten": (), "reshape": (),
     "transpose": (), "pad": (), "hardsigmoid": (), "layer_norm": ("weight?", "bias?"),
     "lrn": (),
+    "embedding": ("weight",), "additive_mask": (), "padded_positions": (), "select": (),
 }
 
 # ops whose attrs carry an ``activation`` that the float executor applies to their result
@@ -121,14 +150,15 @@ def format_shape(shape) -> str:
 
 
 class Tensor:
-    """A handle on one float32 tensor of one graph: ``name``, ``shape`` (dim 0 may be None)."""
+    """A handle on one tensor of one graph: ``name``, ``shape`` (dim 0 may be None), ``dtype``
+    ("float32", or "int64" for an integer graph input)."""
 
     __slots__ = ("name", "shape", "dtype", "_graph")
 
-    def __init__(self, name: str, shape: tuple, graph) -> None:
+    def __init__(self, name: str, shape: tuple, graph, dtype: str = DTYPE) -> None:
         self.name = name
         self.shape = tuple(shape)
-        self.dtype = DTYPE
+        self.dtype = dtype
         self._graph = graph
 
     @property
@@ -136,7 +166,8 @@ class Tensor:
         return len(self.shape)
 
     def __repr__(self) -> str:
-        return f"Tensor({self.name!r}, {format_shape(self.shape)})"
+        dtype = "" if self.dtype == DTYPE else f", {self.dtype}"
+        return f"Tensor({self.name!r}, {format_shape(self.shape)}{dtype})"
 
 
 @dataclass(eq=False)                 # compared by identity: consts are arrays

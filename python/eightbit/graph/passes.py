@@ -36,7 +36,7 @@ __all__ = ["remove_identities", "fold_batch_norm", "fuse_activations", "fuse_mas
 
 
 def _rebuild(g: Graph, nodes: list[Node]) -> Graph:
-    return Graph.from_nodes([(n, g.tensors[n].shape) for n in g.inputs], nodes, g.outputs, g.name)
+    return Graph.from_nodes(g.input_specs(), nodes, g.outputs, g.name)
 
 
 def _use_counts(g: Graph) -> dict[str, int]:

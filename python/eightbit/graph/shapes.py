@@ -335,6 +335,41 @@ def _lrn(node: Node, shapes):
     return x
 
 
+def _embedding(node: Node, shapes):
+    table = node.consts["weight"]
+    if table.ndim != 2 or table.shape[0] == 0:
+        _fail(node, f"weight must be a [V, D] table with V >= 1, got shape {list(table.shape)}")
+    if table.shape[0] > 1 << 24:
+        _fail(node, f"the table has {table.shape[0]} rows; ids travel as float32, exact up to 2^24 rows")
+    return tuple(shapes[0]) + (table.shape[1],)
+
+
+def _additive_mask(node: Node, shapes):
+    _rank(node, shapes[0], 2, "mask")
+    fill = node.attrs.get("fill")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or math.isnan(fill):
+        _fail(node, f"fill must be a number (not NaN), got {fill!r}")
+    return (shapes[0][0], 1, 1, shapes[0][1])
+
+
+def _padded_positions(node: Node, shapes):
+    _rank(node, shapes[0], 2, "ids")
+    pad = node.attrs.get("pad")
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        _fail(node, f"pad must be an int >= 0, got {pad!r}")
+    return shapes[0]
+
+
+def _select(node: Node, shapes):
+    x, axis, index = shapes[0], node.attrs.get("axis"), node.attrs.get("index")
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        _fail(node, f"axis must be an int, got {axis!r}")
+    _axis_ok(node, axis, len(x), 1)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < x[axis]:
+        _fail(node, f"index {index!r} is out of range [0, {x[axis]}) of axis {axis}")
+    return x[:axis] + x[axis + 1:]
+
+
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary, "div": _div, "bmm": _bmm,
@@ -344,7 +379,8 @@ _RULES = {
     "max_pool2d": _pool, "avg_pool2d": _pool, "global_avg_pool2d": _global_pool,
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _same, "layer_norm": _layer_norm,
-    "lrn": _lrn,
+    "lrn": _lrn, "embedding": _embedding, "additive_mask": _additive_mask, "select": _select,
+    "padded_positions": _padded_positions,
 }
 
 

@@ -2,6 +2,7 @@
 
     g = eb.from_onnx("model.onnx")                    # a float model -> eb.Graph
     g = eb.from_onnx(path, input_shapes={"x": (None, 3, 224, 224)})
+    g = eb.from_onnx("bert.onnx", dims={"sequence": 128})   # int64 ids; one import per length
     qm = eb.from_onnx_quantized("model.int8.onnx")    # an already quantized model -> eb.QuantizedModel
 
 Each import function returns one kind of object; ``is_quantized(model)`` says which one a model
@@ -37,11 +38,14 @@ def is_quantized(model) -> bool:
     return _holds_quantization_ops(_load_unchecked(model, "is_quantized"))
 
 
-def from_onnx(model, *, input_shapes=None, max_folded_bytes=None, max_total_folded_bytes=None):
+def from_onnx(model, *, input_shapes=None, dims=None, max_folded_bytes=None, max_total_folded_bytes=None):
     """Import a float ONNX model as an ``eb.Graph``: ``model`` is a path (str or os.PathLike), the
     file's bytes or an ``onnx.ModelProto`` (see onnx/import_float.py for the operators and
     rules); ``input_shapes={input name: shape}`` fixes dimensions the model leaves symbolic
-    (dimension 0, the batch, may stay None). ``max_folded_bytes`` (one constant) and
+    (dimension 0, the batch, may stay None); ``dims={dimension name: size}`` fixes every input
+    dimension the model names so (``dims={"sequence": 128}`` for a BERT exported with a symbolic
+    "sequence" axis: the graph then runs that sequence length; import once per length).
+    ``max_folded_bytes`` (one constant) and
     ``max_total_folded_bytes`` (all of them) bound the constants folded at import (None: the
     defaults, 256 MiB and 1 GiB, ``eightbit.onnx.fold.MAX_FOLDED_BYTES`` / ``MAX_TOTAL_FOLDED_BYTES``);
     raise them to import knowingly a model whose weights are computed, e.g. by ConstantOfShape.
@@ -57,7 +61,7 @@ def from_onnx(model, *, input_shapes=None, max_folded_bytes=None, max_total_fold
         raise OnnxImportError("the model is already quantized (it holds QuantizeLinear / DequantizeLinear or "
                               "QLinear* operators): import it with eb.from_onnx_quantized, which keeps its own "
                               "scales and zero points; eb.from_onnx takes float models")
-    return import_float(load_model(proto), input_shapes=input_shapes, max_folded_bytes=max_folded_bytes,
+    return import_float(load_model(proto), input_shapes=input_shapes, dims=dims, max_folded_bytes=max_folded_bytes,
                         max_total_folded_bytes=max_total_folded_bytes)
 
 

@@ -551,6 +551,66 @@ def convert_cast(imp: Importer, n: OnnxNode) -> None:
     imp.emit(n, "identity", [imp.tensor(n, 0)], {})
 
 
+def convert_gather(imp: Importer, n: OnnxNode) -> None:
+    """Rows of a constant table by integer ids (an embedding lookup), or one scalar index of a
+    computed tensor along an axis (BERT's pooler reads token 0)."""
+    table = imp.const(n.inputs[0])
+    axis = int(n.attrs.get("axis", 0))
+    if table is not None:
+        if table.ndim != 2 or axis not in (0, -2):
+            n.fail(f"a Gather of a constant needs a [V, D] table gathered along axis 0, got shape "
+                   f"{list(table.shape)} and axis {axis}")
+        fixed = imp.const(n.inputs[1])
+        if fixed is not None:             # ids that do not depend on the inputs (attention_mask.convert_ids)
+            fixed = np.asarray(fixed)
+            if fixed.dtype.kind not in "iu" or np.any((fixed < 0) | (fixed >= table.shape[0])):
+                n.fail(f"constant ids out of range [0, {table.shape[0]})")
+            value = np.take(table, fixed, axis=0)
+            imp.fold_budget.add([value], n.where)
+            imp.consts[n.outputs[0]] = value
+            return
+        ids = imp.tensor(n, 1)
+        producer = imp.graph.producer(ids.name)
+        if ids.dtype != "int64" and (producer is None or producer.op != "padded_positions"):
+            n.fail(f"the ids {ids.name!r} must be an integer graph input (token ids), not a computed float tensor")
+        imp.emit(n, "embedding", [ids], {}, {"weight": table})
+        return
+    x = imp.tensor(n, 0)
+    index = np.asarray(imp.need_const(n, 1, "indices"))
+    axis = _axis(n, axis, len(x.shape))
+    _not_batch(n, axis, "axis (gathering along the batch)")
+    if index.ndim != 0 or index.dtype.kind not in "iu":
+        n.fail(f"only a scalar integer index of a computed tensor is supported, got shape {list(index.shape)}")
+    i = int(index)
+    if not -x.shape[axis] <= i < x.shape[axis]:
+        n.fail(f"index {i} is out of range for axis {axis} of size {x.shape[axis]}")
+    imp.emit(n, "select", [x], {"axis": axis, "index": i % x.shape[axis]})
+
+
+def convert_where(imp: Importer, n: OnnxNode) -> None:
+    """Where(padding indicator, fill, scores): the masked fill of attention scores, as
+    ``scores + additive_mask`` (see attention_mask.py for why that is the same after softmax)."""
+    from .attention_mask import MIN_WHERE_FILL, additive_mask_for
+    cond = n.inputs[0]
+    if cond not in imp.mask_indicators:
+        n.fail("only the masked fill of attention scores by an attention mask is supported (the condition "
+               f"{cond!r} is not computed from an integer attention-mask input)")
+    source, kind = imp.mask_indicators[cond]
+    fill_at, scores_at = (1, 2) if kind == "padded" else (2, 1)
+    fill = imp.const(n.inputs[fill_at])
+    if fill is None or np.asarray(fill).size != 1:
+        n.fail(f"the value where the mask pads (input {fill_at}) must be a scalar constant")
+    fill = float(np.asarray(fill).reshape(()))
+    if not fill <= MIN_WHERE_FILL:
+        n.fail(f"the masked fill value {fill} is not <= {MIN_WHERE_FILL:g} (or -inf); only such fills are the "
+               "same as an additive mask after the softmax")
+    scores = imp.tensor(n, scores_at)
+    mask = additive_mask_for(imp, n, source, fill)
+    if len(scores.shape) != 4:
+        n.fail(f"the masked scores must be [N, heads, T, T], got shape {list(scores.shape)}")
+    imp.emit(n, "add", [scores, mask], {"activation": None})
+
+
 CONVERTERS = {
     "Conv": convert_conv, "Gemm": convert_gemm, "MatMul": convert_matmul,
     "Add": convert_binary, "Sub": convert_binary, "Mul": convert_binary, "Div": convert_binary,
@@ -564,4 +624,5 @@ CONVERTERS = {
     "Squeeze": convert_squeeze, "Unsqueeze": convert_unsqueeze, "Transpose": convert_transpose,
     "Concat": convert_concat, "Softmax": convert_softmax, "Pad": convert_pad, "Dropout": convert_dropout,
     "Cast": convert_cast, "Sum": convert_sum, "LRN": convert_lrn,
+    "Gather": convert_gather, "Where": convert_where,
 }

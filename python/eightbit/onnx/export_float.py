@@ -73,11 +73,12 @@ class OnnxBuilder:
         return model
 
 
-def float_value_info(name: str, shape):
-    """A float32 graph input / output; a free (None) dimension is the symbolic "N"."""
+def float_value_info(name: str, shape, dtype: str = "float32"):
+    """A float32 (or int64) graph input / output; a free (None) dimension is the symbolic "N"."""
     from onnx import TensorProto, helper
 
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N" if d is None else d for d in shape])
+    elem = TensorProto.INT64 if dtype == "int64" else TensorProto.FLOAT
+    return helper.make_tensor_value_info(name, elem, ["N" if d is None else d for d in shape])
 
 
 def check_opset(opset, ops, what: str) -> int:
@@ -94,7 +95,7 @@ def check_opset(opset, ops, what: str) -> int:
 
 
 def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: str, attrs: dict, consts: dict,
-                    in_ranks: list, linear_as: str = "gemm") -> None:
+                    in_ranks: list, linear_as: str = "gemm", in_dtypes: list | None = None) -> None:
     """One float32 graph node (graph/ir.py's op table) as ONNX node(s) writing ``output``."""
     a, x = attrs, list(inputs)
     act = a.get("activation")
@@ -188,6 +189,35 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
         if mode == "constant":
             ins.append(b.const(f"{name}.value", a["value"], np.float32))
         b.node("Pad", ins, [out], name, mode=mode)
+    elif op == "embedding":           # ids: an int64 graph input, or float32 positions
+        ids = x[0]
+        if in_dtypes is not None and in_dtypes[0] != "int64":
+            ids = b.fresh(f"{output}.ids")
+            b.node("Cast", [x[0]], [ids], f"{name}.cast", to=7)                  # TensorProto.INT64
+        b.node("Gather", [c("weight"), ids], [out], name, axis=0)
+    elif op == "padded_positions":    # in float32: Cast, Equal, Not, CumSum, Mul, Add
+        ids = b.fresh(f"{output}.ids")
+        b.node("Cast", [x[0]], [ids], f"{name}.cast", to=1)                   # TensorProto.FLOAT
+        pad = b.const(f"{name}.pad", float(a["pad"]), np.float32)
+        is_pad, not_pad, real, count, kept = (b.fresh(f"{output}.{k}")
+                                              for k in ("is_pad", "not_pad", "real", "count", "kept"))
+        b.node("Equal", [ids, pad], [is_pad], f"{name}.equal")
+        b.node("Not", [is_pad], [not_pad], f"{name}.not")
+        b.node("Cast", [not_pad], [real], f"{name}.real", to=1)
+        b.node("CumSum", [real, b.const(f"{name}.axis", 1, np.int64)], [count], f"{name}.cumsum")
+        b.node("Mul", [count, real], [kept], f"{name}.mul")
+        b.node("Add", [kept, pad], [out], name)
+    elif op == "additive_mask":       # the mask may be int64 (graph input) or float32 (a plan tensor)
+        keep = b.fresh(f"{output}.keep")
+        b.node("Cast", [x[0]], [keep], f"{name}.cast", to=1)                  # TensorProto.FLOAT
+        padded = b.fresh(f"{output}.padded")
+        b.node("Equal", [keep, b.const(f"{name}.zero", 0.0, np.float32)], [padded], f"{name}.equal")
+        flat = b.fresh(f"{output}.flat")
+        b.node("Where", [padded, b.const(f"{name}.fill", a["fill"], np.float32),
+                         b.const(f"{name}.keep_value", 0.0, np.float32)], [flat], f"{name}.where")
+        b.node("Unsqueeze", [flat, b.const(f"{name}.axes", [1, 2], np.int64)], [out], name)
+    elif op == "select":
+        b.node("Gather", [x[0], b.const(f"{name}.index", a["index"], np.int64)], [out], name, axis=a["axis"])
     else:
         raise NotImplementedError(f"{name}: no ONNX export for op {op!r}")
     if act == "relu":
@@ -216,6 +246,6 @@ def graph_to_onnx(g, *, linear_as: str = "gemm", opset: int | None = None):
         b.reserve(n.output)
     for n in g.nodes:
         emit_float_node(b, n.op, n.name, list(n.inputs), n.output, n.attrs, n.consts,
-                        [len(g.tensors[i].shape) for i in n.inputs], linear_as)
-    return b.model(g.name, [float_value_info(i, g.tensors[i].shape) for i in g.inputs],
+                        [len(g.tensors[i].shape) for i in n.inputs], linear_as, [g.tensors[i].dtype for i in n.inputs])
+    return b.model(g.name, [float_value_info(i, g.tensors[i].shape, g.tensors[i].dtype) for i in g.inputs],
                    [float_value_info(o, g.tensors[o].shape) for o in g.outputs], "eightbit")

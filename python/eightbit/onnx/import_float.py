@@ -5,10 +5,12 @@
 
 How a model is read (opsets 11-21 of the default domain; load.py converts opsets 7-10 to 11 first):
 
-1. Inputs: the graph inputs that are not initializers, float32. Dimension 0 is the batch: a
-   number keeps it fixed, a symbolic or missing one leaves it free (None). Every other dimension
-   must be static, from the model or from ``input_shapes={name: shape}`` (which may also free or
-   fix the batch).
+1. Inputs: the graph inputs that are not initializers, float32, or int64 / int32 (token ids and
+   attention masks: int64 graph inputs, read by embedding and additive_mask nodes). Dimension 0
+   is the batch: a number keeps it fixed, a symbolic or missing one leaves it free (None). Every
+   other dimension must be static, from the model, from ``dims={dimension name: size}`` (every
+   input dimension the model names so, e.g. ``dims={"sequence": 128}``: one import per sequence
+   length) or from ``input_shapes={name: shape}`` (which may also free or fix the batch).
 2. Constants: initializers, Constant nodes and every node whose inputs are all constants are
    evaluated once, by ONNX's reference implementation (fold.py). ``Shape`` / ``Size`` of a
    computed tensor fold to its static shape, so the shape sub-graphs exporters write
@@ -18,6 +20,8 @@ How a model is read (opsets 11-21 of the default domain; load.py converts opsets
    other computation with it is refused). A Reshape target whose dimension 0 is the batch (the
    number or the symbol), -1 or 0 (copy) keeps the batch; any other dimension 0, or the free
    batch showing up elsewhere, would move the batch and is refused.
+   2b. The attention-mask sub-graphs (attention_mask.py): what is computed from an integer input
+   alone (not an embedding lookup) is evaluated on probe masks and becomes one additive_mask node.
 3. Patterns (patterns.py) fuse several ONNX nodes into one graph node: the GELU sub-graphs
    (erf and tanh forms, any operand order), ``x * HardSigmoid(x)`` -> hardswish, MatMul by a
    constant + Add of a [N] bias -> linear, and a zero constant Pad feeding a Conv (or an
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..graph import Graph
-from . import fold, patterns
+from . import attention_mask, fold, patterns
 from .converters import CONVERTERS, dtype_name
 from .errors import OnnxImportError, guarded, require_onnx
 from .load import opset_of
@@ -65,7 +69,7 @@ class OnnxNode:
         raise OnnxImportError(f"{self.where}: {message}")
 
 
-def import_float(model_proto, *, input_shapes=None, keep_tensors=(), max_folded_bytes=None,
+def import_float(model_proto, *, input_shapes=None, dims=None, keep_tensors=(), max_folded_bytes=None,
                  max_total_folded_bytes=None) -> Graph:
     """The float eightbit Graph of a float ONNX model (see the module docstring).
 
@@ -74,14 +78,14 @@ def import_float(model_proto, *, input_shapes=None, keep_tensors=(), max_folded_
     its own scale must not vanish into a MatMul + Add -> linear fusion).
     ``max_folded_bytes`` / ``max_total_folded_bytes``: the folding limits (fold.FoldBudget; None:
     fold.MAX_FOLDED_BYTES / fold.MAX_TOTAL_FOLDED_BYTES)."""
-    return Importer(model_proto, input_shapes, keep_tensors, max_folded_bytes, max_total_folded_bytes).run()
+    return Importer(model_proto, input_shapes, keep_tensors, max_folded_bytes, max_total_folded_bytes, dims).run()
 
 
 class Importer:
     """The state of one import: constants, the graph being built, and the node list."""
 
     def __init__(self, proto, input_shapes=None, keep_tensors=(), max_folded_bytes=None,
-                 max_total_folded_bytes=None):
+                 max_total_folded_bytes=None, dims=None):
         onnx = require_onnx()
         from onnx import helper, numpy_helper
         self.proto = proto
@@ -106,11 +110,14 @@ class Importer:
             | {i.name for i in og.input} | set(self.output_names)
         self._fresh_k = 0
         self.input_shapes = dict(input_shapes or {})
+        self.dims = self._named_dims(dims)
         self.keep = set(keep_tensors)
         # bytes of constants folded, against the limits (fold.MAX_*_BYTES unless given)
         self.fold_budget = fold.FoldBudget(max_folded_bytes, max_total_folded_bytes)
         self.claimed: dict[int, object] = {}          # node index -> the pattern Match claiming it
         self.anchors: dict[int, object] = {}          # anchor node index -> its Match
+        self.mask_indicators: dict[str, tuple] = {}   # boolean mask tensor -> (mask input, "padded" / "kept")
+        self.additive_masks: dict[tuple, object] = {} # (mask input, fill) -> its additive_mask Tensor
         self._onnx = onnx
 
     # ---- the steps ------------------------------------------------------------------------------
@@ -122,6 +129,7 @@ class Importer:
         self.live = live
         self.producers = {t: n for n in live for t in n.outputs if t}
         self._fold_pure_constants(live)
+        attention_mask.match_masks(self, live)
         patterns.match_all(self, live)
         self._check_supported(live)
         for n in live:
@@ -177,9 +185,11 @@ class Importer:
         missing = []
         for vi in declared:
             tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
-            if tt is None or tt.elem_type != self._onnx.TensorProto.FLOAT:
+            integer = tt is not None and tt.elem_type in (self._onnx.TensorProto.INT64, self._onnx.TensorProto.INT32)
+            if tt is None or (tt.elem_type != self._onnx.TensorProto.FLOAT and not integer):
                 kind = dtype_name(self._onnx, tt.elem_type) if tt is not None else "not a tensor"
-                raise OnnxImportError(f"input {vi.name!r}: eightbit graphs take float32 inputs, got {kind}")
+                raise OnnxImportError(f"input {vi.name!r}: eightbit graphs take float32 inputs and int64 / int32 "
+                                      f"ids or masks, got {kind}")
             if vi.name in self.input_shapes:
                 shape = self._user_shape(vi.name, self.input_shapes[vi.name],
                                          len(tt.shape.dim) if tt.HasField("shape") else None)
@@ -187,7 +197,8 @@ class Importer:
                 if not tt.HasField("shape"):
                     missing.append(f"{vi.name} (no shape at all)")
                     continue
-                shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+                shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else self.dims.get(d.dim_param)
+                         for d in tt.shape.dim]
                 if not shape:
                     raise OnnxImportError(f"input {vi.name!r} is a scalar; eightbit inputs start with a batch "
                                           "dimension")
@@ -196,10 +207,29 @@ class Importer:
                 if free:
                     missing.append(f"{vi.name} {', '.join(free)}")
                     continue
-            self.graph.input(vi.name, tuple(shape))
+            self.graph.input(vi.name, tuple(shape), "int64" if integer else "float32")
         if missing:
             raise OnnxImportError("every dimension but the batch (0) must be static; give these with "
-                                  f"input_shapes={{name: shape}}: {'; '.join(missing)}")
+                                  f"input_shapes={{name: shape}} or dims={{dimension name: size}} (e.g. "
+                                  f"dims={{'sequence': 128}}): {'; '.join(missing)}")
+
+    def _named_dims(self, dims) -> dict:
+        """``dims={dim_param: size}``: every input dimension the model names so gets that size
+        (as ONNX Runtime's free dimension overrides by name)."""
+        if dims is None:
+            return {}
+        if not isinstance(dims, dict):
+            raise OnnxImportError(f"dims must be a dict {{dimension name: size}}, got {type(dims).__name__}")
+        for k, v in dims.items():
+            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise OnnxImportError(f"dims[{k!r}] = {v!r}: expected a dimension name and a positive int")
+        named = {d.dim_param for i in self.proto.graph.input if i.type.HasField("tensor_type")
+                 for d in i.type.tensor_type.shape.dim if d.dim_param}
+        unknown = sorted(set(dims) - named)
+        if unknown:
+            raise OnnxImportError(f"dims names no dimension of the model's inputs: {unknown}; the named dimensions "
+                                  f"are {sorted(named)}")
+        return {k: int(v) for k, v in dims.items()}
 
     def _user_shape(self, name, shape, rank):
         try:

@@ -125,7 +125,7 @@ def fuse_unquantized_activations(g: Graph, tensor_qparams: dict) -> Graph:
             continue
         index[node.output] = len(nodes)
         nodes.append(node.copy())
-    return Graph.from_nodes([(n, g.tensors[n].shape) for n in g.inputs], nodes, g.outputs, g.name)
+    return Graph.from_nodes(g.input_specs(), nodes, g.outputs, g.name)
 
 
 def _without_unused_domains(model):

@@ -16,6 +16,14 @@ tensor inside a pattern must be read only inside it (and not be a graph output, 
 * **LayerNorm written out** (``match_layer_norm``), as exporters write it before opset 17:
   ``d = x - ReduceMean(x)``, ``d / Sqrt(ReduceMean(Pow(d, 2)) + eps)`` over the last axes, then
   optionally ``* gamma`` and ``+ beta`` (constants) -> layer_norm, named as the last node.
+* **NaN guard after softmax** (``match_nan_guard``): ``Where(IsNaN(p), 0, p)``, which the
+  SDPA exporters write after the attention softmax -> identity(p). The softmax of a row with at
+  least one key kept is never NaN; a row whose every key is padded is not defined in eightbit
+  (ONNX Runtime gives zeros there).
+* **Transpose through a batch-merging reshape** (``match_merged_transpose``): the dynamo
+  exporter transposes K for SDPA as ``Reshape(x [N, H, T, D] -> [-1, T, D])``, ``Transpose(0, 2,
+  1)``, ``Reshape(-> [N, H, D, T])``: one transpose of x (perm (0, 1, 3, 2)). The merged batch
+  never exists in eightbit (the batch stays dimension 0).
 * **Pad into a window** (``match_pad``): Pad (constant mode, value 0, spatial axes only) whose
   output only feeds a Conv, or an AveragePool with count_include_pad=1 and ceil_mode=0 -> the
   pads are added to the Conv's / AveragePool's.
@@ -23,11 +31,10 @@ tensor inside a pattern must be read only inside it (and not be a graph output, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from .converters import convert_avg_pool, convert_conv, convert_pad, pad_amounts
+from .match import Match
 
 FUNCTION_OPS = ("Mul", "Add", "Sub", "Div", "Pow", "Erf", "Tanh", "HardSigmoid", "Clip", "Sqrt")
 _CORE_OPS = ("Erf", "Tanh", "HardSigmoid", "Clip")     # a region without one is just arithmetic
@@ -35,19 +42,13 @@ _MAX_REGION = 16
 _PROBE = np.linspace(-8.0, 8.0, 161).astype(np.float32)
 
 
-@dataclass
-class Match:
-    anchor: object             # the OnnxNode writing the final output
-    nodes: list                # every OnnxNode of the pattern (the anchor included)
-    convert: object            # convert(importer): emits the graph node(s)
-
-
 def match_all(imp, live) -> None:
     """Find the patterns among the live nodes (outermost first) and record them on `imp`."""
     for n in reversed(live):
         if n.index in imp.claimed:
             continue
-        for matcher in (match_function, match_linear, match_layer_norm, match_pad):
+        for matcher in (match_function, match_linear, match_layer_norm, match_nan_guard, match_merged_transpose,
+                        match_pad):
             m = imp._guard(n, lambda matcher=matcher, n=n: matcher(imp, n))
             if m is not None and not any(k.index in imp.claimed for k in m.nodes):
                 imp.anchors[n.index] = m
@@ -275,6 +276,75 @@ def match_layer_norm(imp, anchor):
 
 
 # ---- Pad folded into a Conv / AveragePool -----------------------------------------------------------
+
+def match_nan_guard(imp, anchor):
+    if anchor.op != "Where" or len(anchor.inputs) != 3:
+        return None
+    cond, zero, x = anchor.inputs
+    guard = _producer(imp, cond)
+    if guard is None or guard.op != "IsNaN" or guard.inputs[0] != x or not imp.single_use(cond):
+        return None
+    z = imp.consts.get(zero)
+    if z is None or np.asarray(z).size != 1 or float(np.asarray(z).reshape(())) != 0.0:
+        return None
+
+    def convert(imp, x=x, anchor=anchor):
+        imp.emit(anchor, "identity", [imp.graph.tensor(x)], {})
+    return Match(anchor, [guard, anchor], convert)
+
+
+def match_merged_transpose(imp, anchor):
+    if anchor.op != "Reshape":
+        return None
+    t = _producer(imp, anchor.inputs[0])
+    if t is None or t.op != "Transpose" or not imp.single_use(anchor.inputs[0]):
+        return None
+    merge = _producer(imp, t.inputs[0])
+    if merge is None or merge.op != "Reshape" or not imp.single_use(t.inputs[0]):
+        return None
+    if not merge.inputs[1] in imp.constable or not anchor.inputs[1] in imp.constable:
+        return None
+
+    def convert(imp, merge=merge, t=t, anchor=anchor):
+        perm = _merged_transpose_perm(imp, merge, t, anchor)
+        if perm is None:                             # not the merged-batch form: the three nodes as usual
+            from .converters import CONVERTERS
+            for n in (merge, t, anchor):
+                imp._guard(n, lambda n=n: CONVERTERS[n.op](imp, n))
+            return
+        imp.emit(anchor, "transpose", [imp.tensor(merge, 0)], {"perm": perm})
+    return Match(anchor, [merge, t, anchor], convert)
+
+
+def _merged_transpose_perm(imp, merge, t, anchor):
+    """The perm of x of Reshape(x -> [-1, rest]) + Transpose + Reshape(-> [N, .., permuted rest]),
+    or None when the three nodes are not that."""
+    from .fold import BATCH
+    target = imp.consts.get(merge.inputs[1])
+    final = imp.consts.get(anchor.inputs[1], imp.symbolic.get(anchor.inputs[1]))
+    if target is None or final is None:
+        return None
+    shape = imp.shape(merge.inputs[0])
+    merged = [int(v) for v in np.asarray(target).reshape(-1)]
+    k = len(merged) - 1                              # the trailing dims kept; the leading ones merge
+    lead = len(shape) - k
+    perm = [int(p) for p in t.attrs.get("perm", range(k, -1, -1))]
+    if k < 1 or lead < 2 or merged[0] != -1 or merged[1:] != list(shape[lead:]) or \
+            sorted(perm) != list(range(k + 1)) or perm[0] != 0:
+        return None
+    want = list(shape[:lead]) + [shape[lead - 1 + p] for p in perm[1:]]
+    final = list(np.asarray(final).reshape(-1))
+    if len(final) != len(want):
+        return None
+    for i, (f, w) in enumerate(zip(final, want)):
+        if i == 0:
+            ok = f is BATCH or int(f) in (-1, 0) or (w is not BATCH and int(f) == w)
+        else:
+            ok = f is not BATCH and (int(f) == w or (int(f) == 0 and shape[i] == w))
+        if not ok:
+            return None
+    return tuple(range(lead)) + tuple(lead - 1 + p for p in perm[1:])
+
 
 def match_pad(imp, anchor):
     if anchor.op == "AveragePool":

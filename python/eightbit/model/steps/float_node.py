@@ -115,6 +115,12 @@ def _lower(step, ins, out) -> dict:
     if node_op == "layer_norm":
         return {"kind": "float_layer_norm", "axes": len(at["normalized_shape"]), "eps": float(at["eps"]),
                 "weight": c.get("weight"), "bias": c.get("bias")}
+    if node_op == "additive_mask":
+        return {"kind": "additive_mask", "fill": float(at["fill"])}
+    if node_op == "padded_positions":
+        return {"kind": "padded_positions", "pad": int(at["pad"])}
+    if node_op == "select":
+        return {"kind": "float_select", "axis": int(at["axis"]), "index": int(at["index"])}
     if node_op == "softmax":  # the softmax step's double formula, as a quantized model's softmax
         return softmax_record(at["axis"], len(out.shape), at.get("scale"))
     return {"kind": "host"}

@@ -1,0 +1,114 @@
+"""The C++ steps of token inputs (csrc/runtime/steps/token_inputs.cpp: embedding, additive_mask)
+and float_select, from raw records: their create-time checks and their run-time checks of ids
+and mask values (a bad id raises ValueError, never reads outside the table)."""
+import numpy as np
+import pytest
+
+from eightbit import _core
+from _records import Records
+
+TABLE = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+
+
+def _embedding(table=TABLE, out_shape=(-1, 4, 3)):
+    r = Records()
+    r.add_tensor("ids", "float32", (-1, 4))
+    r.add_tensor("y", "float32", out_shape)
+    r.step("embedding", ["ids"], "y", consts={"table": table})
+    return r
+
+
+def test_embedding_gathers_rows():
+    r = _embedding()
+    ids = np.array([[0, 4, 2, 2], [1, 1, 3, 0]], np.float32)
+    np.testing.assert_array_equal(r.run([ids])[0], TABLE[ids.astype(int)])
+
+
+@pytest.mark.parametrize("bad", [5.0, -1.0, 0.5, np.nan, np.inf, 2.0 ** 40])
+def test_embedding_refuses_bad_ids_at_run_time(bad):
+    r = _embedding()
+    ids = np.zeros((3, 4), np.float32)
+    ids[2, 3] = bad
+    with pytest.raises(ValueError, match="token id .* is not an integer in \\[0, 5\\)"):
+        r.run([ids])
+
+
+@pytest.mark.parametrize("table, out_shape, message", [
+    (np.zeros(5, np.float32), (-1, 4, 3), "table must be a \\[V, D\\] float32 array"),
+    (np.zeros((5, 3), np.int8), (-1, 4, 3), "float32"),
+    (TABLE, (-1, 4, 2), "expected \\(N, 4, 3\\)"),
+    (TABLE, (-1, 3, 3), "expected \\(N, 4, 3\\)"),
+])
+def test_embedding_records_are_checked(table, out_shape, message):
+    with pytest.raises(_core.ModelFileError, match=message):
+        _embedding(table, out_shape)
+
+
+def _mask(fill=-1e4, in_shape=(-1, 4), out_shape=(-1, 1, 1, 4)):
+    r = Records()
+    r.add_tensor("mask", "float32", in_shape)
+    r.add_tensor("y", "float32", out_shape)
+    r.step("additive_mask", ["mask"], "y", fill=fill)
+    return r
+
+
+def test_additive_mask_values():
+    keep = np.array([[1, 1, 0, 0], [1, 0, 1, 1]], np.float32)
+    y = _mask(fill=float(np.finfo(np.float32).min)).run([keep])[0]
+    assert y.shape == (2, 1, 1, 4)
+    np.testing.assert_array_equal(y[:, 0, 0], np.where(keep == 1, 0, np.finfo(np.float32).min))
+
+
+@pytest.mark.parametrize("bad", [2.0, -1.0, 0.5, np.nan])
+def test_additive_mask_refuses_values_other_than_0_and_1(bad):
+    keep = np.ones((2, 4), np.float32)
+    keep[1, 2] = bad
+    with pytest.raises(ValueError, match="attention mask value"):
+        _mask().run([keep])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(fill=float("nan")), "fill is NaN"),
+    (dict(in_shape=(-1, 4, 1), out_shape=(-1, 1, 1, 4)), "must be 2-D"),
+    (dict(out_shape=(-1, 1, 4, 4)), "expected \\(N, 1, 1, 4\\)"),
+])
+def test_additive_mask_records_are_checked(kwargs, message):
+    with pytest.raises(_core.ModelFileError, match=message):
+        _mask(**kwargs)
+
+
+def test_float_select():
+    r = Records()
+    r.add_tensor("x", "float32", (-1, 3, 4, 2))
+    r.add_tensor("y", "float32", (-1, 3, 2))
+    r.step("float_select", ["x"], "y", axis=2, index=1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 2)).astype(np.float32)
+    np.testing.assert_array_equal(r.run([x])[0], x[:, :, 1, :])
+
+
+@pytest.mark.parametrize("axis, index, out_shape, message", [
+    (0, 0, (-1, 4), "axis must name a dimension other than the batch"),
+    (1, 3, (-1, 4), "index is out of range"),
+    (1, -1, (-1, 4), "index is out of range"),
+    (1, 0, (-1, 5), "expected \\(N, 4\\)"),
+])
+def test_float_select_records_are_checked(axis, index, out_shape, message):
+    r = Records()
+    r.add_tensor("x", "float32", (-1, 3, 4))
+    r.add_tensor("y", "float32", out_shape)
+    with pytest.raises(_core.ModelFileError, match=message):
+        r.step("float_select", ["x"], "y", axis=axis, index=index)
+
+
+def test_padded_positions():
+    r = Records()
+    r.add_tensor("ids", "float32", (-1, 5))
+    r.add_tensor("y", "float32", (-1, 5))
+    r.step("padded_positions", ["ids"], "y", pad=1)
+    ids = np.array([[1, 3, 4, 1, 9], [0, 0, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(r.run([ids])[0], [[1, 2, 3, 1, 4], [2, 3, 4, 5, 6]])
+    r = Records()
+    r.add_tensor("ids", "float32", (-1, 5))
+    r.add_tensor("y", "float32", (-1, 5))
+    with pytest.raises(_core.ModelFileError, match="pad must be in"):
+        r.step("padded_positions", ["ids"], "y", pad=-1)
