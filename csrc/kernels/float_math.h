@@ -151,7 +151,7 @@ inline VF exp_core(VF hi, VF lo) {
   const VF p = vfma(q, r * r, r) + 1.0f;
 #if defined(__AVX512F__)
   (void)ni;
-  const VF e = VF(_mm512_scalef_ps(p, n));  // p 2^n rounded once: the same bits as the two factors
+  const VF e = VF(_mm512_mask_scalef_ps(p, 0xffff, p, n));  // p 2^n rounded once: the bits of the two factors
 #else
   const VI n1 = ni >> 1, n2 = ni - n1;
   const VF e = (p * as_float((n1 + 127) << 23)) * as_float((n2 + 127) << 23);
@@ -165,19 +165,22 @@ inline VF vexp(VF x) { return vfix_nan(x, exp_core<false, true>(x, VF{})); }
 
 // erfc(t) for t in [0, 10.18], given -t^2 = hi + lo (lo the rounding error of hi, from an FMA):
 // erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + 0.6 t) (the form of Numerical Recipes' erfcc;
-// our own degree-10 fit over t in [0, 10.5]).  The exponent stays in [-105, 0]: no guard.
+// our own degree-10 fit in u = 1 - tau over t in [0, 10.5]).  The exponent stays in [-105, 0]: no guard.
 inline VF erfc_core(VF t, VF hi, VF lo) {
   const VF tau = vrecip_1_8(vfma(t, 0.6f, 1.0f));
-  VF p = vfma(tau, -1.382948607e-01f, 6.778388023e-01f);
-  p = vfma(p, tau, -1.187260151e+00f);
-  p = vfma(p, tau, 5.713246465e-01f);
-  p = vfma(p, tau, 7.671146989e-01f);
-  p = vfma(p, tau, -9.654815793e-01f);
-  p = vfma(p, tau, 1.449798644e-01f);
-  p = vfma(p, tau, -1.204598323e-01f);
-  p = vfma(p, tau, 3.346288204e-01f);
-  p = vfma(p, tau, 9.987556338e-01f);
-  p = vfma(p, tau, -1.083146095e+00f);
+  // P in u = 1 - tau = 0.6 t tau (computed so, accurate near t = 0, where P's terms are small:
+  // Horner in tau itself cancelled a few ulp of 1 there)
+  const VF u = (t * 0.6f) * tau;
+  VF p = vfma(u, -1.382948607e-01f, 7.051098347e-01f);
+  p = vfma(p, u, -1.309979677e+00f);
+  p = vfma(p, u, 1.119942665e+00f);
+  p = vfma(p, u, -5.803570151e-01f);
+  p = vfma(p, u, 2.941570878e-01f);
+  p = vfma(p, u, 7.821676880e-02f);
+  p = vfma(p, u, 1.886175742e-04f);
+  p = vfma(p, u, -3.715035617e-01f);
+  p = vfma(p, u, -8.806260228e-01f);
+  p = vfma(p, u, -2.177045388e-08f);
   return tau * exp_core<true, false>(hi, lo + p);
 }
 
@@ -418,7 +421,7 @@ inline void softmax_rows_group(const float* x, int64_t len, float* y) {
     }
     m[r] = hmax(mx);
   }
-  Block acc[R], last[R];
+  Block acc[R], last[R]{};  // last: only rows with a partial block use theirs
   for (int r = 0; r < R; ++r) {
     acc[r] = Block{};
     for (int64_t i = 0; i < len; i += kFmPartials) {
@@ -491,7 +494,7 @@ inline VD widen_part(VF v, std::index_sequence<I...>) {
 }
 inline VD widen_lo(VF v) {
 #if defined(__AVX512F__)
-  return VD(_mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+  return VD(_mm512_maskz_cvtps_pd(0xff, _mm512_castps512_ps256(v)));
 #elif defined(__AVX__)
   return VD(_mm256_cvtps_pd(_mm256_castps256_ps128(v)));
 #else
@@ -500,7 +503,7 @@ inline VD widen_lo(VF v) {
 }
 inline VD widen_hi(VF v) {
 #if defined(__AVX512F__)
-  return VD(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+  return VD(_mm512_maskz_cvtps_pd(0xff, _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xff, _mm512_castps_pd(v), 1))));
 #elif defined(__AVX__)
   return VD(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
 #else
@@ -514,7 +517,7 @@ inline VF narrow(VD lo, VD hi, std::index_sequence<I...>) {
 }
 inline VF narrow(VD lo, VD hi) {
 #if defined(__AVX512F__)
-  return VF(_mm512_insertf32x8(_mm512_zextps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1));
+  return VF(_mm512_insertf32x8(_mm512_zextps256_ps512(_mm512_maskz_cvtpd_ps(0xff, lo)), _mm512_maskz_cvtpd_ps(0xff, hi), 1));
 #elif defined(__AVX__)
   return VF(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
 #else
