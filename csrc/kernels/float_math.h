@@ -525,6 +525,26 @@ inline VF narrow(VD lo, VD hi) {
 #endif
 }
 
+typedef double VDMem __attribute__((vector_size(kFmLanes * sizeof(float)), aligned(8), may_alias));
+inline VD vload_d(const double* p) { return *reinterpret_cast<const VDMem*>(p); }
+// Lanes [0, valid) from p, the others 0 (valid may exceed the vector: then all lanes).
+inline VD vload_d_part(const double* p, int64_t valid) {
+  VD v{};
+  for (int i = 0; i < kFmLanes / 2 && i < valid; ++i) v[i] = p[i];
+  return v;
+}
+inline VD vfma_d(VD a, VD b, VD c) {  // a * b + c rounded once, on every path
+#if defined(__AVX512F__)
+  return VD(_mm512_fmadd_pd(a, b, c));
+#elif defined(__AVX__) && defined(__FMA__)
+  return VD(_mm256_fmadd_pd(a, b, c));
+#else
+  VD r;
+  for (int i = 0; i < kFmLanes / 2; ++i) r[i] = std::fma(a[i], b[i], c[i]);
+  return r;
+#endif
+}
+
 // 16 double partials, in partial order (vector 2k: lanes [kL, kL + L/2) of the block, 2k + 1 the rest).
 struct DBlock {
   VD v[2 * kFmVecsPerBlock];
@@ -543,14 +563,15 @@ inline double fold(DBlock acc) {
 }
 
 // Layer norm of one row, the float graph's float64 formula: mean and biased variance in double,
-// y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double, rounded to float32 once: within
+// y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double (w, b: one FMA), rounded to float32
+// once: within
 // one float32 rounding of NumPy's float64 result (equal to it but at rare ties).  One pass for
 // the moments, shifted by the row's first value x0: with d = x - x0 summed in 16 double partials,
 // var = sum d^2 / n - (sum d / n)^2 loses at most ~n double ulps (x0 is one of the values, so
 // (mean - x0)^2 <= n var), far below float32 precision.  A constant row gives d = 0 and
 // x - mean = 0 exactly: y = b.
 template <bool W, bool B>
-void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, const float* bias, float* y) {
+void layer_norm_row(const float* x, int64_t n, double eps, const double* weight, const double* bias, float* y) {
   const double x0 = x[0];
   DBlock s1{}, s2{};
   for (int64_t i = 0; i < n; i += kFmPartials) {
@@ -566,32 +587,33 @@ void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, 
   const double c = fold(s1) / static_cast<double>(n), mean = x0 + c;
   const double var = std::max(fold(s2) / static_cast<double>(n) - c * c, 0.0);
   const double rstd = 1.0 / std::sqrt(var + eps);
-  auto f = [&](VF v, VF w, VF b) {
-    VD lo = (widen_lo(v) - mean) * rstd, hi = (widen_hi(v) - mean) * rstd;
-    if (W) {
-      lo = lo * widen_lo(w);
-      hi = hi * widen_hi(w);
+  // weight / bias come in double (the runtime converts them once a call)
+  auto f = [&](VF v, const double* w, const double* b, int64_t valid) {
+    VD r[2] = {(widen_lo(v) - mean) * rstd, (widen_hi(v) - mean) * rstd};
+    for (int h = 0; h < 2; ++h) {
+      const int64_t at = h * (kFmLanes / 2);
+      const VD wd = W ? (valid >= kFmLanes ? vload_d(w + at) : vload_d_part(w + at, valid - at)) : VD{};
+      const VD bd = B ? (valid >= kFmLanes ? vload_d(b + at) : vload_d_part(b + at, valid - at)) : VD{};
+      if (W && B)
+        r[h] = vfma_d(r[h], wd, bd);
+      else if (W)
+        r[h] = r[h] * wd;
+      else if (B)
+        r[h] = r[h] + bd;
     }
-    if (B) {
-      lo = lo + widen_lo(b);
-      hi = hi + widen_hi(b);
-    }
-    return narrow(lo, hi);
+    return narrow(r[0], r[1]);
   };
   int64_t i = 0;
-  for (; i + kFmLanes <= n; i += kFmLanes)
-    vstore(y + i, f(vload(x + i), W ? vload(weight + i) : VF{}, B ? vload(bias + i) : VF{}));
-  if (i < n)
-    vstore_part(y + i, n - i, f(vload_part(x + i, n - i, 0.0f), W ? vload_part(weight + i, n - i, 0.0f) : VF{},
-                                B ? vload_part(bias + i, n - i, 0.0f) : VF{}));
+  for (; i + kFmLanes <= n; i += kFmLanes) vstore(y + i, f(vload(x + i), weight + i, bias + i, kFmLanes));
+  if (i < n) vstore_part(y + i, n - i, f(vload_part(x + i, n - i, 0.0f), weight + i, bias + i, n - i));
 }
 
 template <bool W, bool B>
-void layer_norm_loop(const float* x, int64_t rows, int64_t n, double eps, const float* w, const float* b, float* y) {
+void layer_norm_loop(const float* x, int64_t rows, int64_t n, double eps, const double* w, const double* b, float* y) {
   for (int64_t r = 0; r < rows; ++r) layer_norm_row<W, B>(x + r * n, n, eps, w, b, y + r * n);
 }
 
-void fm_layer_norm_rows(const float* x, int64_t rows, int64_t inner, double eps, const float* w, const float* b,
+void fm_layer_norm_rows(const float* x, int64_t rows, int64_t inner, double eps, const double* w, const double* b,
                         float* y) {
   if (inner <= 0) return;
   if (w && b) return layer_norm_loop<true, true>(x, rows, inner, eps, w, b, y);
