@@ -3,10 +3,11 @@
 //
 // Bit-identity across ISAs: every function below is lane-wise (a lane's result depends only on
 // that lane's inputs, through the same IEEE float32 operations on every path: the build uses
-// -ffp-contract=off, and the fused multiply-adds are explicit, vfma below, one rounding on every
-// path: vfmadd on AVX2 / AVX-512, std::fma lane by lane elsewhere), tails go through the same vector code on a padded copy, and sums use
-// 16 partials (element i into partial i mod 16) folded by one scalar pairwise tree.  The lane
-// count only changes how many lanes run at once, never a result.
+// -ffp-contract=off, and the fused multiply-adds are explicit, vfma below, rounding once on every
+// path: vfmadd on AVX2 / AVX-512, std::fma lane by lane elsewhere); tails run the same vector
+// code on masked loads; sums use 16 partials (element i into partial i mod 16) folded by one
+// pairwise tree, the same on every width.  The lane count only changes how many lanes run at
+// once, never a result.
 //
 // Coefficients: fitted by tools/fit_float_math.py (near-minimax, Lawson's weighted least
 // squares), rounded to float32; the error bounds measured by tools/float_math_exhaustive.cpp.
@@ -165,7 +166,8 @@ inline VF vexp(VF x) { return vfix_nan(x, exp_core<false, true>(x, VF{})); }
 
 // erfc(t) for t in [0, 10.18], given -t^2 = hi + lo (lo the rounding error of hi, from an FMA):
 // erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + 0.6 t) (the form of Numerical Recipes' erfcc;
-// our own degree-10 fit in u = 1 - tau over t in [0, 10.5]).  The exponent stays in [-105, 0]: no guard.
+// our own degree-10 fit in u = 1 - tau over t in [0, 10.5]).  The exponent stays in [-105, 0]:
+// no guard.
 inline VF erfc_core(VF t, VF hi, VF lo) {
   const VF tau = vrecip_1_8(vfma(t, 0.6f, 1.0f));
   // P in u = 1 - tau = 0.6 t tau (computed so, accurate near t = 0, where P's terms are small:
