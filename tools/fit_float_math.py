@@ -37,11 +37,11 @@ def main():
     # erf(x) = x P(x^2), |x| < 0.5, relative
     p = lambda t: np.where(t == 0, 2 / np.sqrt(np.pi), erf(np.sqrt(t)) / np.sqrt(np.maximum(t, 1e-300)))  # noqa: E731
     show("erf small P(x^2)", *lawson(p, 5, 0.0, 0.25, lambda t: one(t) * np.sqrt(np.pi) / 2))
-    # erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + 0.6 t), t in [0, 10.5]: P's absolute error is
-    # the relative error of erfc
+    # erfc(t) = tau e^(-t^2 + P(u)), tau = 1 / (1 + 0.6 t), u = 1 - tau, t in [0, 10.5]: P's absolute
+    # error is the relative error of erfc; in u (not tau) its terms are small near t = 0
     k = float(np.float32(0.6))
-    show("erfc P(tau)", *lawson(lambda tau: np.log(erfcx((1 / tau - 1) / k) / tau), 10, 1 / (1 + k * 10.5),
-                                1 - 1e-9, one))
+    f = lambda u: np.log(erfcx(u / (k * (1 - u))) / (1 - u))  # noqa: E731
+    show("erfc P(u)", *lawson(f, 10, 0.0, 1 - 1 / (1 + k * 10.5), one))
     # tanh(x) = x + x^3 P(x^2), |x| < 0.625, relative
     r = lambda t: (np.tanh(np.sqrt(t)) - np.sqrt(t)) / np.maximum(t, 1e-30) ** 1.5  # noqa: E731
     show("tanh small P(x^2)", *lawson(r, 5, 1e-6, 0.625 ** 2, lambda t: t / (np.tanh(np.sqrt(t)) / np.sqrt(t))))

@@ -3,10 +3,11 @@
 //
 // Bit-identity across ISAs: every function below is lane-wise (a lane's result depends only on
 // that lane's inputs, through the same IEEE float32 operations on every path: the build uses
-// -ffp-contract=off, and the fused multiply-adds are explicit, vfma below, one rounding on every
-// path: vfmadd on AVX2 / AVX-512, std::fma lane by lane elsewhere), tails go through the same vector code on a padded copy, and sums use
-// 16 partials (element i into partial i mod 16) folded by one scalar pairwise tree.  The lane
-// count only changes how many lanes run at once, never a result.
+// -ffp-contract=off, and the fused multiply-adds are explicit, vfma below, rounding once on every
+// path: vfmadd on AVX2 / AVX-512, std::fma lane by lane elsewhere); tails run the same vector
+// code on masked loads; sums use 16 partials (element i into partial i mod 16) folded by one
+// pairwise tree, the same on every width.  The lane count only changes how many lanes run at
+// once, never a result.
 //
 // Coefficients: fitted by tools/fit_float_math.py (near-minimax, Lawson's weighted least
 // squares), rounded to float32; the error bounds measured by tools/float_math_exhaustive.cpp.
@@ -151,7 +152,7 @@ inline VF exp_core(VF hi, VF lo) {
   const VF p = vfma(q, r * r, r) + 1.0f;
 #if defined(__AVX512F__)
   (void)ni;
-  const VF e = VF(_mm512_scalef_ps(p, n));  // p 2^n rounded once: the same bits as the two factors
+  const VF e = VF(_mm512_mask_scalef_ps(p, 0xffff, p, n));  // p 2^n rounded once: the bits of the two factors
 #else
   const VI n1 = ni >> 1, n2 = ni - n1;
   const VF e = (p * as_float((n1 + 127) << 23)) * as_float((n2 + 127) << 23);
@@ -165,19 +166,23 @@ inline VF vexp(VF x) { return vfix_nan(x, exp_core<false, true>(x, VF{})); }
 
 // erfc(t) for t in [0, 10.18], given -t^2 = hi + lo (lo the rounding error of hi, from an FMA):
 // erfc(t) = tau e^(-t^2 + P(tau)), tau = 1 / (1 + 0.6 t) (the form of Numerical Recipes' erfcc;
-// our own degree-10 fit over t in [0, 10.5]).  The exponent stays in [-105, 0]: no guard.
+// our own degree-10 fit in u = 1 - tau over t in [0, 10.5]).  The exponent stays in [-105, 0]:
+// no guard.
 inline VF erfc_core(VF t, VF hi, VF lo) {
   const VF tau = vrecip_1_8(vfma(t, 0.6f, 1.0f));
-  VF p = vfma(tau, -1.382948607e-01f, 6.778388023e-01f);
-  p = vfma(p, tau, -1.187260151e+00f);
-  p = vfma(p, tau, 5.713246465e-01f);
-  p = vfma(p, tau, 7.671146989e-01f);
-  p = vfma(p, tau, -9.654815793e-01f);
-  p = vfma(p, tau, 1.449798644e-01f);
-  p = vfma(p, tau, -1.204598323e-01f);
-  p = vfma(p, tau, 3.346288204e-01f);
-  p = vfma(p, tau, 9.987556338e-01f);
-  p = vfma(p, tau, -1.083146095e+00f);
+  // P in u = 1 - tau = 0.6 t tau (computed so, accurate near t = 0, where P's terms are small:
+  // Horner in tau itself cancelled a few ulp of 1 there)
+  const VF u = (t * 0.6f) * tau;
+  VF p = vfma(u, -1.382948607e-01f, 7.051098347e-01f);
+  p = vfma(p, u, -1.309979677e+00f);
+  p = vfma(p, u, 1.119942665e+00f);
+  p = vfma(p, u, -5.803570151e-01f);
+  p = vfma(p, u, 2.941570878e-01f);
+  p = vfma(p, u, 7.821676880e-02f);
+  p = vfma(p, u, 1.886175742e-04f);
+  p = vfma(p, u, -3.715035617e-01f);
+  p = vfma(p, u, -8.806260228e-01f);
+  p = vfma(p, u, -2.177045388e-08f);
   return tau * exp_core<true, false>(hi, lo + p);
 }
 
@@ -418,7 +423,7 @@ inline void softmax_rows_group(const float* x, int64_t len, float* y) {
     }
     m[r] = hmax(mx);
   }
-  Block acc[R], last[R];
+  Block acc[R], last[R]{};  // last: only rows with a partial block use theirs
   for (int r = 0; r < R; ++r) {
     acc[r] = Block{};
     for (int64_t i = 0; i < len; i += kFmPartials) {
@@ -491,7 +496,7 @@ inline VD widen_part(VF v, std::index_sequence<I...>) {
 }
 inline VD widen_lo(VF v) {
 #if defined(__AVX512F__)
-  return VD(_mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+  return VD(_mm512_maskz_cvtps_pd(0xff, _mm512_castps512_ps256(v)));
 #elif defined(__AVX__)
   return VD(_mm256_cvtps_pd(_mm256_castps256_ps128(v)));
 #else
@@ -500,7 +505,7 @@ inline VD widen_lo(VF v) {
 }
 inline VD widen_hi(VF v) {
 #if defined(__AVX512F__)
-  return VD(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+  return VD(_mm512_maskz_cvtps_pd(0xff, _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xff, _mm512_castps_pd(v), 1))));
 #elif defined(__AVX__)
   return VD(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
 #else
@@ -514,11 +519,31 @@ inline VF narrow(VD lo, VD hi, std::index_sequence<I...>) {
 }
 inline VF narrow(VD lo, VD hi) {
 #if defined(__AVX512F__)
-  return VF(_mm512_insertf32x8(_mm512_zextps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1));
+  return VF(_mm512_insertf32x8(_mm512_zextps256_ps512(_mm512_maskz_cvtpd_ps(0xff, lo)), _mm512_maskz_cvtpd_ps(0xff, hi), 1));
 #elif defined(__AVX__)
   return VF(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
 #else
   return narrow(lo, hi, std::make_index_sequence<kFmLanes>{});
+#endif
+}
+
+typedef double VDMem __attribute__((vector_size(kFmLanes * sizeof(float)), aligned(8), may_alias));
+inline VD vload_d(const double* p) { return *reinterpret_cast<const VDMem*>(p); }
+// Lanes [0, valid) from p, the others 0 (valid may exceed the vector: then all lanes).
+inline VD vload_d_part(const double* p, int64_t valid) {
+  VD v{};
+  for (int i = 0; i < kFmLanes / 2 && i < valid; ++i) v[i] = p[i];
+  return v;
+}
+inline VD vfma_d(VD a, VD b, VD c) {  // a * b + c rounded once, on every path
+#if defined(__AVX512F__)
+  return VD(_mm512_fmadd_pd(a, b, c));
+#elif defined(__AVX__) && defined(__FMA__)
+  return VD(_mm256_fmadd_pd(a, b, c));
+#else
+  VD r;
+  for (int i = 0; i < kFmLanes / 2; ++i) r[i] = std::fma(a[i], b[i], c[i]);
+  return r;
 #endif
 }
 
@@ -540,14 +565,15 @@ inline double fold(DBlock acc) {
 }
 
 // Layer norm of one row, the float graph's float64 formula: mean and biased variance in double,
-// y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double, rounded to float32 once: within
+// y = (x - mean) * (1 / sqrt(var + eps)) [* w] [+ b] in double (w, b: one FMA), rounded to float32
+// once: within
 // one float32 rounding of NumPy's float64 result (equal to it but at rare ties).  One pass for
 // the moments, shifted by the row's first value x0: with d = x - x0 summed in 16 double partials,
 // var = sum d^2 / n - (sum d / n)^2 loses at most ~n double ulps (x0 is one of the values, so
 // (mean - x0)^2 <= n var), far below float32 precision.  A constant row gives d = 0 and
 // x - mean = 0 exactly: y = b.
 template <bool W, bool B>
-void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, const float* bias, float* y) {
+void layer_norm_row(const float* x, int64_t n, double eps, const double* weight, const double* bias, float* y) {
   const double x0 = x[0];
   DBlock s1{}, s2{};
   for (int64_t i = 0; i < n; i += kFmPartials) {
@@ -563,32 +589,33 @@ void layer_norm_row(const float* x, int64_t n, double eps, const float* weight, 
   const double c = fold(s1) / static_cast<double>(n), mean = x0 + c;
   const double var = std::max(fold(s2) / static_cast<double>(n) - c * c, 0.0);
   const double rstd = 1.0 / std::sqrt(var + eps);
-  auto f = [&](VF v, VF w, VF b) {
-    VD lo = (widen_lo(v) - mean) * rstd, hi = (widen_hi(v) - mean) * rstd;
-    if (W) {
-      lo = lo * widen_lo(w);
-      hi = hi * widen_hi(w);
+  // weight / bias come in double (the runtime converts them once a call)
+  auto f = [&](VF v, const double* w, const double* b, int64_t valid) {
+    VD r[2] = {(widen_lo(v) - mean) * rstd, (widen_hi(v) - mean) * rstd};
+    for (int h = 0; h < 2; ++h) {
+      const int64_t at = h * (kFmLanes / 2);
+      const VD wd = W ? (valid >= kFmLanes ? vload_d(w + at) : vload_d_part(w + at, valid - at)) : VD{};
+      const VD bd = B ? (valid >= kFmLanes ? vload_d(b + at) : vload_d_part(b + at, valid - at)) : VD{};
+      if (W && B)
+        r[h] = vfma_d(r[h], wd, bd);
+      else if (W)
+        r[h] = r[h] * wd;
+      else if (B)
+        r[h] = r[h] + bd;
     }
-    if (B) {
-      lo = lo + widen_lo(b);
-      hi = hi + widen_hi(b);
-    }
-    return narrow(lo, hi);
+    return narrow(r[0], r[1]);
   };
   int64_t i = 0;
-  for (; i + kFmLanes <= n; i += kFmLanes)
-    vstore(y + i, f(vload(x + i), W ? vload(weight + i) : VF{}, B ? vload(bias + i) : VF{}));
-  if (i < n)
-    vstore_part(y + i, n - i, f(vload_part(x + i, n - i, 0.0f), W ? vload_part(weight + i, n - i, 0.0f) : VF{},
-                                B ? vload_part(bias + i, n - i, 0.0f) : VF{}));
+  for (; i + kFmLanes <= n; i += kFmLanes) vstore(y + i, f(vload(x + i), weight + i, bias + i, kFmLanes));
+  if (i < n) vstore_part(y + i, n - i, f(vload_part(x + i, n - i, 0.0f), weight + i, bias + i, n - i));
 }
 
 template <bool W, bool B>
-void layer_norm_loop(const float* x, int64_t rows, int64_t n, double eps, const float* w, const float* b, float* y) {
+void layer_norm_loop(const float* x, int64_t rows, int64_t n, double eps, const double* w, const double* b, float* y) {
   for (int64_t r = 0; r < rows; ++r) layer_norm_row<W, B>(x + r * n, n, eps, w, b, y + r * n);
 }
 
-void fm_layer_norm_rows(const float* x, int64_t rows, int64_t inner, double eps, const float* w, const float* b,
+void fm_layer_norm_rows(const float* x, int64_t rows, int64_t inner, double eps, const double* w, const double* b,
                         float* y) {
   if (inner <= 0) return;
   if (w && b) return layer_norm_loop<true, true>(x, rows, inner, eps, w, b, y);

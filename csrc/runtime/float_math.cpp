@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "runtime/dispatch.h"
 #include "runtime/float_ops.h"
@@ -93,8 +94,13 @@ void float_layer_norm(const float* x, int64_t rows, int64_t inner, double eps, c
                       const float* bias, float* y) {
   if (inner == 0) return;
   const FloatMathKernels k = active_float_math();
+  // The kernel computes in double: weight and bias converted once here, not once a row.
+  const std::vector<double> w = weight ? std::vector<double>(weight, weight + inner) : std::vector<double>();
+  const std::vector<double> b = bias ? std::vector<double>(bias, bias + inner) : std::vector<double>();
+  const double* pw = weight ? w.data() : nullptr;
+  const double* pb = bias ? b.data() : nullptr;
   parallel_for(rows, inner * 6, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
-    k.layer_norm_rows(x + r0 * inner, r1 - r0, inner, eps, weight, bias, y + r0 * inner);
+    k.layer_norm_rows(x + r0 * inner, r1 - r0, inner, eps, pw, pb, y + r0 * inner);
   });
 }
 

@@ -40,9 +40,9 @@ struct FloatMathKernels {
   // Softmax of one [len, inner] slice over its first axis (every column on its own).
   void (*softmax_columns)(const float* x, int64_t len, int64_t inner, float* y);
   // Layer norm of `rows` contiguous rows of `inner` values (the float64 formula, rounded once);
-  // weight / bias null or `inner` values.
-  void (*layer_norm_rows)(const float* x, int64_t rows, int64_t inner, double eps, const float* weight,
-                          const float* bias, float* y);
+  // weight / bias null or `inner` values, in double (converted once by the caller).
+  void (*layer_norm_rows)(const float* x, int64_t rows, int64_t inner, double eps, const double* weight,
+                          const double* bias, float* y);
 };
 
 FloatMathKernels float_math_kernels_scalar();
