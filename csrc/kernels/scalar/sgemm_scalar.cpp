@@ -13,7 +13,7 @@ constexpr int kMr = 4, kNr = 32;
 constexpr int64_t kKc = 256, kMc = 256;
 
 void sgemm_scalar(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
-  sgemm_blocked<kMr, kNr, kKc, kMc>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
+  sgemm_blocked<kMr, kNr, kKc, kMc, false>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
     float acc[kMr][kNr];
     for (int r = 0; r < rows; ++r)
       for (int j = 0; j < t.cols; ++j) acc[r][j] = t.first ? 0.0f : t.c[r * t.ldc + j];
