@@ -46,7 +46,7 @@ void sgemm_pack_a(const float* a, int64_t lda, int64_t rows, int64_t kc, float* 
 }
 
 // The blocking, for a tile of kMr rows x kNr columns (kNr divides the panel): for each block of
-// kMc rows, each block of kKc k: each tile column of each panel, each row tile.  The row block
+// kMc rows, each block of at most kKc k (K split evenly): each tile column of each panel, each row tile.  The row block
 // (kMc x kKc of A) stays in L2 while B's kKc x kNr slice of one panel stays in L1.  With kPackA,
 // A's row block is first copied tile by tile into contiguous memory when enough columns reuse it
 // (no L1 set conflicts between A's rows, one pointer per tile).  tile(rows, t) runs one tile.
@@ -55,13 +55,15 @@ void sgemm_blocked(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, in
   static_assert(kSgemmPanel % kNr == 0, "a tile's columns split the panel");
   constexpr int64_t kMinPackColumns = 96;  // below, packing costs more than the tiles save
   const int64_t K = call.K;
+  const int64_t k_blocks = std::max<int64_t>(1, (K + kKc - 1) / kKc);
+  const int64_t k_step = std::max<int64_t>(1, (K + k_blocks - 1) / k_blocks);  // equal blocks: no thin last one
   const bool pack = kPackA && std::min(call.N, p1 * kSgemmPanel) - p0 * kSgemmPanel >= kMinPackColumns && K > 0;
   thread_local AlignedBuffer<float> packed_a;  // per thread: pool threads pack their own copy
-  if (pack) packed_a.reserve_discard(static_cast<size_t>(std::min(kMc, m1 - m0) * std::min(kKc, K)));
+  if (pack) packed_a.reserve_discard(static_cast<size_t>(std::min(kMc, m1 - m0) * k_step));
   for (int64_t mb = m0; mb < m1; mb += kMc) {
     const int64_t me = std::min(m1, mb + kMc);
-    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kKc) {  // K == 0: one pass (bias and clamp only)
-      const int64_t kc = std::min(kKc, K - k0);
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += k_step) {  // K == 0: one pass (bias and clamp only)
+      const int64_t kc = std::min(k_step, K - k0);
       if (pack) sgemm_pack_a<kMr>(call.a + mb * call.lda + k0, call.lda, me - mb, kc, packed_a.data());
       for (int64_t p = p0; p < p1; ++p)
         for (int64_t n0 = p * kSgemmPanel; n0 < std::min(call.N, (p + 1) * kSgemmPanel); n0 += kNr) {

@@ -11,8 +11,8 @@ namespace eb {
 namespace {
 
 constexpr int kMr = 6, kNr = 16;
-constexpr int64_t kKc = 256;  // B's 256 x 16 slice: 16 KiB, in L1 across the row tiles
-constexpr int64_t kMc = 396;  // 66 row tiles: A's 396 x 256 block in L2 across the panels
+constexpr int64_t kKc = 384;  // B's <= 384 x 16 slice: <= 24 KiB, in L1 across the row tiles
+constexpr int64_t kMc = 396;  // 66 row tiles: A's 396 x 384 block in L2 across the panels
 
 inline __m256i lanes(int n) {  // a maskload / maskstore mask of the first n of 8 lanes
   const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -10,8 +10,8 @@ namespace eb {
 namespace {
 
 constexpr int kMr = 12, kNr = 32;
-constexpr int64_t kKc = 256;  // B's 256 x 32 slice: 32 KiB, in L1 across the row tiles
-constexpr int64_t kMc = 396;  // 33 row tiles: A's 396 x 256 block, ~400 KiB, in L2 across the panels
+constexpr int64_t kKc = 384;  // B's <= 384 x 32 slice, <= 48 KiB, read from L1 / L2 across the row tiles
+constexpr int64_t kMc = 396;  // 33 row tiles: A's 396 x 384 block, ~600 KiB, in L2 across the panels
 
 inline __mmask16 lanes(int n) {  // the first n of 16 lanes (n clamped to [0, 16])
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
