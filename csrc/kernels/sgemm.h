@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "eightbit/aligned_buffer.h"
 #include "eightbit/sgemm.h"
 
 namespace eb {
@@ -53,18 +52,19 @@ void sgemm_pack_a(const float* a, int64_t lda, int64_t rows, int64_t kc, float* 
 template <int kMr, int kNr, int64_t kKc, int64_t kMc, bool kPackA, typename TileFn>
 void sgemm_blocked(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1, TileFn&& tile) {
   static_assert(kSgemmPanel % kNr == 0, "a tile's columns split the panel");
-  constexpr int64_t kMinPackColumns = 96;  // below, packing costs more than the tiles save
+  // Packing pays where many columns reuse A and A's rows are long (their strides then alias in
+  // L1); attention's small products (K = 32 .. 128) read A in place.
+  constexpr int64_t kMinPackColumns = 96, kMinPackK = 256;
   const int64_t K = call.K;
   const int64_t k_blocks = std::max<int64_t>(1, (K + kKc - 1) / kKc);
   const int64_t k_step = std::max<int64_t>(1, (K + k_blocks - 1) / k_blocks);  // equal blocks: no thin last one
-  const bool pack = kPackA && std::min(call.N, p1 * kSgemmPanel) - p0 * kSgemmPanel >= kMinPackColumns && K > 0;
-  thread_local AlignedBuffer<float> packed_a;  // per thread: pool threads pack their own copy
-  if (pack) packed_a.reserve_discard(static_cast<size_t>(std::min(kMc, m1 - m0) * k_step));
+  const bool pack = kPackA && std::min(call.N, p1 * kSgemmPanel) - p0 * kSgemmPanel >= kMinPackColumns && K >= kMinPackK;
+  float* const packed_a = pack ? sgemm_scratch(std::min(kMc, m1 - m0) * k_step) : nullptr;
   for (int64_t mb = m0; mb < m1; mb += kMc) {
     const int64_t me = std::min(m1, mb + kMc);
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += k_step) {  // K == 0: one pass (bias and clamp only)
       const int64_t kc = std::min(k_step, K - k0);
-      if (pack) sgemm_pack_a<kMr>(call.a + mb * call.lda + k0, call.lda, me - mb, kc, packed_a.data());
+      if (pack) sgemm_pack_a<kMr>(call.a + mb * call.lda + k0, call.lda, me - mb, kc, packed_a);
       for (int64_t p = p0; p < p1; ++p)
         for (int64_t n0 = p * kSgemmPanel; n0 < std::min(call.N, (p + 1) * kSgemmPanel); n0 += kNr) {
           SgemmTile t;
@@ -81,7 +81,7 @@ void sgemm_blocked(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, in
           t.lo = call.lo;
           t.hi = call.hi;
           for (int64_t m = mb; m < me; m += kMr) {
-            t.a = pack ? packed_a.data() + (m - mb) * kc : call.a + m * call.lda + k0;
+            t.a = pack ? packed_a + (m - mb) * kc : call.a + m * call.lda + k0;
             t.c = call.c + m * call.ldc + n0;
             t.bias_row = call.bias != nullptr && call.bias_per_row ? call.bias + m : nullptr;
             tile(static_cast<int>(std::min<int64_t>(kMr, me - m)), t);

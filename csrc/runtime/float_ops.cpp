@@ -213,13 +213,16 @@ void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const floa
     }
   };
   // B is read in place (the kernel takes a plain row-major B: packing costs O(K P), as much as
-  // the product itself for attention's small matrices), and (matrix, panel) tiles are spread over
-  // the pool, so that many small products and one large one both keep every thread busy.
+  // the product itself for attention's small matrices).  Many matrices (attention's batch x
+  // heads): whole matrices spread over the pool, one kernel call each; few: their panels too.
   const int64_t np = panels(P);
   const SgemmFn kernel = active_sgemm();
-  parallel_for(count * np, M * std::max<int64_t>(K, 1) * kSgemmPanel, kMinWorkPerThread, [&](int64_t t0, int64_t t1) {
+  const bool whole = count >= ThreadPool::instance().num_threads() * 4;
+  const int64_t items = whole ? count : count * np, per_item = whole ? np : 1;
+  parallel_for(items, M * std::max<int64_t>(K, 1) * kSgemmPanel * per_item, kMinWorkPerThread,
+               [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i = t / np, p = t % np;
+      const int64_t i = t / (whole ? 1 : np), p0 = whole ? 0 : t % np;
       int64_t oa = 0, ob = 0;
       offsets(i, &oa, &ob);
       SgemmCall call;
@@ -233,7 +236,7 @@ void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const floa
       call.ldc = P;
       call.lo = -std::numeric_limits<float>::infinity();  // no clamp: infinities stay, as NumPy's
       call.hi = std::numeric_limits<float>::infinity();
-      kernel(call, 0, M, p, p + 1);
+      kernel(call, 0, M, p0, p0 + per_item);
     }
   });
 }

@@ -4,6 +4,8 @@
 // Slow where the CPU has no FMA (the C library emulates it), but exact.
 #include <cmath>
 
+#include "eightbit/aligned_buffer.h"
+
 #include "kernels/sgemm.h"
 
 namespace eb {
@@ -40,6 +42,12 @@ void sgemm_scalar(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int
 }
 
 }  // namespace
+
+float* sgemm_scratch(int64_t count) {
+  thread_local AlignedBuffer<float> buffer;  // per thread: pool threads pack their own A
+  buffer.reserve_discard(static_cast<size_t>(count));
+  return buffer.data();
+}
 
 SgemmFn sgemm_kernel_scalar() { return sgemm_scalar; }
 
