@@ -52,11 +52,6 @@ struct SgemmCall {
 
 using SgemmFn = void (*)(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 
-// This thread's scratch of at least `count` floats (64-byte aligned, grown, never shrunk), for
-// packing A.  Defined in the portable unit: an inline AlignedBuffer method instantiated in an
-// AVX-512 unit could be the copy the linker keeps for the portable code too (docs/kernels.md).
-float* sgemm_scratch(int64_t count);
-
 SgemmFn sgemm_kernel_scalar();
 SgemmFn sgemm_kernel_avx2();
 SgemmFn sgemm_kernel_avx512();

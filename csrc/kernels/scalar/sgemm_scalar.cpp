@@ -4,8 +4,6 @@
 // Slow where the CPU has no FMA (the C library emulates it), but exact.
 #include <cmath>
 
-#include "eightbit/aligned_buffer.h"
-
 #include "kernels/sgemm.h"
 
 namespace eb {
@@ -15,7 +13,7 @@ constexpr int kMr = 4, kNr = 32;
 constexpr int64_t kKc = 256, kMc = 256;
 
 void sgemm_scalar(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
-  sgemm_blocked<kMr, kNr, kKc, kMc, false>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
+  sgemm_blocked<kMr, kNr, kKc, kMc>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
     float acc[kMr][kNr];
     for (int r = 0; r < rows; ++r)
       for (int j = 0; j < t.cols; ++j) acc[r][j] = t.first ? 0.0f : t.c[r * t.ldc + j];
@@ -42,12 +40,6 @@ void sgemm_scalar(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int
 }
 
 }  // namespace
-
-float* sgemm_scratch(int64_t count) {
-  thread_local AlignedBuffer<float> buffer;  // per thread: pool threads pack their own A
-  buffer.reserve_discard(static_cast<size_t>(count));
-  return buffer.data();
-}
 
 SgemmFn sgemm_kernel_scalar() { return sgemm_scalar; }
 

@@ -20,7 +20,7 @@ inline __m256i lanes(int n) {  // a maskload / maskstore mask of the first n of 
 }
 
 // R rows x 16 columns; kFull: all 16 columns valid (plain loads and stores).
-template <int R, bool kFull, bool kPackedA>
+template <int R, bool kFull>
 void tile(const SgemmTile& t) {
   const __m256i m0 = lanes(t.cols), m1 = lanes(t.cols - 8);
   auto load = [&](const float* p, int v) {
@@ -37,17 +37,16 @@ void tile(const SgemmTile& t) {
       acc[r][1] = load(t.c + r * t.ldc + 8, 1);
     }
   }
-  // Packed A: one pointer, R floats per k.  Plain A: rows r at a + r * lda from bases 0 and 3.
-  const float* ap = t.a;
+  // Rows r of A at a + r * lda, from bases 0 and 3 and lda x {1, 2}.
   const float* a0 = t.a;
   const float* a3 = t.a + 3 * t.lda;
   const int64_t lda = t.lda;
   const float* b = t.b;
-  for (int64_t k = 0; k < t.kc; ++k, b += t.ldb, ap += R) {
+  for (int64_t k = 0; k < t.kc; ++k, b += t.ldb) {
     const __m256 b0 = load(b, 0), b1 = load(b + 8, 1);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(kPackedA ? ap + r : (r < 3 ? a0 : a3) + (r % 3) * lda + k);
+      const __m256 av = _mm256_broadcast_ss((r < 3 ? a0 : a3) + (r % 3) * lda + k);
       acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
     }
@@ -76,14 +75,11 @@ void tile(const SgemmTile& t) {
 }
 
 void sgemm_avx2(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
-  sgemm_blocked<kMr, kNr, kKc, kMc, true>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
+  sgemm_blocked<kMr, kNr, kKc, kMc>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
     const bool full = t.cols == kNr;
     sgemm_rows<kMr>(rows, [&](auto r) {
       constexpr int R = decltype(r)::value;
-      if (t.a_packed)
-        full ? tile<R, true, true>(t) : tile<R, false, true>(t);
-      else
-        full ? tile<R, true, false>(t) : tile<R, false, false>(t);
+      full ? tile<R, true>(t) : tile<R, false>(t);
     });
   });
 }

@@ -18,7 +18,7 @@ inline __mmask16 lanes(int n) {  // the first n of 16 lanes (n clamped to [0, 16
 }
 
 // R rows x 32 columns; kFull: all 32 columns valid (plain loads and stores).
-template <int R, bool kFull, bool kPackedA>
+template <int R, bool kFull>
 void tile(const SgemmTile& t) {
   const __mmask16 m0 = kFull ? __mmask16(0xFFFF) : lanes(t.cols), m1 = kFull ? __mmask16(0xFFFF) : lanes(t.cols - 16);
   __m512 acc[R][2];
@@ -32,20 +32,19 @@ void tile(const SgemmTile& t) {
       acc[r][1] = _mm512_maskz_loadu_ps(m1, t.c + r * t.ldc + 16);
     }
   }
-  // Packed A: one pointer, R floats per k.  Plain A: rows r at a + r * lda, addressed from three
-  // bases (rows 0, 4, 8) and lda x {1, 2, 3}.
-  const float* ap = t.a;
+  // Rows r of A at a + r * lda, addressed from three bases (rows 0, 4, 8) and lda x {1, 2, 3}:
+  // no register per row.
   const float* a0 = t.a;
   const float* a4 = t.a + 4 * t.lda;
   const float* a8 = t.a + 8 * t.lda;
   const int64_t lda = t.lda;
   const float* b = t.b;
-  for (int64_t k = 0; k < t.kc; ++k, b += t.ldb, ap += R) {
+  for (int64_t k = 0; k < t.kc; ++k, b += t.ldb) {
     const __m512 b0 = kFull ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
     const __m512 b1 = kFull ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(m1, b + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(kPackedA ? ap[r] : ((r < 4 ? a0 : r < 8 ? a4 : a8) + (r % 4) * lda)[k]);
+      const __m512 av = _mm512_set1_ps(((r < 4 ? a0 : r < 8 ? a4 : a8) + (r % 4) * lda)[k]);
       acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
     }
@@ -84,14 +83,11 @@ void tile(const SgemmTile& t) {
 }
 
 void sgemm_avx512(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
-  sgemm_blocked<kMr, kNr, kKc, kMc, true>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
+  sgemm_blocked<kMr, kNr, kKc, kMc>(call, m0, m1, p0, p1, [](int rows, const SgemmTile& t) {
     const bool full = t.cols == kNr;
     sgemm_rows<kMr>(rows, [&](auto r) {
       constexpr int R = decltype(r)::value;
-      if (t.a_packed)
-        full ? tile<R, true, true>(t) : tile<R, false, true>(t);
-      else
-        full ? tile<R, true, false>(t) : tile<R, false, false>(t);
+      full ? tile<R, true>(t) : tile<R, false>(t);
     });
   });
 }
