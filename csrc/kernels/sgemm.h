@@ -40,8 +40,11 @@ void sgemm_blocked(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, in
   const int64_t K = call.K;
   const int64_t k_blocks = std::max<int64_t>(1, (K + kKc - 1) / kKc);
   const int64_t k_step = std::max<int64_t>(1, (K + k_blocks - 1) / k_blocks);  // equal blocks: no thin last one
-  for (int64_t mb = m0; mb < m1; mb += kMc) {
-    const int64_t me = std::min(m1, mb + kMc);
+  // Row blocks of equal size (whole tiles): a thin last block would stream all of B for a few rows.
+  const int64_t m_blocks = std::max<int64_t>(1, (m1 - m0 + kMc - 1) / kMc);
+  const int64_t m_step = ((m1 - m0 + m_blocks - 1) / m_blocks + kMr - 1) / kMr * kMr;
+  for (int64_t mb = m0; mb < m1; mb += m_step) {
+    const int64_t me = std::min(m1, mb + m_step);
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += k_step) {  // K == 0: one pass (bias and clamp only)
       const int64_t kc = std::min(k_step, K - k0);
       for (int64_t p = p0; p < p1; ++p)
