@@ -127,3 +127,25 @@ def test_transpose_matches_numpy(perm):
     g.output(g.transpose(g.input("x", (None, 5, 3, 7)), perm))
     x = rng.standard_normal((2, 5, 3, 7)).astype(np.float32)
     np.testing.assert_array_equal(_run(eb.compile(g), {"x": x}), np.transpose(x, perm))
+
+
+def test_linear_special_values_same_on_every_isa(isa):
+    """Infinities, NaN, subnormals and signed zeros: the same bits (NaN: the same positions; which
+    NaN's payload survives two NaN operands is the instruction's operand order, unspecified)."""
+    rng = np.random.default_rng(11)
+    K, N = 40, 70
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    w[3, :] = 0.0
+    w[5, 7] = np.float32(1e-40)
+    g = eb.Graph()
+    g.output(g.linear(g.input("x", (None, K)), w, rng.standard_normal(N).astype(np.float32)))
+    x = rng.standard_normal((30, K)).astype(np.float32)
+    x[0, 0], x[1, 5], x[2, 9], x[3, :] = np.inf, -np.inf, np.nan, -0.0
+    x[4, :] = np.float32(1e-39)  # subnormal
+    x[5, 3] = np.float32(3e38)   # overflows to inf in the sum
+    got = _against_scalar(eb.compile(g), {"x": x}, isa)
+    (ref_key, ref), *rest = got.items()
+    for key, y in rest:
+        nan = np.isnan(ref)
+        np.testing.assert_array_equal(np.isnan(y), nan, err_msg=f"{key} vs {ref_key}")
+        np.testing.assert_array_equal(y[~nan].view(np.uint32), ref[~nan].view(np.uint32), err_msg=f"{key} vs {ref_key}")
