@@ -17,6 +17,8 @@ inline CnnKernels unit_cnn_kernels(LookupFn lookup) {
   k.average_pool = average_pool_any;
   k.sum_pixels = sum_pixels;
   k.lookup = lookup;
+  k.quantize = quantize_any;
+  k.range = range_with_zero;
   return k;
 }
 

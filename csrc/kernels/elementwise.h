@@ -93,6 +93,59 @@ inline void lookup_bytes(const uint8_t* x, int64_t n, const uint8_t* table, uint
   for (int64_t i = 0; i < n; ++i) y[i] = table[x[i]];
 }
 
+// QuantizeLinear: the loop is clamp_round written out so that it vectorises (maxps / minps keep
+// the ternaries' NaN -> lo; the rounding is the magic-number add, no roundps needed).
+template <typename T>
+void quantize_run(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, T* y) {
+  const float lo = range.qmin - static_cast<float>(zp), hi = range.qmax - static_cast<float>(zp);
+  constexpr float kMagic = 12582912.0f;  // round_even_small's 1.5 * 2^23
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i] / scale;
+    v = v > lo ? v : lo;
+    v = v < hi ? v : hi;
+    y[i] = static_cast<T>(static_cast<int32_t>((v + kMagic) - kMagic) + zp);
+  }
+}
+
+inline void quantize_any(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, void* y) {
+  if (range.is_signed)
+    quantize_run(x, n, scale, zp, range, static_cast<int8_t*>(y));
+  else
+    quantize_run(x, n, scale, zp, range, static_cast<uint8_t*>(y));
+}
+
+// min(0, x) and max(0, x) in 16 independent lanes (a vector register, or several), then across
+// them: min and max do not depend on the order, and a lane starts at +0 that -0 never replaces, so
+// every ISA finds the same values.  v - v is 0 exactly for finite v.
+inline bool range_with_zero(const float* x, int64_t n, float* mn_out, float* mx_out) {
+  constexpr int kLanes = 16;
+  float mn[kLanes] = {}, mx[kLanes] = {}, bad[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = x[i + j];
+      mn[j] = v < mn[j] ? v : mn[j];
+      mx[j] = v > mx[j] ? v : mx[j];
+      bad[j] = (v - v) == 0.0f ? bad[j] : 1.0f;
+    }
+  float lo = 0.0f, hi = 0.0f;
+  bool finite = true;
+  for (int j = 0; j < kLanes; ++j) {
+    lo = mn[j] < lo ? mn[j] : lo;
+    hi = mx[j] > hi ? mx[j] : hi;
+    finite &= bad[j] == 0.0f;
+  }
+  for (; i < n; ++i) {
+    const float v = x[i];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+    finite &= (v - v) == 0.0f;
+  }
+  *mn_out = lo;
+  *mx_out = hi;
+  return finite;
+}
+
 }  // namespace
 
 }  // namespace eb

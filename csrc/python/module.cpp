@@ -21,6 +21,7 @@ namespace py = pybind11;
 namespace eb::bind {
 void bind_cnn_ops(py::module_& m);  // bind_cnn_ops.cpp
 void bind_plan(py::module_& m);     // bind_plan.cpp
+void bind_float_math(py::module_& m);  // bind_float_math.cpp
 }  // namespace eb::bind
 using eb::PackedB;
 using namespace eb::bind;
@@ -330,4 +331,5 @@ PYBIND11_MODULE(_core, m) {
   bind_conv(m);
   bind_cnn_ops(m);
   bind_plan(m);
+  bind_float_math(m);
 }

@@ -34,6 +34,17 @@ const IsaEntry kIsas[] = {
 #endif
 };
 
+// The float32 step kernels of each kIsas entry, in kIsas order (AVX-VNNI runs the AVX2 unit, AMX
+// the AVX-512 one).
+FloatMathKernels (*const kFloatMath[])() = {
+    float_math_kernels_scalar,
+#if defined(EB_HAVE_X86_KERNELS)
+    float_math_kernels_avx2, float_math_kernels_avx2, float_math_kernels_avx512, float_math_kernels_avx512,
+#endif
+};
+static_assert(sizeof(kFloatMath) / sizeof(kFloatMath[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
+              "one float math table per ISA entry");
+
 struct Table {
   GemmKernel kernels[sizeof(kIsas) / sizeof(kIsas[0])];
   DepthwiseFn depthwise[sizeof(kIsas) / sizeof(kIsas[0])];
@@ -63,6 +74,10 @@ std::vector<std::string> available_isas() {
   for (const IsaEntry& e : kIsas)
     if (e.supported()) names.emplace_back(e.name);
   return names;
+}
+
+FloatMathKernels active_float_math() {  // a table of plain function pointers: cheap to return
+  return kFloatMath[table().active.load(std::memory_order_relaxed)]();
 }
 
 const GemmKernel& active_gemm() {

@@ -8,6 +8,7 @@
 
 #include "eightbit/cnn_ops.h"
 #include "eightbit/conv.h"
+#include "eightbit/float_math.h"
 #include "eightbit/gemm.h"
 #include "eightbit/sgemm.h"
 
@@ -21,6 +22,7 @@ const GemmKernel& active_gemm();
 DepthwiseFn active_depthwise();
 const CnnKernels& active_cnn();
 SgemmFn active_sgemm();
+FloatMathKernels active_float_math();
 
 // Forces a path; throws std::invalid_argument naming the choices when `name`
 // is unknown or this CPU lacks it.

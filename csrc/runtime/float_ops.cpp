@@ -112,89 +112,6 @@ void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y) 
     }
 }
 
-void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y) {
-  auto apply = [&](auto f) {
-    parallel_for(n, 16, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) y[i] = f(x[i]);
-    });
-  };
-  switch (op.kind) {
-    case FloatUnary::kClip:
-      return apply([&](float v) { return std::min(std::max(v, op.a), op.b); });
-    case FloatUnary::kLeakyRelu:
-      return apply([&](float v) { return v > 0.0f ? v : v * op.a; });
-    case FloatUnary::kSigmoid:
-      return apply([](float v) {
-        const float e = std::exp(-std::fabs(v));  // never overflows
-        return v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-      });
-    case FloatUnary::kTanh:
-      return apply([](float v) { return std::tanh(v); });
-    case FloatUnary::kHardswish:
-      return apply([](float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; });
-    case FloatUnary::kGelu:
-      return apply([](float v) {
-        const double d = v;
-        return static_cast<float>(0.5 * d * (1.0 + std::erf(d / std::sqrt(2.0))));
-      });
-    case FloatUnary::kGeluTanh:
-      return apply([](float v) {
-        const float inner = 0.7978845608f * (v + 0.044715f * v * v * v);
-        return 0.5f * v * (1.0f + std::tanh(inner));
-      });
-    case FloatUnary::kHardsigmoid:  // two float32 roundings, as NumPy's alpha * x + beta
-      return apply([&](float v) { return std::min(std::max(op.a * v + op.b, 0.0f), 1.0f); });
-    case FloatUnary::kErf:
-      return apply([](float v) { return static_cast<float>(std::erf(static_cast<double>(v))); });
-  }
-}
-
-void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inner, const float* scale,
-                          const float* shift, float* y) {
-  parallel_for(batch * C, inner * 2, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float s = scale[r % C], t = shift[r % C];
-      for (int64_t i = 0; i < inner; ++i) y[r * inner + i] = x[r * inner + i] * s + t;
-    }
-  });
-}
-
-void float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_strides, const float* b,
-                  const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float lo, float hi,
-                  float* y) {
-  const bool clamp = lo > -std::numeric_limits<float>::infinity() || hi < std::numeric_limits<float>::infinity();
-  const size_t rank = out.size();
-  const int64_t inner = rank == 0 ? 1 : out[rank - 1];
-  int64_t rows = 1;
-  for (size_t d = 0; d + 1 < rank; ++d) rows *= out[d];
-  const int64_t sa = rank == 0 ? 0 : a_strides[rank - 1], sb = rank == 0 ? 0 : b_strides[rank - 1];
-  parallel_for(rows, inner, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      int64_t oa = 0, ob = 0, rest = r;  // the row's offsets in a and b, from its multi-index
-      for (size_t d = rank - 1; d-- > 0;) {
-        const int64_t i = rest % out[d];
-        rest /= out[d];
-        oa += i * a_strides[d];
-        ob += i * b_strides[d];
-      }
-      float* yr = y + r * inner;
-      switch (op) {
-        case FloatBinaryOp::kAdd:
-          for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] + b[ob + i * sb];
-          break;
-        case FloatBinaryOp::kMul:
-          for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] * b[ob + i * sb];
-          break;
-        case FloatBinaryOp::kDiv:
-          for (int64_t i = 0; i < inner; ++i) yr[i] = a[oa + i * sa] / b[ob + i * sb];
-          break;
-      }
-      if (clamp)  // max then min keeps NaN, as NumPy's maximum / clip
-        for (int64_t i = 0; i < inner; ++i) yr[i] = std::min(std::max(yr[i], lo), hi);
-    }
-  });
-}
-
 void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const float* b,
                const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, int64_t K, float* y) {
   const size_t lead = out.size() - 2;
@@ -342,29 +259,6 @@ void float_pad(const FloatPad& p, const float* x, const std::vector<int64_t>& in
           const int64_t i = last[static_cast<size_t>(o)];
           yr[o] = i < 0 ? p.value : x[offset + i];
         }
-    }
-  });
-}
-
-void float_layer_norm(const float* x, int64_t rows, int64_t inner, double eps, const float* weight,
-                      const float* bias, float* y) {
-  if (inner == 0) return;
-  parallel_for(rows, inner * 4, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * inner;
-      float* yr = y + r * inner;
-      double sum = 0.0;
-      for (int64_t i = 0; i < inner; ++i) sum += xr[i];
-      const double mean = sum / static_cast<double>(inner);
-      double sq = 0.0;  // the second pass: no cancellation of E[x^2] - mean^2
-      for (int64_t i = 0; i < inner; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
-      const double sd = std::sqrt(sq / static_cast<double>(inner) + eps);
-      for (int64_t i = 0; i < inner; ++i) {
-        double v = (xr[i] - mean) / sd;
-        if (weight) v *= weight[i];
-        if (bias) v += bias[i];
-        yr[i] = static_cast<float>(v);
-      }
     }
   });
 }

@@ -12,6 +12,7 @@
 
 #include "eightbit/aligned_buffer.h"
 #include "eightbit/conv.h"
+#include "eightbit/float_math.h"
 #include "eightbit/sgemm.h"
 
 namespace eb {
@@ -39,16 +40,9 @@ struct FloatConv {
 
 void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y);
 
-// Elementwise float32 activations, the float graph's formulas (graph/float_exec.py) evaluated in
-// float32 (gelu and erf in double, erf from the C library).
-enum class FloatUnary { kClip, kLeakyRelu, kSigmoid, kTanh, kHardswish, kGelu, kGeluTanh, kHardsigmoid, kErf };
-
-struct FloatUnaryOp {
-  FloatUnary kind = FloatUnary::kClip;
-  // clip: [a, b]; leaky_relu: slope a; hardsigmoid: clip(a * x + b, 0, 1)
-  float a = -3.4028235e38f, b = 3.4028235e38f;
-};
-
+// Elementwise float32 activations (FloatUnary, FloatUnaryOp in eightbit/float_math.h), the float
+// graph's formulas (graph/float_exec.py) in float32 with the kernels' exp / erf / tanh
+// (docs/numerics.md, "Float steps").  float_math.cpp holds these elementwise steps.
 void float_unary(const FloatUnaryOp& op, const float* x, int64_t n, float* y);
 
 // y = x * scale[c] + shift[c] over NCHW-like [batch, C, inner] (unfolded batch norm).
@@ -59,8 +53,6 @@ void float_channel_affine(const float* x, int64_t batch, int64_t C, int64_t inne
 // and a_strides / b_strides the element strides of a and b over it (0 along broadcast axes).  The
 // clamp is a fused activation; (-inf, inf) leaves every value, infinities and NaN included, as is.
 // Division is IEEE's (x / 0 is +-inf or NaN), as NumPy's.
-enum class FloatBinaryOp { kAdd, kMul, kDiv };
-
 void float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& a_strides, const float* b,
                   const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, float lo, float hi,
                   float* y);
@@ -93,11 +85,14 @@ struct FloatPad {
 
 void float_pad(const FloatPad& p, const float* x, const std::vector<int64_t>& in, float* y);
 
-// Layer norm over rows of `inner` values: (x - mean) / sqrt(var + eps) * weight + bias, mean and
-// biased variance in double (two passes) and one rounding at the end, as the float graph's float64
-// formula.  weight / bias null or `inner` values.
+// Layer norm over rows of `inner` values: (x - mean) / sqrt(var + eps) * weight + bias, in float32
+// with 16-lane partial sums (a corrected two-pass mean and biased variance; docs/numerics.md).
+// weight / bias null or `inner` values.
 void float_layer_norm(const float* x, int64_t rows, int64_t inner, double eps, const float* weight,
                       const float* bias, float* y);
+
+// Softmax over the middle axis of [outer, len, inner]: e = exp(x - max), y = e * (1 / sum e).
+void float_softmax(const float* x, int64_t outer, int64_t len, int64_t inner, float* y);
 
 // Max / average pooling over the two spatial axes of an NCHW tensor (the float graph's semantics:
 // padding ignored by max, counted by average when count_include_pad).

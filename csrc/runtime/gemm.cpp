@@ -341,14 +341,16 @@ void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep) {
 }
 
 bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,
-                        const float* bias, bool relu, float* y, int64_t ldy, bool per_tensor) {
+                        const float* bias, bool relu, float* y, int64_t ldy, bool per_tensor,
+                        const int64_t* zero_cols, int64_t n_zero) {
   const int64_t K = w.K;
   Scratch& s = scratch();
   // Per tensor (ONNX DynamicQuantizeLinear over the whole input, as ORT's quantize_dynamic
   // models run): one range for all rows, so the rows must be contiguous.
   QuantParams whole;
   if (per_tensor) {
-    if (ldx != K) throw std::invalid_argument("run_dynamic_linear: per-tensor quantization needs contiguous rows");
+    if (ldx != K || n_zero > 0)
+      throw std::invalid_argument("run_dynamic_linear: per-tensor quantization needs contiguous rows, no zeroed columns");
     if (!dynamic_qparams(x, M * K, &whole)) return false;
   }
   // Quantize rows straight into a Kp-strided buffer (the kernel reads the
@@ -356,10 +358,17 @@ bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w
   AlignedBuffer<uint8_t> xq(static_cast<size_t>(std::max<int64_t>(M * w.Kp, 1)));
   AlignedBuffer<int32_t> zp(static_cast<size_t>(std::max<int64_t>(M, 1)));
   s.row_scale.reserve_discard(static_cast<size_t>(std::max<int64_t>(M, 1)));
+  std::vector<float> row(n_zero > 0 ? static_cast<size_t>(K) : 0);  // a row with its zeroed columns
   for (int64_t m = 0; m < M; ++m) {
+    const float* xm = x + m * ldx;
+    if (n_zero > 0) {
+      std::copy(xm, xm + K, row.begin());
+      for (int64_t j = 0; j < n_zero; ++j) row[static_cast<size_t>(zero_cols[j])] = 0.0f;
+      xm = row.data();
+    }
     QuantParams q = whole;
-    if (!per_tensor && !dynamic_qparams(x + m * ldx, K, &q)) return false;
-    quantize_per_tensor(x + m * ldx, K, q.scale, q.zero_point, 0, 255, xq.data() + m * w.Kp);
+    if (!per_tensor && !dynamic_qparams(xm, K, &q)) return false;
+    quantize_per_tensor(xm, K, q.scale, q.zero_point, 0, 255, xq.data() + m * w.Kp);
     s.row_scale[m] = q.scale;
     zp[m] = q.zero_point;
   }

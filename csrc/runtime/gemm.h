@@ -45,8 +45,11 @@ void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep);
 // ldx) to uint8 by the DynamicQuantizeLinear formula (with per_tensor, the
 // whole of x with one scale and zero point: ldx must be K), then
 // y = float(acc) * (s_x[m] * w_scale[n]) + bias[n] (+ relu).  Returns false
-// (and computes nothing) when x holds a non-finite value.
+// (and computes nothing) when x holds a non-finite value.  The n_zero columns
+// zero_cols of x are read as 0 (a dynamic_linear step's outlier columns, which
+// it computes in float32 itself; per-row only).
 bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w, const float* w_scale,
-                        const float* bias, bool relu, float* y, int64_t ldy, bool per_tensor = false);
+                        const float* bias, bool relu, float* y, int64_t ldy, bool per_tensor = false,
+                        const int64_t* zero_cols = nullptr, int64_t n_zero = 0);
 
 }  // namespace eb

@@ -4,19 +4,13 @@
 #include <cmath>
 
 #include "core/requantize.h"
+#include "runtime/dispatch.h"
 
 namespace eb {
 
 bool dynamic_qparams(const float* x, int64_t n, QuantParams* out) {
   float mn = 0.0f, mx = 0.0f;  // the range always includes zero
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    finite &= std::isfinite(v);
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
-  }
-  if (!finite) return false;
+  if (!active_cnn().range(x, n, &mn, &mx)) return false;
   const float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
   // ORT clamps with std::max(0, std::min(255, z)), which sends NaN (a range
   // so small that scale underflows to 0) to 255, unlike clamp_round.
@@ -28,18 +22,10 @@ bool dynamic_qparams(const float* x, int64_t n, QuantParams* out) {
   return true;
 }
 
-template <typename T>
-static void quantize_span(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax, T* y) {
-  const float lo = static_cast<float>(qmin - zp), hi = static_cast<float>(qmax - zp);
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(clamp_round(x[i] / scale, lo, hi) + zp);
-}
-
 void quantize_per_tensor(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax,
                          void* out) {
-  if (qmin < 0)
-    quantize_span(x, n, scale, zp, qmin, qmax, static_cast<int8_t*>(out));
-  else
-    quantize_span(x, n, scale, zp, qmin, qmax, static_cast<uint8_t*>(out));
+  const OutputRange range{static_cast<float>(qmin), static_cast<float>(qmax), qmin < 0};
+  active_cnn().quantize(x, n, scale, zp, range, out);
 }
 
 void quantize_linear(const float* x, int64_t outer, int64_t channels, int64_t inner, const float* scale,

@@ -134,12 +134,12 @@ def _cmd_quantize(args) -> int:
         if args.calib is None and not args.dynamic:
             raise SystemExit("eightbit quantize: static quantization needs --calib (or --dynamic)")
         calib = None if args.dynamic else CalibrationFiles(args.calib, graph.inputs, args.batch_size)
-        budget = {}
+        budget = {} if args.dynamic else {"per_token": {"auto": "auto", "on": True, "off": False}[args.per_token]}
         if args.accuracy_budget is not None:
             if args.eval is None:
                 raise SystemExit("eightbit quantize: --accuracy-budget needs --eval data.npz")
-            budget = {"accuracy_budget": args.accuracy_budget, "eval_data": _eval_data(args.eval, graph.inputs),
-                      "metric": args.metric}
+            budget.update(accuracy_budget=args.accuracy_budget, eval_data=_eval_data(args.eval, graph.inputs),
+                          metric=args.metric)
         qm = eb.quantize(graph, calib, method=args.method, percentile=args.percentile,
                          per_channel=not args.per_tensor, activation_dtype=args.activation_dtype,
                          requant=args.requant, exclude=args.exclude, dynamic=args.dynamic, **budget)
@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--requant", default="float", choices=["float", "fixed"])
     quantize.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names that stay float32")
     quantize.add_argument("--dynamic", action="store_true", help="dynamic quantization (no calibration)")
+    quantize.add_argument("--per-token", default="auto", choices=["auto", "on", "off"],
+                          help="static: quantize linear layers' inputs per token at run time; auto (default): "
+                               "layers over token sequences (rank >= 3 inputs), on: every linear layer, off: none")
     quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                           help="fix an input's symbolic dimensions (N for a free batch)")
     quantize.add_argument("--accuracy-budget", type=float, metavar="DROP",

@@ -17,7 +17,7 @@ from . import conv as _conv
 from .cnn_ops import (lookup_table, make_lookup_table, max_pool, qlinear_add, qlinear_average_pool,
                       qlinear_concat, qlinear_global_average_pool, qlinear_leaky_relu, qlinear_mul,
                       qlinear_sigmoid)
-from .numerics.checks import all_positive_finite
+from .numerics.checks import all_positive_finite, check_outliers
 from .numerics.clamp import activation_range
 from .numerics.requant import requant_multipliers
 from .runtime import core as _core
@@ -378,11 +378,14 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     return _conv.from_nhwc(y, layout, geo.spatial_dims)
 
 
-def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None, granularity="row") -> np.ndarray:
+def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None, granularity="row",
+                     outlier_cols=None, outlier_w=None) -> np.ndarray:
     """Dynamic int8 linear layer, ``eightbit.reference.quantized_linear`` in C++: each row of x
     (granularity="tensor": the whole of x) quantized to uint8 at run time (DynamicQuantizeLinear),
     times int8 weights [N, K] (or a ``PackedWeights`` of their transpose), dequantized with
-    per-channel ``w_scale``, plus bias, optional ReLU. Returns float32 [..., N]."""
+    per-channel ``w_scale``, plus bias, optional ReLU; ``outlier_cols`` / ``outlier_w``: input
+    columns computed in float32 (the reference's formula, here in NumPy float32 after the int8
+    product). Returns float32 [..., N]."""
     if activation not in (None, "relu"):
         raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
     if granularity not in ("row", "tensor"):
@@ -405,6 +408,18 @@ def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=Non
     bias = None if bias_f32 is None else np.ascontiguousarray(_array(bias_f32, "bias_f32"), np.float32)
     if bias is not None and bias.shape != (n,):
         raise ValueError(f"bias_f32: expected shape ({n},), got {bias.shape}")
-    y = _core.quantized_linear(np.ascontiguousarray(x.reshape(-1, k)), packed, w_s, bias, activation == "relu",
+    rows = np.ascontiguousarray(x.reshape(-1, k))
+    cols, w_out = check_outliers(outlier_cols, outlier_w, n, k)
+    if cols.size:
+        if not np.all(np.isfinite(rows[:, cols])):
+            raise ValueError("x_f32 holds NaN or infinity (dynamic quantization needs finite values)")
+        kept, rows = rows, rows.copy()
+        rows[:, cols] = 0.0
+    y = _core.quantized_linear(rows, packed, w_s, bias, activation == "relu" and not cols.size,
                                granularity == "tensor")
+    if cols.size:
+        for j, c in enumerate(cols):
+            y = (y + kept[:, c:c + 1] * w_out[:, j]).astype(np.float32)
+        if activation == "relu":
+            y = np.where(y > 0, y, np.float32(0.0)).astype(np.float32)
     return y.reshape(*x.shape[:-1], n)

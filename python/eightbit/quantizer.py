@@ -20,6 +20,12 @@ Each node lowers to one plan step:
     flatten, reshape                       reshape (NCHW order, as the float graph)
     softmax                                float32 softmax on the dequantized input
 
+Linear / matmul layers over token sequences (inputs of rank >= 3, [N, T, K]: transformers) quantize
+their input per token at run time instead (``dynamic_linear`` steps, float32 output; ``per_token``):
+a transformer's residual stream carries "massive activations" (one or two channels, or the first
+token, 10-50x the rest) that a per-tensor scale cannot hold. The reshapes, activations, adds and
+muls between such layers then stay float32 too (``float_neighbourhood``).
+
 Nodes named in ``exclude``, and nodes no step can run (add / mul with a constant operand,
 batch norm that did not fold, transpose, pad, layer_norm, and bmm / div of two tensors, which have
 no int8 form), stay float32: they run as ``float`` steps on dequantized inputs.
@@ -45,7 +51,7 @@ MIN_SQNR_DB = 20.0   # eb.quantize warns when the model's output SQNR is below t
 
 def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percentile: float = 99.99,
              per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
-             requant: str = "float", exclude=(), dynamic: bool = False, equalize: bool = False,
+             requant: str = "float", exclude=(), dynamic: bool = False, per_token="auto", equalize: bool = False,
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
              min_sqnr=MIN_SQNR_DB, progress=None) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
@@ -58,6 +64,9 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     "int8"; ``activation_symmetric=True``: int8 activations with zero point 0.
     ``dynamic=True``: no calibration; linear / matmul layers get int8 weights and inputs quantized
     per row at run time (``dynamic_linear`` steps), everything else stays float32.
+    ``per_token`` (static): "auto" (default) quantizes the input of every linear / matmul layer over
+    a token sequence (input rank >= 3) per token at run time, with a float32 output; True does so
+    for every linear / matmul layer, False for none (per-tensor scales from calibration).
 
     Error compensation (docs/accuracy.md): ``equalize=True`` (cross-layer equalization),
     ``smooth=alpha`` (SmoothQuant for linear layers), ``bias_correction=True``.
@@ -82,6 +91,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         if any(static_only.values()):
             raise ValueError(f"{', '.join(k for k, v in static_only.items() if v)}: static quantization only, "
                              "not with dynamic=True")
+        if per_token != "auto":
+            raise ValueError("per_token: static quantization only (dynamic=True quantizes every linear per row)")
         dtype = _activation_dtype(activation_dtype, activation_symmetric)
         if requant not in ("float", "fixed"):
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
@@ -94,8 +105,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         raise ValueError("eval_data / metric: they go with accuracy_budget=")
     cal = calibrate(graph, calibration, method=method, percentile=percentile, per_channel=per_channel,
                     activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
-                    requant=requant, equalize=equalize, smooth=smooth, bias_correction=bias_correction,
-                    progress=progress)
+                    requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
+                    bias_correction=bias_correction, progress=progress)
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -145,7 +156,7 @@ class Calibrated:
     def default_model(self, exclude=()) -> QuantizedModel:
         """What eb.quantize returns: ``exclude`` and the adds / muls among float neighbours float32."""
         exclude = set(exclude)
-        return self.lower(exclude | float_neighbourhood(self.graph, exclude))
+        return self.lower(exclude | float_neighbourhood(self.graph, exclude, self.params.per_token))
 
     def lower(self, exclude=()) -> QuantizedModel:
         return lower_to_model(self.graph, self.params, exclude=exclude, requant=self.requant)
@@ -177,8 +188,8 @@ class Calibrated:
 
 def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None, percentile: float = 99.99,
               per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
-              requant: str = "float", equalize: bool = False, smooth=None, bias_correction: bool = False,
-              progress=None):
+              requant: str = "float", per_token="auto", equalize: bool = False, smooth=None,
+              bias_correction: bool = False, progress=None):
     """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
     ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
     if not isinstance(graph, Graph):
@@ -186,6 +197,8 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
     dtype = _activation_dtype(activation_dtype, activation_symmetric)
     if requant not in ("float", "fixed"):
         raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
+    if not (per_token == "auto" or isinstance(per_token, bool)):
+        raise ValueError(f"per_token: expected 'auto', True or False, got {per_token!r}")
     if calibration is None:
         raise ValueError("calibration: static quantization needs calibration batches (or dynamic=True)")
     names = [method] if methods is None else list(methods)
@@ -222,20 +235,31 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
     result = {}
     for m, c in calibrators.items():
         params = CalibratedQParams(prepared, c.ranges(), dtype, per_channel, symmetric=activation_symmetric,
-                                   bias_stats=bias_stats)
+                                   bias_stats=bias_stats, per_token=per_token)
         result[m] = Calibrated(prepared, params, requant, feeds, outputs)
     return result if methods is not None else result[method]
 
 
-def float_neighbourhood(g: Graph, exclude=()) -> set:
+def float_neighbourhood(g: Graph, exclude=(), per_token=False) -> set:
     """The add / mul nodes (of two tensors) with no int8 neighbour: every input is a graph input,
     a float node's output or another such add's, and every reader is a float node, another such
     add or the graph's output. Quantizing them gains nothing and costs a quantize / dequantize
     round trip and the error of a per-tensor grid (an attention mask added to float scores is the
-    classic case). The largest such set: start from every candidate and drop, until nothing
-    changes, each one that touches an int8 node."""
-    float_nodes = {n.name for n in g.nodes if n.name in exclude or not _has_int8_step(g, n)}
-    candidates = {n.name for n in g.nodes if n.op in ("add", "mul") and n.name not in float_nodes}
+    classic case). Next to a per-token linear layer (``per_token``: its policy, see
+    ``per_token_linear``), whose input and output are float32, reshapes and activations are
+    candidates too (a transformer's head split, its GELU). The largest such set: start from every
+    candidate and drop, until nothing changes, each one that touches an int8 node."""
+    float_nodes = {n.name for n in g.nodes
+                   if n.name in exclude or not _has_int8_step(g, n) or per_token_linear(g, n, per_token)}
+    token_linears = {n.name for n in g.nodes if per_token_linear(g, n, per_token)}
+
+    def next_to_token_linear(n) -> bool:
+        near = [g.producer(i) for i in n.inputs] + g.consumers(n.output)
+        return any(m is not None and m.name in token_linears for m in near)
+
+    candidates = {n.name for n in g.nodes if n.name not in float_nodes
+                  and (n.op in ("add", "mul")
+                       or (n.op in _LUT_OPS + ("reshape", "flatten") and next_to_token_linear(n)))}
     ok = float_nodes | candidates
     while True:
         drop = {name for name in candidates
@@ -250,6 +274,18 @@ def float_neighbourhood(g: Graph, exclude=()) -> set:
 def has_int8_form(op: str) -> bool:
     """Whether eb.quantize's lowering has an int8 step for graph op ``op`` (softmax: float32)."""
     return op != "softmax" and hasattr(_Lowering, f"_lower_{op}")
+
+
+def per_token_linear(g: Graph, node, policy) -> bool:
+    """Whether static quantization runs linear / matmul ``node`` with its input quantized per token
+    (row) at run time and a float32 output (a dynamic_linear step): ``policy`` "auto" for inputs of
+    rank >= 3 (token sequences [N, T, K]), True for every such layer, False for none. Only layers a
+    dynamic_linear step can run (no fused activation but ReLU; 4-D inputs are NHWC-quantized
+    convolution maps, never)."""
+    if policy is False or node.op not in ("linear", "matmul"):
+        return False
+    rank = len(g.tensors[node.inputs[0]].shape)
+    return rank != 4 and (policy is True or rank >= 3) and node.attrs.get("activation") in (None, "relu")
 
 
 def _has_int8_step(g: Graph, node) -> bool:
@@ -274,9 +310,10 @@ class CalibratedQParams:
     given = False
 
     def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool, symmetric: bool = False,
-                 bias_stats=None):
+                 bias_stats=None, per_token=False):
         self.g, self.ranges, self.dtype, self.per_channel = g, ranges, np.dtype(dtype), per_channel
         self.symmetric = symmetric
+        self.per_token = per_token     # which linear layers quantize their input per token: per_token_linear
         self.bias_stats = bias_stats   # compensation.ChannelStats of layer inputs: bias correction
 
     def activation(self, name: str):
@@ -293,23 +330,61 @@ class CalibratedQParams:
                              "exclude the node, or calibrate with representative data") from None
 
     granularity = "row"   # dynamic_linear inputs: quantized per row at run time
+    outliers = True       # dynamic_linear layers run their outlier weight columns in float32
 
-    def dynamic_weights(self, node, w: np.ndarray):
+    def _int8_weights(self, w: np.ndarray):
         """(int8 weights [O, ...] (rows = output channels), float32 scales [O]): symmetric, per
-        channel or per tensor. A dynamic layer's weights, and a static one's with its bias below."""
+        channel or per tensor."""
         wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
         return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
+
+    def dynamic_weights(self, node, w: np.ndarray):
+        """A dynamic_linear layer's (int8 weights [O, K], scales [O], outlier columns): the columns
+        ``outlier_columns`` picks run in float32 ({"outlier_cols", "outlier_w"}, or {} for none)
+        and are 0 in the int8 weights."""
+        cols = outlier_columns(w) if self.outliers else np.zeros(0, np.int64)
+        if not cols.size:
+            return (*self._int8_weights(w), {})
+        rest = w.copy()
+        rest[:, cols] = 0.0
+        wq, ws = self._int8_weights(rest)
+        return wq, ws, {"outlier_cols": cols.astype(np.int32), "outlier_w": np.ascontiguousarray(w[:, cols], np.float32)}
 
     def weights(self, node, w: np.ndarray, bias, x_scale) -> dict:
         """int8 weights (rows = output channels), float32 scales [O] and the int32 bias. With bias
         correction, the bias first loses the mean output error the weight rounding causes on the
         calibration data (compensation.rounding_error): only layers that run in int8 get it."""
-        wq, ws = self.dynamic_weights(node, w)
+        wq, ws = self._int8_weights(w)
         if self.bias_stats is not None and node.inputs[0] in self.bias_stats.names:
             from .compensation import rounding_error
             error = rounding_error(node, w, wq, ws, self.bias_stats.mean(node.inputs[0]))
             bias = ((0.0 if bias is None else bias.astype(np.float64)) - error).astype(np.float32)
         return {"w": wq, "w_scale": ws, "bias": quantize_bias(node, bias, x_scale, ws, w.shape[0])}
+
+
+OUTLIER_RATIO = 4.0     # a weight this many times its row's next largest runs in float32
+
+
+def outlier_columns(w: np.ndarray) -> np.ndarray:
+    """The input columns of a linear layer's weights w [O, K] that a dynamic_linear step runs in
+    float32 (ascending): each row's largest |weight| where it is more than OUTLIER_RATIO times the
+    row's next largest. Trained transformers have such weights where a "massive activation" neuron
+    writes into the residual stream (all-MiniLM-L6-v2: 7.9, 21x its row's next, in layer 0's FFN
+    down-projection); per-channel int8 would leave the rest of that row a few codes, and the neuron's
+    own large input would set its token's scale. At most max(1, K // 64) columns, largest first."""
+    a = np.abs(np.asarray(w, np.float64).reshape(w.shape[0], -1))
+    if a.shape[1] < 2:
+        return np.zeros(0, np.int64)
+    top2 = np.partition(a, a.shape[1] - 2, axis=1)[:, -2:]
+    ratio = top2[:, 1] / np.maximum(top2[:, 0], np.finfo(np.float32).tiny)
+    rows = np.flatnonzero(ratio > OUTLIER_RATIO)
+    if not rows.size:
+        return np.zeros(0, np.int64)
+    cols = {}
+    for r in rows[np.argsort(-ratio[rows], kind="stable")]:
+        c = int(np.argmax(a[r]))
+        cols.setdefault(c, ratio[r])
+    return np.sort(np.array(list(cols)[:max(1, a.shape[1] // 64)], np.int64))
 
 
 def quantize_bias(node, bias, x_scale, w_scale: np.ndarray, channels: int) -> np.ndarray:
@@ -490,10 +565,26 @@ class _Lowering:
         if len(self.g.tensors[node.inputs[0]].shape) == 4:
             return False  # quantized 4-D tensors are NHWC: the last axis is not the float graph's
         weight = node.consts["weight"] if weight is None else weight
+        if per_token_linear(self.g, node, getattr(self.params, "per_token", False)):
+            self._dynamic_linear(node, self.params.dynamic_weights(node, weight))
+            return True
         consts = self._weights(node, weight, node.consts.get("bias"))
         attrs = {"activation": node.attrs.get("activation"), "requant": self.requant}
         self._step("linear", node, [self._q(node.inputs[0])], attrs, consts)
         return True
+
+    def _dynamic_linear(self, node, weights) -> None:
+        """A dynamic_linear step: float32 in and out, the input quantized per row (``granularity``
+        of the params: "row" unless an imported model says "tensor") at run time. ``weights``:
+        (int8 w, scales) or (int8 w, scales, outlier consts)."""
+        wq, ws, *outliers = weights
+        bias = node.consts.get("bias")
+        consts = {"w": wq, "w_scale": ws,
+                  "bias": np.zeros(wq.shape[0], np.float32) if bias is None else np.array(bias, np.float32),
+                  **(outliers[0] if outliers else {})}
+        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        attrs = {"activation": node.attrs.get("activation"), "granularity": getattr(self.params, "granularity", "row")}
+        self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out, attrs, consts, source=node.name))
 
     def _lower_matmul(self, node) -> bool:
         return self._lower_linear(node, np.ascontiguousarray(node.consts["b"].T))
@@ -584,14 +675,8 @@ class _DynamicLowering(_Lowering):
             weights = self.params.dynamic_weights(node, w)
         if weights is None:
             self._float_step(node)
-            return
-        wq, ws = weights
-        bias = node.consts.get("bias")
-        consts = {"w": wq, "w_scale": ws,
-                  "bias": np.zeros(wq.shape[0], np.float32) if bias is None else np.array(bias, np.float32)}
-        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
-        attrs = {"activation": node.attrs.get("activation"), "granularity": self.params.granularity}
-        self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out, attrs, consts, source=node.name))
+        else:
+            self._dynamic_linear(node, weights)
 
 
 def _float_function(node):

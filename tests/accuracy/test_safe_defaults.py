@@ -38,7 +38,7 @@ def test_mask_add_between_float_steps_stays_float():
     assert float_neighbourhood(g) == {"mask_add"}
     with warnings.catch_warnings():
         warnings.simplefilter("error", eb.QuantizationWarning)
-        qm = eb.quantize(g, calib)
+        qm = eb.quantize(g, calib, per_token=False)   # int8 linears: the residual add has int8 neighbours
     assert "mask_add" in qm.float_nodes and "residual" not in qm.float_nodes
     x = _feeds(rng, 32)
     y = g.run(x)

@@ -256,23 +256,29 @@ def _feed_forward(rng, t=12, d=32, hidden=96):
     return g
 
 
-@pytest.mark.parametrize("mode", [{}, {"dynamic": True}, {"exclude": ["fc1"]}], ids=["static", "dynamic", "fc1-float"])
+@pytest.mark.parametrize("mode", [{"per_token": False}, {"dynamic": True}, {"exclude": ["fc1"], "per_token": False},
+                                  {}, {"exclude": ["fc1"]}],
+                         ids=["static", "dynamic", "fc1-float", "per-token", "per-token-fc1-float"])
 def test_linear_layers_on_token_sequences(rng, isa, monkeypatch, mode):
     """linear / matmul on [N, T, D] run as int8 (or float32) C++ layers over the N*T rows: the C++
     run equals the reference composition, no float step calls Python, and the output is close to
-    float (SQNR >= 30 dB)."""
+    float (SQNR >= 30 dB). By default (per_token="auto") static quantization runs them as
+    dynamic_linear steps (inputs quantized per token), with the GELU and residual between them float."""
     from eightbit.graph import Graph
 
     g = _feed_forward(rng)
     qm = eb.quantize(g, [rng.standard_normal((8, 12, 32)).astype(np.float32) for _ in range(4)], **mode)
     ops = [s.op for s in qm.plan.steps]
-    assert ops.count("dynamic_linear" if mode.get("dynamic") else "linear") == (1 if "exclude" in mode else 2)
+    per_token = mode.get("dynamic") or mode.get("per_token", True)
+    assert ops.count("dynamic_linear" if per_token else "linear") == (1 if "exclude" in mode else 2)
+    if per_token:
+        assert set(ops) == {"dynamic_linear", "float"}
     x = rng.standard_normal((3, 12, 32)).astype(np.float32)
     with monkeypatch.context() as m:
         m.setattr(Graph, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Python ran a float step")))
         y = qm(x)
     want = qm.reference_run({"x": x})["residual"]
-    if mode:  # float32 layers or dynamic rows: the C++ float math is not NumPy's bit for bit
+    if mode != {"per_token": False}:  # float32 layers or dynamic rows: the C++ float math is not NumPy's bit for bit
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
     else:
         np.testing.assert_array_equal(y, want)

@@ -100,3 +100,15 @@ def test_input_shape_option_parses():
     assert _input_shape("x=N,3,224,224") == ("x", (None, 3, 224, 224))
     with pytest.raises(Exception, match="name=d0"):
         _input_shape("x:3,4")
+
+
+@pytest.mark.parametrize("flag, linear_kind", [("auto", "dynamic_linear"), ("off", "linear")])
+def test_per_token_option(tmp_path, flag, linear_kind):
+    """--per-token auto (the default) runs the token-sequence linears per token; off keeps them int8."""
+    model = DATA / "transformer_ffn.onnx"
+    x = np.load(DATA / "transformer_ffn.npz")["x"]
+    np.save(tmp_path / "calib.npy", x)
+    assert main(["quantize", str(model), "--calib", str(tmp_path / "calib.npy"), "--per-token", flag,
+                 "-o", str(tmp_path / "m.eb")]) == 0
+    ops = [s.op for s in eb.load(tmp_path / "m.eb").plan.steps]
+    assert ops.count(linear_kind) == 2

@@ -183,9 +183,10 @@ def test_mlp_on_token_sequences(fmt):
     x = g.input("x", (None, 5, 24))
     h = g.relu(g.linear(x, _w(rng, 32, 24), _b(rng, 32)))
     g.output(g.linear(h, _w(rng, 24, 32), None, name="y"))
-    qm = eb.quantize(g, [rng.normal(size=(4, 5, 24)).astype(np.float32) for _ in range(3)])
-    if not any(s.op == "linear" for s in qm.plan.steps):
-        pytest.skip("this quantizer keeps 3-D linears float")
+    # per_token=False: static int8 linears (the default, per-token dynamic_linear steps, exports as
+    # test_outlier_columns checks)
+    qm = eb.quantize(g, [rng.normal(size=(4, 5, 24)).astype(np.float32) for _ in range(3)], per_token=False)
+    assert [s.op for s in qm.plan.steps].count("linear") == 2
     xt = rng.normal(size=(7, 5, 24)).astype(np.float32)
     assert np.array_equal(_ort_run(_export(qm, fmt), {"x": xt})["y"], qm.run({"x": xt})["y"])
 

@@ -86,6 +86,12 @@ using AvgPoolFn = void (*)(const PoolGeometry& g, const AvgPoolParams& params, c
 using SumPixelsFn = void (*)(const uint8_t* x, int64_t pixels, int64_t channels, uint8_t flip, uint32_t* sum);
 // y[i] = table[x[i]] for i < n; table has 256 entries.
 using LookupFn = void (*)(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y);
+// QuantizeLinear of n floats: y[i] = clamp_round(x[i] / scale, qmin - zp, qmax - zp) + zp (true
+// division, NaN -> qmin), y bytes of range's type.
+using QuantizeFn = void (*)(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, void* y);
+// min(0, x[i]) and max(0, x[i]) over n floats (DynamicQuantizeLinear's range); false when a value
+// is not finite (mn / mx are then unspecified).
+using RangeFn = bool (*)(const float* x, int64_t n, float* mn, float* mx);
 
 struct CnnKernels {
   QAddFn qlinear_add = nullptr;
@@ -94,6 +100,8 @@ struct CnnKernels {
   AvgPoolFn average_pool = nullptr;
   SumPixelsFn sum_pixels = nullptr;
   LookupFn lookup = nullptr;
+  QuantizeFn quantize = nullptr;
+  RangeFn range = nullptr;
 };
 
 CnnKernels cnn_kernels_scalar();

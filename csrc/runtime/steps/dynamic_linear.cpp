@@ -1,7 +1,9 @@
 // Runtime layer, step dynamic_linear: a dynamic int8 linear layer, float32
 // [N, ..., K] -> [N, ..., O]: each row (or, per_tensor, the whole input, as
 // ONNX Runtime's quantize_dynamic does) quantized at run time, symmetric int8
-// weights packed at create; run_dynamic_linear.
+// weights packed at create; run_dynamic_linear.  Outlier columns (optional)
+// run in float32: zeroed in a copy of the input before the quantization, their
+// products added after the bias (reference.quantized_linear).
 #include <cmath>
 
 #include "runtime/gemm.h"
@@ -15,16 +17,38 @@ struct DynamicLinearStep final : Step {
   std::vector<float> w_scale, bias;  // weights.Np entries (the epilogue reads whole panels)
   bool relu = false;
   bool per_tensor = false;  // one input scale for the whole tensor, not per row
+  std::vector<int64_t> outlier_cols;  // ascending input columns computed in float32
+  std::vector<float> outlier_w;       // [J][O]: column j's weights, contiguous over the outputs
 
   void run(const StepIO& io) const override {
     const PackedB& w = weights;
-    const int64_t rows = io.batch() * product_of_middle(io.in_t().shape);
-    if (!run_dynamic_linear(static_cast<const float*>(io.in()), rows, w.K, w, w_scale.data(), bias.data(), relu,
-                            static_cast<float*>(io.out()), w.N, per_tensor))
-      throw std::invalid_argument(io.label() + ": the input holds NaN or infinity (dynamic quantization needs finite values)");
+    const int64_t rows = io.batch() * product_of_middle(io.in_t().shape), K = w.K, O = w.N;
+    const auto* x = static_cast<const float*>(io.in());
+    auto* y = static_cast<float*>(io.out());
+    const std::string non_finite = io.label() + ": the input holds NaN or infinity (dynamic quantization needs finite values)";
+    const auto J = static_cast<int64_t>(outlier_cols.size());
+    for (int64_t m = 0; m < rows; ++m)  // the int8 product reads them as 0: checked here
+      for (int64_t c : outlier_cols)
+        if (!std::isfinite(x[m * K + c])) throw std::invalid_argument(non_finite);
+    if (!run_dynamic_linear(x, rows, K, w, w_scale.data(), bias.data(), relu && J == 0, y, O, per_tensor,
+                            outlier_cols.data(), J))
+      throw std::invalid_argument(non_finite);
+    if (J == 0) return;
+    for (int64_t m = 0; m < rows; ++m) {
+      float* ym = y + m * O;
+      for (size_t j = 0; j < outlier_cols.size(); ++j) {
+        const float xv = x[m * K + outlier_cols[j]];
+        const float* wj = outlier_w.data() + j * static_cast<size_t>(O);
+        for (int64_t n = 0; n < O; ++n) ym[n] += xv * wj[n];  // two roundings: no FMA (-ffp-contract=off)
+      }
+      if (relu)
+        for (int64_t n = 0; n < O; ++n) ym[n] = ym[n] > 0.0f ? ym[n] : 0.0f;
+    }
   }
 
-  int64_t const_bytes() const override { return bytes_of(weights) + bytes_of(w_scale) + bytes_of(bias); }
+  int64_t const_bytes() const override {
+    return bytes_of(weights) + bytes_of(w_scale) + bytes_of(bias) + bytes_of(outlier_cols) + bytes_of(outlier_w);
+  }
 };
 
 }  // namespace
@@ -43,8 +67,30 @@ std::unique_ptr<Step> create_dynamic_linear(const StepContext& c) {
     if (!(s->w_scale[i] > 0.0f) || !std::isfinite(s->w_scale[i])) c.bad("w_scale must be positive and finite");
     if (!std::isfinite(s->bias[i])) c.bad("bias must be finite");
   }
-  s->relu = c.lowered.flag("relu");
   s->per_tensor = c.lowered.flag("per_tensor");
+  if (c.consts.has("outlier_cols") || c.consts.has("outlier_w")) {
+    if (s->per_tensor) c.bad("outlier columns need per-row quantization");
+    const ArrayView& cols = c.consts.array("outlier_cols", ArrayDtype::kInt32, "int32");
+    const ArrayView& ow = c.consts.array("outlier_w", ArrayDtype::kFloat32, "float32");
+    const std::vector<int32_t> col_values = values_of<int32_t>(cols);
+    if (cols.shape.size() != 1 || ow.shape.size() != 2 || ow.shape[0] != o || ow.shape[1] != cols.count)
+      c.bad("outlier_cols must be 1-D [J] and outlier_w [O, J]");
+    for (size_t j = 0; j < col_values.size(); ++j) {
+      if (col_values[j] < 0 || col_values[j] >= k || (j > 0 && col_values[j] <= col_values[j - 1]))
+        c.bad("outlier_cols must be ascending distinct columns in [0, K)");
+      s->outlier_cols.push_back(col_values[j]);
+    }
+    const std::vector<float> wv = values_of<float>(ow);
+    s->outlier_w.resize(wv.size());
+    const int64_t J = cols.count;
+    for (int64_t i = 0; i < o; ++i)
+      for (int64_t j = 0; j < J; ++j) {
+        const float v = wv[static_cast<size_t>(i * J + j)];
+        if (!std::isfinite(v)) c.bad("outlier_w must be finite");
+        s->outlier_w[static_cast<size_t>(j * o + i)] = v;
+      }
+  }
+  s->relu = c.lowered.flag("relu");
   // pack_b packs B [K, O]: the transpose of the PyTorch-layout weights.
   std::vector<int8_t> b(static_cast<size_t>(k * o));
   const auto* src = reinterpret_cast<const int8_t*>(w.data);

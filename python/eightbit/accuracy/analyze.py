@@ -32,7 +32,7 @@ __all__ = ["analyze", "check_output_sqnr", "isolated_output_sqnr", "split_data",
            "int8_nodes", "probe_model", "QUANTIZE_OPTIONS"]
 
 QUANTIZE_OPTIONS = ("method", "percentile", "per_channel", "activation_dtype", "activation_symmetric", "requant",
-                    "equalize", "smooth", "bias_correction", "progress")
+                    "per_token", "equalize", "smooth", "bias_correction", "progress")
 _HIST_BINS = 128
 _WEIGHT_OPS = ("conv", "linear")
 _NOT_INT8 = ("float", "softmax", "quantize", "dequantize", "dynamic_linear")

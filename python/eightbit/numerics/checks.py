@@ -126,3 +126,21 @@ def int_in_range(value, name: str, dtype: np.dtype) -> int:
     if not info.min <= v <= info.max:
         raise ValueError(f"{name} must be in [{info.min}, {info.max}] for {np.dtype(dtype)}, got {v}")
     return v
+
+
+def check_outliers(outlier_cols, outlier_w, n: int, k: int):
+    """(int64 column indices [J], float32 weights [N, J]) checked; empty for none."""
+    if outlier_cols is None and outlier_w is None:
+        return np.zeros(0, np.int64), np.zeros((n, 0), np.float32)
+    if outlier_cols is None or outlier_w is None:
+        raise ValueError("outlier_cols and outlier_w go together")
+    cols = np.asarray(outlier_cols)
+    if cols.ndim != 1 or not np.issubdtype(cols.dtype, np.integer):
+        raise ValueError(f"outlier_cols must be a 1-D integer array, got {cols.dtype} {cols.shape}")
+    cols = cols.astype(np.int64)
+    if cols.size and (cols[0] < 0 or cols[-1] >= k or np.any(np.diff(cols) <= 0)):
+        raise ValueError(f"outlier_cols must be distinct ascending columns in [0, {k})")
+    w_out = float_array(outlier_w, "outlier_w")
+    if w_out.shape != (n, cols.size) or not np.all(np.isfinite(w_out)):
+        raise ValueError(f"outlier_w must be {n} x {cols.size} finite float32 values, got {w_out.shape}")
+    return cols, w_out

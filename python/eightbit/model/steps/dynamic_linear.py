@@ -5,13 +5,15 @@ dynamic_linear  float32 x [N, ..., K] -> float32 [N, ..., O]: each row quantized
                 (uint8, DynamicQuantizeLinear), ``w`` int8 [O, K], ``w_scale`` float32 [O],
                 ``bias`` float32 [O]; attrs: activation (None or "relu"), granularity ("row",
                 default, or "tensor": the whole input with one scale, as ORT's quantize_dynamic
-                models). reference.quantized_linear
+                models); optional ``outlier_cols`` int32 [J] and ``outlier_w`` float32 [O, J]:
+                input columns computed in float32. reference.quantized_linear
 ==============  ===============================================================================
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ...numerics.checks import check_outliers
 from .common import check_w_scale
 from .conv import rows_shape
 from .kind import StepKind
@@ -31,12 +33,22 @@ def _check(step, ins, out):
         raise ValueError("activation must be None or 'relu'")
     if step.attrs.get("granularity", "row") not in ("row", "tensor"):
         raise ValueError("granularity must be 'row' or 'tensor'")
+    cols = step.consts.get("outlier_cols")
+    if cols is not None and np.asarray(cols).dtype != np.int32:
+        raise ValueError("outlier_cols must be int32")
+    if cols is not None and step.attrs.get("granularity", "row") == "tensor":
+        raise ValueError("outlier columns need per-row quantization (granularity 'row')")
+    check_outliers(cols, step.consts.get("outlier_w"), o, w.shape[1])
+
+
+def _outliers(step) -> dict:
+    return {k: step.consts[k] for k in ("outlier_cols", "outlier_w") if k in step.consts}
 
 
 def _run(m, step, xs, ins, out, w):
     c, x = step.consts, xs[0]
     y = m.quantized_linear(x.reshape(-1, x.shape[-1]), w, c["w_scale"], c["bias"], step.attrs.get("activation"),
-                           step.attrs.get("granularity", "row"))
+                           step.attrs.get("granularity", "row"), **_outliers(step))
     return y.reshape(x.shape[:-1] + (-1,))
 
 
@@ -73,7 +85,12 @@ def _export(ex, step, label):
         b.node(op, ins, [out], f"{label}.{name}", **attrs)
         return out
 
-    rows = n("Reshape", [x, ex.int_const(f"{label}.rows_shape", [-1, k], np.int64)], "rows")
+    kept = rows = n("Reshape", [x, ex.int_const(f"{label}.rows_shape", [-1, k], np.int64)], "rows")
+    cols = np.asarray(c.get("outlier_cols", np.zeros(0, np.int32)), np.int64)
+    if cols.size:      # the outlier columns are zeroed before quantizing, added in float32 below
+        keep = np.ones((1, k), bool)
+        keep[0, cols] = False
+        rows = n("Where", [b.const(f"{label}.int8_columns", keep), rows, f32(0.0)], "rows_int8")
     mn = n("Min", [_reduce(ex, "ReduceMin", rows, label, y), f32(0.0)], "row_min")
     mx = n("Max", [_reduce(ex, "ReduceMax", rows, label, y), f32(0.0)], "row_max")
     spread = n("Div", [n("Sub", [mx, mn], "spread"), f32(255.0)], "scale_raw")
@@ -92,6 +109,11 @@ def _export(ex, step, label):
     sc = n("Mul", [scale, b.const(f"{label}.weight_scale", np.asarray(c["w_scale"], np.float32))], "out_scale")
     out = n("Add", [n("Mul", [accf, sc], "scaled"), b.const(f"{label}.bias", np.asarray(c["bias"], np.float32))],
             "biased")
+    for j, col in enumerate(cols):   # one Mul and one Add per column: the reference's order and roundings
+        xj = n("Slice", [kept, *(ex.int_const(f"{label}.outlier{j}.{w}", [v], np.int64)
+                                 for w, v in (("start", col), ("end", col + 1), ("axis", 1)))], f"outlier{j}.x")
+        wj = b.const(f"{label}.outlier{j}.w", np.asarray(c["outlier_w"], np.float32)[:, j])
+        out = n("Add", [out, n("Mul", [xj, wj], f"outlier{j}.product")], f"outlier{j}.sum")
     if step.attrs.get("activation") == "relu":
         out = n("Relu", [out], "relu")
     shape = [-1] + [int(d) for d in ex.spec(y).shape[1:]]
