@@ -61,7 +61,17 @@ void sgemm_blocked(const SgemmCall& call, int64_t m0, int64_t m1, int64_t p0, in
           t.bias_col = call.bias != nullptr && !call.bias_per_row ? call.bias + n0 : nullptr;
           t.lo = call.lo;
           t.hi = call.hi;
+          // The next tile column's B slice, a share of its rows per row tile, fetched into L2 while
+          // this one computes: weights come cold from L3 or memory, and few row tiles hide little.
+          const float* next = nullptr;
+          if (n0 + kNr < std::min(call.N, p1 * kSgemmPanel))
+            next = (n0 + kNr) % kSgemmPanel == 0 ? t.b + call.b_panel_stride - (kSgemmPanel - kNr) : t.b + kNr;
+          const int64_t tiles = (me - mb + kMr - 1) / kMr, share = (kc + tiles - 1) / tiles;
+          int64_t fetched = 0;
           for (int64_t m = mb; m < me; m += kMr) {
+            for (const int64_t end = std::min(kc, fetched + share); next != nullptr && fetched < end; ++fetched)
+              for (int byte = 0; byte < kNr * 4; byte += 64)
+                __builtin_prefetch(reinterpret_cast<const char*>(next + fetched * call.ldb) + byte, 0, 2);
             t.a = call.a + m * call.lda + k0;
             t.c = call.c + m * call.ldc + n0;
             t.bias_row = call.bias != nullptr && call.bias_per_row ? call.bias + m : nullptr;
