@@ -16,7 +16,8 @@ constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
 
 int64_t panels(int64_t n) { return (n + kSgemmPanel - 1) / kSgemmPanel; }
 
-// Rows of A x all panels of B, the panels split over the pool.
+// Rows of A x all panels of B, the panels split over the pool (each output is computed by one
+// thread, whole: the thread count never changes a bit).
 void run_sgemm(const SgemmCall& call) {
   if (call.M == 0 || call.N == 0) return;
   const SgemmFn kernel = active_sgemm();
@@ -57,9 +58,13 @@ PackedF32 pack_f32_transposed(const float* w, int64_t N, int64_t K) {
   p.K = K;
   p.N = N;
   p.data.resize(static_cast<size_t>(panels(N) * K * kSgemmPanel));  // zero-filled: columns past N
-  for (int64_t n = 0; n < N; ++n)
+  // Panel by panel, k outer: the writes run contiguously, the reads over kSgemmPanel rows of w.
+  for (int64_t p0 = 0; p0 < N; p0 += kSgemmPanel) {
+    float* dst = p.data.data() + p0 * K;
+    const int64_t cols = std::min<int64_t>(kSgemmPanel, N - p0);
     for (int64_t k = 0; k < K; ++k)
-      p.data[static_cast<size_t>(((n / kSgemmPanel) * K + k) * kSgemmPanel + n % kSgemmPanel)] = w[n * K + k];
+      for (int64_t j = 0; j < cols; ++j) dst[k * kSgemmPanel + j] = w[(p0 + j) * K + k];
+  }
   return p;
 }
 
@@ -70,7 +75,7 @@ void float_linear(const float* x, int64_t M, const PackedF32& w, const float* bi
   call.K = w.K;
   call.a = x;
   call.lda = w.K;
-  call.b = w.data.data();
+  call.set_packed_b(w.data.data());
   call.bias = bias;
   call.lo = lo;
   call.hi = hi;
@@ -96,7 +101,7 @@ void float_conv(const FloatConv& conv, int64_t batch, const float* x, float* y) 
       call.K = Kc;
       call.a = conv.w.data() + grp * og * Kc;
       call.lda = Kc;
-      call.b = packed;
+      call.set_packed_b(packed);
       call.bias = conv.bias.empty() ? nullptr : conv.bias.data() + grp * og;
       call.bias_per_row = true;
       call.lo = conv.lo;
@@ -124,33 +129,17 @@ void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const floa
       *ob += idx * b_strides[d];
     }
   };
-  // Every output matrix's B packed first (b's matrices broadcast over some dims are packed once per
-  // use: simpler, and packing is a small share of the work), then (matrix, panel) tiles spread over
-  // the pool, so that many small products and one large one both keep every thread busy.
-  const int64_t np = panels(P), panel_floats = std::max<int64_t>(K, 1) * kSgemmPanel;
-  thread_local AlignedBuffer<float> packed_b;
-  packed_b.reserve_discard(static_cast<size_t>(count * np * panel_floats));
-  float* const packed = packed_b.data();  // the pointer: pool threads have their own thread_local
-  parallel_for(count, K * P, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      int64_t oa = 0, ob = 0;
-      offsets(i, &oa, &ob);
-      const float* src = b + ob;
-      float* dst = packed + i * np * panel_floats;
-      for (int64_t p = 0; p < np; ++p) {
-        const int64_t n0 = p * kSgemmPanel, cols = std::min<int64_t>(kSgemmPanel, P - n0);
-        for (int64_t k = 0; k < K; ++k) {
-          float* row = dst + (p * K + k) * kSgemmPanel;
-          std::copy(src + k * P + n0, src + k * P + n0 + cols, row);
-          std::fill(row + cols, row + kSgemmPanel, 0.0f);
-        }
-      }
-    }
-  });
+  // B is read in place (the kernel takes a plain row-major B: packing costs O(K P), as much as
+  // the product itself for attention's small matrices).  Many matrices (attention's batch x
+  // heads): whole matrices spread over the pool, one kernel call each; few: their panels too.
+  const int64_t np = panels(P);
   const SgemmFn kernel = active_sgemm();
-  parallel_for(count * np, M * std::max<int64_t>(K, 1) * kSgemmPanel, kMinWorkPerThread, [&](int64_t t0, int64_t t1) {
+  const bool whole = count >= ThreadPool::instance().num_threads() * 4;
+  const int64_t items = whole ? count : count * np, per_item = whole ? np : 1;
+  parallel_for(items, M * std::max<int64_t>(K, 1) * kSgemmPanel * per_item, kMinWorkPerThread,
+               [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i = t / np, p = t % np;
+      const int64_t i = t / (whole ? 1 : np), p0 = whole ? 0 : t % np;
       int64_t oa = 0, ob = 0;
       offsets(i, &oa, &ob);
       SgemmCall call;
@@ -159,12 +148,12 @@ void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const floa
       call.K = K;
       call.a = a + oa;
       call.lda = K;
-      call.b = packed + i * np * panel_floats;
+      call.set_plain_b(b + ob, P);
       call.c = y + i * M * P;
       call.ldc = P;
       call.lo = -std::numeric_limits<float>::infinity();  // no clamp: infinities stay, as NumPy's
       call.hi = std::numeric_limits<float>::infinity();
-      kernel(call, 0, M, p, p + 1);
+      kernel(call, 0, M, p0, p0 + per_item);
     }
   });
 }
@@ -195,13 +184,36 @@ void float_transpose(const float* x, const std::vector<int64_t>& in, const std::
     strides[d] = in_strides[static_cast<size_t>(perm[d])];
   }
   const int64_t inner = out[rank - 1], rows = product(out, 0, rank - 1), step = strides[rank - 1];
+  // The output row's start in x, from its multi-index.
+  auto row_offset = [&](int64_t r) {
+    int64_t offset = 0;
+    for (size_t d = rank - 1; d-- > 0;) {
+      offset += (r % out[d]) * strides[d];
+      r /= out[d];
+    }
+    return offset;
+  };
+  if (step == 1) {  // the last axis stays last (the head split / merge, (0, 2, 1, 3)): contiguous runs
+    parallel_for(rows, inner, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::copy_n(x + row_offset(r), inner, y + r * inner);
+    });
+    return;
+  }
+  if (rank >= 3 && strides[rank - 2] == 1) {  // a 2-D transpose of the last two axes ((0, 2, 3, 1))
+    const int64_t cols = out[rank - 2];
+    parallel_for(rows / cols, cols * inner, kMinWorkPerThread, [&](int64_t b0, int64_t b1) {
+      for (int64_t bi = b0; bi < b1; ++bi) {
+        const float* xs = x + row_offset(bi * cols);
+        float* yb = y + bi * cols * inner;
+        for (int64_t i = 0; i < inner; ++i)  // reads contiguous runs of `cols`, writes a column
+          for (int64_t j = 0; j < cols; ++j) yb[j * inner + i] = xs[i * step + j];
+      }
+    });
+    return;
+  }
   parallel_for(rows, inner, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      int64_t offset = 0, rest = r;  // the output row's start in x, from its multi-index
-      for (size_t d = rank - 1; d-- > 0;) {
-        offset += (rest % out[d]) * strides[d];
-        rest /= out[d];
-      }
+      const int64_t offset = row_offset(r);
       float* yr = y + r * inner;
       for (int64_t i = 0; i < inner; ++i) yr[i] = x[offset + i * step];
     }

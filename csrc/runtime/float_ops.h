@@ -1,6 +1,10 @@
-// Runtime layer: float32 linear and convolution layers, for the float islands
+// Runtime layer: float32 layers, for eb.compile's plans and the float islands
 // of a quantized model (nodes kept float32).  Not bit-specified against NumPy
-// (its BLAS sums in another order), but the same bits on every ISA here.
+// (its BLAS sums in another order), but the same bits on every ISA here and on
+// any thread count.  The products (linear, matmul, conv, bmm) are the float
+// GEMM's (eightbit/sgemm.h): each output one fma chain from +0, k ascending,
+// then + bias, then the clamp; tiles, K / M blocks and threads only group
+// outputs.  Within float32 rounding of a float64 product: |err| <= K u sum|a b|.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +17,8 @@
 
 namespace eb {
 
-// B [K x N] = W^T for W [N x K] (PyTorch's linear layout), in 16-column panels.
+// B [K x N] = W^T for W [N x K] (PyTorch's linear layout), in 32-column panels (one layout for
+// every ISA: set_isa may change the path after a plan's weights are packed).
 struct PackedF32 {
   int64_t K = 0, N = 0;
   AlignedBuffer<float> data;
@@ -56,13 +61,15 @@ void float_binary(FloatBinaryOp op, const float* a, const std::vector<int64_t>& 
 // output's shape with this call's batch, [..., M, P]; a is [..., M, K] and b [..., K, P], both
 // C-contiguous, with a_strides / b_strides their element strides over the leading dims of
 // `out` (0 along broadcast ones; one entry per leading dim).  Each product is the float GEMM
-// kernel's (products and sums rounded to float32 in k order, the same bits on every ISA); b's
-// matrices are packed into the kernel's panels on every call (O(K P) against O(M K P) work).
+// kernel's (one fma chain per output in k order, the same bits on every ISA); b's matrices are
+// read in place, unpacked (attention's are small: packing would cost as much as the product),
+// whole matrices spread over the pool when there are many.
 void float_bmm(const float* a, const std::vector<int64_t>& a_strides, const float* b,
                const std::vector<int64_t>& b_strides, const std::vector<int64_t>& out, int64_t K, float* y);
 
 // y = x with its axes permuted: `perm` over the whole shape (the batch included, perm[0] == 0),
-// `in` the input's shape with this call's batch.
+// `in` the input's shape with this call's batch.  The last axis kept last (attention's head
+// split / merge, (0, 2, 1, 3)) copies contiguous runs; the last two swapped reads runs too.
 void float_transpose(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& perm, float* y);
 
 // Padding (the float graph's pad, NumPy's np.pad): `in` the input's shape with this call's batch,
