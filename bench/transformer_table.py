@@ -13,6 +13,11 @@ float32 on 128 synthetic sequences (or the benchmark's English sentences with Mi
     python bench/transformer_table.py                       # 32x25, 1x128, 32x128 (~3 min)
     python bench/transformer_table.py --cases 32x25 --time 2
     python bench/transformer_table.py --synthetic
+    python bench/transformer_table.py --cases 1x128 --profile      # + per-step profiles by kind
+
+Timing: alternating short blocks of calls of every model in one process; the table gives median
+thread CPU times per call (one thread: every side computes on the calling thread, so the time other
+processes of a shared machine take is left out), the log lines wall times too.
 
 Baselines run when installed: torch (``pip install torch==2.13.0``), onnxruntime. The torch model
 is the same encoder written with torch.nn (Linear, LayerNorm, GELU, softmax attention) from the
@@ -45,6 +50,7 @@ def parse_args(argv):
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     ap.add_argument("--time", type=float, default=3.0, help="seconds of timing per model and case")
     ap.add_argument("--synthetic", action="store_true", help="synthetic weights even when MiniLM is installed")
+    ap.add_argument("--profile", action="store_true", help="per-step profile of the eightbit models, by step kind")
     return ap.parse_args(argv)
 
 
@@ -126,18 +132,42 @@ def cosine(a, b):
 
 
 def time_models(fns: dict, budget: float) -> dict:
-    """Median seconds per call of each fn, timed in alternating rounds (each round calls every fn
-    once), after one warm-up call each, for about ``budget`` seconds per fn."""
+    """{name: (median wall s, median thread CPU s)} per call: alternating short blocks of calls of
+    each fn (about 0.1 s each) for about ``budget`` seconds per fn, after one warm-up call each.
+    With one thread every side computes on the calling thread, so its CPU time leaves out the
+    time other processes of a shared machine take the core (wall time does not); the ratios use it."""
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
     t_end = time.perf_counter() + budget * len(fns)
     while time.perf_counter() < t_end or min(len(v) for v in times.values()) < 3:
         for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+            block_end = time.perf_counter() + 0.1
+            while True:
+                t, c = time.perf_counter(), time.thread_time()
+                f()
+                times[k].append((time.perf_counter() - t, time.thread_time() - c))
+                if t >= block_end:
+                    break
+    return {k: tuple(np.median(np.array(v), axis=0)) for k, v in times.items()}
+
+
+def profile_by_kind(qm, feeds, repeats: int = 5) -> str:
+    """The plan's per-step times (qm.profile), each step's minimum over the repeats, summed per step
+    kind, and the slowest steps."""
+    ex, order = qm._executor, [feeds[n] for n in qm.plan.inputs]
+    ex.run_profiled(order)
+    times = np.min([ex.run_profiled(order)[1] for _ in range(repeats)], axis=0) * 1e3
+    kinds = {}
+    for ms, step in zip(times, qm.plan.steps):
+        kind = (step.lowered or {}).get("kind", step.op)
+        total_ms, n = kinds.get(kind, (0.0, 0))
+        kinds[kind] = (total_ms + ms, n + 1)
+    total = float(times.sum())
+    lines = [f"    {total:.2f} ms in steps (min of {repeats} runs per step)"]
+    lines += [f"      {kind:<22} {n:3d} steps {ms:8.2f} ms {100 * ms / total:5.1f}%"
+              for kind, (ms, n) in sorted(kinds.items(), key=lambda kv: -kv[1][0])]
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -202,12 +232,18 @@ def main(argv=None):
             acc["ort-dyn"] = cosine(want, sessions["ort-dyn"].run(None, {"x": ex, "mask": emask})[out])
             for k, s in sessions.items():
                 fns[k] = lambda s=s: s.run(None, feeds)
-        times = time_models(fns, args.time)
+        timed = time_models(fns, args.time)
+        times = {k: cpu for k, (wall, cpu) in timed.items()}
         rows.append((case, times, acc))
-        print(f"  {case}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()), file=sys.stderr, flush=True)
+        print(f"  {case} (wall / thread CPU): " + ", ".join(f"{k} {w * 1e3:.1f} / {c * 1e3:.1f} ms"
+                                                           for k, (w, c) in timed.items()), flush=True)
+        if args.profile:
+            for k in ("eb-static", "eb-dynamic", "eb-float"):
+                print(f"  {case} {k} profile:\n" + profile_by_kind(models[k], feeds), flush=True)
     print(usage.line() if hasattr(usage, "line") else "")
     keys = ["eb-static", "eb-dynamic", "eb-float", "torch-dyn", "ort-dyn", "ort-fp32"]
-    print("\n| case | " + " | ".join(keys) + " | static vs torch-dyn | dynamic vs torch-dyn | static vs ort-dyn"
+    print("\nmedian thread CPU time per call")
+    print("| case | " + " | ".join(keys) + " | static vs torch-dyn | dynamic vs torch-dyn | static vs ort-dyn"
           " | dynamic vs ort-dyn | float vs ort-fp32 |")
     print("|---" * (len(keys) + 6) + "|")
     for case, times, _ in rows:
