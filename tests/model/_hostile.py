@@ -276,6 +276,14 @@ def base_models() -> dict:
     out["float_islands"] = (_quantize(g, [rng.uniform(-1, 1, (8, 3, 6, 6)).astype(np.float32)],
                                       exclude=["conv", "p", "ln"]), {"x": (3, 6, 6)})
 
+    # a transformer encoder: per-token dynamic linears with outlier columns, the masked softmax,
+    # layer norms, GELU, the heads' transposes and batched products
+    from eightbit.models import bert_encoder, synthetic_bert_weights, synthetic_encoder_inputs
+    bw = synthetic_bert_weights(layers=1, hidden=64, heads=2, ffn=128, seed=3, vocab=50, max_positions=8)
+    g = bert_encoder(bw, layers=1, heads=2, seq_len=4, hidden=64, ffn=128)
+    calib = dict(zip(("x", "mask"), synthetic_encoder_inputs(bw, 4, 4, seed=4, min_len=2)))
+    out["encoder"] = (_quantize(g, [calib]), {"x": (4, 64), "mask": (1, 1, 4)})
+
     return {k: (plan_tree(qm.plan), feeds) for k, (qm, feeds) in out.items()}
 
 
@@ -551,7 +559,8 @@ def m_const_values(tree, d):
 LOWERED_KINDS = ["conv", "quantize", "dequantize", "global_avg_pool", "reshape", "binary", "max_pool", "avg_pool",
                  "concat", "lut", "softmax", "dynamic_linear", "float_conv", "float_linear", "float_unary",
                  "float_affine", "float_binary", "float_bmm", "float_pool", "float_concat", "float_transpose",
-                 "float_pad", "float_layer_norm", "host", "", "nope", None, 3]
+                 "float_pad", "float_layer_norm", "embedding", "additive_mask", "padded_positions", "float_select",
+                 "host", "", "nope", None, 3]
 
 
 def m_lowered(tree, d):

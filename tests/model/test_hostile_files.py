@@ -102,14 +102,15 @@ def test_sandbox_sees_crashes_and_hangs(sandbox, bases, tmp_path):
     assert res["outcome"] == "ran", res
 
 
-@pytest.mark.parametrize("name", ["mlp", "mlp_fixed_int8", "dynamic_mlp", "cnn", "float_islands"])
+@pytest.mark.parametrize("name", ["mlp", "mlp_fixed_int8", "dynamic_mlp", "cnn", "float_islands", "encoder"])
 def test_base_models_load_and_run(sandbox, bases, tmp_path, name):
     """The starting points of the fuzzers, written by the hostile writer unchanged, are valid."""
     tree, feeds = bases[name]
     path = tmp_path / f"{name}.eb"
     path.write_bytes(H.encode_tree(tree))
     for batch in (1, 3):
-        res = sandbox.run(path, H.feeds_for(tree, feeds, batch), load_kwargs=FUZZ_LOAD)
+        res = sandbox.run(path, H.feeds_for(tree, feeds, batch), load_kwargs=FUZZ_LOAD,
+                          call="call" if len(feeds) == 1 else "run")
         assert res["outcome"] == "ran", res
 
 
