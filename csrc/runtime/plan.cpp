@@ -194,9 +194,24 @@ void PlanExecutor::plan_memory() {
     if (!external[t] && first[t] >= 0) order.push_back(static_cast<int>(t));
   auto size_of = [&](int t) { return round_up_to(tensors_[t].sample_bytes(), kArenaAlign); };
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return size_of(a) > size_of(b); });
+  // A step whose output may share its input's slot (a reshape) and that reads the input last:
+  // the output takes the input's slot, and the slot lives until the output's last reader.
+  std::vector<int> alias_of(n, -1);
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const PlanStep& st = steps_[s];
+    if (st.inputs.size() != 1 || !st.impl->may_alias_input()) continue;
+    const int in = st.inputs[0], out = st.output;
+    if (external[in] || external[out] || first[in] < 0 || last[in] != static_cast<int64_t>(s) ||
+        tensors_[in].sample_bytes() != tensors_[out].sample_bytes())
+      continue;
+    const int root = alias_of[in] >= 0 ? alias_of[in] : in;
+    alias_of[out] = root;
+    last[root] = std::max(last[root], last[out]);
+  }
   std::vector<int> placed;
   arena_per_sample_ = 0;
   for (int t : order) {
+    if (alias_of[t] >= 0) continue;  // placed with its root below
     std::vector<std::pair<int64_t, int64_t>> busy;  // [begin, end) of overlapping tensors
     for (int p : placed)
       if (first[p] <= last[t] && first[t] <= last[p]) busy.emplace_back(offset_per_sample_[p], offset_per_sample_[p] + size_of(p));
@@ -210,6 +225,8 @@ void PlanExecutor::plan_memory() {
     arena_per_sample_ = std::max(arena_per_sample_, offset + size_of(t));
     placed.push_back(t);
   }
+  for (int t : order)
+    if (alias_of[t] >= 0) offset_per_sample_[t] = offset_per_sample_[alias_of[t]];
 }
 
 void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs) {

@@ -77,6 +77,9 @@ class Step {
   virtual int64_t const_bytes() const { return 0; }
   // A quantize step: monitoring also counts its float inputs outside the output's range.
   virtual bool quantizes() const { return false; }
+  // The output holds the input's bytes unchanged (a reshape): the memory planner may give it the
+  // input's arena slot when this step is the input's last reader; run() then copies nothing.
+  virtual bool may_alias_input() const { return false; }
 };
 
 struct PlanStep {

@@ -392,3 +392,28 @@ def test_invalid_float_step_is_refused(rng):
     plan.steps[2].attrs["op"] = "softmax"  # needs an axis attribute
     with pytest.raises(ValueError, match="not a valid float node"):
         QuantizedModel(plan)
+
+
+def test_a_reshape_read_last_shares_its_input_slot():
+    """A byte-preserving reshape whose input nothing reads afterwards takes the input's arena slot
+    (no copy); one whose input is read again gets its own slot. Both compute the same."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(64, 64)).astype(np.float32)
+
+    def model(reuse: bool):
+        g = eb.Graph()
+        x = g.input("x", (None, 4, 64))
+        h, k = g.linear(x, w, name="h"), g.linear(x, -w, name="k")     # k lives across the reshape
+        r = g.reshape(h, (256,), name="r")
+        y = g.add(g.reshape(r, (4, 64), name="back"), k, name="y")
+        g.output(g.add(y, h, name="again") if reuse else y)
+        return eb.compile(g)
+
+    alias, copy = model(False), model(True)
+    tensor = 4 * 64 * 4
+    assert alias._executor.arena_bytes_per_sample < 3 * tensor    # h, r and back share one slot beside k
+    assert copy._executor.arena_bytes_per_sample >= 3 * tensor    # h is read again: r needs its own
+    x = rng.normal(size=(3, 4, 64)).astype(np.float32)
+    h = x @ w.T
+    np.testing.assert_allclose(alias(x), h - h, atol=1e-3)
+    np.testing.assert_allclose(copy(x), h, rtol=1e-4, atol=1e-3)

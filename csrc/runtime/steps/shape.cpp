@@ -23,6 +23,9 @@ void transpose_bytes(const uint8_t* x, int64_t batch, int64_t rows, int64_t cols
 // The float graph's reshape: a 4-D quantized input is read in NCHW order, a 4-D quantized output
 // written in NHWC order.
 struct ReshapeStep final : Step {
+  bool same_bytes = false;  // no NHWC <-> NCHW reordering: the bytes are the input's
+  bool may_alias_input() const override { return same_bytes; }
+
   void run(const StepIO& io) const override {
     const PlanTensor& x = io.in_t();
     const PlanTensor& y = io.out_t();
@@ -33,7 +36,7 @@ struct ReshapeStep final : Step {
     const bool to_nhwc = y.quantized() && y.shape.size() == 4;
     const int64_t bytes = batch * x.sample_bytes();
     if (!from_nhwc && !to_nhwc) {
-      if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
+      if (bytes > 0 && src != dst) std::memcpy(dst, src, static_cast<size_t>(bytes));
       return;
     }
     if (from_nhwc && to_nhwc) {  // through NCHW order
@@ -81,7 +84,9 @@ std::unique_ptr<Step> create_reshape(const StepContext& c) {
   c.same_type(c.in(), c.out());
   if (c.in().sample_elems() != c.out().sample_elems())
     c.bad("cannot reshape " + shape_str(c.in().shape) + " to " + shape_str(c.out().shape));
-  return std::make_unique<ReshapeStep>();
+  auto s = std::make_unique<ReshapeStep>();
+  s->same_bytes = !(c.in().quantized() && c.in().shape.size() == 4) && !(c.out().quantized() && c.out().shape.size() == 4);
+  return s;
 }
 
 std::unique_ptr<Step> create_concat(const StepContext& c) {
