@@ -249,3 +249,37 @@ def test_expand_errors(target, message):
     model = _model([helper.make_node("Expand", ["x", "shape"], ["y"])], [shape], x_shape=("N", 5, 1))
     with pytest.raises(OnnxImportError, match=message):
         eb.from_onnx(model)
+
+
+def test_keep_mask_becomes_a_float_tensor():
+    """``attention_mask.unsqueeze(-1).float()`` ([N, T, 1], 1 kept, 0 padded) is taken out of the
+    mask region as a float32 tensor (a lookup in [[0], [1]]), which refuses other mask values."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 3])
+    mask = helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])
+    nodes = [helper.make_node("Unsqueeze", ["mask", "axes"], ["m3"]),
+             helper.make_node("Cast", ["m3"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "m"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, mask], [y], [_axes_init([-1])]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    g = eb.from_onnx(model)
+    assert [n.op for n in g.nodes] == ["embedding", "identity", "mul"]
+    xs = np.random.default_rng(6).standard_normal((2, 4, 3)).astype(np.float32)
+    m = np.array([[1, 1, 0, 0], [1, 0, 1, 1]])
+    np.testing.assert_array_equal(g.run({"x": xs, "mask": m}), _ort(model, {"x": xs, "mask": m})["y"])
+    with pytest.raises(ValueError, match="not an integer in \\[0, 2\\)"):
+        g.run({"x": xs, "mask": m * 2})
+
+
+def test_equal_of_the_free_batch_with_a_size_is_refused():
+    """Folding carries the free batch through Equal only against numbers it cannot be (< 1)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    two = onnx.numpy_helper.from_array(np.array([2, 4], np.int64), "two")
+    ones = onnx.numpy_helper.from_array(np.array([1, 1], np.int64), "ones")
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Equal", ["s", "two"], ["e"]),
+             helper.make_node("Where", ["e", "ones", "s"], ["t"]), helper.make_node("Expand", ["x", "t"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [two, ones]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="which it may equal"):
+        eb.from_onnx(model)

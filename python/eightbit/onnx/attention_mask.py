@@ -102,7 +102,7 @@ def _cut_at_keep_mask(imp, region: MaskRegion) -> None:
             value = _evaluate(imp, region, out, probes)
         except OnnxImportError:        # needs a value known only during conversion: not the mask itself
             continue
-        if value.ndim < 3 or not is_keep_mask(value, probes):
+        if not is_keep_mask(value, probes):
             continue
         after = {out}
         kept = region.nodes[:k + 1]
@@ -230,10 +230,11 @@ def classify(value: np.ndarray, masks: np.ndarray):
 
 
 def is_keep_mask(value: np.ndarray, masks: np.ndarray) -> bool:
-    """Whether `value` is the keep mask itself, [N, T] with trailing dimensions of 1 (mean
-    pooling's ``attention_mask.unsqueeze(-1)``): 1 where kept, 0 where padded."""
+    """Whether `value` is the keep mask itself with trailing dimensions of 1, [N, T, 1, ..] (mean
+    pooling's ``attention_mask.unsqueeze(-1)``): 1 where kept, 0 where padded. The [N, T] mask
+    alone (an Identity or Cast of the input) is not taken: read as a plain tensor, it is refused."""
     b, t = masks.shape
-    if value.ndim < 2 or value.shape[:2] != (b, t) or any(d != 1 for d in value.shape[2:]):
+    if value.ndim < 3 or value.shape[:2] != (b, t) or any(d != 1 for d in value.shape[2:]):
         return False
     return value.dtype.kind in "biuf" and np.array_equal(value.reshape(b, t).astype(np.float64), masks != 0)
 
@@ -245,7 +246,7 @@ def convert_keep_mask(imp, region: MaskRegion, n, out: str, shape) -> None:
         n.fail(f"the keep mask {out!r} is not the node's first output")
     table = np.array([[0.0], [1.0]], np.float32)
     source = imp.graph.tensor(region.source)
-    if len(shape) == 3:
+    if len(shape) == 3:                   # [N, T, 1]: the lookup's own shape
         imp.emit(n, "embedding", [source], {}, {"weight": table})
         return
     keep = imp.emit(n, "embedding", [source], {}, {"weight": table}, helper="keep")
