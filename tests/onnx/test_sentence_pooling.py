@@ -130,6 +130,17 @@ def test_exported_graph_runs_in_onnxruntime():
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
 
 
+def test_exported_dynamic_model_runs_in_onnxruntime():
+    """The quantized plan's float reduce steps export as Reduce* nodes (float32 inputs: ids as floats)."""
+    g = _graph(16)
+    feeds = _feeds(16)
+    q = eb.quantize(g, dynamic=True)
+    got = _ort(eb.to_onnx(q), {k: v.astype(np.float32) for k, v in feeds.items()})
+    want = q.run(feeds)
+    for k in OUTPUTS:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
+
+
 # ---- the reduce graph op ------------------------------------------------------------------------
 
 def _reduce_graph(mode, axes, keepdims=False, shape=(None, 5, 4, 6)):
