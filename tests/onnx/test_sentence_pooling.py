@@ -254,7 +254,7 @@ def test_expand(target, want_op):
 
 
 @pytest.mark.parametrize("target, message", [([2, 5, 1, 1], "more dimensions"), ([3, 5, 1], "batch"),
-                                             ([1, 4, 1], "does not broadcast")])
+                                             ([1, 4, 1], "does not broadcast"), ([1, 5, 0], "below 1")])
 def test_expand_errors(target, message):
     shape = onnx.numpy_helper.from_array(np.array(target, np.int64), "shape")
     model = _model([helper.make_node("Expand", ["x", "shape"], ["y"])], [shape], x_shape=("N", 5, 1))

@@ -64,9 +64,9 @@ def find_regions(imp, live) -> list:
     regions = {name: MaskRegion(name) for name in imp.graph.inputs if imp.graph.tensors[name].dtype == "int64"}
     owner = {name: r for name, r in regions.items()}
     for n in live:
-        ins = [i for i in n.inputs if i]
         if not fold.foldable(n.proto) or _is_embedding_lookup(imp, n):
             continue
+        ins = [i for i in n.inputs if i]
         if n.op in fold.SHAPE_OPS and ins and ins[0] in regions:
             continue                   # the shape of a graph input: folded by the importer
         sources = {owner[i] for i in ins if i in owner}

@@ -421,7 +421,7 @@ def convert_reshape(imp: Importer, n: OnnxNode) -> None:
 
 
 def _axes(imp: Importer, n: OnnxNode, attr_until: int):
-    """Squeeze / Unsqueeze axes: an attribute before opset `attr_until`, input 1 from it on."""
+    """Squeeze / Unsqueeze / Reduce* axes: an attribute before opset `attr_until`, input 1 from it on."""
     if imp.opset < attr_until:
         return list(n.attrs["axes"]) if "axes" in n.attrs else None
     if len(n.inputs) > 1 and n.inputs[1]:
@@ -652,6 +652,8 @@ def convert_expand(imp: Importer, n: OnnxNode) -> None:
         if _is_batch(t):
             n.fail(f"shape {target} moves the batch dimension away from dimension 0")
         t = int(t)
+        if t < 1:
+            n.fail(f"shape {target} holds a dimension below 1")
         if t != 1 and d != 1 and t != d:
             n.fail(f"x {list(full)} does not broadcast to shape {target} (dimension {i})")
         out.append(d if t == 1 else t)
