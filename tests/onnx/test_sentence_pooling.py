@@ -294,3 +294,34 @@ def test_equal_of_the_free_batch_with_a_size_is_refused():
                               opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(OnnxImportError, match="which it may equal"):
         eb.from_onnx(model)
+
+
+def _token_type_model(read_as_ids=True):
+    """BERT without a token_type_ids input: its buffer of zeros expanded to Shape(input_ids)."""
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])
+    inits = [onnx.numpy_helper.from_array(np.zeros((1, 4), np.int64), "buffer"),
+             onnx.numpy_helper.from_array(np.arange(30, dtype=np.float32).reshape(10, 3), "words"),
+             onnx.numpy_helper.from_array(np.array([[0.5, -1, 2], [3, 3, 3]], np.float32), "types")]
+    nodes = [helper.make_node("Shape", ["ids"], ["s"]), helper.make_node("Expand", ["buffer", "s"], ["t"]),
+             helper.make_node("Gather", ["words", "ids"], ["w"])]
+    if read_as_ids:
+        nodes += [helper.make_node("Gather", ["types", "t"], ["te"]), helper.make_node("Add", ["w", "te"], ["y"])]
+    else:
+        nodes += [helper.make_node("Cast", ["t"], ["tf"], to=TensorProto.FLOAT),
+                  helper.make_node("Unsqueeze", ["tf", "axes"], ["t3"]), helper.make_node("Add", ["w", "t3"], ["y"])]
+        inits.append(_axes_init([-1]))
+    return helper.make_model(helper.make_graph(nodes, "g", [ids], [y], inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_constant_token_types_expanded_to_the_batch_fold():
+    """Ids that are the same for every sample (BERT's token-type buffer expanded to [batch, T])
+    fold to [1, T] with a free batch when only embedding lookups read them."""
+    model = _token_type_model()
+    g = eb.from_onnx(model)
+    assert [n.op for n in g.nodes] == ["embedding", "add"]
+    ids = np.array([[1, 2, 3, 9], [0, 0, 5, 5], [7, 7, 7, 7]])
+    np.testing.assert_array_equal(g.run(ids), _ort(model, {"ids": ids})["y"])
+    with pytest.raises(OnnxImportError, match="free batch"):
+        eb.from_onnx(_token_type_model(read_as_ids=False))
