@@ -20,6 +20,10 @@ minilm_tiny_op14.onnx       a MiniLM-like BertModel: 8 heads of 8, tanh GELU ("g
 roberta_tiny_op17.onnx      RobertaModel (padding id 1: position ids computed from input_ids with
                             CumSum; token types from its buffer), dynamo=False, opset 17
 roberta_tiny_dynamo.onnx    the same weights, dynamo=True, opset 18
+sentence_tiny_op17.onnx     a sentence-transformers-style encoder exported whole: BertModel, masked
+                            mean pooling and L2 normalisation (``sentence_embedding``), and the
+                            plain mean over the tokens (``mean_embedding``: ReduceMean),
+                            dynamo=False, opset 17
 ==========================  ===============================================================
 
 Weights look like a trained encoder's where it matters for int8 (``plant_outliers``): LayerNorm
@@ -33,7 +37,10 @@ Inputs are [batch, sequence] int64, both axes dynamic ("batch", "sequence"); out
 ``last_hidden_state`` and, for BERT, ``pooler_output``. Beside the models, ``<family>.npz`` holds
 for each sequence length T in ``SEQ_LENS``: ``input_ids_T``, ``attention_mask_T`` (rows padded
 at the end with the padding id: 0, RoBERTa's 1), ``token_type_ids_T`` (BERT) and torch's ``last_hidden_state_T`` /
-``pooler_output_T``, so the tests need neither torch nor transformers.
+``pooler_output_T`` (``sentence_embedding_T`` / ``mean_embedding_T`` for the sentence encoder),
+so the tests need neither torch nor transformers.
+
+    python tools/export_transformers_models.py --families sentence_tiny     # just that one
 """
 from __future__ import annotations
 
@@ -214,11 +221,48 @@ class Wrapped(torch.nn.Module):
         return tuple(getattr(out, o) for o in self.outputs)
 
 
+class SentenceEncoder(torch.nn.Module):
+    """sentence-transformers' pooling on a BertModel: the mean of the token vectors the attention
+    mask keeps, L2-normalised (F.normalize), and the plain mean over every token."""
+
+    outputs = ("sentence_embedding", "mean_embedding")
+
+    def __init__(self, bert):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                      token_type_ids=token_type_ids).last_hidden_state
+        m = attention_mask.unsqueeze(-1).expand(h.size()).float()
+        pooled = torch.sum(h * m, 1) / torch.clamp(m.sum(1), min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1), h.mean(1)
+
+
+def export_sentence_encoder(out: pathlib.Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    bert = make_bert("sdpa").eval()
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    plant_outliers(bert, seed + 100, sample_inputs(SEQ_LENS[-1], 99, True))
+    model = SentenceEncoder(bert).eval()
+    data = {}
+    for seq in SEQ_LENS:
+        feeds = sample_inputs(seq, seq, True)
+        with torch.no_grad():
+            ys = model(*(torch.from_numpy(feeds[n]) for n in names))
+        data.update({f"{k}_{seq}": v for k, v in feeds.items()})
+        data.update({f"{o}_{seq}": y.numpy() for o, y in zip(model.outputs, ys)})
+    np.savez_compressed(out / "sentence_tiny.npz", **data)
+    export(model, out / "sentence_tiny_op17.onnx", names, model.outputs, opset=17, dynamo=False)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "tests" / "data" / "onnx" / "transformers")
+    p.add_argument("--families", nargs="*", help="export only these families (default: all)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    wanted = lambda family: not args.families or family in args.families  # noqa: E731
     torch.manual_seed(0)
     bert_names, bert_outputs = ("input_ids", "attention_mask", "token_type_ids"), ("last_hidden_state", "pooler_output")
     families = [
@@ -229,6 +273,8 @@ def main(argv=None):
         ("roberta_tiny", make_roberta, bert_names[:2], bert_outputs, [(17, False), (18, True)]),
     ]
     for k, (family, make, names, outputs, exports) in enumerate(families):
+        if not wanted(family):
+            continue
         torch.manual_seed(100 + k)
         model = make().eval()
         pad = PAD_IDS.get(family, 0)
@@ -244,6 +290,8 @@ def main(argv=None):
                 if not dynamo:
                     raise
                 print(f"skipped {path.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
+    if wanted("sentence_tiny"):
+        export_sentence_encoder(args.out, 104)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ bool lowers_to(const std::string& op, const std::string& kind, const Record& ste
         {"avg_pool2d", "float_pool"}, {"global_avg_pool2d", "float_pool"}, {"concat", "float_concat"},
         {"transpose", "float_transpose"}, {"pad", "float_pad"}, {"layer_norm", "float_layer_norm"},
         {"softmax", "softmax"}, {"additive_mask", "additive_mask"}, {"select", "float_select"},
-        {"padded_positions", "padded_positions"}};
+        {"padded_positions", "padded_positions"}, {"reduce", "float_reduce"}};
     if (kind == "host") return true;
     const std::string& node_op = step.dict("attrs").str("op");
     for (const auto& [n, k] : kFloat)

@@ -293,16 +293,17 @@ def test_input_shapes_fix_the_sequence_too():
 
 def test_a_computation_of_the_mask_that_is_not_a_mask_is_refused():
     """A sub-graph computed from the integer mask alone that is no attention mask (here the
-    mask's mean, added to the hidden states) raises, naming the tensor."""
+    mask as a row [N, 1, T], added to the hidden states; the keep mask [N, T, 1] of mean pooling
+    is taken, test_sentence_pooling.py) raises, naming the tensor."""
     from onnx import TensorProto, helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])
     mask = helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])
     nodes = [helper.make_node("Cast", ["mask"], ["m"], to=TensorProto.FLOAT),
              helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]),
              helper.make_node("Add", ["x", "m3"], ["y"])]
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [2])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
     model = helper.make_model(helper.make_graph(nodes, "g", [x, mask], [y], [axes]),
                               opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(OnnxImportError, match="'m3' is computed from the integer input 'mask' alone"):

@@ -37,6 +37,7 @@ namespace eb {
   X(float_unary) X(float_affine) X(float_binary)  /* float_elementwise.cpp */ \
   X(float_transpose) X(float_pad) X(float_concat) /* float_shape.cpp */       \
   X(float_select)                                 /* float_shape.cpp */       \
+  X(float_reduce)                                 /* float_reduce.cpp */      \
   X(embedding) X(additive_mask)                   /* token_inputs.cpp */      \
   X(padded_positions)                             /* token_inputs.cpp */      \
   X(host)                                         /* host.cpp */

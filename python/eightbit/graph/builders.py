@@ -463,6 +463,30 @@ class Builders:
         ids = self._tensor(ids, where, "ids")
         return self.add_node("padded_positions", [ids], {"pad": _int(pad, where, "pad", 0)}, name=name)
 
+    def reduce(self, x, mode, axes, keepdims=False, *, name=None):
+        """Reduce ``x`` over ``axes`` (an int or increasing, contiguous ints >= 1; never the batch):
+        mode "sum", "mean", "l2" (the Euclidean norm) or "max"; ``keepdims`` keeps them as size 1.
+        Float64 accumulation, one rounding to float32 (graph/float_exec.py)."""
+        name, where = self._start("reduce", name)
+        x = self._tensor(x, where, "x")
+        if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
+            axes = (axes,)
+        if not isinstance(axes, (tuple, list)):
+            raise TypeError(f"{where}: axes must be an int or a tuple of ints, got {axes!r}")
+        axes = tuple(_int(a, where, "axes entry", 0) for a in axes)
+        if not isinstance(keepdims, (bool, np.bool_)):
+            raise TypeError(f"{where}: keepdims must be a bool, got {keepdims!r}")
+        return self.add_node("reduce", [x], {"mode": mode, "axes": axes, "keepdims": bool(keepdims)}, name=name)
+
+    def reduce_sum(self, x, axes, keepdims=False, *, name=None):
+        return self.reduce(x, "sum", axes, keepdims, name=name)
+
+    def reduce_mean(self, x, axes, keepdims=False, *, name=None):
+        return self.reduce(x, "mean", axes, keepdims, name=name)
+
+    def reduce_l2(self, x, axes, keepdims=False, *, name=None):
+        return self.reduce(x, "l2", axes, keepdims, name=name)
+
     def select(self, x, axis, index, *, name=None):
         """``x[.., index, ..]`` along ``axis`` (>= 1), that axis dropped (e.g. the first token
         of [N, T, D] -> [N, D], as BERT's pooler reads it)."""

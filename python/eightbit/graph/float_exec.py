@@ -17,7 +17,8 @@ attention mask) any integer dtype (converted to int64); the rank and every fixed
 match the declared shape; inputs sharing a free batch dimension must have the same batch size.
 Everything is computed in float32 (GEMMs through NumPy's BLAS: convolution is im2col + one
 matmul per group, depthwise a loop over the kh * kw taps; bmm is np.matmul of two float32
-tensors, summing in float32); exact GELU evaluates erf in float64.
+tensors, summing in float32); exact GELU evaluates erf in float64; reduce accumulates in
+float64, in order, and rounds once.
 """
 from __future__ import annotations
 
@@ -441,6 +442,33 @@ def _select(node, x):
     return np.ascontiguousarray(np.take(x, node.attrs["index"], axis=node.attrs["axis"]))
 
 
+def _reduce(node, x):
+    """Sum / mean / L2 norm / max over node.attrs["axes"]: each output value accumulates its
+    inputs one after the other in C order, in float64, and is rounded to float32 once (the C++
+    float_reduce step's order, so the same bits; NumPy's pairwise sum would differ in the last
+    float64 bits). Max is exact (NaN propagates)."""
+    at = node.attrs
+    axes = at["axes"]
+    out_shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    # [outer..., len, inner...]: the reduced axes are contiguous (shapes._reduce)
+    rows = x.reshape(x.shape[:axes[0]] + (-1,) + x.shape[axes[-1] + 1:])
+    k = axes[0]
+    if at["mode"] == "max":
+        y = np.max(rows, axis=k)
+    else:
+        acc = np.zeros(rows.shape[:k] + rows.shape[k + 1:], np.float64)
+        for i in range(rows.shape[k]):
+            v = np.take(rows, i, axis=k).astype(np.float64)
+            acc += v * v if at["mode"] == "l2" else v
+        if at["mode"] == "mean":
+            acc /= rows.shape[k]
+        elif at["mode"] == "l2":
+            acc = np.sqrt(acc)
+        y = acc.astype(np.float32)
+    y = y.reshape(out_shape)
+    return y if at["keepdims"] else y.reshape(tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
 KERNELS = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "relu": _relu, "relu6": _relu6, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
@@ -451,5 +479,5 @@ KERNELS = {
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _hardsigmoid, "layer_norm": _layer_norm,
     "lrn": _lrn, "embedding": _embedding, "additive_mask": _additive_mask, "select": _select,
-    "padded_positions": _padded_positions,
+    "padded_positions": _padded_positions, "reduce": _reduce,
 }

@@ -103,6 +103,13 @@ Ops: inputs, constants and attributes (x: tensors; N the batch dimension):
                                                                           slice x[.., index, ..] along
                                                                           axis, that axis dropped (ONNX
                                                                           Gather of a scalar index)
+    reduce            x          -                                        mode ("sum", "mean", "l2",
+                                                                          "max"), axes (increasing,
+                                                                          contiguous, >= 1: never the
+                                                                          batch), keepdims (bool):
+                                                                          sentence encoders' pooling
+                                                                          (ONNX ReduceSum / ReduceMean /
+                                                                          ReduceL2 / ReduceMax)
 
 ``activation`` is ``None`` (none fused), ``"relu"`` or ``("clip", lo, hi)`` with finite floats
 lo <= hi (ReLU6 is ``("clip", 0.0, 6.0)``): the values ``eightbit.reference.qlinear_conv`` takes,
@@ -139,6 +146,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "transpose": (), "pad": (), "hardsigmoid": (), "layer_norm": ("weight?", "bias?"),
     "lrn": (),
     "embedding": ("weight",), "additive_mask": (), "padded_positions": (), "select": (),
+    "reduce": (),
 }
 
 # ops whose attrs carry an ``activation`` that the float executor applies to their result

@@ -370,6 +370,30 @@ def _select(node: Node, shapes):
     return x[:axis] + x[axis + 1:]
 
 
+REDUCE_MODES = ("sum", "mean", "l2", "max")
+
+
+def _reduce(node: Node, shapes):
+    x, at = shapes[0], node.attrs
+    if at.get("mode") not in REDUCE_MODES:
+        _fail(node, f"mode must be one of {REDUCE_MODES}, got {at.get('mode')!r}")
+    axes = at.get("axes")
+    if not isinstance(axes, tuple) or not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+        _fail(node, f"axes must be a non-empty tuple of ints, got {axes!r}")
+    if 0 in axes:
+        _fail(node, "axis 0 is the batch dimension: a reduction over it would mix the samples of a batch")
+    for a in axes:
+        _axis_ok(node, a, len(x), 1)
+    # one run of adjacent axes: the C++ step reads x as [outer, len, inner]
+    if list(axes) != list(range(axes[0], axes[0] + len(axes))):
+        _fail(node, f"axes={axes} must be increasing and contiguous (e.g. (1, 2)); transpose first")
+    if not isinstance(at.get("keepdims"), bool):
+        _fail(node, f"keepdims must be a bool, got {at.get('keepdims')!r}")
+    if at["keepdims"]:
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
+
+
 _RULES = {
     "conv2d": _conv2d, "linear": _linear, "matmul": _matmul, "batch_norm2d": _batch_norm2d,
     "add": _binary, "mul": _binary, "div": _div, "bmm": _bmm,
@@ -380,7 +404,7 @@ _RULES = {
     "flatten": _flatten, "reshape": _reshape,
     "transpose": _transpose, "pad": _pad, "hardsigmoid": _same, "layer_norm": _layer_norm,
     "lrn": _lrn, "embedding": _embedding, "additive_mask": _additive_mask, "select": _select,
-    "padded_positions": _padded_positions,
+    "padded_positions": _padded_positions, "reduce": _reduce,
 }
 
 

@@ -80,8 +80,40 @@ def find_regions(imp, live) -> list:
                 owner[o] = region
     found = [r for r in regions.values() if r.nodes]
     for r in found:
+        _cut_at_keep_mask(imp, r)
         _absorb_shape_arithmetic(imp, live, r)
     return found
+
+
+def _cut_at_keep_mask(imp, region: MaskRegion) -> None:
+    """End the region at the keep mask itself, [N, T, 1, ..] (mean pooling's
+    ``attention_mask.unsqueeze(-1)``): what pooling computes from it (Expand to the hidden
+    states' shape, Cast, the token count) is converted as usual, the mask becoming a float32
+    tensor (convert_keep_mask)."""
+    seq = imp.graph.tensors[region.source].shape
+    if len(seq) != 2:
+        return
+    probes = _probe_masks(seq[1])
+    for k, n in enumerate(region.nodes):
+        out = n.outputs[0] if n.outputs else None
+        if not out or n.op not in ("Unsqueeze", "Reshape"):
+            continue
+        try:
+            value = _evaluate(imp, region, out, probes)
+        except OnnxImportError:        # needs a value known only during conversion: not the mask itself
+            continue
+        if not is_keep_mask(value, probes):
+            continue
+        after = {out}
+        kept = region.nodes[:k + 1]
+        for m in region.nodes[k + 1:]:
+            if any(i in after for i in m.inputs):
+                after.update(o for o in m.outputs if o)
+            else:
+                kept.append(m)
+        region.nodes = kept
+        region.tensors -= after - {out}
+        return
 
 
 def _absorb_shape_arithmetic(imp, live, region: MaskRegion) -> None:
@@ -197,15 +229,43 @@ def classify(value: np.ndarray, masks: np.ndarray):
     return ("additive", float(pads[0]))
 
 
+def is_keep_mask(value: np.ndarray, masks: np.ndarray) -> bool:
+    """Whether `value` is the keep mask itself with trailing dimensions of 1, [N, T, 1, ..] (mean
+    pooling's ``attention_mask.unsqueeze(-1)``): 1 where kept, 0 where padded. The [N, T] mask
+    alone (an Identity or Cast of the input) is not taken: read as a plain tensor, it is refused."""
+    b, t = masks.shape
+    if value.ndim < 3 or value.shape[:2] != (b, t) or any(d != 1 for d in value.shape[2:]):
+        return False
+    return value.dtype.kind in "biuf" and np.array_equal(value.reshape(b, t).astype(np.float64), masks != 0)
+
+
+def convert_keep_mask(imp, region: MaskRegion, n, out: str, shape) -> None:
+    """The keep mask as float32 (0 / 1) of `shape` [N, T, 1, ..]: an embedding lookup in the
+    table [[0], [1]], which refuses a mask value other than 0 or 1 as additive_mask does."""
+    if n.outputs[0] != out:
+        n.fail(f"the keep mask {out!r} is not the node's first output")
+    table = np.array([[0.0], [1.0]], np.float32)
+    source = imp.graph.tensor(region.source)
+    if len(shape) == 3:                   # [N, T, 1]: the lookup's own shape
+        imp.emit(n, "embedding", [source], {}, {"weight": table})
+        return
+    keep = imp.emit(n, "embedding", [source], {}, {"weight": table}, helper="keep")
+    imp.emit(n, "reshape", [keep], {"shape": tuple(int(d) for d in shape[1:])})
+
+
 def convert_leaving(imp, region: MaskRegion, n, out: str) -> None:
-    """Convert the region output `out` (written by `n`): an additive_mask node, or a boolean
-    indicator remembered for the Where that reads it (converters.convert_where)."""
+    """Convert the region output `out` (written by `n`): an additive_mask node, a boolean
+    indicator remembered for the Where that reads it (converters.convert_where), or the keep
+    mask itself as float32 (mean pooling)."""
     seq = imp.graph.tensors[region.source].shape
     if len(seq) != 2:
         n.fail(f"the attention mask {region.source!r} must be [batch, sequence], got shape {list(seq)}")
     probes = _probe_masks(seq[1])
     value = _probe(imp, region, out, probes)
     kind = classify(value, probes)
+    if kind is None and is_keep_mask(value, probes):
+        convert_keep_mask(imp, region, n, out, value.shape)
+        return
     if kind is None:
         n.fail(f"tensor {out!r} is computed from the integer input {region.source!r} alone, but is not an "
                f"attention mask eightbit recognises (an additive [N, 1, 1|T, T] float mask, 0 where kept and one "

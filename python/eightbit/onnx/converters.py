@@ -421,7 +421,7 @@ def convert_reshape(imp: Importer, n: OnnxNode) -> None:
 
 
 def _axes(imp: Importer, n: OnnxNode, attr_until: int):
-    """Squeeze / Unsqueeze axes: an attribute before opset `attr_until`, input 1 from it on."""
+    """Squeeze / Unsqueeze / Reduce* axes: an attribute before opset `attr_until`, input 1 from it on."""
     if imp.opset < attr_until:
         return list(n.attrs["axes"]) if "axes" in n.attrs else None
     if len(n.inputs) > 1 and n.inputs[1]:
@@ -611,6 +611,60 @@ def convert_where(imp: Importer, n: OnnxNode) -> None:
     imp.emit(n, "add", [scores, mask], {"activation": None})
 
 
+_REDUCE_MODES = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceL2": "l2", "ReduceMax": "max"}
+
+
+def convert_reduce(imp: Importer, n: OnnxNode) -> None:
+    """ReduceSum / ReduceMean / ReduceL2 / ReduceMax over non-batch axes (sentence encoders'
+    pooling). Axes are an input from opset 13 (ReduceSum) or 18 (the others), an attribute
+    before; no axes reduce every axis (the batch too: refused) unless noop_with_empty_axes."""
+    x = imp.tensor(n, 0)
+    rank = len(x.shape)
+    axes = _axes(imp, n, 13 if n.op == "ReduceSum" else 18)
+    if not axes:
+        if n.attrs.get("noop_with_empty_axes", 0):
+            imp.emit(n, "identity", [x], {})
+            return
+        n.fail("no axes: the reduction would run over every axis, the batch included")
+    axes = sorted({_axis(n, int(a), rank) for a in axes})
+    _not_batch(n, axes[0], "axes (a reduction over the batch would mix its samples)")
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        n.fail(f"axes {axes} are not contiguous; only adjacent axes are supported")
+    attrs = {"mode": _REDUCE_MODES[n.op], "axes": tuple(axes), "keepdims": bool(n.attrs.get("keepdims", 1))}
+    imp.emit(n, "reduce", [x], attrs)
+
+
+def convert_expand(imp: Importer, n: OnnxNode) -> None:
+    """Expand (NumPy broadcasting of x against a shape known at import, the batch as is): an
+    identity when the shape does not change, else a mul by a constant of ones of the added
+    extents (x * 1 is x exactly)."""
+    x = imp.tensor(n, 0)
+    target = list(np.asarray(imp.need_const(n, 1, "shape", batch_ok=True)).reshape(-1))
+    full = imp.shape(x.name)                 # a free batch is fold.BATCH
+    if len(target) > len(full):
+        n.fail(f"shape {target} has more dimensions than x {list(full)}: the batch would move")
+    target = [1] * (len(full) - len(target)) + target
+    if not (_is_batch(target[0]) or target[0] == 1 or target[0] == full[0]):
+        n.fail(f"shape {target} would expand the batch dimension (x {list(full)})")
+    out = list(full[:1])
+    for i in range(1, len(full)):
+        d, t = full[i], target[i]
+        if _is_batch(t):
+            n.fail(f"shape {target} moves the batch dimension away from dimension 0")
+        t = int(t)
+        if t < 1:
+            n.fail(f"shape {target} holds a dimension below 1")
+        if t != 1 and d != 1 and t != d:
+            n.fail(f"x {list(full)} does not broadcast to shape {target} (dimension {i})")
+        out.append(d if t == 1 else t)
+    if out[1:] == list(full[1:]):
+        imp.emit(n, "identity", [x], {})
+        return
+    ones = [t if d == 1 else 1 for d, t in zip(full[1:], out[1:])]
+    imp.fold_budget.check([math.prod(ones) * 4], n.where, "expanding would produce")
+    imp.emit(n, "mul", [x], {}, {"b": np.ones(ones, np.float32)})
+
+
 CONVERTERS = {
     "Conv": convert_conv, "Gemm": convert_gemm, "MatMul": convert_matmul,
     "Add": convert_binary, "Sub": convert_binary, "Mul": convert_binary, "Div": convert_binary,
@@ -625,4 +679,6 @@ CONVERTERS = {
     "Concat": convert_concat, "Softmax": convert_softmax, "Pad": convert_pad, "Dropout": convert_dropout,
     "Cast": convert_cast, "Sum": convert_sum, "LRN": convert_lrn,
     "Gather": convert_gather, "Where": convert_where,
+    "ReduceSum": convert_reduce, "ReduceMean": convert_reduce, "ReduceL2": convert_reduce,
+    "ReduceMax": convert_reduce, "Expand": convert_expand,
 }

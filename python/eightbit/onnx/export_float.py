@@ -9,7 +9,8 @@ tanh / hardswish / leaky_relu -> their op, relu6 / clip -> Clip, gelu -> Gelu (o
 softmax -> Softmax, concat -> Concat, pools -> MaxPool / AveragePool / GlobalAveragePool,
 flatten(1) -> Flatten, other flatten / reshape -> Reshape (dim 0 copied: the batch),
 dropout / identity -> Identity, transpose -> Transpose, hardsigmoid -> HardSigmoid, layer_norm ->
-LayerNormalization (opset 17), pad -> Pad (circular: mode "wrap", opset 19), lrn -> LRN. A fused ``activation`` attribute (a prepared graph) becomes a
+LayerNormalization (opset 17), pad -> Pad (circular: mode "wrap", opset 19), lrn -> LRN, reduce -> ReduceSum / ReduceMean / ReduceL2 /
+ReduceMax (axes an input from opset 13 for ReduceSum, 18 for the others). A fused ``activation`` attribute (a prepared graph) becomes a
 Relu / Clip after the node.
 """
 from __future__ import annotations
@@ -216,6 +217,14 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
         b.node("Where", [padded, b.const(f"{name}.fill", a["fill"], np.float32),
                          b.const(f"{name}.keep_value", 0.0, np.float32)], [flat], f"{name}.where")
         b.node("Unsqueeze", [flat, b.const(f"{name}.axes", [1, 2], np.int64)], [out], name)
+    elif op == "reduce":
+        onnx_op = {"sum": "ReduceSum", "mean": "ReduceMean", "l2": "ReduceL2", "max": "ReduceMax"}[a["mode"]]
+        axes, keep = [int(v) for v in a["axes"]], int(a["keepdims"])
+        # axes became an input in opset 13 for ReduceSum, in opset 18 for the others
+        if b.opset >= (13 if onnx_op == "ReduceSum" else 18):
+            b.node(onnx_op, [x[0], b.const(f"{name}.axes", axes, np.int64)], [out], name, keepdims=keep)
+        else:
+            b.node(onnx_op, [x[0]], [out], name, axes=axes, keepdims=keep)
     elif op == "select":
         b.node("Gather", [x[0], b.const(f"{name}.index", a["index"], np.int64)], [out], name, axis=a["axis"])
     else:

@@ -10,7 +10,9 @@ chosen stand-in is never misread. A shape value holding it is an object array of
 and ``BATCH``; ``evaluate_symbolic`` carries it through Identity, Cast (to an integer type),
 Gather, Slice, Squeeze, Unsqueeze, Concat and Reshape (the ops of the shape sub-graphs exporters
 write, e.g. ``x.view(x.size(0), -1)``); a result without ``BATCH`` is an ordinary int64 constant
-again. Any other op on a value holding the batch (arithmetic, ConstantOfShape, Expand, ...) is
+again (Shape of such a value, Equal with a number below 1 and Where choosing between shape values
+are carried too: torch's ``expand(h.size())``). Any other op on a value holding the batch
+(arithmetic, ConstantOfShape, Expand, ...) is
 refused: its result would depend on the batch size, which is known only at run time.
 
 **Size limits.** A few bytes of ONNX can ask for a huge constant (``ConstantOfShape`` of
@@ -64,7 +66,8 @@ class Dim:
 BATCH = Dim("N")
 
 # ops evaluate_symbolic carries a shape value holding BATCH through
-SYMBOLIC_OPS = ("Identity", "Cast", "Gather", "Slice", "Squeeze", "Unsqueeze", "Concat", "Reshape")
+SYMBOLIC_OPS = ("Identity", "Cast", "Gather", "Slice", "Squeeze", "Unsqueeze", "Concat", "Reshape",
+                "Shape", "Equal", "Where")
 _INT_TYPES = (6, 7)        # TensorProto.INT32, INT64
 
 # ops whose value depends only on their inputs' shapes
@@ -120,8 +123,25 @@ def evaluate_symbolic(op: str, attrs: dict, inputs: list, where: str) -> list:
             f"free), which is known only at run time; only {', '.join(SYMBOLIC_OPS)} may carry it into a "
             "Reshape target. Fix the batch with input_shapes={name: shape} to fold this node")
     data = inputs[0]
+    if op == "Where":      # torch's expand(h.size()): Where(Equal(shape, -1), ones, shape)
+        cond = inputs[0]
+        if has_batch(cond) or np.asarray(cond).dtype != np.bool_:
+            raise OnnxImportError(f"{where}: the condition must be a boolean constant")
+        x, y = (np.asarray(v, dtype=object) if has_batch(v) else np.asarray(v).astype(np.int64).astype(object)
+                for v in inputs[1:3])
+        return [_settled(np.where(np.asarray(cond), x, y))]
     if not has_batch(data) and op != "Concat":
         raise OnnxImportError(f"{where}: only its data input may hold the free batch dimension")
+    if op == "Shape":      # of a shape value: its own (static) shape
+        return [np.array(data.shape[attrs.get("start", 0):attrs.get("end")], np.int64)]
+    if op == "Equal":      # a batch is >= 1: it never equals a number below 1, any other is unknown
+        other = np.asarray(inputs[1])
+        if has_batch(other) or other.dtype.kind not in "iu":
+            raise OnnxImportError(f"{where}: compares the free batch dimension with a non-constant")
+        a, b = np.broadcast_arrays(data, other)
+        if any(u is BATCH and v >= 1 for u, v in zip(a.flat, b.flat)):
+            raise OnnxImportError(f"{where}: compares the free batch dimension with {b.max()}, which it may equal")
+        return [np.array([u is not BATCH and int(u) == int(v) for u, v in zip(a.flat, b.flat)]).reshape(a.shape)]
     if op == "Identity":
         out = data
     elif op == "Cast":

@@ -17,7 +17,8 @@ How a model is read (opsets 11-21 of the default domain; load.py converts opsets
    (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) become constant Reshape targets.
    **The batch rule**: in that arithmetic a fixed batch is its declared size, and a free batch
    is the symbol ``fold.BATCH`` (never a number: see fold.py for the ops that carry it; any
-   other computation with it is refused). A Reshape target whose dimension 0 is the batch (the
+   other computation with it is refused, except the Expand of constant ids to [batch, ..] read
+   only by embedding lookups: the same ids for every sample, kept as [1, ..]). A Reshape target whose dimension 0 is the batch (the
    number or the symbol), -1 or 0 (copy) keeps the batch; any other dimension 0, or the free
    batch showing up elsewhere, would move the batch and is refused.
    2b. The attention-mask sub-graphs (attention_mask.py): what is computed from an integer input
@@ -37,6 +38,7 @@ converter adds before the final one are named ``f"{node name}/{what}"``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -315,7 +317,9 @@ class Importer:
             missing = [i for i in ins if i not in self.consts and i not in self.symbolic]
             if missing:
                 n.fail(f"input {missing[0]!r} is not a constant")
-            if any(i in self.symbolic for i in ins):
+            if n.op == "Expand" and n.inputs[0] in self.consts and self._read_as_ids_only(n.outputs[0]):
+                values = [self._ids_for_every_sample(n)]
+            elif any(i in self.symbolic for i in ins):
                 inputs = [self.symbolic.get(i, self.consts.get(i)) if i else None for i in n.inputs]
                 values = fold.evaluate_symbolic(n.op, n.attrs, inputs, n.where)
             else:
@@ -324,6 +328,29 @@ class Importer:
         for name, v in zip(n.outputs, values):
             if name:
                 (self.symbolic if fold.has_batch(v) else self.consts)[name] = v
+
+    def _read_as_ids_only(self, name: str) -> bool:
+        return name not in self.output_names and all(
+            attention_mask._is_embedding_lookup(self, m) and m.inputs[1] == name
+            for m in self.live if name in m.inputs)
+
+    def _ids_for_every_sample(self, n: OnnxNode) -> np.ndarray:
+        """Expand of constant ids to [batch, ..] read only by embedding lookups (BERT's token types
+        from its buffer when the model has no token_type_ids input): the same ids for every
+        sample, kept as [1, ..]; the lookups fold, and the adds reading them broadcast."""
+        data = np.asarray(self.consts[n.inputs[0]])
+        target = self.symbolic.get(n.inputs[1], self.consts.get(n.inputs[1]))
+        dims = list(np.asarray(target, dtype=object).reshape(-1))
+        if any(d is fold.BATCH for d in dims[1:]) or len(dims) < data.ndim:
+            n.fail(f"expands constant ids to {dims}: only the batch may be free, in dimension 0")
+        try:
+            shape = np.broadcast_shapes(data.shape, tuple([1] + [int(d) for d in dims[1:]]))
+        except ValueError:
+            n.fail(f"the ids of shape {list(data.shape)} do not broadcast to {dims}")
+        if shape[0] != 1:
+            n.fail(f"expands constant ids of shape {list(data.shape)} to {dims}: they differ between samples")
+        self.fold_budget.check([math.prod(shape) * data.itemsize], n.where)
+        return np.broadcast_to(data, shape).copy()
 
     # ---- helpers for converters and patterns ----------------------------------------------------
 

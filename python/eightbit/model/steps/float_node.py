@@ -121,6 +121,9 @@ def _lower(step, ins, out) -> dict:
         return {"kind": "padded_positions", "pad": int(at["pad"])}
     if node_op == "select":
         return {"kind": "float_select", "axis": int(at["axis"]), "index": int(at["index"])}
+    if node_op == "reduce":
+        return {"kind": "float_reduce", "mode": at["mode"], "axes": [int(a) for a in at["axes"]],
+                "keepdims": bool(at["keepdims"])}
     if node_op == "softmax":  # the softmax step's double formula, as a quantized model's softmax
         return softmax_record(at["axis"], len(out.shape), at.get("scale"))
     return {"kind": "host"}
