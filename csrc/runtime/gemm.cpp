@@ -24,6 +24,8 @@ struct Scratch {
   AlignedBuffer<int16_t> a16;
   AlignedBuffer<int32_t> row_sum, row_zp, row_comp, col_comp;
   AlignedBuffer<float> row_scale;
+  AlignedBuffer<uint8_t> rows_q;   // run_dynamic_linear's quantized rows (not A's copy: run_gemm may make one)
+  AlignedBuffer<int32_t> rows_zp;
 };
 
 Scratch& scratch() {
@@ -355,8 +357,11 @@ bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w
   }
   // Quantize rows straight into a Kp-strided buffer (the kernel reads the
   // zero padding against zero weights), recording each row's scale and zp.
-  AlignedBuffer<uint8_t> xq(static_cast<size_t>(std::max<int64_t>(M * w.Kp, 1)));
-  AlignedBuffer<int32_t> zp(static_cast<size_t>(std::max<int64_t>(M, 1)));
+  // Reused across calls: a fresh zero-filled buffer per call cost a memset and page faults.
+  s.rows_q.reserve_discard(static_cast<size_t>(std::max<int64_t>(M * w.Kp, 1)));
+  s.rows_zp.reserve_discard(static_cast<size_t>(std::max<int64_t>(M, 1)));
+  uint8_t* xq = s.rows_q.data();
+  int32_t* zp = s.rows_zp.data();
   s.row_scale.reserve_discard(static_cast<size_t>(std::max<int64_t>(M, 1)));
   std::vector<float> row(n_zero > 0 ? static_cast<size_t>(K) : 0);  // a row with its zeroed columns
   for (int64_t m = 0; m < M; ++m) {
@@ -368,17 +373,18 @@ bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w
     }
     QuantParams q = whole;
     if (!per_tensor && !dynamic_qparams(xm, K, &q)) return false;
-    quantize_per_tensor(xm, K, q.scale, q.zero_point, 0, 255, xq.data() + m * w.Kp);
+    quantize_per_tensor(xm, K, q.scale, q.zero_point, 0, 255, xq + m * w.Kp);
+    std::memset(xq + m * w.Kp + K, 0, static_cast<size_t>(w.Kp - K));  // the padding the kernel reads
     s.row_scale[m] = q.scale;
     zp[m] = q.zero_point;
   }
   AOperand a;
-  a.data = xq.data();
+  a.data = xq;
   a.is_signed = false;
   a.M = M;
   a.K = K;
   a.lda = w.Kp;
-  a.zp = zp.data();
+  a.zp = zp;
   a.zp_per_row = true;
   a.rows_padded = true;
   Epilogue ep;
