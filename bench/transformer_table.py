@@ -152,9 +152,9 @@ def time_models(fns: dict, budget: float) -> dict:
     return {k: tuple(np.median(np.array(v), axis=0)) for k, v in times.items()}
 
 
-def profile_by_kind(qm, feeds, repeats: int = 5) -> str:
+def profile_by_kind(qm, feeds, rows: int, repeats: int = 5) -> str:
     """The plan's per-step times (qm.profile), each step's minimum over the repeats, summed per step
-    kind, and the slowest steps."""
+    kind; the int8 linear layers' GOP/s over ``rows`` tokens."""
     ex, order = qm._executor, [feeds[n] for n in qm.plan.inputs]
     ex.run_profiled(order)
     times = np.min([ex.run_profiled(order)[1] for _ in range(repeats)], axis=0) * 1e3
@@ -167,6 +167,9 @@ def profile_by_kind(qm, feeds, repeats: int = 5) -> str:
     lines = [f"    {total:.2f} ms in steps (min of {repeats} runs per step)"]
     lines += [f"      {kind:<22} {n:3d} steps {ms:8.2f} ms {100 * ms / total:5.1f}%"
               for kind, (ms, n) in sorted(kinds.items(), key=lambda kv: -kv[1][0])]
+    ops = sum(2 * rows * s.consts["w"].size for s in qm.plan.steps if s.op == "dynamic_linear")
+    if ops:
+        lines.append(f"      int8 linear layers: {ops / kinds['dynamic_linear'][0] / 1e6:.0f} GOP/s")
     return "\n".join(lines)
 
 
@@ -187,6 +190,10 @@ def main(argv=None):
     except ImportError:
         ort = None
     print("\n".join(B.header_lines(eb, numpy_blas=False)))
+    from eightbit.runtime import core
+    probe = core.vnni_probe(20_000_000)
+    print(f"VNNI probe (independent vpdpbusd, this process): {probe / 1e9:.0f} GOP/s" if probe else
+          "VNNI probe: this CPU has no AVX-512 VNNI")
     print(f"encoder: {name}, {CONFIG}; one thread everywhere")
     rows = []
     usage = B.CpuUsage()
@@ -239,7 +246,7 @@ def main(argv=None):
                                                            for k, (w, c) in timed.items()), flush=True)
         if args.profile:
             for k in ("eb-static", "eb-dynamic", "eb-float"):
-                print(f"  {case} {k} profile:\n" + profile_by_kind(models[k], feeds), flush=True)
+                print(f"  {case} {k} profile:\n" + profile_by_kind(models[k], feeds, n * t), flush=True)
     print(usage.line() if hasattr(usage, "line") else "")
     keys = ["eb-static", "eb-dynamic", "eb-float", "torch-dyn", "ort-dyn", "ort-fp32"]
     print("\nmedian thread CPU time per call")

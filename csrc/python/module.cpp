@@ -306,6 +306,13 @@ PYBIND11_MODULE(_core, m) {
       });
 
   m.def("cpu_info", &cpu_info);
+  m.def(
+      "vnni_probe",
+      [](int64_t iterations) {
+        py::gil_scoped_release release;
+        return eb::vnni_peak_ops_per_second(iterations);
+      },
+      py::arg("iterations"), "int8 ops per second of independent AVX-512 VNNI instructions (0: no VNNI); benchmarks");
   m.def("set_isa", [](const std::string& name) { eb::set_isa(name); }, py::arg("name"));
   m.def(
       "set_num_threads",

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <stdexcept>
 
+#include "kernels/probe.h"
 #include "runtime/cpu_features.h"
 
 namespace eb {
@@ -98,6 +99,14 @@ SgemmFn active_sgemm() {
 const CnnKernels& active_cnn() {
   Table& t = table();
   return t.cnn[t.active.load(std::memory_order_relaxed)];
+}
+
+double vnni_peak_ops_per_second(int64_t iterations) {
+#if defined(EB_HAVE_X86_KERNELS)
+  if (cpu_features().avx512vnni) return vnni_probe_ops_per_second(iterations);
+#endif
+  (void)iterations;
+  return 0.0;
 }
 
 void set_isa(const std::string& name) {

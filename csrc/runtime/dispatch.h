@@ -3,6 +3,7 @@
 // every path gives the same bits).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,10 @@ DepthwiseFn active_depthwise();
 const CnnKernels& active_cnn();
 SgemmFn active_sgemm();
 FloatMathKernels active_float_math();
+
+// int8 ops per second of one core's AVX-512 VNNI units (kernels/probe.h), 0 where the CPU has
+// none: the reference that benchmarks of the forced avx512vnni path quote.
+double vnni_peak_ops_per_second(int64_t iterations);
 
 // Forces a path; throws std::invalid_argument naming the choices when `name`
 // is unknown or this CPU lacks it.

@@ -167,3 +167,14 @@ def test_empty_n_with_empty_per_column_zero_point():
     b = np.zeros((3, 0), np.int8)
     got = eb.ops.matmul_integer(a, b, None, np.zeros(0, np.int8))
     assert got.shape == (2, 0)
+
+
+def test_vnni_probe_reports_a_rate_only_with_avx512_vnni():
+    """The benchmarks' VNNI throughput probe (kernels/probe.h): a positive int8 rate where the CPU
+    has AVX-512 VNNI, 0 elsewhere (never an illegal instruction)."""
+    from eightbit.runtime import core
+    rate = core.vnni_probe(1000)
+    if eb.cpu_info()["features"]["avx512vnni"]:
+        assert rate > 1e9
+    else:
+        assert rate == 0.0
