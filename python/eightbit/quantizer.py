@@ -249,9 +249,8 @@ def float_neighbourhood(g: Graph, exclude=(), per_token=False) -> set:
     ``per_token_linear``), whose input and output are float32, reshapes and activations are
     candidates too (a transformer's head split, its GELU). The largest such set: start from every
     candidate and drop, until nothing changes, each one that touches an int8 node."""
-    float_nodes = {n.name for n in g.nodes
-                   if n.name in exclude or not _has_int8_step(g, n) or per_token_linear(g, n, per_token)}
     token_linears = {n.name for n in g.nodes if per_token_linear(g, n, per_token)}
+    float_nodes = {n.name for n in g.nodes if n.name in exclude or not _has_int8_step(g, n)} | token_linears
 
     def next_to_token_linear(n) -> bool:
         near = [g.producer(i) for i in n.inputs] + g.consumers(n.output)
