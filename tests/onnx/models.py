@@ -465,3 +465,15 @@ EXPORTED_INPUTS = {
     "flatten_by_shape": _image_inputs(shape=(3, 16, 16)),
     "attention_block": _token_inputs(8),
 }
+
+
+def ort_outputs(model, feeds: dict) -> dict:
+    """{output name: array} of ``model`` (a ModelProto or a path) run by ONNX Runtime on one thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    s = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))

@@ -16,6 +16,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 import eightbit as eb  # noqa: E402
+from models import ort_outputs  # noqa: E402
 from eightbit.onnx import OnnxImportError  # noqa: E402
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "onnx" / "transformers"
@@ -39,14 +40,7 @@ def _torch_outputs(model: str, seq: int) -> dict:
     return {o: data[f"{o}_{seq}"] for o in ("last_hidden_state", "pooler_output") if f"{o}_{seq}" in data}
 
 
-def _ort(model, feeds: dict) -> dict:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    s = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in s.get_outputs()]
-    return dict(zip(names, s.run(None, feeds)))
+_ort = ort_outputs
 
 
 def _as_dict(graph, y) -> dict:

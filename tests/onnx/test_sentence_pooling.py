@@ -15,6 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 import eightbit as eb  # noqa: E402
+from models import ort_outputs  # noqa: E402
 from eightbit.graph import Graph  # noqa: E402
 from eightbit.onnx import OnnxImportError  # noqa: E402
 
@@ -38,13 +39,7 @@ def _feeds(seq: int) -> dict:
     return {n: data[f"{n}_{seq}"] for n in INPUTS}
 
 
-def _ort(model, feeds: dict) -> dict:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    s = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
+_ort = ort_outputs
 
 
 def _cosines(a, b) -> np.ndarray:
