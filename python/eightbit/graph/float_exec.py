@@ -14,7 +14,9 @@ statistics and keeps nothing holds at most the live activations of one batch at 
 
 Inputs: any floating dtype (converted to float32), and for an int64 input (token ids, an
 attention mask) any integer dtype (converted to int64); the rank and every fixed dimension must
-match the declared shape; inputs sharing a free batch dimension must have the same batch size.
+match the declared shape; inputs sharing a free batch dimension must have the same batch size,
+and those with a sequence dimension the same length, in its range (the graph runs at that
+length: sequence.at_length).
 Everything is computed in float32 (GEMMs through NumPy's BLAS: convolution is im2col + one
 matmul per group, depthwise a loop over the kh * kw taps; bmm is np.matmul of two float32
 tensors, summing in float32); exact GELU evaluates erf in float64; reduce accumulates in
@@ -27,6 +29,7 @@ import math
 import numpy as np
 
 from .ir import FUSABLE_OPS, Node, format_shape
+from .sequence import at_length, length_of, sequence_of_graph
 from .shapes import window_out
 
 
@@ -40,6 +43,11 @@ def run(graph, inputs, *, on_tensor=None, return_all: bool = False):
         raise ValueError(f"run: graph {graph.name!r} has no outputs; mark one with g.output(t)")
     if on_tensor is not None and not callable(on_tensor):
         raise TypeError(f"run: on_tensor must be callable (name, array), got {type(on_tensor).__name__}")
+    if sequence_of_graph(graph) is not None:           # run the graph at this run's length
+        named = inputs if isinstance(inputs, dict) else {graph.inputs[0]: inputs} if len(graph.inputs) == 1 else {}
+        length = length_of({n: graph.tensors[n].shape for n in graph.inputs}, named)
+        if length is not None:
+            graph = at_length(graph, length)
     feeds = _bind_inputs(graph, inputs)
     last_use: dict[str, int] = {}
     for i, node in enumerate(graph.nodes):

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import float_exec
 from .builders import Builders, check_activation, check_name, const_array
-from .ir import DTYPE, FUSABLE_OPS, INPUT_DTYPES, INT_INPUT_OPS, OPS, Node, Tensor, format_shape
+from .ir import DTYPE, FUSABLE_OPS, INPUT_DTYPES, INT_INPUT_OPS, OPS, Node, SeqLen, Tensor, format_shape
 from .shapes import check_sample_size, infer_shape
 
 
@@ -40,7 +40,8 @@ class Graph(Builders):
 
     def input(self, name: str, shape, dtype: str = DTYPE) -> Tensor:
         """Declare a graph input. ``shape[0]`` is the batch: an int or None (any size). ``dtype``:
-        "float32" (default) or "int64" (integer ids, read only by embedding / additive_mask)."""
+        "float32" (default) or "int64" (integer ids, read only by embedding / additive_mask). Other
+        dimensions may be a ``SeqLen`` (the graph's free sequence length: graph/sequence.py)."""
         check_name(name, "input name")
         if dtype not in INPUT_DTYPES:
             raise ValueError(f"input {name!r}: dtype must be one of {INPUT_DTYPES}, got {dtype!r}")
@@ -53,12 +54,16 @@ class Graph(Builders):
         if not dims:
             raise ValueError(f"input {name!r}: shape must have at least the batch dimension")
         for i, d in enumerate(dims):
-            if d is None and i == 0:
+            if (d is None and i == 0) or (isinstance(d, SeqLen) and i > 0):
                 continue
             if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
                 rule = "a positive int or None" if i == 0 else "a positive int (only dimension 0 may be None)"
                 raise ValueError(f"input {name!r}: shape[{i}] must be {rule}, got {d!r}")
-        dims = tuple(None if d is None else int(d) for d in dims)
+        dims = tuple(d if d is None or isinstance(d, SeqLen) else int(d) for d in dims)
+        seqs = {d for t in self.tensors.values() for d in t.shape if isinstance(d, SeqLen)} | \
+            {d for d in dims if isinstance(d, SeqLen)}
+        if len(seqs) > 1:
+            raise ValueError(f"input {name!r}: a graph has one sequence dimension, got {sorted(map(repr, seqs))}")
         check_sample_size(dims, f"input {name!r}")
         t = Tensor(name, dims, self, dtype)
         self.tensors[name] = t

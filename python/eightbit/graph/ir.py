@@ -5,7 +5,7 @@ input and output tensors and a table of ``Tensor`` handles. Everything is plain 
 quantizer, the lowering, the ONNX importer and the .eb writer can walk, copy and rewrite it:
 
 * ``Tensor``: a name, a shape (a tuple of ints; dimension 0 is the batch and may be ``None``,
-  "any size") and a dtype: ``"float32"``, or ``"int64"`` for a graph input holding integer ids
+  "any size"; other dimensions may be the graph's ``SeqLen``, its free sequence length) and a dtype: ``"float32"``, or ``"int64"`` for a graph input holding integer ids
   (token ids, an attention mask) that only the ops of ``INT_INPUT_OPS`` may read. Builders return Tensors and accept them as inputs;
   a Tensor belongs to one graph and is refused by any other.
 * ``Node``: ``op`` (a key of OPS below), ``name`` (unique among nodes), ``inputs`` (tensor names),
@@ -151,6 +151,33 @@ OPS: dict[str, tuple[str, ...]] = {
 
 # ops whose attrs carry an ``activation`` that the float executor applies to their result
 FUSABLE_OPS = ("conv2d", "linear", "matmul", "add")
+
+
+class SeqLen:
+    """The free sequence dimension of a graph: a length known only at run time, any int in
+    [lo, hi]. It stands in a shape where a size would (never dimension 0, the batch), equals
+    only itself, and no shape rule does arithmetic with it: an op that would (a pad of that
+    axis, a flatten merging it) refuses it. A graph has at most one (graph/sequence.py)."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo: int, hi: int):
+        if isinstance(lo, bool) or isinstance(hi, bool) or not isinstance(lo, (int, np.integer)) or \
+                not isinstance(hi, (int, np.integer)) or not 1 <= lo <= hi:
+            raise ValueError(f"a sequence range must be two ints 1 <= lo <= hi, got ({lo!r}, {hi!r})")
+        self.lo, self.hi = int(lo), int(hi)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SeqLen) and (self.lo, self.hi) == (other.lo, other.hi)
+
+    def __hash__(self) -> int:
+        return hash(("SeqLen", self.lo, self.hi))
+
+    def __repr__(self) -> str:
+        return f"S[{self.lo}..{self.hi}]"
+
+    def __str__(self) -> str:
+        return "S"
 
 
 def format_shape(shape) -> str:

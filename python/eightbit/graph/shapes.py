@@ -17,6 +17,13 @@ An average pool that does not count its padding must have no window lying wholly
 (its mean would be 0 / 0; ONNX Runtime refuses pads >= kernel for the same reason), and clip
 bounds must not be NaN.
 
+A free sequence dimension (``SeqLen``, graph/sequence.py) may stand in the shapes of the ops of
+``SEQUENCE_OPS``, which never do arithmetic with it: elementwise ops, linear / matmul rows, bmm,
+softmax, transpose, layer_norm over other axes, select / reduce / concat along other axes (select
+may pick from it an index below its minimum; reduce may reduce it), and reshape, whose target may
+hold it as long as every sample keeps the same count of values for every length. Any other op
+refuses it. The per-sample bound counts it at its maximum.
+
 Window geometry (conv2d, pools), per spatial axis with input n, kernel k, stride s, dilation d,
 pads (b, e) and dilated extent dk = (k - 1) * d + 1, as in PyTorch:
 
@@ -30,7 +37,7 @@ import math
 
 import numpy as np
 
-from .ir import Node, format_shape
+from .ir import Node, SeqLen, format_shape
 
 MAX_WINDOW = 1 << 20
 MAX_SAMPLE_ELEMENTS = 1 << 31
@@ -189,7 +196,42 @@ def _binary(node: Node, shapes):
             _fail(node, f"a and b must have the same rank (dimension 0 of each is the batch), got "
                         f"{format_shape(shapes[0])} and {format_shape(shapes[1])}")
         return broadcast(node, shapes[0], shapes[1])
-    return broadcast(node, shapes[0], node.consts["b"].shape)
+    return broadcast(node, shapes[0], const_shape(node, shapes[0]))
+
+
+def const_shape(node: Node, x) -> tuple:
+    """The shape of an add / mul node's constant b. With ``b_seq_axis`` = k, b is a table stored
+    for the longest sequence whose first S entries along axis k are used (a BERT's position
+    embeddings): axis k is the sequence of x, and every axis before it has extent 1 (the prefix
+    is contiguous)."""
+    b = node.consts["b"]
+    k = node.attrs.get("b_seq_axis")
+    if k is None:
+        return b.shape
+    seq = sequence_of(x)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < b.ndim or seq is None:
+        _fail(node, f"b_seq_axis={k!r} must name an axis of b {list(b.shape)}, and x {format_shape(x)} must "
+                    "have a sequence dimension")
+    if b.shape[k] != seq.hi or any(d != 1 for d in b.shape[:k]):
+        _fail(node, f"b {list(b.shape)} must hold the longest sequence ({seq.hi}) on axis {k} and extent 1 "
+                    "before it")
+    return b.shape[:k] + (seq,) + b.shape[k + 1:]
+
+
+def sequence_of(shape):
+    """The SeqLen in `shape`, or None."""
+    return next((d for d in shape if isinstance(d, SeqLen)), None)
+
+
+def _values_per_sample(shape) -> tuple:
+    """(c, k): a sample of `shape` holds c * S^k values."""
+    c, k = 1, 0
+    for d in shape[1:]:
+        if isinstance(d, SeqLen):
+            k += 1
+        else:
+            c *= d
+    return c, k
 
 
 def _axis_ok(node: Node, axis: int, rank: int, lowest: int):
@@ -235,6 +277,8 @@ def _concat(node: Node, shapes):
             _fail(node, f"input {i} has shape {format_shape(s)}, which differs from input 0 "
                         f"{format_shape(first)} outside axis {axis}")
         total += s[axis]
+    if isinstance(total, SeqLen) or any(isinstance(s[axis], SeqLen) for s in shapes):
+        _fail(node, f"axis {axis} is the sequence dimension: a concatenation along it is not supported")
     return tuple(first[:axis]) + (total,) + tuple(first[axis + 1:])
 
 
@@ -271,9 +315,12 @@ def _flatten(node: Node, shapes):
 def _reshape(node: Node, shapes):
     (x,) = shapes
     target = tuple(node.attrs["shape"])
-    if math.prod(target) != math.prod(x[1:]):
-        _fail(node, f"shape={target} holds {math.prod(target)} values per sample, but x "
-                    f"{format_shape(x)} has {math.prod(x[1:])}")
+    seq = sequence_of(target)
+    if seq is not None and seq != sequence_of(x):
+        _fail(node, f"shape={format_shape(target)} holds a sequence dimension that x {format_shape(x)} lacks")
+    if _values_per_sample((None,) + target) != _values_per_sample(x):
+        _fail(node, f"shape={format_shape(target)} does not hold as many values per sample as x "
+                    f"{format_shape(x)}")
     return (x[0],) + target
 
 
@@ -365,8 +412,9 @@ def _select(node: Node, shapes):
     if isinstance(axis, bool) or not isinstance(axis, int):
         _fail(node, f"axis must be an int, got {axis!r}")
     _axis_ok(node, axis, len(x), 1)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < x[axis]:
-        _fail(node, f"index {index!r} is out of range [0, {x[axis]}) of axis {axis}")
+    extent = x[axis].lo if isinstance(x[axis], SeqLen) else x[axis]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < extent:
+        _fail(node, f"index {index!r} is out of range [0, {extent}) of axis {axis}")
     return x[:axis] + x[axis + 1:]
 
 
@@ -408,9 +456,17 @@ _RULES = {
 }
 
 
+# the ops a sequence dimension may pass through (see the module docstring)
+SEQUENCE_OPS = ("linear", "matmul", "bmm", "add", "mul", "div", "relu", "relu6", "clip", "leaky_relu",
+                "sigmoid", "tanh", "hardswish", "erf", "gelu", "dropout", "identity", "hardsigmoid",
+                "softmax", "concat", "reshape", "transpose", "layer_norm", "embedding", "additive_mask",
+                "padded_positions", "select", "reduce")
+
+
 def check_sample_size(shape, what: str) -> None:
-    """ValueError when a tensor of `shape` holds more than MAX_SAMPLE_ELEMENTS values per sample."""
-    n = math.prod(shape[1:])
+    """ValueError when a tensor of `shape` holds more than MAX_SAMPLE_ELEMENTS values per sample
+    (a sequence dimension counted at its maximum)."""
+    n = math.prod(d.hi if isinstance(d, SeqLen) else d for d in shape[1:])
     if n > MAX_SAMPLE_ELEMENTS:
         raise ValueError(f"{what}: shape {format_shape(shape)} holds {n} values per sample, more than "
                          f"2^31 (MAX_SAMPLE_ELEMENTS)")
@@ -418,6 +474,13 @@ def check_sample_size(shape, what: str) -> None:
 
 def infer_shape(node: Node, input_shapes) -> tuple:
     """The output shape of `node` given its input shapes; ValueError if they do not fit."""
-    shape = _RULES[node.op](node, [tuple(s) for s in input_shapes])
+    shapes = [tuple(s) for s in input_shapes]
+    seqs = {d for s in shapes for d in s if isinstance(d, SeqLen)}
+    if seqs and node.op not in SEQUENCE_OPS:
+        _fail(node, f"a {node.op} does not take the free sequence dimension (inputs "
+                    f"{', '.join(format_shape(s) for s in shapes)})")
+    if len(seqs) > 1:
+        _fail(node, f"the inputs hold different sequence ranges {sorted(map(repr, seqs))}")
+    shape = _RULES[node.op](node, shapes)
     check_sample_size(shape, f"{node.name} ({node.op})")
     return shape

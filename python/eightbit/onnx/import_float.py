@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..graph import Graph
+from ..graph.ir import SeqLen
+from ..graph.sequence import unify
 from . import attention_mask, fold, patterns
 from .converters import CONVERTERS, dtype_name
 from .errors import OnnxImportError, guarded, require_onnx
@@ -80,7 +82,32 @@ def import_float(model_proto, *, input_shapes=None, dims=None, keep_tensors=(), 
     its own scale must not vanish into a MatMul + Add -> linear fusion).
     ``max_folded_bytes`` / ``max_total_folded_bytes``: the folding limits (fold.FoldBudget; None:
     fold.MAX_FOLDED_BYTES / fold.MAX_TOTAL_FOLDED_BYTES)."""
-    return Importer(model_proto, input_shapes, keep_tensors, max_folded_bytes, max_total_folded_bytes, dims).run()
+    ranged = {k: v for k, v in (dims or {}).items() if isinstance(dims, dict) and isinstance(v, (tuple, list))}
+    if not ranged:
+        return Importer(model_proto, input_shapes, keep_tensors, max_folded_bytes, max_total_folded_bytes, dims).run()
+    return _import_free_sequence(model_proto, input_shapes, dims, ranged, keep_tensors, max_folded_bytes,
+                                 max_total_folded_bytes)
+
+
+def _import_free_sequence(model_proto, input_shapes, dims, ranged, *args) -> Graph:
+    """``dims={name: (lo, hi)}``: one graph for every length in [lo, hi] of that dimension, from
+    imports at lengths hi and hi - 1 unified (graph/sequence.py)."""
+    if len(ranged) != 1:
+        raise OnnxImportError(f"dims: one dimension may be a range (the sequence), got {sorted(ranged)}")
+    (key, bounds), = ranged.items()
+    if len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in bounds) \
+            or not 1 <= bounds[0] <= bounds[1]:
+        raise OnnxImportError(f"dims[{key!r}] = {bounds!r}: expected a size or a range (lo, hi) of ints "
+                              "1 <= lo <= hi")
+    lo, hi = int(bounds[0]), int(bounds[1])
+    at = lambda n: Importer(model_proto, input_shapes, *args[:3], {**dims, key: n}).run()  # noqa: E731
+    long = at(hi)
+    if lo == hi:
+        return long
+    try:
+        return unify(long, at(hi - 1), SeqLen(lo, hi))
+    except ValueError as e:
+        raise OnnxImportError(f"dims[{key!r}] = ({lo}, {hi}): {e}") from None
 
 
 class Importer:
