@@ -94,13 +94,18 @@ eb_status shape_of(const eb::PlanTensor* t, int64_t* dims, size_t capacity, size
   if (t == nullptr || ndim == nullptr || (dims == nullptr && capacity > 0))
     return fail(error, EB_INVALID_ARGUMENT, "no such tensor, or a NULL pointer");
   *ndim = t->shape.size();
+  // -1: the batch; EB_SEQUENCE_DIM (-2, eb::kSequenceDim): the sequence length
   for (size_t i = 0; i < std::min(capacity, t->shape.size()); ++i) dims[i] = i == 0 && t->shape[0] < 0 ? -1 : t->shape[i];
   return EB_OK;
 }
 
-// Floats one tensor holds for `batch` items (its sample count fits: the executor checked it).
-size_t floats_for(const eb::PlanTensor& t, int64_t batch) {
-  return static_cast<size_t>(batch) * static_cast<size_t>(t.sample_elems());
+// Floats per batch item of tensor `id` at sequence length `seq` (the count fits: the executor
+// checked it at the longest sequence).
+uint64_t sample_floats(const eb::PlanExecutor& ex, int id, int64_t seq) {
+  uint64_t n = 1;
+  const std::vector<int64_t> shape = ex.shape_at(id, seq);
+  for (size_t d = 1; d < shape.size(); ++d) n *= static_cast<uint64_t>(shape[d]);
+  return n;
 }
 
 }  // namespace
@@ -150,36 +155,60 @@ eb_status eb_model_output_shape(const eb_model* model, size_t index, int64_t* di
   return shape_of(io_tensor(model, index, false), dims, capacity, ndim, error);
 }
 
+eb_status eb_model_sequence_range(const eb_model* model, int64_t* lo, int64_t* hi, eb_error* error) {
+  if (model == nullptr || lo == nullptr || hi == nullptr)
+    return fail(error, EB_INVALID_ARGUMENT, "model, lo and hi must not be NULL");
+  *lo = model->executor->sequence_lo();
+  *hi = model->executor->sequence_hi();
+  return EB_OK;
+}
+
 eb_status eb_model_run(eb_model* model, int64_t batch, const float* const* inputs, const size_t* input_sizes,
                        float* const* outputs, const size_t* output_sizes, eb_error* error) {
+  if (model != nullptr && model->executor->has_sequence())
+    return fail(error, EB_INVALID_ARGUMENT, "the model has a sequence dimension: call eb_model_run_sequence");
+  return eb_model_run_sequence(model, batch, 0, inputs, input_sizes, outputs, output_sizes, error);
+}
+
+eb_status eb_model_run_sequence(eb_model* model, int64_t batch, int64_t seq, const float* const* inputs,
+                                const size_t* input_sizes, float* const* outputs, const size_t* output_sizes,
+                                eb_error* error) {
   if (model == nullptr || (inputs == nullptr && eb_model_num_inputs(model) > 0) || outputs == nullptr ||
       input_sizes == nullptr || output_sizes == nullptr)
     return fail(error, EB_INVALID_ARGUMENT, "model, inputs, sizes and outputs must not be NULL");
   eb::PlanExecutor& ex = *model->executor;
   if (batch < 1) return fail(error, EB_INVALID_ARGUMENT, "batch must be >= 1");
+  if (ex.has_sequence() && (seq < ex.sequence_lo() || seq > ex.sequence_hi()))
+    return fail(error, EB_INVALID_ARGUMENT, "sequence length " + std::to_string(seq) + " is outside the model's range " +
+                                                std::to_string(ex.sequence_lo()) + " to " + std::to_string(ex.sequence_hi()));
+  // Floats tensor `id` holds for this batch and length; 0 when that overflows size_t.
+  auto floats_for = [&](int id) -> uint64_t {
+    const uint64_t per_sample = sample_floats(ex, id, seq);
+    return per_sample > 0 && static_cast<uint64_t>(batch) > SIZE_MAX / per_sample ? 0 : batch * per_sample;
+  };
   std::vector<const float*> in;
   std::vector<float*> out;
   for (size_t i = 0; i < ex.inputs().size(); ++i) {
     const eb::PlanTensor& t = ex.tensor(ex.inputs()[i]);
     if (t.shape[0] >= 0 && batch != t.shape[0])
       return fail(error, EB_INVALID_ARGUMENT, "input '" + t.name + "' has a fixed batch of " + std::to_string(t.shape[0]));
-    if (t.sample_elems() > 0 && static_cast<uint64_t>(batch) > SIZE_MAX / static_cast<uint64_t>(t.sample_elems()))
-      return fail(error, EB_INVALID_ARGUMENT, "batch too large");
-    if (inputs[i] == nullptr || input_sizes[i] != floats_for(t, batch))
-      return fail(error, EB_INVALID_ARGUMENT, "input '" + t.name + "' must be " + std::to_string(floats_for(t, batch)) +
+    const uint64_t n = floats_for(ex.inputs()[i]);
+    if (n == 0 && sample_floats(ex, ex.inputs()[i], seq) > 0) return fail(error, EB_INVALID_ARGUMENT, "batch too large");
+    if (inputs[i] == nullptr || input_sizes[i] != n)
+      return fail(error, EB_INVALID_ARGUMENT, "input '" + t.name + "' must be " + std::to_string(n) +
                                                   " floats for a batch of " + std::to_string(batch));
     in.push_back(inputs[i]);
   }
   for (size_t i = 0; i < ex.outputs().size(); ++i) {
     const eb::PlanTensor& t = ex.tensor(ex.outputs()[i]);
-    if (t.sample_elems() > 0 && static_cast<uint64_t>(batch) > SIZE_MAX / static_cast<uint64_t>(t.sample_elems()))
-      return fail(error, EB_INVALID_ARGUMENT, "batch too large");
-    if (outputs[i] == nullptr || output_sizes[i] < floats_for(t, batch))
-      return fail(error, EB_INVALID_ARGUMENT, "output '" + t.name + "' needs " + std::to_string(floats_for(t, batch)) +
+    const uint64_t n = floats_for(ex.outputs()[i]);
+    if (n == 0 && sample_floats(ex, ex.outputs()[i], seq) > 0) return fail(error, EB_INVALID_ARGUMENT, "batch too large");
+    if (outputs[i] == nullptr || output_sizes[i] < n)
+      return fail(error, EB_INVALID_ARGUMENT, "output '" + t.name + "' needs " + std::to_string(n) +
                                                   " floats for a batch of " + std::to_string(batch));
     out.push_back(outputs[i]);
   }
-  return guarded(error, [&] { ex.run(batch, in, out); });
+  return guarded(error, [&] { ex.run(batch, in, out, seq); });
 }
 
 eb_status eb_set_num_threads(int n, eb_error* error) {

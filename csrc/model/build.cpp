@@ -2,8 +2,10 @@
 // python/eightbit/model/lowering.py writes (docs/format.md, "Steps").
 #include "model/build.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -78,10 +80,33 @@ bool lowers_to(const std::string& op, const std::string& kind, const Record& ste
   return op == kind;
 }
 
+// The kinds whose create functions check shapes holding kSequenceDim symbolically and whose
+// runs read every extent from their StepIO.
+bool takes_sequence(const std::string& kind) {
+  static const std::unordered_set<std::string> kKinds = {
+      "quantize", "dequantize", "conv", "dynamic_linear", "binary", "lut", "reshape", "softmax", "float_linear", "float_bmm",
+      "float_layer_norm", "float_unary", "float_binary", "float_transpose", "float_concat", "float_select",
+      "float_reduce", "embedding", "additive_mask", "padded_positions"};
+  return kKinds.count(kind) > 0;
+}
+
+bool holds_sequence(const PlanExecutor& ex, const StepContext& c) {
+  auto has = [&](int id) {
+    const std::vector<int64_t>& s = ex.tensor(id).shape;
+    return std::find(s.begin(), s.end(), kSequenceDim) != s.end();
+  };
+  return has(c.output) || std::any_of(c.inputs.begin(), c.inputs.end(), has);
+}
+
 std::unique_ptr<PlanExecutor> build(const Value& plan_tree, const BuildOptions& options) {
   const Record model(&plan_tree, "model");
   if (model.str("format") != "eightbit-plan") bad("model", "not an eightbit plan");
   auto ex = std::make_unique<PlanExecutor>();
+  if (model.has("sequence")) {
+    const std::vector<int64_t> range = model.ints("sequence");
+    if (range.size() != 2) bad("model", "'sequence' must be [lo, hi]");
+    ex->set_sequence(range[0], range[1]);
+  }
   std::unordered_map<std::string, int> ids;
   const Value& tensors = model.get("tensors", Kind::kList);
   for (size_t i = 0; i < tensors.items.size(); ++i) {
@@ -116,6 +141,7 @@ std::unique_ptr<PlanExecutor> build(const Value& plan_tree, const BuildOptions& 
     const CreateStep create = find_step_kind(kind);
     if (create == nullptr) bad(label, "unknown step kind '" + kind + "'");
     if (!lowers_to(s.str("op"), kind, s, c.lowered)) bad(label, "a '" + s.str("op") + "' step cannot run as '" + kind + "'");
+    if (holds_sequence(*ex, c) && !takes_sequence(kind)) bad(label, "a '" + kind + "' step does not take the sequence dimension");
     PlanStep step;
     step.impl = create(c);
     step.label = label;

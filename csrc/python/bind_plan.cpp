@@ -33,7 +33,9 @@ std::vector<py::ssize_t> shape_with_batch(const PlanTensor& t, int64_t batch) {
 std::string shape_text(const PlanTensor& t) {
   std::string s = "(";
   for (size_t i = 0; i < t.shape.size(); ++i)
-    s += (i ? ", " : "") + (i == 0 && t.shape[0] < 0 ? std::string("N") : std::to_string(t.shape[i]));
+    s += (i ? ", " : "") + (i == 0 && t.shape[0] < 0         ? std::string("N")
+                            : t.shape[i] == kSequenceDim ? std::string("S")
+                                                         : std::to_string(t.shape[i]));
   return s + (t.shape.size() == 1 ? ",)" : ")");
 }
 
@@ -64,8 +66,9 @@ HostFn host_fn(const PlanExecutor* ex, std::vector<int> inputs, int output, py::
   };
 }
 
-// The plan inputs as C-contiguous float32 arrays of their specs' shapes, one batch.
-std::vector<py::array> check_inputs(const PlanExecutor& ex, const py::sequence& feeds, int64_t* batch) {
+// The plan inputs as C-contiguous float32 arrays of their specs' shapes, one batch (and one
+// sequence length: the first input with that dimension sets it).
+std::vector<py::array> check_inputs(const PlanExecutor& ex, const py::sequence& feeds, int64_t* batch, int64_t* seq) {
   const std::vector<int>& ids = ex.inputs();
   if (feeds.size() != ids.size())
     value_error("expected " + std::to_string(ids.size()) + " input(s), got " + std::to_string(feeds.size()));
@@ -82,7 +85,15 @@ std::vector<py::array> check_inputs(const PlanExecutor& ex, const py::sequence& 
     // The constructor, unlike ensure(), raises NumPy's error (MemoryError for a copy too large).
     a = py::array_t<float, py::array::c_style | py::array::forcecast>(a);
     bool ok = a.ndim() == static_cast<py::ssize_t>(t.shape.size()) && (t.shape[0] < 0 || a.shape(0) == t.shape[0]);
-    for (size_t d = 1; ok && d < t.shape.size(); ++d) ok = a.shape(d) == t.shape[d];
+    for (size_t d = 1; ok && d < t.shape.size(); ++d) {
+      if (t.shape[d] == kSequenceDim && *seq == 0) {
+        *seq = a.shape(d);
+        if (*seq < ex.sequence_lo() || *seq > ex.sequence_hi())
+          value_error(name + ": sequence length " + std::to_string(*seq) + " is outside the model's range " +
+                      std::to_string(ex.sequence_lo()) + " to " + std::to_string(ex.sequence_hi()));
+      }
+      ok = a.shape(d) == (t.shape[d] == kSequenceDim ? *seq : t.shape[d]);
+    }
     if (!ok) value_error(name + ": expected shape " + shape_text(t) + ", got " + shape_text(a));
     if (i == 0) *batch = a.shape(0);
     if (a.shape(0) != *batch)
@@ -95,22 +106,24 @@ std::vector<py::array> check_inputs(const PlanExecutor& ex, const py::sequence& 
 
 // Runs the plan; with step_seconds, the profiled run that times every step.
 py::list run(PlanExecutor& ex, const py::sequence& feeds, std::vector<double>* step_seconds = nullptr) {
-  int64_t batch = 0;
-  const std::vector<py::array> in = check_inputs(ex, feeds, &batch);
+  int64_t batch = 0, seq = 0;
+  const std::vector<py::array> in = check_inputs(ex, feeds, &batch, &seq);
   std::vector<const float*> in_ptr;
   for (const py::array& a : in) in_ptr.push_back(static_cast<const float*>(a.data()));
   py::list out;
   std::vector<float*> out_ptr;
   for (int id : ex.outputs()) {
-    py::array_t<float> y(shape_with_batch(ex.tensor(id), batch));
+    std::vector<int64_t> shape = ex.shape_at(id, seq);
+    shape[0] = batch;
+    py::array_t<float> y(std::vector<py::ssize_t>(shape.begin(), shape.end()));
     out_ptr.push_back(y.mutable_data());
     out.append(y);
   }
   py::gil_scoped_release release;
   if (step_seconds == nullptr)
-    ex.run(batch, in_ptr, out_ptr);
+    ex.run(batch, in_ptr, out_ptr, seq);
   else
-    ex.run_profiled(batch, in_ptr, out_ptr, step_seconds);
+    ex.run_profiled(batch, in_ptr, out_ptr, step_seconds, seq);
   return out;
 }
 

@@ -108,15 +108,23 @@ int64_t PlanTensor::sample_elems() const {
   return n;
 }
 
+void PlanExecutor::set_sequence(int64_t lo, int64_t hi) {
+  if (finalized_ || !tensors_.empty()) throw std::logic_error("PlanExecutor: set_sequence before the tensors");
+  if (lo < 1 || lo > hi || hi > kMaxExtent) fail("sequence", "the range must be 1 <= lo <= hi <= 2^40");
+  seq_lo_ = lo;
+  seq_hi_ = hi;
+}
+
 int PlanExecutor::add_tensor(PlanTensor t) {
   if (finalized_) throw std::logic_error("PlanExecutor: already finalized");
   const std::string where = "tensor '" + t.name + "'";
   if (t.shape.empty()) fail(where, "must have a batch dimension");
-  int64_t elems = 1;
+  int64_t elems = 1;  // at the longest sequence
   for (size_t i = 1; i < t.shape.size(); ++i) {
-    if (t.shape[i] < 0 || t.shape[i] > kMaxExtent || (t.shape[i] > 0 && elems > kMaxExtent / t.shape[i]))
+    const int64_t d = t.shape[i] == kSequenceDim && has_sequence() ? seq_hi_ : t.shape[i];
+    if (d < 0 || d > kMaxExtent || (d > 0 && elems > kMaxExtent / d))
       fail(where, "has a negative or huge dimension");
-    elems *= t.shape[i];
+    elems *= d;
   }
   if (t.quantized()) {
     if (!(t.scale > 0.0f) || !std::isfinite(t.scale)) fail(where, "scale must be positive and finite");
@@ -160,8 +168,14 @@ void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
   }
   inputs_ = std::move(inputs);
   outputs_ = std::move(outputs);
-  offset_per_sample_.assign(n, -1);
-  plan_memory();
+  if (has_sequence()) {  // a run reads its length from the inputs
+    bool shown = false;
+    for (int id : inputs_)
+      for (size_t d = 1; d < tensors_[id].shape.size(); ++d) shown |= tensors_[id].shape[d] == kSequenceDim;
+    if (!shown) fail("plan inputs", "no input has the sequence dimension");
+  }
+  layout_ = plan_memory(has_sequence() ? tensors_at_unchecked(seq_hi_) : tensors_);
+  arena_per_sample_ = layout_.arena_per_sample;
   stats_.assign(n, TensorStats{});
   const_bytes_ = 0;
   for (const PlanStep& step : steps_) {
@@ -177,8 +191,12 @@ void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
 // offset free of every placed tensor whose lifetime [defining step, last
 // reading step] overlaps its own.  Sizes are per batch item and every tensor
 // is linear in the batch, so offset * batch is a valid layout for any batch.
-void PlanExecutor::plan_memory() {
-  const size_t n = tensors_.size();
+PlanExecutor::Layout PlanExecutor::plan_memory(const std::vector<PlanTensor>& tensors) const {
+  const size_t n = tensors.size();
+  Layout layout;
+  std::vector<int64_t>& offset_per_sample_ = layout.offset_per_sample;
+  offset_per_sample_.assign(n, -1);
+  int64_t& arena_per_sample_ = layout.arena_per_sample;
   std::vector<int64_t> first(n, -1), last(n, -1);
   for (size_t s = 0; s < steps_.size(); ++s) {
     const auto i = static_cast<int64_t>(s);
@@ -192,7 +210,7 @@ void PlanExecutor::plan_memory() {
   std::vector<int> order;
   for (size_t t = 0; t < n; ++t)
     if (!external[t] && first[t] >= 0) order.push_back(static_cast<int>(t));
-  auto size_of = [&](int t) { return round_up_to(tensors_[t].sample_bytes(), kArenaAlign); };
+  auto size_of = [&](int t) { return round_up_to(tensors[t].sample_bytes(), kArenaAlign); };
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return size_of(a) > size_of(b); });
   // A step whose output may share its input's slot (a reshape) and that reads the input last:
   // the output takes the input's slot, and the slot lives until the output's last reader.
@@ -202,7 +220,7 @@ void PlanExecutor::plan_memory() {
     if (st.inputs.size() != 1 || !st.impl->may_alias_input()) continue;
     const int in = st.inputs[0], out = st.output;
     if (external[in] || external[out] || first[in] < 0 || last[in] != static_cast<int64_t>(s) ||
-        tensors_[in].sample_bytes() != tensors_[out].sample_bytes())
+        tensors[in].sample_bytes() != tensors[out].sample_bytes())
       continue;
     const int root = alias_of[in] >= 0 ? alias_of[in] : in;
     alias_of[out] = root;
@@ -227,16 +245,52 @@ void PlanExecutor::plan_memory() {
   }
   for (int t : order)
     if (alias_of[t] >= 0) offset_per_sample_[t] = offset_per_sample_[alias_of[t]];
+  return layout;
 }
 
-void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs) {
-  run_impl(batch, inputs, outputs, nullptr);
+std::vector<PlanTensor> PlanExecutor::tensors_at_unchecked(int64_t seq) const {
+  std::vector<PlanTensor> out = tensors_;
+  for (PlanTensor& t : out)
+    for (size_t d = 1; d < t.shape.size(); ++d)
+      if (t.shape[d] == kSequenceDim) t.shape[d] = seq;
+  return out;
+}
+
+void PlanExecutor::check_sequence(int64_t seq) const {
+  if (has_sequence() && (seq < seq_lo_ || seq > seq_hi_))
+    throw std::invalid_argument("sequence length " + std::to_string(seq) + " is outside the model's range " +
+                                std::to_string(seq_lo_) + " to " + std::to_string(seq_hi_));
+}
+
+std::vector<int64_t> PlanExecutor::shape_at(int id, int64_t seq) const {
+  std::vector<int64_t> shape = tensor(id).shape;
+  if (!has_sequence()) return shape;
+  check_sequence(seq);
+  for (size_t d = 1; d < shape.size(); ++d)
+    if (shape[d] == kSequenceDim) shape[d] = seq;
+  return shape;
+}
+
+const std::vector<PlanTensor>& PlanExecutor::tensors_at(int64_t seq) {
+  if (!has_sequence()) return tensors_;
+  check_sequence(seq);
+  if (seq != resolved_seq_) {
+    resolved_ = tensors_at_unchecked(seq);
+    resolved_layout_ = plan_memory(resolved_);
+    resolved_seq_ = seq;
+  }
+  return resolved_;
+}
+
+void PlanExecutor::run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+                       int64_t seq) {
+  run_impl(batch, seq, inputs, outputs, nullptr);
 }
 
 void PlanExecutor::run_profiled(int64_t batch, const std::vector<const float*>& inputs,
-                                const std::vector<float*>& outputs, std::vector<double>* step_seconds) {
+                                const std::vector<float*>& outputs, std::vector<double>* step_seconds, int64_t seq) {
   if (step_seconds == nullptr) throw std::invalid_argument("PlanExecutor::run_profiled: no step_seconds");
-  run_impl(batch, inputs, outputs, step_seconds);
+  run_impl(batch, seq, inputs, outputs, step_seconds);
 }
 
 void PlanExecutor::set_monitoring(bool on) {
@@ -259,13 +313,17 @@ std::vector<TensorStats> PlanExecutor::stats() {
   return stats_;
 }
 
-void PlanExecutor::run_impl(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
-                            std::vector<double>* step_seconds) {
+void PlanExecutor::run_impl(int64_t batch, int64_t seq, const std::vector<const float*>& inputs,
+                            const std::vector<float*>& outputs, std::vector<double>* step_seconds) {
   if (!finalized_) throw std::logic_error("PlanExecutor: not finalized");
   if (batch < 0 || inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("PlanExecutor::run: wrong number of buffers");
   std::lock_guard<std::mutex> lock(run_mutex_);
   const auto start = std::chrono::steady_clock::now();
+  const std::vector<PlanTensor>& tensors = tensors_at(seq);
+  const Layout& layout = has_sequence() ? resolved_layout_ : layout_;
+  const int64_t arena_per_sample_ = layout.arena_per_sample;
+  const std::vector<int64_t>& offset_per_sample_ = layout.offset_per_sample;
   if (batch > 0 && arena_per_sample_ > std::numeric_limits<int64_t>::max() / batch)
     throw std::length_error("a batch of " + std::to_string(batch) + " needs more than 2^63 bytes of intermediate tensors");
   // Grows only: a smaller batch reuses the arena of a larger one.
@@ -276,17 +334,17 @@ void PlanExecutor::run_impl(int64_t batch, const std::vector<const float*>& inpu
   for (size_t i = 0; i < inputs.size(); ++i) buffers[inputs_[i]] = const_cast<float*>(inputs[i]);
   for (size_t i = 0; i < outputs.size(); ++i) buffers[outputs_[i]] = outputs[i];
   if (step_seconds == nullptr && !monitoring_) {
-    for (const PlanStep& step : steps_) step.impl->run(StepIO(tensors_, step, buffers, batch));
+    for (const PlanStep& step : steps_) step.impl->run(StepIO(tensors, step, buffers, batch));
   } else {
     if (step_seconds != nullptr) step_seconds->assign(steps_.size(), 0.0);
     for (size_t s = 0; s < steps_.size(); ++s) {
       const PlanStep& step = steps_[s];
       std::chrono::steady_clock::time_point t0;
       if (step_seconds != nullptr) t0 = std::chrono::steady_clock::now();
-      step.impl->run(StepIO(tensors_, step, buffers, batch));
+      step.impl->run(StepIO(tensors, step, buffers, batch));
       if (step_seconds != nullptr)
         (*step_seconds)[s] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (monitoring_) count_step(tensors_, step, batch, buffers, stats_);  // after the clock: a profile excludes it
+      if (monitoring_) count_step(tensors, step, batch, buffers, stats_);  // after the clock: a profile excludes it
     }
   }
   last_run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

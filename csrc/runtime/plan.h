@@ -22,10 +22,16 @@ enum class ElemType : uint8_t { kFloat32, kUint8, kInt8 };
 
 inline int64_t elem_bytes(ElemType t) { return t == ElemType::kFloat32 ? 4 : 1; }
 
+// The code of the sequence dimension in a PlanTensor's shape: a length known per run, in the
+// executor's [lo, hi] (PlanExecutor::set_sequence).
+constexpr int64_t kSequenceDim = -2;
+
 // One tensor of the plan.  shape[0] is the batch, free at run time (the value
 // stored is ignored except for plan inputs, where a non-negative one is a
-// fixed batch).  4-D quantized tensors are NHWC; float ones keep the float
-// graph's layout (NCHW).
+// fixed batch); another dimension may be kSequenceDim.  4-D quantized tensors
+// are NHWC; float ones keep the float graph's layout (NCHW).  Steps see the
+// tensors of one run, their sequence dimension resolved (StepIO); a create
+// function sees it as kSequenceDim (compared, never multiplied).
 struct PlanTensor {
   std::string name;
   ElemType type = ElemType::kFloat32;
@@ -35,7 +41,7 @@ struct PlanTensor {
 
   bool quantized() const { return type != ElemType::kFloat32; }
   bool is_signed() const { return type == ElemType::kInt8; }
-  int64_t sample_elems() const;  // elements per batch item
+  int64_t sample_elems() const;  // elements per batch item (a resolved shape)
   int64_t sample_bytes() const { return sample_elems() * elem_bytes(type); }
 };
 
@@ -117,6 +123,15 @@ class PlanExecutor {
   void add_step(PlanStep step);
   // Declares the plan's float32 inputs and outputs and plans the memory.
   void finalize(std::vector<int> inputs, std::vector<int> outputs);
+  // A plan whose shapes hold kSequenceDim runs every length in [lo, hi] (before add_tensor).
+  void set_sequence(int64_t lo, int64_t hi);
+  bool has_sequence() const { return seq_hi_ > 0; }
+  int64_t sequence_lo() const { return seq_lo_; }
+  int64_t sequence_hi() const { return seq_hi_; }
+  // Tensor `id`'s shape in a run of sequence length `seq` (its spec's when the plan has no
+  // sequence dimension; seq is then ignored).  Throws std::invalid_argument for a length
+  // outside the range.
+  std::vector<int64_t> shape_at(int id, int64_t seq) const;
 
   size_t num_tensors() const { return tensors_.size(); }
   const PlanTensor& tensor(int id) const { return tensors_.at(static_cast<size_t>(id)); }
@@ -128,12 +143,15 @@ class PlanExecutor {
   // C-contiguous, its spec's shape with this batch), outputs[i] receives plan
   // output i.  The caller has checked the shapes.  Thread-safe (one run at a
   // time per executor: the arena is shared).
-  void run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs);
+  // A plan with a sequence dimension takes the run's length `seq` (0 otherwise); its arena
+  // is laid out for that length.
+  void run(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+           int64_t seq = 0);
 
   // run() that also records each step's wall time (steady_clock) in step_seconds[step],
   // resized to num_steps().  run() itself times nothing per step.
   void run_profiled(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
-                    std::vector<double>* step_seconds);
+                    std::vector<double>* step_seconds, int64_t seq = 0);
 
   // Monitoring: while on, every run adds to each quantized step output's TensorStats (one
   // pass over the output, and for a quantize step one over its float input, after the step;
@@ -143,7 +161,7 @@ class PlanExecutor {
   void reset_stats();
   std::vector<TensorStats> stats();  // per tensor id
 
-  // Arena bytes one batch item needs, and the bytes held now.
+  // Arena bytes one batch item needs (at the longest sequence), and the bytes held now.
   int64_t arena_bytes_per_sample() const { return arena_per_sample_; }
   int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
   // Bytes of the constants the steps hold: packed weights, per-channel parameters, tables,
@@ -153,15 +171,30 @@ class PlanExecutor {
   double last_run_seconds() const { return last_run_seconds_; }
 
  private:
-  void plan_memory();
-  void run_impl(int64_t batch, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
-                std::vector<double>* step_seconds);
+  // The arena layout of one sequence length: offsets per batch item (-1: not in the arena).
+  struct Layout {
+    std::vector<int64_t> offset_per_sample;
+    int64_t arena_per_sample = 0;
+  };
+  Layout plan_memory(const std::vector<PlanTensor>& tensors) const;
+  std::vector<PlanTensor> tensors_at_unchecked(int64_t seq) const;
+  void check_sequence(int64_t seq) const;
+  // The tensors of a run of length `seq` (run_mutex_ held): tensors_, or resolved_ laid out.
+  const std::vector<PlanTensor>& tensors_at(int64_t seq);
+  const Layout& layout_at(int64_t seq);
+  void run_impl(int64_t batch, int64_t seq, const std::vector<const float*>& inputs,
+                const std::vector<float*>& outputs, std::vector<double>* step_seconds);
 
   std::vector<PlanTensor> tensors_;
+  int64_t seq_lo_ = 0, seq_hi_ = 0;  // 0: no sequence dimension
+  // The last length run: its tensors and layout (a run at another length recomputes both).
+  int64_t resolved_seq_ = -1;
+  std::vector<PlanTensor> resolved_;
+  Layout resolved_layout_;
   std::vector<PlanStep> steps_;
   std::vector<int> inputs_, outputs_;
-  std::vector<int64_t> offset_per_sample_;  // arena offset per batch item; -1: not in the arena
-  int64_t arena_per_sample_ = 0;
+  Layout layout_;                    // without a sequence dimension, or at the longest
+  int64_t arena_per_sample_ = 0;     // layout_'s
   bool finalized_ = false;
   AlignedBuffer<uint8_t> arena_;
   int64_t const_bytes_ = 0;

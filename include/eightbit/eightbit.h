@@ -61,17 +61,30 @@ EB_API size_t eb_model_num_inputs(const eb_model* model);
 EB_API size_t eb_model_num_outputs(const eb_model* model);
 EB_API const char* eb_model_input_name(const eb_model* model, size_t index);
 EB_API const char* eb_model_output_name(const eb_model* model, size_t index);
-/* Writes at most `capacity` dims and sets *ndim to the rank. */
+/* Writes at most `capacity` dims and sets *ndim to the rank.  dims[0] is -1 where the batch is
+ * free; a dimension is EB_SEQUENCE_DIM where the model takes any sequence length in its range. */
 EB_API eb_status eb_model_input_shape(const eb_model* model, size_t index, int64_t* dims, size_t capacity,
                                       size_t* ndim, eb_error* error);
 EB_API eb_status eb_model_output_shape(const eb_model* model, size_t index, int64_t* dims, size_t capacity,
                                        size_t* ndim, eb_error* error);
 
+#define EB_SEQUENCE_DIM (-2)
+
+/* The sequence lengths a model takes: [*lo, *hi], or 0 and 0 for a model without one. */
+EB_API eb_status eb_model_sequence_range(const eb_model* model, int64_t* lo, int64_t* hi, eb_error* error);
+
 /* Runs `batch` items.  inputs[i] holds input i (its shape with dims[0] = batch, input_sizes[i]
  * floats), outputs[i] receives output i (output_sizes[i] floats, at least its shape's count).
- * Thread-safe: concurrent calls on one model run one after the other. */
+ * Thread-safe: concurrent calls on one model run one after the other.  A model with a sequence
+ * dimension refuses it: use eb_model_run_sequence. */
 EB_API eb_status eb_model_run(eb_model* model, int64_t batch, const float* const* inputs, const size_t* input_sizes,
                               float* const* outputs, const size_t* output_sizes, eb_error* error);
+
+/* eb_model_run at sequence length `seq` (every EB_SEQUENCE_DIM of the shapes; ignored by a
+ * model without one). */
+EB_API eb_status eb_model_run_sequence(eb_model* model, int64_t batch, int64_t seq, const float* const* inputs,
+                                       const size_t* input_sizes, float* const* outputs, const size_t* output_sizes,
+                                       eb_error* error);
 
 /* Process-wide settings: worker threads (n >= 1) and the instruction set ("scalar", "avx2",
  * "avxvnni", "avx512vnni", "amx"; the default is the fastest this CPU runs). */

@@ -12,6 +12,7 @@ namespace {
 
 struct ConvStep final : Step {
   ConvGeometry geometry;               // geometry.batch is set per call
+  bool linear = false;                 // rows [N, rows, 1, K]: in_h is set per call too
   PackedConv weights;
   bool fixed = false;                  // requant "fixed" (m0 / shift) instead of "float"
   std::vector<float> multiplier;       // [out_c + 16] (kernels read whole panels)
@@ -24,6 +25,7 @@ struct ConvStep final : Step {
     const PlanTensor& y = io.out_t();
     ConvGeometry g = geometry;
     g.batch = io.batch();
+    if (linear) g.in_h = product_of_middle(x.shape);  // the run's rows (the sequence may vary)
     Epilogue ep;
     ep.kind = fixed ? OutputKind::kQuantFixed : OutputKind::kQuantFloat;
     ep.multiplier = fixed ? nullptr : multiplier.data();
@@ -67,7 +69,9 @@ std::unique_ptr<Step> create_conv(const StepContext& c) {
     c.bad("weights do not fit group " + std::to_string(group));
   auto s = std::make_unique<ConvStep>();
   ConvGeometry& g = s->geometry;
-  g.in_h = linear ? product_of_middle(x.shape) : x.shape[1];
+  // (a linear layer's rows are set per run: the sequence may be among them)
+  g.in_h = linear ? (holds_sequence(x.shape, 1, x.shape.size()) ? 1 : product_of_middle(x.shape)) : x.shape[1];
+  if (!linear && holds_sequence(x.shape, 1, 4)) c.bad("a convolution over the sequence dimension");
   g.in_w = linear ? 1 : x.shape[2];
   g.in_c = x.shape.back();
   g.out_c = oc;
@@ -101,6 +105,7 @@ std::unique_ptr<Step> create_conv(const StepContext& c) {
   s->qmin = r.int32("qmin", lo, lo + 255);
   s->qmax = r.int32("qmax", s->qmin, lo + 255);
   const int32_t zp = 0;  // symmetric weights
+  s->linear = linear;
   s->weights = pack_conv(w.data, true, oc, cg, kh, kw, group, &zp, false);
   return s;
 }

@@ -36,13 +36,18 @@ struct FloatBinaryStep final : Step {  // a + b, a * b or a / b; b a tensor (sec
   FloatBinaryOp op = FloatBinaryOp::kAdd;
   std::vector<float> b;
   std::vector<int64_t> b_shape;  // the constant's shape (empty when b is an input)
+  // b_shape[b_seq_axis] is the longest sequence: a run of length S reads the first S entries
+  // along it (every axis before it has extent 1, so they are b's first values); -1: none.
+  int64_t b_seq_axis = -1;
   // A fused activation as a clamp of the result (relu: [0, inf)); none: (-inf, inf).
   float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
 
   void run(const StepIO& io) const override {
     const std::vector<int64_t> a_shape = with_batch(io.in_t(0), io.batch());
-    const std::vector<int64_t> bs = b_shape.empty() ? with_batch(io.in_t(1), io.batch()) : b_shape;
+    std::vector<int64_t> bs = b_shape.empty() ? with_batch(io.in_t(1), io.batch()) : b_shape;
     const std::vector<int64_t> y_shape = with_batch(io.out_t(), io.batch());
+    if (b_seq_axis >= 0)  // this run's length: the output's extent on the same (right-aligned) axis
+      bs[static_cast<size_t>(b_seq_axis)] = y_shape[y_shape.size() - bs.size() + static_cast<size_t>(b_seq_axis)];
     const float* pb = b_shape.empty() ? static_cast<const float*>(io.in(1)) : b.data();
     float_binary(op, static_cast<const float*>(io.in(0)), broadcast_strides(a_shape, y_shape), pb,
                  broadcast_strides(bs, y_shape), y_shape, lo, hi, static_cast<float*>(io.out()));
@@ -99,6 +104,19 @@ std::unique_ptr<Step> create_float_binary(const StepContext& c) {
   if (c.out().quantized()) c.bad("float add / mul / div works on float32 tensors");
   // Every operand broadcasts to the output (the batch only against the batch, or 1).
   const std::vector<int64_t>& y = c.out().shape;
+  if (c.lowered.has("b_seq_axis")) {
+    const int64_t k = c.lowered.integer("b_seq_axis");
+    const size_t rank = s->b_shape.size();
+    if (s->b_shape.empty() || k < 0 || k >= static_cast<int64_t>(rank) || y.size() < rank ||
+        y[y.size() - rank + static_cast<size_t>(k)] != kSequenceDim || s->b_shape[static_cast<size_t>(k)] != c.ex.sequence_hi() ||
+        product(s->b_shape, 0, static_cast<size_t>(k)) != 1)
+      c.bad("b_seq_axis must name the axis of the constant b that holds the longest sequence, where the output has "
+            "the sequence, with extent 1 before it");
+    s->b_seq_axis = k;
+  }
+  // The constant as the checks see it: its sequence axis symbolic.
+  std::vector<int64_t> b_checked = s->b_shape;
+  if (s->b_seq_axis >= 0) b_checked[static_cast<size_t>(s->b_seq_axis)] = kSequenceDim;
   auto fits = [&](const std::vector<int64_t>& a, bool batch_dim) {
     if (a.size() > y.size()) return false;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -112,7 +130,7 @@ std::unique_ptr<Step> create_float_binary(const StepContext& c) {
   const std::vector<int64_t>& a = c.in(0).shape;
   const bool b_is_input = s->b_shape.empty();
   if (!fits(a, true) || a.size() != y.size() ||
-      (b_is_input ? !fits(c.in(1).shape, true) || c.in(1).shape.size() != y.size() : !fits(s->b_shape, false)))
+      (b_is_input ? !fits(c.in(1).shape, true) || c.in(1).shape.size() != y.size() : !fits(b_checked, false)))
     c.bad("operands do not broadcast to the output");
   if (!(s->lo <= s->hi)) c.bad("the fused activation's clamp range is empty");
   return s;

@@ -191,6 +191,7 @@ std::unique_ptr<Step> create_float_layer_norm(const StepContext& c) {
   s->weight = optional_floats(c.lowered, "weight");
   s->bias = optional_floats(c.lowered, "bias");
   if (s->axes < 1 || s->axes >= static_cast<int64_t>(x.size())) c.bad("layer norm must normalize trailing non-batch axes");
+  if (holds_sequence(x, x.size() - static_cast<size_t>(s->axes), x.size())) c.bad("layer norm over the sequence dimension");
   const int64_t inner = product(x, x.size() - static_cast<size_t>(s->axes), x.size());
   if ((!s->weight.empty() && static_cast<int64_t>(s->weight.size()) != inner) ||
       (!s->bias.empty() && static_cast<int64_t>(s->bias.size()) != inner))

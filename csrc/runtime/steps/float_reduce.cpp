@@ -15,20 +15,22 @@ enum class ReduceMode { kSum, kMean, kL2, kMax };
 
 struct FloatReduceStep final : Step {
   ReduceMode mode = ReduceMode::kSum;
-  int64_t outer_per_sample = 1, len = 1, inner = 1;
+  size_t first = 1, last = 1;  // the reduced axes
 
   void run(const StepIO& io) const override {
+    const std::vector<int64_t>& shape = io.in_t().shape;
+    const int64_t outer = io.batch() * product(shape, 1, first), len = product(shape, first, last + 1),
+                  inner = product(shape, last + 1, shape.size());
     const auto* x = static_cast<const float*>(io.in());
     auto* y = static_cast<float*>(io.out());
-    const int64_t outer = io.batch() * outer_per_sample;
     for (int64_t o = 0; o < outer; ++o) {
       const float* xo = x + o * len * inner;
-      for (int64_t i = 0; i < inner; ++i) y[o * inner + i] = reduce(xo + i);
+      for (int64_t i = 0; i < inner; ++i) y[o * inner + i] = reduce(xo + i, len, inner);
     }
   }
 
   // One output value from the `len` inputs at x[0], x[inner], x[2 * inner], ...
-  float reduce(const float* x) const {
+  float reduce(const float* x, int64_t len, int64_t inner) const {
     if (mode == ReduceMode::kMax) {
       float m = x[0];  // NaN propagates, as NumPy's max
       for (int64_t k = 1; k < len && !std::isnan(m); ++k) {
@@ -67,10 +69,10 @@ std::unique_ptr<Step> create_float_reduce(const StepContext& c) {
     if (i > 0 && axes[i] != axes[i - 1] + 1) c.bad("axes must be increasing and contiguous (e.g. [1, 2])");
   }
   const auto first = static_cast<size_t>(axes.front()), last = static_cast<size_t>(axes.back());
-  s->outer_per_sample = product(x, 1, first);
-  s->len = product(x, first, last + 1);
-  s->inner = product(x, last + 1, x.size());
-  if (s->len < 1) c.bad("the reduced axes hold no values");
+  s->first = first;
+  s->last = last;
+  // (the sequence, if reduced, is at least 1 long)
+  if (!holds_sequence(x, first, last + 1) && product(x, first, last + 1) < 1) c.bad("the reduced axes hold no values");
   std::vector<int64_t> want;
   for (size_t d = 0; d < x.size(); ++d) {
     if (d < first || d > last) want.push_back(x[d]);

@@ -51,12 +51,14 @@ struct FloatConcatStep final : Step {
 };
 
 struct FloatSelectStep final : Step {
-  int64_t outer_per_sample = 1, extent = 1, index = 0, inner = 1;  // x viewed as [N * outer, extent, inner]
+  int64_t axis = 1, index = 0;
 
-  void run(const StepIO& io) const override {
+  void run(const StepIO& io) const override {  // x viewed as [N * outer, extent, inner]
+    const std::vector<int64_t>& shape = io.in_t().shape;
+    const auto a = static_cast<size_t>(axis);
+    const int64_t outer = io.batch() * product(shape, 1, a), extent = shape[a], inner = product(shape, a + 1, shape.size());
     const auto* x = static_cast<const float*>(io.in());
     auto* y = static_cast<float*>(io.out());
-    const int64_t outer = io.batch() * outer_per_sample;
     for (int64_t o = 0; o < outer; ++o)
       std::memcpy(y + o * inner, x + (o * extent + index) * inner, static_cast<size_t>(inner) * sizeof(float));
   }
@@ -71,11 +73,11 @@ std::unique_ptr<Step> create_float_select(const StepContext& c) {
   if (axis < 1 || axis >= static_cast<int64_t>(x.size())) c.bad("axis must name a dimension other than the batch");
   const auto a = static_cast<size_t>(axis);
   auto s = std::make_unique<FloatSelectStep>();
+  s->axis = axis;
   s->index = c.lowered.integer("index");
-  s->extent = x[a];
-  if (s->index < 0 || s->index >= s->extent) c.bad("index is out of range of the axis");
-  s->outer_per_sample = product(x, 1, a);
-  s->inner = product(x, a + 1, x.size());
+  // from the sequence: an index below its shortest length
+  const int64_t extent = x[a] == kSequenceDim ? c.ex.sequence_lo() : x[a];
+  if (s->index < 0 || s->index >= extent) c.bad("index is out of range of the axis");
   std::vector<int64_t> want = x;
   want.erase(want.begin() + static_cast<std::ptrdiff_t>(a));
   c.shape_is(c.out(), want);
@@ -145,6 +147,7 @@ std::unique_ptr<Step> create_float_concat(const StepContext& c) {
     for (size_t d = 1; d < y.shape.size(); ++d)
       if (d != static_cast<size_t>(s->axis) && x.shape[d] != y.shape[d]) c.bad("inputs differ outside the axis");
     total += x.shape[static_cast<size_t>(s->axis)];
+    if (x.shape[static_cast<size_t>(s->axis)] == kSequenceDim) c.bad("a concatenation along the sequence dimension");
   }
   if (total != y.shape[static_cast<size_t>(s->axis)]) c.bad("the output's axis extent is not the inputs' sum");
   return s;

@@ -88,6 +88,7 @@ std::unique_ptr<Step> create_quantize(const StepContext& c) {
   if (x.quantized()) c.bad("input must be float32");
   c.require_quantized(y);
   const auto& s = x.shape;
+  if (s.size() == 4 && holds_sequence(s, 1, 4)) c.bad("a 4-D tensor (NHWC when quantized) with the sequence dimension");
   c.shape_is(y, s.size() == 4 ? std::vector<int64_t>{0, s[2], s[3], s[1]} : s);
   return std::make_unique<QuantizeStep>();
 }
@@ -98,6 +99,7 @@ std::unique_ptr<Step> create_dequantize(const StepContext& c) {
   c.require_quantized(x);
   if (y.quantized()) c.bad("output must be float32");
   const auto& s = x.shape;
+  if (s.size() == 4 && holds_sequence(s, 1, 4)) c.bad("a 4-D tensor (NHWC when quantized) with the sequence dimension");
   c.shape_is(y, s.size() == 4 ? std::vector<int64_t>{0, s[3], s[1], s[2]} : s);
   return std::make_unique<DequantizeStep>();
 }

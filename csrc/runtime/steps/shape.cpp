@@ -82,7 +82,10 @@ struct ConcatStep final : Step {
 std::unique_ptr<Step> create_reshape(const StepContext& c) {
   c.arity(1);
   c.same_type(c.in(), c.out());
-  if (c.in().sample_elems() != c.out().sample_elems())
+  const bool sequence = holds_sequence(c.in().shape, 1, c.in().shape.size()) || holds_sequence(c.out().shape, 1, c.out().shape.size());
+  if (sequence && ((c.in().quantized() && c.in().shape.size() == 4) || (c.out().quantized() && c.out().shape.size() == 4)))
+    c.bad("a 4-D quantized tensor (NHWC) with the sequence dimension");
+  if (sample_monomial(c.in().shape) != sample_monomial(c.out().shape))
     c.bad("cannot reshape " + shape_str(c.in().shape) + " to " + shape_str(c.out().shape));
   auto s = std::make_unique<ReshapeStep>();
   s->same_bytes = !(c.in().quantized() && c.in().shape.size() == 4) && !(c.out().quantized() && c.out().shape.size() == 4);

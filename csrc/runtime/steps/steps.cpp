@@ -68,7 +68,7 @@ void StepContext::float_in_out(const std::string& what) const {
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "(N";
-  for (size_t i = 1; i < s.size(); ++i) out += ", " + std::to_string(s[i]);
+  for (size_t i = 1; i < s.size(); ++i) out += ", " + (s[i] == kSequenceDim ? std::string("S") : std::to_string(s[i]));
   return out + (s.size() == 1 ? ",)" : ")");
 }
 

@@ -93,6 +93,26 @@ inline int64_t product(const std::vector<int64_t>& s, size_t from, size_t to) {
   return p;
 }
 
+// Whether dimensions [from, to) of a shape hold the sequence dimension (kSequenceDim).
+inline bool holds_sequence(const std::vector<int64_t>& s, size_t from, size_t to) {
+  for (size_t i = from; i < to && i < s.size(); ++i)
+    if (s[i] == kSequenceDim) return true;
+  return false;
+}
+
+// A sample's element count c * S^k as {c, k}: equal for two shapes at every sequence length
+// exactly when the pairs are equal.
+inline std::pair<int64_t, int> sample_monomial(const std::vector<int64_t>& s) {
+  std::pair<int64_t, int> m{1, 0};
+  for (size_t i = 1; i < s.size(); ++i) {
+    if (s[i] == kSequenceDim)
+      ++m.second;
+    else
+      m.first *= s[i];
+  }
+  return m;
+}
+
 // Rows per batch item of an [N, ..., K] tensor: the product of the dimensions between N and K.
 inline int64_t product_of_middle(const std::vector<int64_t>& s) { return product(s, 1, s.size() - 1); }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import steps as step_kinds
+from ..graph.sequence import length_of
 from .plan import FLOAT, Plan
 
 
@@ -50,6 +51,9 @@ def run_plan(plan: Plan, feeds: dict, module, weights: dict | None = None, retur
     conv / linear call takes (packed weights for eightbit.ops, ``pack_weights``; the raw int8
     array by default). Returns {output name: float32 array}, or with ``return_all`` every plan
     tensor as the plan holds it (quantized ones as integers, 4-D ones NHWC)."""
+    if plan.sequence() is not None:  # run the plan at the inputs' length
+        length = length_of({n: plan.tensors[n].shape for n in plan.inputs}, feeds)
+        plan = plan.at_length(length) if length is not None else plan
     values = check_feeds(plan, feeds)
     last_use = {}
     for i, step in enumerate(plan.steps):

@@ -19,6 +19,8 @@ import zlib
 import numpy as np
 
 from ..runtime import core as _core
+from ..graph.ir import SeqLen
+from .lowering import SEQUENCE_CODE, lowered_shape
 from .plan import Plan, Step, TensorSpec
 
 ModelFileError = _core.ModelFileError  # a ValueError: a file that is truncated, corrupted, hostile or of another version
@@ -85,16 +87,38 @@ class _Writer:
 
 
 def _plan_tree(plan: Plan, producer: str) -> dict:
+    seq = plan.sequence()
     return {
         "format": "eightbit-plan",
         "producer": producer,
         "inputs": list(plan.inputs),
         "outputs": list(plan.outputs),
-        "tensors": [{"name": t.name, "dtype": str(t.dtype), "shape": [-1 if d is None else d for d in t.shape],
+        "tensors": [{"name": t.name, "dtype": str(t.dtype), "shape": lowered_shape(t),
                      "scale": t.scale, "zero_point": t.zero_point} for t in plan.tensors.values()],
-        "steps": [{"op": s.op, "inputs": list(s.inputs), "output": s.output, "attrs": s.attrs,
+        "steps": [{"op": s.op, "inputs": list(s.inputs), "output": s.output, "attrs": _seq_out(s.attrs),
                    "consts": s.consts, "source": s.source, "lowered": s.lowered} for s in plan.steps],
+        **({} if seq is None else {"sequence": [seq.lo, seq.hi]}),
     }
+
+
+def _seq_out(value):
+    """Attributes with the sequence dimension written as the string "S" (in tuples only)."""
+    if isinstance(value, dict):
+        return {k: _seq_out(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)("S" if isinstance(v, SeqLen) else _seq_out(v) for v in value)
+    return value
+
+
+def _seq_in(value, seq):
+    """_seq_out undone: "S" inside a tuple is the plan's sequence dimension."""
+    if isinstance(value, dict):
+        return {k: _seq_in(v, seq) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        if seq is None and "S" in value:
+            raise ModelFileError("an attribute holds the sequence dimension, but the model declares none")
+        return type(value)(seq if isinstance(v, str) and v == "S" else _seq_in(v, seq) for v in value)
+    return value
 
 
 def encode(plan: Plan, producer: str = "eightbit") -> bytes:
@@ -146,13 +170,21 @@ def _field(d, key, kind, where):
 def _plan_from_tree(tree) -> Plan:
     if _field(tree, "format", str, "model") != "eightbit-plan":
         raise ModelFileError("not an eightbit plan")
+    seq = None
+    if "sequence" in tree:
+        bounds = _field(tree, "sequence", tuple, "model")
+        try:
+            seq = SeqLen(*bounds)
+        except (TypeError, ValueError):
+            raise ModelFileError(f"model: 'sequence' must be two ints 1 <= lo <= hi, got {bounds!r}") from None
     tensors = {}
     for i, t in enumerate(_field(tree, "tensors", tuple, "model")):
         where = f"tensor {i}"
         name = _field(t, "name", str, where)
         dtype = TENSOR_DTYPES.get(_field(t, "dtype", str, where))
         shape = _field(t, "shape", tuple, where)
-        if dtype is None or not all(isinstance(d, int) and (d > 0 or (d == -1 and j == 0))
+        if dtype is None or not all(isinstance(d, int) and (d > 0 or (d == -1 and j == 0) or
+                                                            (d == SEQUENCE_CODE and j > 0 and seq is not None))
                                     for j, d in enumerate(shape)):
             raise ModelFileError(f"{where} ({name!r}): bad dtype or shape")
         scale, zp = t.get("scale"), t.get("zero_point")
@@ -162,7 +194,8 @@ def _plan_from_tree(tree) -> Plan:
             info = np.iinfo(dtype)
             if not (0 < scale < float("inf")) or not info.min <= zp <= info.max:
                 raise ModelFileError(f"{where} ({name!r}): scale {scale} / zero point {zp} out of range")
-        tensors[name] = TensorSpec(name, dtype, tuple(None if d == -1 else d for d in shape), scale, zp)
+        tensors[name] = TensorSpec(name, dtype, tuple(None if d == -1 else seq if d == SEQUENCE_CODE else d
+                                                      for d in shape), scale, zp)
     steps = []
     for i, s in enumerate(_field(tree, "steps", tuple, "model")):
         where = f"step {i}"
@@ -173,7 +206,8 @@ def _plan_from_tree(tree) -> Plan:
         if lowered is not None and not isinstance(lowered, dict):
             raise ModelFileError(f"{where}: 'lowered' must be a dict")
         steps.append(Step(_field(s, "op", str, where), _field(s, "inputs", tuple, where),
-                          _field(s, "output", str, where), dict(_field(s, "attrs", dict, where)), dict(consts),
+                          _field(s, "output", str, where), _seq_in(dict(_field(s, "attrs", dict, where)), seq),
+                          dict(consts),
                           _field(s, "source", str, where), lowered))
     plan = Plan(tensors, steps, list(_field(tree, "inputs", tuple, "model")),
                 list(_field(tree, "outputs", tuple, "model")))

@@ -16,14 +16,26 @@ GIL taken for that step only); the C library refuses such a model.
 """
 from __future__ import annotations
 
+from ..graph.ir import SeqLen
 from . import steps as step_kinds
 from .plan import Plan, Step, TensorSpec
 
 
-def _shape(spec: TensorSpec) -> list:
+# the C++ executor's code of the sequence dimension in a shape (the batch's is -1)
+SEQUENCE_CODE = -2
+
+
+def lowered_shape(spec: TensorSpec) -> list:
+    """The shape as the executor reads it: -1 for the batch, SEQUENCE_CODE for the sequence."""
     if any(d is None for d in spec.shape[1:]):
         raise NotImplementedError(f"tensor {spec.name!r}: only the batch dimension may be free, got {spec.shape}")
-    return [-1 if d is None else int(d) for d in spec.shape]
+    return [-1 if d is None else SEQUENCE_CODE if isinstance(d, SeqLen) else int(d) for d in spec.shape]
+
+
+# the executor's kinds that take the sequence dimension (csrc/model/build.cpp takes_sequence)
+SEQUENCE_KINDS = ("quantize", "dequantize", "conv", "dynamic_linear", "binary", "lut", "reshape", "softmax", "float_linear",
+                  "float_bmm", "float_layer_norm", "float_unary", "float_binary", "float_transpose", "float_concat",
+                  "float_select", "float_reduce", "embedding", "additive_mask", "padded_positions")
 
 
 def lower_step(plan: Plan, step: Step) -> dict:
@@ -31,7 +43,15 @@ def lower_step(plan: Plan, step: Step) -> dict:
     kind = step_kinds.get(step.op)
     if kind is None:
         raise NotImplementedError(f"the C++ executor has no {step.op!r} step")
-    return kind.lower(step, [plan.tensors[n] for n in step.inputs], plan.tensors[step.output])
+    specs = [plan.tensors[n] for n in (*step.inputs, step.output)]
+    record = kind.lower(step, specs[:-1], specs[-1])
+    with_seq = [t for t in specs if any(isinstance(d, SeqLen) for d in t.shape)]
+    if with_seq and record["kind"] not in SEQUENCE_KINDS:
+        raise NotImplementedError(f"the C++ executor's {record['kind']!r} step does not take the sequence dimension")
+    if any(t.quantized and len(t.shape) == 4 for t in with_seq):
+        raise NotImplementedError("a 4-D quantized tensor (NHWC in the executor) with the sequence dimension")
+    return record
+    return record
 
 
 def lower(plan: Plan) -> Plan:
@@ -39,7 +59,7 @@ def lower(plan: Plan) -> Plan:
     Raises NotImplementedError for a plan the C++ executor cannot run (a free dimension other
     than the batch, a window that is not 2-D)."""
     for spec in plan.tensors.values():
-        _shape(spec)
+        lowered_shape(spec)
     steps = []
     for i, s in enumerate(plan.steps):
         try:

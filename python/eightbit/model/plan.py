@@ -16,7 +16,11 @@ module's docstring describes them), shape rule, reference interpretation, loweri
 export. ``Plan.validate`` runs the checks every step shares, then the kind's own; it names no step.
 
 Float32 tensors inside the plan are in the float graph's layout. Dimension 0 of every tensor is
-the batch (None in specs): executors size their memory per sample.
+the batch (None in specs): executors size their memory per sample. A plan made from a graph with
+a free sequence dimension holds its ``SeqLen`` (graph/sequence.py) in shapes and in float steps'
+attributes; ``at_length(s)`` is the plan at one length, what the NumPy executors run and what
+``validate`` checks at the range's ends and middle (its checks are identities of degree <= 2 in
+S: the attention scores are [N, H, S, S]).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..graph.ir import SeqLen
+from ..graph.sequence import concrete, prefix
 from . import plan_shapes
 from . import steps as step_kinds
 from .plan_types import FLOAT, QUANT_DTYPES, Step, TensorSpec
@@ -38,9 +44,50 @@ class Plan:
     inputs: list           # names of the float32 graph inputs
     outputs: list          # names of the float32 graph outputs
 
+    def sequence(self):
+        """The plan's SeqLen, or None; ValueError if its tensors hold several or one stands
+        where no input shows it (a run reads its length from the inputs)."""
+        seqs = {d for spec in self.tensors.values() for d in spec.shape[1:] if isinstance(d, SeqLen)}
+        if any(isinstance(spec.shape[0] if spec.shape else None, SeqLen) for spec in self.tensors.values()):
+            raise ValueError("the batch dimension cannot be the sequence")
+        if len(seqs) > 1:
+            raise ValueError(f"the plan holds several sequence ranges {sorted(map(repr, seqs))}")
+        seq = next(iter(seqs), None)
+        if seq is not None and not any(seq in self.tensors[n].shape for n in self.inputs if n in self.tensors):
+            raise ValueError("the plan's tensors hold a sequence dimension that no input has")
+        return seq
+
+    def at_length(self, s: int) -> "Plan":
+        """The plan with its sequence dimension fixed at `s` (self when it has none)."""
+        seq = self.sequence()
+        if seq is None:
+            return self
+        if not seq.lo <= s <= seq.hi:
+            raise ValueError(f"sequence length {s} is outside the model's range {seq.lo} to {seq.hi}")
+        tensors = {n: TensorSpec(t.name, t.dtype, concrete(t.shape, s), t.scale, t.zero_point)
+                   for n, t in self.tensors.items()}
+        steps = []
+        for st in self.steps:
+            attrs = {k: _concrete_attr(v, s) for k, v in st.attrs.items()}
+            consts = dict(st.consts)
+            axis = st.attrs.get("attrs", {}).get("b_seq_axis") if st.op == "float" else None
+            if axis is not None:
+                del attrs["attrs"]["b_seq_axis"]
+                consts["b"] = prefix(consts["b"], axis, s)
+            steps.append(Step(st.op, st.inputs, st.output, attrs, consts, st.source))
+        return Plan(tensors, steps, list(self.inputs), list(self.outputs))
+
     def validate(self) -> "Plan":
         """Check that every step reads defined tensors of the right kind and carries its
         constants; raise ValueError naming the step otherwise. Returns self."""
+        seq = self.sequence()
+        if seq is not None:
+            for s in sorted({seq.lo, (seq.lo + seq.hi) // 2, seq.hi}):
+                try:
+                    self.at_length(s).validate()
+                except ValueError as e:
+                    raise ValueError(f"at sequence length {s}: {e}") from None
+            return self
         for spec in self.tensors.values():
             plan_shapes.check_size(spec)
         defined = set()
@@ -99,3 +146,10 @@ class Plan:
         """Bytes of all constants (the weights a saved model holds)."""
         return sum(int(np.asarray(v).nbytes) for s in self.steps for v in s.consts.values())
 
+
+
+def _concrete_attr(value, s: int):
+    """A step attribute with every SeqLen made `s` (a float step's node attrs are a dict)."""
+    if isinstance(value, dict):
+        return {k: _concrete_attr(v, s) for k, v in value.items()}
+    return concrete(value, s)

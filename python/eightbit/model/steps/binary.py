@@ -8,6 +8,8 @@ add, mul   QLinearAdd / QLinearMul, each operand and the output with its own sca
 """
 from __future__ import annotations
 
+from ...graph.ir import SeqLen
+from ...graph.sequence import concrete
 from ...numerics.broadcast import qlinear_add_b_first
 from ..plan_shapes import broadcast
 from .common import MS, qp
@@ -26,9 +28,16 @@ def _run(m, step, xs, ins, out, w):
 def _add_order(a, b) -> list:
     """ONNX Runtime's QLinearAdd operand order for batch <= 1 and batch > 1: the rule only compares
     extents with 1, so these two batch sizes stand for all."""
-    def with_batch(spec, n):
-        return (n,) + tuple(spec.shape[1:])
-    return [int(bool(qlinear_add_b_first(with_batch(a, n), with_batch(b, n)))) for n in (1, 2)]
+    def with_batch(spec, n, s):
+        return (n,) + concrete(tuple(spec.shape[1:]), s)
+    seq = next((d for d in (*a.shape, *b.shape) if isinstance(d, SeqLen)), None)
+    # a sequence dimension: the order must be the same at length 1 (if allowed) and above
+    lengths = (1,) if seq is None else sorted({min(seq.lo, 2), min(seq.hi, 2)})
+    order = {tuple(int(bool(qlinear_add_b_first(with_batch(a, n, s), with_batch(b, n, s)))) for n in (1, 2))
+             for s in lengths}
+    if len(order) > 1:
+        raise NotImplementedError("ONNX Runtime's QLinearAdd operand order changes with the sequence length")
+    return list(order.pop())
 
 
 def _lower(step, ins, out):

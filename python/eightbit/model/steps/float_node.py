@@ -94,8 +94,11 @@ def _lower(step, ins, out) -> dict:
         act = at.get("activation")
         lo, hi = (-np.inf, np.inf) if act is None else (0.0, np.inf) if act == "relu" else (act[1], act[2])
         b = c.get("b")
-        return {"kind": "float_binary", "fn": node_op, "lo": float(lo), "hi": float(hi),
-                "b": None if b is None else np.ascontiguousarray(b, np.float32)}
+        record = {"kind": "float_binary", "fn": node_op, "lo": float(lo), "hi": float(hi),
+                  "b": None if b is None else np.ascontiguousarray(b, np.float32)}
+        if at.get("b_seq_axis") is not None:  # b: a table whose first S entries along that axis are used
+            record["b_seq_axis"] = int(at["b_seq_axis"])
+        return record
     if node_op == "bmm":
         return {"kind": "float_bmm"}
     if node_op in ("max_pool2d", "avg_pool2d") and rank == 4:
