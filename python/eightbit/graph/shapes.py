@@ -318,9 +318,12 @@ def _reshape(node: Node, shapes):
     seq = sequence_of(target)
     if seq is not None and seq != sequence_of(x):
         _fail(node, f"shape={format_shape(target)} holds a sequence dimension that x {format_shape(x)} lacks")
-    if _values_per_sample((None,) + target) != _values_per_sample(x):
-        _fail(node, f"shape={format_shape(target)} does not hold as many values per sample as x "
-                    f"{format_shape(x)}")
+    want, have = _values_per_sample((None,) + target), _values_per_sample(x)
+    if want != have:
+        count = lambda c, k: f"{c}" + " * S" * k  # noqa: E731
+        shown = format_shape(target) if seq is not None else target
+        _fail(node, f"shape={shown} holds {count(*want)} values per sample, but x {format_shape(x)} has "
+                    f"{count(*have)}")
     return (x[0],) + target
 
 
