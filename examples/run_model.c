@@ -1,6 +1,7 @@
 /* Loads a .eb model with the eightbit C library and runs it on raw float32 input files.
  *
  *   run_model MODEL.eb BATCH INPUT0.f32 [INPUT1.f32 ...]
+ *   run_model MODEL.eb BATCHxLENGTH INPUT0.f32 [...]     (a model with a sequence dimension)
  *
  * Each input file holds the input's values for BATCH items (C order, little-endian float32, the
  * float model's layout).  Prints, per output, a line "output NAME d0 d1 ..." and then every value
@@ -25,10 +26,13 @@ static float* read_floats(const char* path, size_t count) {
   return data;
 }
 
+/* A dimension's extent in a run of sequence length `seq`. */
+static int64_t extent(int64_t dim, int64_t seq) { return dim == EB_SEQUENCE_DIM ? seq : dim; }
+
 /* Elements per batch item of a shape (dims[0] is the batch). */
-static size_t per_item(const int64_t* dims, size_t ndim) {
+static size_t per_item(const int64_t* dims, size_t ndim, int64_t seq) {
   size_t n = 1;
-  for (size_t d = 1; d < ndim; ++d) n *= (size_t)dims[d];
+  for (size_t d = 1; d < ndim; ++d) n *= (size_t)extent(dims[d], seq);
   return n;
 }
 
@@ -43,10 +47,15 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cannot load %s: %s\n", argv[1], err.message);
     return 1;
   }
-  const int64_t batch = atoll(argv[2]);
+  char* rest = NULL;
+  const int64_t batch = strtoll(argv[2], &rest, 10);
+  const int64_t seq = *rest == 'x' ? atoll(rest + 1) : 0;
+  int64_t lo = 0, hi = 0;
+  eb_model_sequence_range(model, &lo, &hi, NULL);
   const size_t n_in = eb_model_num_inputs(model), n_out = eb_model_num_outputs(model);
-  if ((size_t)argc != 3 + n_in || batch < 1) {
-    fprintf(stderr, "the model has %zu input(s): give a batch >= 1 and one file per input\n", n_in);
+  if ((size_t)argc != 3 + n_in || batch < 1 || (hi > 0 && (seq < lo || seq > hi))) {
+    fprintf(stderr, "the model has %zu input(s): give a batch >= 1 (BATCHxLENGTH, LENGTH in [%lld, %lld], for a "
+            "model with a sequence dimension) and one file per input\n", n_in, (long long)lo, (long long)hi);
     eb_model_free(model);
     return 2;
   }
@@ -59,7 +68,7 @@ int main(int argc, char** argv) {
   size_t ndim = 0;
   for (size_t i = 0; i < n_in; ++i) {
     eb_model_input_shape(model, i, dims, 8, &ndim, NULL);
-    in_sizes[i] = (size_t)batch * per_item(dims, ndim);
+    in_sizes[i] = (size_t)batch * per_item(dims, ndim, seq);
     in[i] = read_floats(argv[3 + i], in_sizes[i]);
     if (in[i] == NULL) {
       fprintf(stderr, "cannot read %zu floats from %s\n", in_sizes[i], argv[3 + i]);
@@ -68,17 +77,17 @@ int main(int argc, char** argv) {
   }
   for (size_t i = 0; i < n_out; ++i) {
     eb_model_output_shape(model, i, dims, 8, &ndim, NULL);
-    out_sizes[i] = (size_t)batch * per_item(dims, ndim);
+    out_sizes[i] = (size_t)batch * per_item(dims, ndim, seq);
     out[i] = malloc(out_sizes[i] * sizeof(float) + 1);
   }
-  if (eb_model_run(model, batch, (const float* const*)in, in_sizes, out, out_sizes, &err) != EB_OK) {
+  if (eb_model_run_sequence(model, batch, seq, (const float* const*)in, in_sizes, out, out_sizes, &err) != EB_OK) {
     fprintf(stderr, "run failed: %s\n", err.message);
     goto done;
   }
   for (size_t i = 0; i < n_out; ++i) {
     eb_model_output_shape(model, i, dims, 8, &ndim, NULL);
     printf("output %s %lld", eb_model_output_name(model, i), (long long)batch);
-    for (size_t d = 1; d < ndim; ++d) printf(" %lld", (long long)dims[d]);
+    for (size_t d = 1; d < ndim; ++d) printf(" %lld", (long long)extent(dims[d], seq));
     printf("\n");
     for (size_t k = 0; k < out_sizes[i]; ++k) printf("%a\n", out[i][k]);
   }

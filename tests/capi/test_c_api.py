@@ -206,3 +206,38 @@ def test_mutated_files_are_refused_or_run_never_crash(tmp_path, make):
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     loaded, refused = (int(v.split("=")[1]) for v in proc.stdout.split()[1:])
     assert loaded + refused == 3000 and refused > 1000
+
+
+def test_example_program_runs_a_free_sequence_model_at_every_length(run_model, tmp_path):
+    """A model imported with dims={"sequence": (1, 16)}: run_model BATCHxLENGTH through
+    eb_model_run_sequence, bit for bit with qm.run; a length outside the range is refused."""
+    pytest.importorskip("onnx")
+    g = eb.from_onnx(ROOT / "tests" / "data" / "onnx" / "transformers" / "bert_tiny_op17.onnx",
+                     dims={"sequence": (1, 16)})
+    rng = np.random.default_rng(2)
+
+    def feeds(length):
+        return {"input_ids": rng.integers(3, 100, (2, length)).astype(np.float32),
+                "attention_mask": np.ones((2, length), np.float32),
+                "token_type_ids": np.zeros((2, length), np.float32)}
+    qm = eb.quantize(g, [feeds(9)], dynamic=True)
+    qm.save(tmp_path / "m.eb")
+    for length in (1, 5, 16, 17):
+        f = feeds(length)
+        files = []
+        for name in qm.input_names:
+            files.append(tmp_path / f"{name}.f32")
+            f[name].astype("<f4").tofile(files[-1])
+        proc = subprocess.run([str(run_model), str(tmp_path / "m.eb"), f"2x{length}", *map(str, files)],
+                              capture_output=True, text=True)
+        if length == 17:
+            assert proc.returncode == 2 and "LENGTH in [1, 16]" in proc.stderr
+            continue
+        assert proc.returncode == 0, proc.stderr
+        got, want = _parse(proc.stdout), qm.run(f)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{name} at length {length}")
+    # eb_model_run (no length) refuses such a model
+    proc = subprocess.run([str(run_model), str(tmp_path / "m.eb"), "2", *map(str, files)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0

@@ -284,6 +284,14 @@ def base_models() -> dict:
     calib = dict(zip(("x", "mask"), synthetic_encoder_inputs(bw, 4, 4, seed=4, min_len=2)))
     out["encoder"] = (_quantize(g, [calib]), {"x": (4, 64), "mask": (1, 1, 4)})
 
+    # the same encoder for every length 2..4 (a free sequence dimension: shapes hold -2, the file
+    # its range)
+    from eightbit.graph.ir import SeqLen
+    from eightbit.graph.sequence import unify
+    g3 = bert_encoder(bw, layers=1, heads=2, seq_len=3, hidden=64, ffn=128)
+    g = unify(g, g3, SeqLen(2, 4))
+    out["encoder_free_sequence"] = (_quantize(g, [calib], dynamic=True), {"x": (4, 64), "mask": (1, 1, 4)})
+
     return {k: (plan_tree(qm.plan), feeds) for k, (qm, feeds) in out.items()}
 
 
@@ -388,7 +396,7 @@ def m_tensor_dim(tree, d):
     elif kind == "batch" and shape:
         shape[0] = d.choice([0, 1, 2, 3, 7, 2**20, 2**31, -2])
     elif kind == "minus_one" and len(shape) > 1:
-        shape[1 + d.index(len(shape) - 1)] = -1
+        shape[1 + d.index(len(shape) - 1)] = d.choice([-1, -2, -3])  # -2: the sequence dimension
     else:
         return None
     t["shape"] = shape
@@ -863,7 +871,19 @@ def m_inflate(tree, d):
     return f"step {s.get('op')} from {s.get('source')!r}: attrs {s['attrs']}"[:300]
 
 
-MUTATIONS = [m_tensor_dim, m_tensor_field, m_tensor_list, m_step_io, m_step_op, m_attr, m_attr, m_lowered,
+def m_sequence(tree, d):
+    """The declared sequence range: removed, empty, inverted, huge, of the wrong type."""
+    if not isinstance(tree, dict):
+        return None
+    value = d.choice([None, [0, 4], [5, 2], [1, 2**40], [1, 2**62], [-1, -1], [3], [1, 1], [2, 4, 6], "x", [1.5, 4]])
+    if value is None:
+        tree.pop("sequence", None)
+    else:
+        tree["sequence"] = value
+    return f"sequence = {value}"
+
+
+MUTATIONS = [m_tensor_dim, m_sequence, m_tensor_field, m_tensor_list, m_step_io, m_step_op, m_attr, m_attr, m_lowered,
              m_lowered, m_lowered, m_const_values,
              m_const_geometry, m_const_raw, m_const_alias, m_const_list, m_step_list, m_io_lists, m_top,
              m_nesting, m_raw_meta, m_inflate]

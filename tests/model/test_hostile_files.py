@@ -102,7 +102,8 @@ def test_sandbox_sees_crashes_and_hangs(sandbox, bases, tmp_path):
     assert res["outcome"] == "ran", res
 
 
-@pytest.mark.parametrize("name", ["mlp", "mlp_fixed_int8", "dynamic_mlp", "cnn", "float_islands", "encoder"])
+@pytest.mark.parametrize("name", ["mlp", "mlp_fixed_int8", "dynamic_mlp", "cnn", "float_islands", "encoder",
+                                  "encoder_free_sequence"])
 def test_base_models_load_and_run(sandbox, bases, tmp_path, name):
     """The starting points of the fuzzers, written by the hostile writer unchanged, are valid."""
     tree, feeds = bases[name]

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .ir import Tensor
+from .ir import SeqLen, Tensor
 
 
 # ---- argument checks shared with graph.py -----------------------------------------------------
@@ -419,11 +419,13 @@ class Builders:
             raise TypeError(f"{where}: shape must be a tuple of ints (without the batch dimension), got {shape!r}")
         if len(shape) and shape[0] is None:
             shape = tuple(shape[1:])
-        dims = [_int(d, where, "shape entry", -1) for d in shape]
+        dims = [d if isinstance(d, SeqLen) else _int(d, where, "shape entry", -1) for d in shape]
         if dims.count(-1) > 1 or 0 in dims:
             raise ValueError(f"{where}: shape={tuple(shape)} may hold one -1 and no 0")
-        size = math.prod(x.shape[1:])
+        if -1 in dims and any(isinstance(d, SeqLen) for d in (*dims, *x.shape)):
+            raise ValueError(f"{where}: with a sequence dimension, give every entry of shape (no -1)")
         if -1 in dims:
+            size = math.prod(x.shape[1:])
             known = -math.prod(dims)
             if size % known:
                 raise ValueError(f"{where}: shape={tuple(shape)} cannot hold the {size} values per sample "

@@ -49,7 +49,7 @@ def length_of(declared: dict, feeds: dict, where: str = "run"):
                 raise ValueError(f"{where}: inputs {first!r} and {name!r} disagree on the sequence length "
                                  f"({length} vs {got[axis]})")
     if seq is not None and not seq.lo <= length <= seq.hi:
-        raise ValueError(f"{where}: input {first!r} has sequence length {length}; the model takes "
+        raise ValueError(f"{where}: input {first!r} has sequence length {length}, outside the model's range "
                          f"{seq.lo} to {seq.hi}")
     return length
 

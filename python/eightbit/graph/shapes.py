@@ -271,14 +271,14 @@ def _clip(node: Node, shapes):
 def _concat(node: Node, shapes):
     axis, first = node.attrs["axis"], shapes[0]
     _axis_ok(node, axis, len(first), 1)
+    if any(isinstance(s[axis], SeqLen) for s in shapes if len(s) > axis):
+        _fail(node, f"axis {axis} is the sequence dimension: a concatenation along it is not supported")
     total = 0
     for i, s in enumerate(shapes):
         if len(s) != len(first) or any(s[d] != first[d] for d in range(len(s)) if d != axis):
             _fail(node, f"input {i} has shape {format_shape(s)}, which differs from input 0 "
                         f"{format_shape(first)} outside axis {axis}")
         total += s[axis]
-    if isinstance(total, SeqLen) or any(isinstance(s[axis], SeqLen) for s in shapes):
-        _fail(node, f"axis {axis} is the sequence dimension: a concatenation along it is not supported")
     return tuple(first[:axis]) + (total,) + tuple(first[axis + 1:])
 
 

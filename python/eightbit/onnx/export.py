@@ -80,7 +80,7 @@ import numpy as np
 from ..model import steps as step_kinds
 from ..model.plan import Plan, TensorSpec
 from ..model.steps.common import nchw as _nchw
-from .export_float import OnnxBuilder, check_opset, float_value_info, graph_to_onnx
+from .export_float import OnnxBuilder, check_opset, float_value_info, graph_to_onnx, onnx_dims
 
 FORMATS = ("qdq", "qoperator")
 
@@ -209,5 +209,5 @@ class _PlanExporter:
             if name in ends:
                 continue
             elem = helper.np_dtype_to_tensor_dtype(spec.dtype)
-            shape = ["N" if d is None else d for d in _nchw(spec)]
+            shape = onnx_dims(_nchw(spec))
             self.b.value_info.append(helper.make_tensor_value_info(name, elem, shape))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph.ir import SeqLen
+
 from .names import fresh_name
 
 DEFAULT_OPSET = 17
@@ -60,6 +62,17 @@ class OnnxBuilder:
         self.nodes.append(self._helper.make_node(op_type, list(inputs), list(outputs), name=node_name,
                                                  domain=domain or None, **attrs))
 
+    def rows_back_shape(self, x: str, last: int, name: str) -> str:
+        """The shape of `x` with its last dimension made `last`, computed at run time (the batch
+        and the sequence may both be free): Concat(Shape(x)[:-1], [last])."""
+        shape, head = self.fresh(f"{name}.in_shape"), self.fresh(f"{name}.in_shape_head")
+        self.node("Shape", [x], [shape], f"{name}.shape")
+        self.node("Slice", [shape, self.const(f"{name}.zero", [0], np.int64), self.const(f"{name}.minus_one", [-1], np.int64)],
+                  [head], f"{name}.shape_head")
+        out = self.fresh(f"{name}.out_shape")
+        self.node("Concat", [head, self.const(f"{name}.last", [last], np.int64)], [out], f"{name}.out_shape", axis=0)
+        return out
+
     def model(self, graph_name: str, inputs, outputs, producer: str):
         """The ModelProto: ``inputs`` / ``outputs`` are ValueInfoProtos."""
         import onnx
@@ -79,7 +92,12 @@ def float_value_info(name: str, shape, dtype: str = "float32"):
     from onnx import TensorProto, helper
 
     elem = TensorProto.INT64 if dtype == "int64" else TensorProto.FLOAT
-    return helper.make_tensor_value_info(name, elem, ["N" if d is None else d for d in shape])
+    return helper.make_tensor_value_info(name, elem, onnx_dims(shape))
+
+
+def onnx_dims(shape) -> list:
+    """A shape's ONNX dims: the free batch is the symbolic "N", the sequence "sequence"."""
+    return ["N" if d is None else "sequence" if isinstance(d, SeqLen) else d for d in shape]
 
 
 def check_opset(opset, ops, what: str) -> int:
@@ -131,7 +149,19 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
         b.node("BatchNormalization", [x[0], c("weight"), c("bias"), c("mean"), c("var")], [out], name,
                epsilon=float(a["eps"]))
     elif op in ("add", "mul"):
-        b.node(op.capitalize(), [x[0], x[1] if len(x) > 1 else c("b")], [out], name)
+        operand = x[1] if len(x) > 1 else c("b")
+        if a.get("b_seq_axis") is not None:  # the first S entries of the table: Slice by x's length
+            k, rank_b = a["b_seq_axis"], consts["b"].ndim
+            axis = in_ranks[0] - rank_b + k        # x's sequence axis (b aligns right)
+            length, cut = b.fresh(f"{name}.length"), b.fresh(f"{name}.b_prefix")
+            shape = b.fresh(f"{name}.x_shape")
+            b.node("Shape", [x[0]], [shape], f"{name}.x_shape")
+            b.node("Slice", [shape, b.const(f"{name}.axis_start", [axis], np.int64),
+                             b.const(f"{name}.axis_end", [axis + 1], np.int64)], [length], f"{name}.length")
+            b.node("Slice", [operand, b.const(f"{name}.zero", [0], np.int64), length,
+                             b.const(f"{name}.b_axis", [k], np.int64)], [cut], f"{name}.b_prefix")
+            operand = cut
+        b.node(op.capitalize(), [x[0], operand], [out], name)
     elif op in ("relu", "sigmoid", "tanh", "hardswish", "erf", "identity", "dropout"):
         b.node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish", "erf": "Erf"}.get(
             op, "Identity"), [x[0]], [out], name)
@@ -169,6 +199,9 @@ def emit_float_node(b: OnnxBuilder, op: str, name: str, inputs: list, output: st
         b.node("Flatten", [x[0]], [out], name, axis=1)
     elif op in ("flatten", "reshape"):
         shape = [0] * a["start_dim"] + [-1] if op == "flatten" else [0] + list(a["shape"])
+        if sum(isinstance(d, SeqLen) for d in shape) > 1:
+            raise NotImplementedError(f"{name}: a reshape to a shape holding the sequence twice has no ONNX form here")
+        shape = [-1 if isinstance(d, SeqLen) else d for d in shape]  # the one dimension ONNX infers
         b.node("Reshape", [x[0], b.const(f"{name}.shape", shape, np.int64)], [out], name)
     elif op == "transpose":
         b.node("Transpose", [x[0]], [out], name, perm=list(a["perm"]))

@@ -210,8 +210,8 @@ def _linear_export(ex, step, label):
         ex.b.node("Reshape", [x, ex.int_const(f"{label}.rows_shape", [-1, k], np.int64)], [x2], f"{label}.to_rows")
     _export_core(ex, step, label, x2, y2, None)
     if rank != 2:
-        shape = [-1] + [int(d) for d in ex.spec(y).shape[1:]]  # only the batch is free
-        ex.b.node("Reshape", [y2, ex.int_const(f"{label}.out_shape", shape, np.int64)], [y], f"{label}.from_rows")
+        shape = ex.b.rows_back_shape(x, int(ex.spec(y).shape[-1]), label)  # the batch, the sequence free
+        ex.b.node("Reshape", [y2, shape], [y], f"{label}.from_rows")
 
 
 CONV = StepKind("conv", 1, "quant", consts=CONSTS, check=_check, shape=_conv_shape, run=_conv_run,

@@ -116,8 +116,7 @@ def _export(ex, step, label):
         out = n("Add", [out, n("Mul", [xj, wj], f"outlier{j}.product")], f"outlier{j}.sum")
     if step.attrs.get("activation") == "relu":
         out = n("Relu", [out], "relu")
-    shape = [-1] + [int(d) for d in ex.spec(y).shape[1:]]
-    b.node("Reshape", [out, ex.int_const(f"{label}.out_shape", shape, np.int64)], [y], label)
+    b.node("Reshape", [out, b.rows_back_shape(x, int(ex.spec(y).shape[-1]), label)], [y], label)
 
 
 DYNAMIC_LINEAR = StepKind("dynamic_linear", 1, "float", consts=CONSTS, check=_check,
