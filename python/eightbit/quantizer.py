@@ -39,6 +39,7 @@ import numpy as np
 from .calibrate import Calibrator, iterate_batches
 from .graph import Graph
 from .graph.passes import prepare_for_quantization
+from .graph.shapes import sequence_of
 from .model import Plan, QuantizedModel, Step, TensorSpec
 from .numerics.qparams import choose_qparams, quantize_weight_symmetric
 from .numerics.tables import make_lookup_table
@@ -485,7 +486,12 @@ class _Lowering:
     def _quantizable(self, node) -> bool:
         """Every tensor the node reads and writes has quantization parameters, all of one dtype
         (always so after calibration; an imported model leaves tensors without Q/DQ float, and
-        runs a node mixing uint8 and int8 in float, as ONNX Runtime does)."""
+        runs a node mixing uint8 and int8 in float, as ONNX Runtime does). A 4-D tensor holding
+        the sequence dimension stays float32: the executor keeps 4-D quantized tensors NHWC, a
+        layout for images."""
+        if any(len(s) == 4 and sequence_of(s) is not None
+               for s in (self.g.tensors[n].shape for n in (*node.inputs, node.output))):
+            return False
         if not self.params.given:
             return True
         if not self.params.covers(node):
