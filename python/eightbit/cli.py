@@ -105,14 +105,17 @@ def _input_shape(text: str) -> tuple:
 
 
 def _named_dim(text: str) -> tuple:
-    """``sequence=128`` -> ("sequence", 128): a dimension the ONNX model names, fixed at import."""
+    """``sequence=128`` -> ("sequence", 128): a dimension the ONNX model names, fixed at import;
+    ``sequence=1:128`` -> ("sequence", (1, 128)): every length in that range (one model)."""
     name, sep, size = text.partition("=")
     try:
-        if not sep or not name or int(size) <= 0:
+        bounds = tuple(int(v) for v in size.split(":"))
+        if not sep or not name or len(bounds) > 2 or min(bounds) <= 0 or bounds[0] > bounds[-1]:
             raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected name=size (a positive int), got {text!r}") from None
-    return name, int(size)
+        raise argparse.ArgumentTypeError(f"expected name=size or name=lo:hi (positive ints, lo <= hi), "
+                                         f"got {text!r}") from None
+    return name, bounds[0] if len(bounds) == 1 else bounds
 
 
 def _sqnr_db(want: np.ndarray, got: np.ndarray) -> float:
@@ -392,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                           help="fix an input's symbolic dimensions (N for a free batch)")
     quantize.add_argument("--dim", type=_named_dim, action="append", metavar="NAME=SIZE",
-                          help="fix every input dimension the model names so (e.g. sequence=128)")
+                          help="fix every input dimension the model names so (e.g. sequence=128), or let it "
+                               "take every length in a range (sequence=1:128: one model for every length)")
     quantize.add_argument("--accuracy-budget", type=float, metavar="DROP",
                           help="keep the fewest nodes float32 whose relative metric drop on --eval stays within DROP "
                                "(e.g. 0.01)")
