@@ -203,3 +203,22 @@ def test_file_records_the_range_and_refuses_a_sequence_it_does_not_declare(tmp_p
     tree["sequence"] = [5, 2]
     with pytest.raises(file_format.ModelFileError, match="'sequence' must be two ints"):
         file_format.read(file_format.encode_tree(tree))
+
+
+def test_command_line_quantizes_for_a_range_of_lengths(tmp_path):
+    """eightbit quantize --dim sequence=lo:hi writes one .eb for every length in the range."""
+    from eightbit.cli import main
+
+    g = _graph("bert_tiny_op17")
+    np.savez(tmp_path / "calib.npz", **_feeds(g, 24, seed=5))
+    model = str(DATA / "bert_tiny_op17.onnx")
+    assert main(["quantize", model, "--dim", "sequence=1:24", "--calib", str(tmp_path / "calib.npz"),
+                 "-o", str(tmp_path / "s.eb")]) == 0
+    q = eb.load(tmp_path / "s.eb")
+    for length in (3, 24):
+        feeds = _feeds(g, length)
+        got, want = q.run(feeds)["last_hidden_state"], _first(g.run(feeds))
+        cos = np.sum(got * want, -1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1))
+        assert cos.min() > 0.99
+    with pytest.raises(SystemExit):
+        main(["quantize", model, "--dim", "sequence=5:2", "-o", str(tmp_path / "x.eb")])
