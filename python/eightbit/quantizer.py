@@ -54,7 +54,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
              requant: str = "float", exclude=(), dynamic: bool = False, per_token="auto", equalize: bool = False,
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
-             min_sqnr=MIN_SQNR_DB, progress=None) -> QuantizedModel:
+             min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8") -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -68,6 +68,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     ``per_token`` (static): "auto" (default) quantizes the input of every linear / matmul layer over
     a token sequence (input rank >= 3) per token at run time, with a float32 output; True does so
     for every linear / matmul layer, False for none (per-tensor scales from calibration).
+    ``embeddings``: "int8" (default) stores embedding tables as int8 with one float32 scale per
+    row (symmetric: a 4x smaller table; a row reads float32(q) * scale), "float" keeps them float32.
 
     Error compensation (docs/accuracy.md): ``equalize=True`` (cross-layer equalization),
     ``smooth=alpha`` (SmoothQuant for linear layers), ``bias_correction=True``.
@@ -85,6 +87,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
     exclude = check_exclude(graph, exclude)
+    check_embeddings(embeddings)
     if dynamic:
         static_only = {"accuracy_budget": accuracy_budget is not None, "smooth": smooth not in (None, False),
                        "equalize": equalize, "bias_correction": bias_correction,
@@ -98,7 +101,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         if requant not in ("float", "fixed"):
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
         prepared = prepare_for_quantization(graph)
-        params = CalibratedQParams(prepared, {}, dtype, per_channel)
+        params = CalibratedQParams(prepared, {}, dtype, per_channel, embeddings=embeddings)
         return lower_to_model(prepared, params, exclude=exclude, requant=requant, dynamic=True)
     if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
         raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
@@ -107,7 +110,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     cal = calibrate(graph, calibration, method=method, percentile=percentile, per_channel=per_channel,
                     activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
-                    bias_correction=bias_correction, progress=progress)
+                    bias_correction=bias_correction, progress=progress, embeddings=embeddings)
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -120,6 +123,11 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
 
 class QuantizationWarning(UserWarning):
     """eb.quantize made a model whose output is far from the float model's (docs/accuracy.md)."""
+
+
+def check_embeddings(embeddings) -> None:
+    if embeddings not in ("int8", "float"):
+        raise ValueError(f"embeddings: expected 'int8' or 'float', got {embeddings!r}")
 
 
 def check_exclude(graph: Graph, exclude) -> set:
@@ -190,7 +198,7 @@ class Calibrated:
 def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None, percentile: float = 99.99,
               per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
               requant: str = "float", per_token="auto", equalize: bool = False, smooth=None,
-              bias_correction: bool = False, progress=None):
+              bias_correction: bool = False, progress=None, embeddings: str = "int8"):
     """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
     ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
     if not isinstance(graph, Graph):
@@ -200,6 +208,7 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
         raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
     if not (per_token == "auto" or isinstance(per_token, bool)):
         raise ValueError(f"per_token: expected 'auto', True or False, got {per_token!r}")
+    check_embeddings(embeddings)
     if calibration is None:
         raise ValueError("calibration: static quantization needs calibration batches (or dynamic=True)")
     names = [method] if methods is None else list(methods)
@@ -236,7 +245,7 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
     result = {}
     for m, c in calibrators.items():
         params = CalibratedQParams(prepared, c.ranges(), dtype, per_channel, symmetric=activation_symmetric,
-                                   bias_stats=bias_stats, per_token=per_token)
+                                   bias_stats=bias_stats, per_token=per_token, embeddings=embeddings)
         result[m] = Calibrated(prepared, params, requant, feeds, outputs)
     return result if methods is not None else result[method]
 
@@ -310,8 +319,9 @@ class CalibratedQParams:
     given = False
 
     def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool, symmetric: bool = False,
-                 bias_stats=None, per_token=False):
+                 bias_stats=None, per_token=False, embeddings: str = "int8"):
         self.g, self.ranges, self.dtype, self.per_channel = g, ranges, np.dtype(dtype), per_channel
+        self.embeddings = embeddings   # "int8": embedding tables int8 per row (embedding_consts)
         self.symmetric = symmetric
         self.per_token = per_token     # which linear layers quantize their input per token: per_token_linear
         self.bias_stats = bias_stats   # compensation.ChannelStats of layer inputs: bias correction
@@ -331,6 +341,17 @@ class CalibratedQParams:
 
     granularity = "row"   # dynamic_linear inputs: quantized per row at run time
     outliers = True       # dynamic_linear layers run their outlier weight columns in float32
+
+    def embedding_consts(self, table: np.ndarray) -> dict:
+        """An embedding step's constants: the float32 table, or (embeddings="int8") the table
+        symmetric int8 per row with its float32 row scales."""
+        if self.embeddings == "float":
+            return {"table": table}
+        try:
+            q, scale = quantize_weight_symmetric(table, per_channel=True)
+        except ValueError:  # a row too small for an int8 scale (subnormal): the table stays float32
+            return {"table": table}
+        return {"table": q, "row_scale": scale}
 
     def _int8_weights(self, w: np.ndarray):
         """(int8 weights [O, ...] (rows = output channels), float32 scales [O]): symmetric, per
@@ -653,10 +674,12 @@ class _Lowering:
         return True
 
     def _lower_embedding(self, node) -> None:
-        """Token ids -> rows of the float32 table (an int8 per-row table is a later step)."""
+        """Token ids -> rows of the table: float32, or int8 per row where the parameters say so
+        (``embedding_consts``; eb.compile and imported models keep it float32)."""
         out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
-        self.steps.append(Step("embedding", (self._f(node.inputs[0]),), out, {}, {"table": node.consts["weight"]},
-                               source=node.name))
+        table = node.consts["weight"]
+        consts = self.params.embedding_consts(table) if hasattr(self.params, "embedding_consts") else {"table": table}
+        self.steps.append(Step("embedding", (self._f(node.inputs[0]),), out, {}, consts, source=node.name))
 
     def _lut(self, node) -> bool:
         x = self._q(node.inputs[0])

@@ -10,11 +10,12 @@ from _records import Records
 TABLE = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
 
 
-def _embedding(table=TABLE, out_shape=(-1, 4, 3)):
+def _embedding(table=TABLE, out_shape=(-1, 4, 3), row_scale=None):
     r = Records()
     r.add_tensor("ids", "float32", (-1, 4))
     r.add_tensor("y", "float32", out_shape)
-    r.step("embedding", ["ids"], "y", consts={"table": table})
+    consts = {"table": table} if row_scale is None else {"table": table, "row_scale": row_scale}
+    r.step("embedding", ["ids"], "y", consts=consts)
     return r
 
 
@@ -33,8 +34,17 @@ def test_embedding_refuses_bad_ids_at_run_time(bad):
         r.run([ids])
 
 
+def test_int8_table_reads_each_row_times_its_scale():
+    rng = np.random.default_rng(0)
+    q = rng.integers(-127, 128, (5, 3)).astype(np.int8)
+    scale = rng.uniform(1e-3, 2.0, 5).astype(np.float32)
+    ids = np.array([[0, 4, 2, 2], [1, 1, 3, 0]], np.float32)
+    want = np.array([[[np.float32(v) * scale[i] for v in q[i]] for i in row] for row in ids.astype(int)], np.float32)
+    np.testing.assert_array_equal(_embedding(q, row_scale=scale).run([ids])[0], want)
+
+
 @pytest.mark.parametrize("table, out_shape, message", [
-    (np.zeros(5, np.float32), (-1, 4, 3), "table must be a \\[V, D\\] float32 array"),
+    (np.zeros(5, np.float32), (-1, 4, 3), "table must be a \\[V, D\\] array"),
     (np.zeros((5, 3), np.int8), (-1, 4, 3), "float32"),
     (TABLE, (-1, 4, 2), "expected \\(N, 4, 3\\)"),
     (TABLE, (-1, 3, 3), "expected \\(N, 4, 3\\)"),
@@ -42,6 +52,17 @@ def test_embedding_refuses_bad_ids_at_run_time(bad):
 def test_embedding_records_are_checked(table, out_shape, message):
     with pytest.raises(_core.ModelFileError, match=message):
         _embedding(table, out_shape)
+
+
+@pytest.mark.parametrize("table, scale, message", [
+    (np.zeros((5, 3), np.float32), np.ones(5, np.float32), "int8"),          # a scale goes with an int8 table
+    (np.zeros((5, 3), np.int8), np.ones(4, np.float32), "5 values"),
+    (np.zeros((5, 3), np.int8), np.array([1, 1, 0, 1, 1], np.float32), "positive and finite"),
+    (np.zeros((5, 3), np.int8), np.array([1, 1, np.nan, 1, 1], np.float32), "positive and finite"),
+])
+def test_int8_table_records_are_checked(table, scale, message):
+    with pytest.raises(_core.ModelFileError, match=message):
+        _embedding(table, row_scale=scale)
 
 
 def _mask(fill=-1e4, in_shape=(-1, 4), out_shape=(-1, 1, 1, 4)):

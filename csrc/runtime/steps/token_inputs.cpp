@@ -32,7 +32,9 @@ inline int64_t as_index(float v, int64_t limit) {
 }
 
 struct EmbeddingStep final : Step {
-  std::vector<float> table;  // [rows, dim], row-major
+  std::vector<float> table;      // [rows, dim], row-major: a float32 table, or
+  std::vector<int8_t> table_q;   // an int8 one with
+  std::vector<float> row_scale;  // one scale per row (a row reads float(q) * scale)
   int64_t rows = 0, dim = 0;
 
   void run(const StepIO& io) const override {
@@ -41,12 +43,21 @@ struct EmbeddingStep final : Step {
     for (int64_t i = 0; i < count; ++i)  // check every id before writing anything
       if (as_index(ids[i], rows) < 0) bad_value(io, "token id", ids[i], rows);
     auto* y = static_cast<float*>(io.out());
+    if (!table_q.empty()) {
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t r = as_index(ids[i], rows);
+        const int8_t* q = table_q.data() + r * dim;
+        const float s = row_scale[static_cast<size_t>(r)];
+        for (int64_t j = 0; j < dim; ++j) y[i * dim + j] = static_cast<float>(q[j]) * s;
+      }
+      return;
+    }
     const auto row_bytes = static_cast<size_t>(dim) * sizeof(float);
     for (int64_t i = 0; i < count; ++i)
       std::memcpy(y + i * dim, table.data() + as_index(ids[i], rows) * dim, row_bytes);
   }
 
-  int64_t const_bytes() const override { return static_cast<int64_t>(table.size() * sizeof(float)); }
+  int64_t const_bytes() const override { return bytes_of(table) + bytes_of(table_q) + bytes_of(row_scale); }
 };
 
 struct AdditiveMaskStep final : Step {
@@ -86,8 +97,10 @@ struct PaddedPositionsStep final : Step {
 
 std::unique_ptr<Step> create_embedding(const StepContext& c) {
   c.float_in_out("embedding");
-  const ArrayView& t = c.consts.array("table", ArrayDtype::kFloat32, "float32");
-  if (t.shape.size() != 2 || t.shape[0] < 1 || t.shape[1] < 1) c.bad("table must be a [V, D] float32 array");
+  const bool int8 = c.consts.has("row_scale");
+  const ArrayView& t = int8 ? c.consts.array("table", ArrayDtype::kInt8, "int8")
+                            : c.consts.array("table", ArrayDtype::kFloat32, "float32");
+  if (t.shape.size() != 2 || t.shape[0] < 1 || t.shape[1] < 1) c.bad("table must be a [V, D] array");
   if (t.shape[0] > kMaxRows) c.bad("the table has more than 2^24 rows (float32 ids address 2^24 exactly)");
   std::vector<int64_t> want = c.in().shape;
   want.push_back(t.shape[1]);
@@ -95,7 +108,14 @@ std::unique_ptr<Step> create_embedding(const StepContext& c) {
   auto s = std::make_unique<EmbeddingStep>();
   s->rows = t.shape[0];
   s->dim = t.shape[1];
-  s->table = values_of<float>(t);
+  if (!int8) {
+    s->table = values_of<float>(t);
+    return s;
+  }
+  s->table_q = values_of<int8_t>(t);
+  s->row_scale = floats(c.consts, "row_scale", t.shape[0]);
+  for (float v : s->row_scale)
+    if (!(v > 0.0f) || !std::isfinite(v)) c.bad("row_scale must be positive and finite");
   return s;
 }
 
