@@ -68,6 +68,11 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     a token sequence (input rank >= 3) per token at run time, with a float32 output; True does so
     for every linear / matmul layer, False for none (per-tensor scales from calibration).
 
+    ``attention``: "float" (default) keeps attention's products and softmax float32; "int8" runs
+    each bmm -> softmax -> bmm block (``attention_roles``) as a dynamic_bmm step (Q K^T, both
+    operands quantized at run time) and a softmax_bmm step (uint8 probabilities from an integer
+    exp table, then P V on int8 V): docs/numerics.md, "int8 attention". Static and dynamic.
+
     Error compensation (docs/accuracy.md): ``equalize=True`` (cross-layer equalization),
     ``smooth=alpha`` (SmoothQuant for linear layers), ``bias_correction=True``.
 
@@ -488,7 +493,7 @@ class _Lowering:
         self.floats: dict = {}     # graph tensor name -> plan name of its float32 form
         int8_attention = getattr(params, "attention", "float") == "int8"
         self.attention = attention_roles(g, exclude) if int8_attention else {}
-        self.p_scale = getattr(params, "attention_p_scale", "row")
+        self.p_scale = getattr(params, "attention_p_scale", "fixed")   # measured: docs/numerics.md
 
     def plan(self) -> Plan:
         for name in self.g.inputs:

@@ -324,3 +324,14 @@ def test_exported_encoder_runs_in_onnx_runtime():
     want = qi.run(feeds)["pooled"]
     # the float steps around attention (layer norm, GELU) round differently in ONNX Runtime
     np.testing.assert_allclose(got["pooled"], want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_cli_attention_option(tmp_path):
+    from pathlib import Path
+
+    from eightbit.cli import main
+    model = Path(__file__).parents[1] / "data" / "onnx" / "transformers" / "minilm_tiny_op14.onnx"
+    assert main(["quantize", str(model), "--dynamic", "--attention", "int8", "--dim", "sequence=16",
+                 "-o", str(tmp_path / "m.eb")]) == 0
+    ops = [s.op for s in eb.load(tmp_path / "m.eb").plan.steps]
+    assert ops.count("dynamic_bmm") == ops.count("softmax_bmm") > 0

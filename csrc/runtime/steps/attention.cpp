@@ -20,6 +20,14 @@ constexpr int kExpFracBits = 8;        // d = max - x in steps of 2^-8
 constexpr int64_t kExpTableSize = 4097;  // d in [0, 16]; the last entry for d >= 16
 constexpr int64_t kExpOne = int64_t{1} << 24;
 
+// rne(v) for |v| < 2^22: adding and subtracting 1.5 * 2^23 rounds to an integer once, to nearest
+// even, exactly as std::nearbyint in the default mode (no fast-math: the compiler may not
+// reassociate), and inline and vectorizable where nearbyint may be a library call.
+inline float round_even(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return (v + kMagic) - kMagic;
+}
+
 // The matrices of a bmm operand: its element offsets over the output's leading dimensions (0 where
 // it broadcasts), like FloatBmmStep's.
 std::vector<int64_t> matrix_offsets(const PlanTensor& t, const std::vector<int64_t>& y_shape, int64_t batch) {
@@ -62,7 +70,7 @@ PackedB quantize_columns(const float* b, int64_t K, int64_t P, float alpha, std:
       float v = b[k * P + p] / amax[static_cast<size_t>(p)];
       v = v > -127.0f ? v : -127.0f;
       v = v < 127.0f ? v : 127.0f;
-      q[static_cast<size_t>(k * P + p)] = static_cast<int8_t>(std::nearbyint(v));
+      q[static_cast<size_t>(k * P + p)] = static_cast<int8_t>(round_even(v));
     }
   const int32_t zero = 0;
   return pack_b(q.data(), true, K, P, P, &zero, false);
@@ -149,7 +157,7 @@ struct SoftmaxBmmStep final : Step {
     for (int64_t j = 0; j < T; ++j) {
       float v = (m - x[j]) * static_cast<float>(1 << kExpFracBits);  // exact: a power of two
       v = v < limit ? v : limit;                                      // +inf (a -inf key) -> the last entry
-      e[static_cast<size_t>(j)] = exp_table[static_cast<size_t>(std::nearbyint(v))];
+      e[static_cast<size_t>(j)] = exp_table[static_cast<size_t>(round_even(v))];
       sum += e[static_cast<size_t>(j)];
     }
     if (fixed_scale) {
