@@ -207,7 +207,7 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             models = {"eb-static": eb.quantize(g, calib), "eb-dynamic": eb.quantize(g, dynamic=True),
-                      "eb-float": eb.compile(g)}
+                      "eb-static-attn8": eb.quantize(g, calib, attention="int8"), "eb-float": eb.compile(g)}
         want = g.run({"x": ex, "mask": emask})["pooled"]
         acc = {k: cosine(want, m.run({"x": ex, "mask": emask})["pooled"]) for k, m in models.items()}
         fns = {k: (lambda m=m: m.run(feeds)) for k, m in models.items()}
@@ -245,20 +245,21 @@ def main(argv=None):
         print(f"  {case} (wall / thread CPU): " + ", ".join(f"{k} {w * 1e3:.1f} / {c * 1e3:.1f} ms"
                                                            for k, (w, c) in timed.items()), flush=True)
         if args.profile:
-            for k in ("eb-static", "eb-dynamic", "eb-float"):
+            for k in ("eb-static", "eb-dynamic", "eb-static-attn8", "eb-float"):
                 print(f"  {case} {k} profile:\n" + profile_by_kind(models[k], feeds, n * t), flush=True)
     print(usage.line() if hasattr(usage, "line") else "")
-    keys = ["eb-static", "eb-dynamic", "eb-float", "torch-dyn", "ort-dyn", "ort-fp32"]
+    keys = ["eb-static", "eb-dynamic", "eb-static-attn8", "eb-float", "torch-dyn", "ort-dyn", "ort-fp32"]
     print("\nmedian thread CPU time per call")
     print("| case | " + " | ".join(keys) + " | static vs torch-dyn | dynamic vs torch-dyn | static vs ort-dyn"
-          " | dynamic vs ort-dyn | float vs ort-fp32 |")
-    print("|---" * (len(keys) + 6) + "|")
+          " | dynamic vs ort-dyn | float vs ort-fp32 | static-attn8 vs static |")
+    print("|---" * (len(keys) + 7) + "|")
     for case, times, _ in rows:
         cells = [f"{times[k] * 1e3:.1f} ms" if k in times else "—" for k in keys]
         ratio = lambda a, b: f"{times[b] / times[a]:.2f}x" if a in times and b in times else "—"  # noqa: E731
         print(f"| {case} | " + " | ".join(cells) + " | " + " | ".join(
             ratio(a, b) for a, b in (("eb-static", "torch-dyn"), ("eb-dynamic", "torch-dyn"), ("eb-static", "ort-dyn"),
-                                     ("eb-dynamic", "ort-dyn"), ("eb-float", "ort-fp32"))) + " |")
+                                     ("eb-dynamic", "ort-dyn"), ("eb-float", "ort-fp32"),
+                                     ("eb-static-attn8", "eb-static"))) + " |")
     print(f"\ntargets: eightbit int8 >= {TARGETS['torch-dyn']}x torch quantize_dynamic and >= "
           f"{TARGETS['ort-dyn']}x ORT quantize_dynamic; eb.compile >= 1.0x ORT fp32")
     print("\naccuracy (cosine of pooled embeddings to float32 over 128 sequences: mean / min)")

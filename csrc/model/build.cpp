@@ -86,7 +86,7 @@ bool takes_sequence(const std::string& kind) {
   static const std::unordered_set<std::string> kKinds = {
       "quantize", "dequantize", "conv", "dynamic_linear", "binary", "lut", "reshape", "softmax", "float_linear", "float_bmm",
       "float_layer_norm", "float_unary", "float_binary", "float_transpose", "float_concat", "float_select",
-      "float_reduce", "embedding", "additive_mask", "padded_positions"};
+      "float_reduce", "embedding", "additive_mask", "padded_positions", "dynamic_bmm", "softmax_bmm"};
   return kKinds.count(kind) > 0;
 }
 

@@ -157,7 +157,8 @@ def _cmd_quantize(args) -> int:
                           metric=args.metric)
         qm = eb.quantize(graph, calib, method=args.method, percentile=args.percentile,
                          per_channel=not args.per_tensor, activation_dtype=args.activation_dtype,
-                         requant=args.requant, exclude=args.exclude, dynamic=args.dynamic, **budget)
+                         requant=args.requant, exclude=args.exclude, dynamic=args.dynamic,
+                         attention=args.attention, **budget)
         for t in qm.tradeoffs:
             print(f"candidate: {len(t.float_nodes)} node(s) kept float32, {args.metric or 'metric'} {t.metric:.4f}, "
                   f"relative drop {t.relative_drop:.2%}, {t.size_bytes} bytes, {t.latency_ms:.2f} ms"
@@ -392,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--per-token", default="auto", choices=["auto", "on", "off"],
                           help="static: quantize linear layers' inputs per token at run time; auto (default): "
                                "layers over token sequences (rank >= 3 inputs), on: every linear layer, off: none")
+    quantize.add_argument("--attention", default="float", choices=["float", "int8"],
+                          help="attention's Q K^T, softmax and P V: float32 (default) or int8, quantized at run "
+                               "time (docs/numerics.md, 'int8 attention')")
     quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                           help="fix an input's symbolic dimensions (N for a free batch)")
     quantize.add_argument("--dim", type=_named_dim, action="append", metavar="NAME=SIZE",

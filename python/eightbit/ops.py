@@ -20,7 +20,8 @@ from .cnn_ops import (lookup_table, make_lookup_table, max_pool, qlinear_add, ql
 from .numerics.checks import all_positive_finite, check_outliers
 from .numerics.clamp import activation_range
 from .numerics.requant import requant_multipliers
-from .runtime import core as _core
+from .reference.int8_attention import dynamic_bmm, softmax_bmm  # noqa: F401  (C++: the plan's steps,
+from .runtime import core as _core                                 # csrc/runtime/steps/attention.cpp)
 
 __all__ = [
     "quantize_linear",

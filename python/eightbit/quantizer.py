@@ -54,7 +54,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
              requant: str = "float", exclude=(), dynamic: bool = False, per_token="auto", equalize: bool = False,
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
-             min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8") -> QuantizedModel:
+             min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8",
+             attention: str = "float") -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -70,6 +71,11 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     for every linear / matmul layer, False for none (per-tensor scales from calibration).
     ``embeddings``: "int8" (default) stores embedding tables as int8 with one float32 scale per
     row (symmetric: a 4x smaller table; a row reads float32(q) * scale), "float" keeps them float32.
+
+    ``attention``: "float" (default) keeps attention's products and softmax float32; "int8" runs
+    each bmm -> softmax -> bmm block (``attention_roles``) as a dynamic_bmm step (Q K^T, both
+    operands quantized at run time) and a softmax_bmm step (uint8 probabilities from an integer
+    exp table, then P V on int8 V): docs/numerics.md, "int8 attention". Static and dynamic.
 
     Error compensation (docs/accuracy.md): ``equalize=True`` (cross-layer equalization),
     ``smooth=alpha`` (SmoothQuant for linear layers), ``bias_correction=True``.
@@ -88,6 +94,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
     exclude = check_exclude(graph, exclude)
     check_embeddings(embeddings)
+    _check_attention(attention)
     if dynamic:
         static_only = {"accuracy_budget": accuracy_budget is not None, "smooth": smooth not in (None, False),
                        "equalize": equalize, "bias_correction": bias_correction,
@@ -101,7 +108,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         if requant not in ("float", "fixed"):
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
         prepared = prepare_for_quantization(graph)
-        params = CalibratedQParams(prepared, {}, dtype, per_channel, embeddings=embeddings)
+        params = CalibratedQParams(prepared, {}, dtype, per_channel, embeddings=embeddings, attention=attention)
         return lower_to_model(prepared, params, exclude=exclude, requant=requant, dynamic=True)
     if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
         raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
@@ -110,7 +117,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     cal = calibrate(graph, calibration, method=method, percentile=percentile, per_channel=per_channel,
                     activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
-                    bias_correction=bias_correction, progress=progress, embeddings=embeddings)
+                    bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention)
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -198,7 +205,7 @@ class Calibrated:
 def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None, percentile: float = 99.99,
               per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
               requant: str = "float", per_token="auto", equalize: bool = False, smooth=None,
-              bias_correction: bool = False, progress=None, embeddings: str = "int8"):
+              bias_correction: bool = False, progress=None, embeddings: str = "int8", attention: str = "float"):
     """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
     ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
     if not isinstance(graph, Graph):
@@ -209,6 +216,7 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
     if not (per_token == "auto" or isinstance(per_token, bool)):
         raise ValueError(f"per_token: expected 'auto', True or False, got {per_token!r}")
     check_embeddings(embeddings)
+    _check_attention(attention)
     if calibration is None:
         raise ValueError("calibration: static quantization needs calibration batches (or dynamic=True)")
     names = [method] if methods is None else list(methods)
@@ -245,7 +253,8 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
     result = {}
     for m, c in calibrators.items():
         params = CalibratedQParams(prepared, c.ranges(), dtype, per_channel, symmetric=activation_symmetric,
-                                   bias_stats=bias_stats, per_token=per_token, embeddings=embeddings)
+                                   bias_stats=bias_stats, per_token=per_token, embeddings=embeddings,
+                                   attention=attention)
         result[m] = Calibrated(prepared, params, requant, feeds, outputs)
     return result if methods is not None else result[method]
 
@@ -278,6 +287,44 @@ def float_neighbourhood(g: Graph, exclude=(), per_token=False) -> set:
             return candidates
         candidates -= drop
         ok -= drop
+
+
+ATTENTION_MODES = ("float", "int8")
+
+
+def _check_attention(attention) -> None:
+    if attention not in ATTENTION_MODES:
+        raise ValueError(f"attention: expected one of {ATTENTION_MODES}, got {attention!r}")
+
+
+def attention_roles(g: Graph, exclude=()) -> dict:
+    """The attention blocks that ``attention="int8"`` lowers: bmm -> softmax over the last axis
+    (scale and mask fused, graph.passes.fuse_masked_softmax) -> bmm reading the probabilities as
+    its left operand, each tensor read only by the next node, no node excluded. {node name: role}:
+    ("scores", alpha) for Q K^T (a dynamic_bmm step), ("softmax",) (no step of its own) and
+    ("pv", softmax node, scale) for P V (a softmax_bmm step). Attention's 1/sqrt(d) folds into the
+    dynamic_bmm's alpha when it is a power of two (then bit for bit the same scores); else it stays
+    in the softmax_bmm, applied to the scores before the mask as the float graph does."""
+    roles = {}
+    for s in g.nodes:
+        if s.op != "softmax" or s.name in exclude or s.output in g.outputs:
+            continue
+        rank = len(g.tensors[s.output].shape)
+        qk, readers = g.producer(s.inputs[0]), g.consumers(s.output)
+        if (s.attrs["axis"] % rank != rank - 1 or qk is None or qk.op != "bmm" or qk.name in exclude
+                or qk.output in g.outputs or len(g.consumers(qk.output)) != 1 or len(readers) != 1):
+            continue
+        pv = readers[0]
+        if pv.op != "bmm" or pv.name in exclude or pv.inputs[0] != s.output or pv.inputs[1] == s.output:
+            continue
+        scale = s.attrs.get("scale")
+        alpha = 1.0
+        if scale is not None and np.float32(scale) > 0 and np.frexp(np.float32(scale))[0] == 0.5:
+            alpha, scale = float(scale), None        # a power of two: exact in the column scales
+        roles[qk.name] = ("scores", alpha)
+        roles[s.name] = ("softmax",)
+        roles[pv.name] = ("pv", s, scale)
+    return roles
 
 
 def has_int8_form(op: str) -> bool:
@@ -319,7 +366,8 @@ class CalibratedQParams:
     given = False
 
     def __init__(self, g: Graph, ranges: dict, dtype: np.dtype, per_channel: bool, symmetric: bool = False,
-                 bias_stats=None, per_token=False, embeddings: str = "int8"):
+                 bias_stats=None, per_token=False, embeddings: str = "int8", attention="float"):
+        self.attention = attention     # "int8": attention's products and softmax as int8 steps (attention_roles)
         self.g, self.ranges, self.dtype, self.per_channel = g, ranges, np.dtype(dtype), per_channel
         self.embeddings = embeddings   # "int8": embedding tables int8 per row (embedding_consts)
         self.symmetric = symmetric
@@ -467,6 +515,9 @@ class _Lowering:
         self.steps: list = []
         self.quantized: dict = {}  # graph tensor name -> plan name of its quantized form
         self.floats: dict = {}     # graph tensor name -> plan name of its float32 form
+        int8_attention = getattr(params, "attention", "float") == "int8"
+        self.attention = attention_roles(g, exclude) if int8_attention else {}
+        self.p_scale = getattr(params, "attention_p_scale", "fixed")   # measured: docs/numerics.md
 
     def plan(self) -> Plan:
         for name in self.g.inputs:
@@ -555,6 +606,9 @@ class _Lowering:
     def _lower(self, node) -> None:
         if node.op == "embedding":      # no float form to fall back to: always its own step
             self._lower_embedding(node)
+            return
+        if node.name in self.attention:
+            self._lower_attention(node, self.attention[node.name])
             return
         handler = getattr(self, f"_lower_{node.op}", None)
         if (node.name in self.exclude or handler is None
@@ -673,6 +727,21 @@ class _Lowering:
         self.steps.append(Step("softmax", tuple(self._f(i) for i in node.inputs), out, attrs, source=node.name))
         return True
 
+    def _lower_attention(self, node, role) -> None:
+        """int8 attention (attention_roles): Q K^T a dynamic_bmm, softmax and P V one softmax_bmm."""
+        from .reference.int8_attention import exp_table
+        if role[0] == "softmax":
+            return
+        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        if role[0] == "scores":
+            self.steps.append(Step("dynamic_bmm", tuple(self._f(i) for i in node.inputs), out, {"alpha": role[1]},
+                                   source=node.name))
+            return
+        s, scale = role[1], role[2]
+        ins = (self._f(s.inputs[0]), self._f(node.inputs[1])) + tuple(self._f(i) for i in s.inputs[1:])
+        attrs = {"scale": None if scale is None else float(scale), "p_scale": self.p_scale}
+        self.steps.append(Step("softmax_bmm", ins, out, attrs, {"exp_table": exp_table()}, source=node.name))
+
     def _lower_embedding(self, node) -> None:
         """Token ids -> rows of the table: float32, or int8 per row where the parameters say so
         (``embedding_consts``; eb.compile and imported models keep it float32)."""
@@ -707,6 +776,9 @@ class _DynamicLowering(_Lowering):
     def _lower(self, node) -> None:
         if node.op == "embedding":
             self._lower_embedding(node)
+            return
+        if node.name in self.attention:
+            self._lower_attention(node, self.attention[node.name])
             return
         weights = None
         if (node.op in ("linear", "matmul") and node.name not in self.exclude

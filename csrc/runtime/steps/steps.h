@@ -28,6 +28,7 @@ namespace eb {
   X(quantize) X(dequantize)                       /* quantize.cpp */          \
   X(conv)                                         /* conv.cpp */              \
   X(dynamic_linear)                               /* dynamic_linear.cpp */    \
+  X(dynamic_bmm) X(softmax_bmm)                   /* attention.cpp */         \
   X(binary) X(lut)                                /* elementwise.cpp */       \
   X(max_pool) X(avg_pool) X(global_avg_pool)      /* pool.cpp */              \
   X(reshape) X(concat)                            /* shape.cpp */             \

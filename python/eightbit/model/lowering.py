@@ -35,7 +35,8 @@ def lowered_shape(spec: TensorSpec) -> list:
 # the executor's kinds that take the sequence dimension (csrc/model/build.cpp takes_sequence)
 SEQUENCE_KINDS = ("quantize", "dequantize", "conv", "dynamic_linear", "binary", "lut", "reshape", "softmax", "float_linear",
                   "float_bmm", "float_layer_norm", "float_unary", "float_binary", "float_transpose", "float_concat",
-                  "float_select", "float_reduce", "embedding", "additive_mask", "padded_positions")
+                  "float_select", "float_reduce", "embedding", "additive_mask", "padded_positions", "dynamic_bmm",
+                  "softmax_bmm")
 
 
 def lower_step(plan: Plan, step: Step) -> dict:

@@ -5,6 +5,7 @@ states the same formulas in prose.
 """
 from .conv_integer import conv_integer
 from .dequantize_linear import dequantize_linear
+from .int8_attention import dynamic_bmm, softmax_bmm
 from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .matmul_integer import matmul_integer
 from .qlinear_matmul import qlinear_matmul
@@ -27,5 +28,5 @@ __all__ = [
     "matmul_integer", "qlinear_matmul", "requantize_float", "requantize_fixed", "quantized_linear",
     "conv_integer", "qlinear_conv", "qlinear_add", "qlinear_mul", "qlinear_average_pool",
     "qlinear_global_average_pool", "qlinear_concat", "qlinear_leaky_relu", "qlinear_sigmoid", "max_pool",
-    "lookup_table", "make_lookup_table",
+    "lookup_table", "make_lookup_table", "dynamic_bmm", "softmax_bmm",
 ]

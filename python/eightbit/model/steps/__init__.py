@@ -21,6 +21,8 @@ lut                 lut.py          a 256-entry table lookup (any elementwise fu
 reshape             reshape.py      the float graph's reshape; keeps the quantization
 softmax             softmax.py      float32 -> float32 along an axis (a float island)
 dynamic_linear      dynamic_linear  float32 -> float32, rows quantized at run time (uint8)
+dynamic_bmm         attention.py    float32 a x b -> float32, a's rows and b's columns quantized at run time
+softmax_bmm         attention.py    softmax to uint8 probabilities, then P V with v int8 (run time)
 embedding           embedding.py    token ids (float32 holding integers) -> rows of a float32 table
 float               float_node.py   a float graph node left float32
 ==================  ==============  ============================================================
@@ -32,7 +34,7 @@ the step), add its line to ``REGISTRY`` below and its row above, and give the C+
 """
 from __future__ import annotations
 
-from . import binary, concat, conv, dynamic_linear, embedding, float_node, lut, pool, quantize, reshape, softmax
+from . import attention, binary, concat, conv, dynamic_linear, embedding, float_node, lut, pool, quantize, reshape, softmax
 from .kind import StepKind
 
 __all__ = ["REGISTRY", "StepKind", "get"]
@@ -64,6 +66,8 @@ REGISTRY = _register(
     float_node.FLOAT_NODE,
     dynamic_linear.DYNAMIC_LINEAR,
     embedding.EMBEDDING,
+    attention.DYNAMIC_BMM,
+    attention.SOFTMAX_BMM,
 )
 
 
