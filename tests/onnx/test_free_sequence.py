@@ -222,3 +222,15 @@ def test_command_line_quantizes_for_a_range_of_lengths(tmp_path):
         assert cos.min() > 0.99
     with pytest.raises(SystemExit):
         main(["quantize", model, "--dim", "sequence=5:2", "-o", str(tmp_path / "x.eb")])
+
+
+def test_int8_attention_takes_the_free_sequence(isa):
+    g = _graph("bert_tiny_op17")
+    q = eb.quantize(g, [_feeds(g, n, seed=7) for n in (5, 24)], attention="int8")
+    assert q._executor is not None and any(s.op == "softmax_bmm" for s in q.plan.steps)
+    for length in LENGTHS:
+        feeds = _feeds(g, length)
+        fixed = eb.QuantizedModel(q.plan.at_length(length)).run(feeds)
+        got = q.run(feeds)
+        for name in fixed:
+            np.testing.assert_array_equal(got[name], fixed[name], err_msg=f"{name} at length {length}")
