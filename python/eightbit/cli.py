@@ -158,7 +158,7 @@ def _cmd_quantize(args) -> int:
         qm = eb.quantize(graph, calib, method=args.method, percentile=args.percentile,
                          per_channel=not args.per_tensor, activation_dtype=args.activation_dtype,
                          requant=args.requant, exclude=args.exclude, dynamic=args.dynamic,
-                         attention=args.attention, **budget)
+                         attention=args.attention, embeddings=args.embeddings, **budget)
         for t in qm.tradeoffs:
             print(f"candidate: {len(t.float_nodes)} node(s) kept float32, {args.metric or 'metric'} {t.metric:.4f}, "
                   f"relative drop {t.relative_drop:.2%}, {t.size_bytes} bytes, {t.latency_ms:.2f} ms"
@@ -396,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--attention", default="float", choices=["float", "int8"],
                           help="attention's Q K^T, softmax and P V: float32 (default) or int8, quantized at run "
                                "time (docs/numerics.md, 'int8 attention')")
+    quantize.add_argument("--embeddings", default="int8", choices=["int8", "float"],
+                          help="embedding tables of 64 KiB or more: int8 per row (default) or float32")
     quantize.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
                           help="fix an input's symbolic dimensions (N for a free batch)")
     quantize.add_argument("--dim", type=_named_dim, action="append", metavar="NAME=SIZE",

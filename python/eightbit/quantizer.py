@@ -69,8 +69,9 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     ``per_token`` (static): "auto" (default) quantizes the input of every linear / matmul layer over
     a token sequence (input rank >= 3) per token at run time, with a float32 output; True does so
     for every linear / matmul layer, False for none (per-tensor scales from calibration).
-    ``embeddings``: "int8" (default) stores embedding tables as int8 with one float32 scale per
-    row (symmetric: a 4x smaller table; a row reads float32(q) * scale), "float" keeps them float32.
+    ``embeddings``: "int8" (default) stores embedding tables of 64 KiB or more as int8 with one
+    float32 scale per row (symmetric: a 4x smaller table; a row reads float32(q) * scale), "float"
+    keeps them float32.
 
     ``attention``: "float" (default) keeps attention's products and softmax float32; "int8" runs
     each bmm -> softmax -> bmm block (``attention_roles``) as a dynamic_bmm step (Q K^T, both
@@ -130,6 +131,9 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
 
 class QuantizationWarning(UserWarning):
     """eb.quantize made a model whose output is far from the float model's (docs/accuracy.md)."""
+
+
+SMALL_TABLE_BYTES = 1 << 16   # embedding tables below this stay float32
 
 
 def check_embeddings(embeddings) -> None:
@@ -392,8 +396,9 @@ class CalibratedQParams:
 
     def embedding_consts(self, table: np.ndarray) -> dict:
         """An embedding step's constants: the float32 table, or (embeddings="int8") the table
-        symmetric int8 per row with its float32 row scales."""
-        if self.embeddings == "float":
+        symmetric int8 per row with its float32 row scales. A table under 64 KiB stays float32
+        (token types, a lookup of the mask: nothing to save, and their exact values kept)."""
+        if self.embeddings == "float" or table.nbytes < SMALL_TABLE_BYTES:
             return {"table": table}
         try:
             q, scale = quantize_weight_symmetric(table, per_channel=True)

@@ -132,8 +132,10 @@ def test_exported_dynamic_model_runs_in_onnxruntime():
     q = eb.quantize(g, dynamic=True)
     got = _ort(eb.to_onnx(q), {k: v.astype(np.float32) for k, v in feeds.items()})
     want = q.run(feeds)
+    # LayerNorm rounds once from double here and in float32 steps in ONNX Runtime (1.9e-6 apart on
+    # the embeddings' LayerNorm); a row's per-token quantization may then pick another code
     for k in OUTPUTS:
-        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=5e-5, err_msg=k)
 
 
 # ---- the reduce graph op ------------------------------------------------------------------------
