@@ -133,3 +133,33 @@ def test_padded_positions():
     r.add_tensor("y", "float32", (-1, 5))
     with pytest.raises(_core.ModelFileError, match="pad must be in"):
         r.step("padded_positions", ["ids"], "y", pad=-1)
+
+
+def test_quantize_stores_large_tables_int8_per_row():
+    """eb.quantize(embeddings="int8") (the default): a table of 64 KiB or more becomes int8 per row
+    (symmetric, max |row| / 127), a small one stays float32; the C++ run equals the reference's
+    float32(q) * scale and is within half a step of the float table; "float" keeps both float32."""
+    import eightbit as eb
+
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((300, 64)).astype(np.float32)      # 76.8 KB
+    small = rng.standard_normal((4, 64)).astype(np.float32)
+    g = eb.Graph()
+    ids, kinds = g.input("ids", (None, 7), "int64"), g.input("kinds", (None, 7), "int64")
+    g.output(g.add(g.embedding(ids, big), g.embedding(kinds, small)))
+    feeds = {"ids": rng.integers(0, 300, (2, 7)), "kinds": rng.integers(0, 4, (2, 7))}
+    q = eb.quantize(g, [feeds], dynamic=True)
+    tables = [s.consts for s in q.plan.steps if s.op == "embedding"]
+    assert tables[0]["table"].dtype == np.int8 and tables[1]["table"].dtype == np.float32
+    scale = np.abs(big).max(1) / np.float32(127)
+    np.testing.assert_array_equal(tables[0]["row_scale"], scale.astype(np.float32))
+    got = q.run(feeds)[g.outputs[0]]
+    np.testing.assert_array_equal(got, q.reference_run(feeds)[g.outputs[0]])
+    want = g.run(feeds)
+    rows = feeds["ids"]
+    assert np.all(np.abs(got - want) <= scale[rows][..., None] * 0.5 + 1e-6)
+    kept = eb.quantize(g, [feeds], dynamic=True, embeddings="float")
+    assert all(s.consts["table"].dtype == np.float32 for s in kept.plan.steps if s.op == "embedding")
+    assert q.size_bytes < kept.size_bytes - 50_000
+    with pytest.raises(ValueError, match="embeddings: expected 'int8' or 'float'"):
+        eb.quantize(g, [feeds], embeddings="int4")
