@@ -100,7 +100,8 @@ def main():
     print(f"cpu: {eb.cpu_info()['features']}; one thread; median of {args.rounds} rounds, each side in its own "
           "process, alternating (thread CPU time, us)")
     if args.baseline:
-        print("| ISA | M x K x N | linear before | linear after | speed-up | quantize rows before | after | speed-up | same bits |")
+        print("| ISA | M x K x N | linear before | linear after | speed-up | quantize rows before | after | speed-up "
+              "| same bits |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     else:
         print("| ISA | M x K x N | linear | GOP/s | quantize rows | quantize / linear |")

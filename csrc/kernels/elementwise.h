@@ -165,7 +165,8 @@ inline void divide_by_scales(const float* x, const float* scale, int64_t n, floa
 // the ternaries' NaN -> lo; the rounding is the magic-number add, no roundps needed).
 // Not inlined: inlined into quantize_run, GCC 12 did not vectorise it ("control flow in loop").
 template <bool kFma, typename T>
-__attribute__((noinline)) void quantize_block(const float* x, int64_t n, const ScaleDivisor& d, float lo, float hi, int32_t zp, T* y) {
+__attribute__((noinline)) void quantize_block(const float* x, int64_t n, const ScaleDivisor& d, float lo, float hi,
+                                              int32_t zp, T* y) {
   constexpr float kMagic = 12582912.0f;  // round_even_small's 1.5 * 2^23
   const float scale = d.scale, inv = d.inv, neg_inv = d.neg_inv;
   for (int64_t i = 0; i < n; ++i) {
@@ -186,8 +187,8 @@ void quantize_run(const float* x, int64_t n, float scale, int32_t zp, const Outp
   if (kBounded) return quantize_block<true>(x, n, d, lo, hi, zp, y);
   // Blocks whose largest |x| is at most the band's top take the FMA quotient; others (a huge
   // value, infinity, NaN) divide.  Values below the band need no check: with scale >= 2^-90,
-  // |x| < 2^-100 gives |x / scale| < 2^-10, and the FMA steps too give a value below 1/2:
-  // both round to 0 (docs/numerics.md).
+  // |x| < lo gives |x / scale| < 2^-10, and the FMA steps too give a value below 1/2: both
+  // round to 0 (docs/numerics.md).
   const uint32_t top = d.lo + d.span;
   constexpr int64_t kBlock = 256;
   for (int64_t i = 0; i < n; i += kBlock) {

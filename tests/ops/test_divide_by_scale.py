@@ -90,8 +90,8 @@ def test_edges(isa):
         sub, -sub,
     ])
     ss = np.concatenate([
-        F32([tiny, np.nextafter(tiny, F32(1)), 2.0 ** -125, 2.0 ** -100, 2.0 ** -90, np.nextafter(F32(2.0 ** -90), F32(0)),
-             1e-30, 1e-10, 3e-3, 1.0, np.nextafter(F32(2), F32(0)), 1.5, 8.0, 8.000001, 1e10, 2.0 ** 124,
+        F32([tiny, np.nextafter(tiny, F32(1)), 2.0 ** -125, 2.0 ** -100, 2.0 ** -90,
+             np.nextafter(F32(2.0 ** -90), F32(0)), 1e-30, 1e-10, 3e-3, 1.0, np.nextafter(F32(2), F32(0)), 1.5, 8.0, 8.000001, 1e10, 2.0 ** 124,
              np.nextafter(F32(2.0 ** 124), F32(0)), np.nextafter(F32(2.0 ** 124), F32(np.inf)), 2.0 ** 126, big]),
         sub,
     ])
