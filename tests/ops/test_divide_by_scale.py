@@ -150,3 +150,25 @@ def test_dynamic_rows_at_every_magnitude(isa):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     for got, want in zip(eb.ops.dynamic_quantize_linear(x), reference.dynamic_quantize_linear(x)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_dynamic_range_every_length_and_position(isa):
+    """The range kernels (four accumulators, masked or scalar tails): every length to 200, values
+    that set the minimum or the maximum at every position, -0 and NaN / infinity anywhere."""
+    rng = np.random.default_rng(9)
+    for n in range(1, 201):
+        x = rng.standard_normal(n).astype(np.float32)
+        for pos in {0, n // 3, n - 1, min(n - 1, 63), min(n - 1, 64)}:
+            for v in (F32(-50.0), F32(50.0)):
+                y = x.copy()
+                y[pos] = v
+                for got, want in zip(eb.ops.dynamic_quantize_linear(y), reference.dynamic_quantize_linear(y)):
+                    np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=f"n={n} pos={pos}")
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[pos] = bad
+                with pytest.raises(ValueError):
+                    eb.ops.dynamic_quantize_linear(y)
+    for row in (F32([-0.0] * 70), F32([-1.0] * 70), F32([2.0] * 70), F32([0.0, -0.0] * 40)):
+        for got, want in zip(eb.ops.dynamic_quantize_linear(row), reference.dynamic_quantize_linear(row)):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -33,8 +33,43 @@ void lookup_avx512(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y
   lookup_bytes(x + i, n - i, table, y + i);
 }
 
+// DynamicQuantizeLinear's range, as range_with_zero (kernels/elementwise.h) finds it: four zmm
+// accumulators for min and four for max (GCC kept range_with_zero's one register, a 4-cycle chain
+// per vector).  vminps(v, m) is `v < m ? v : m` lane by lane, so a lane never takes -0 or NaN and
+// the accumulators fold in any order; NaN is caught by an unordered compare, infinities show in
+// the range.  The tail is a masked load: its zeros do not move a range that includes zero.
+bool range_avx512(const float* x, int64_t n, float* mn_out, float* mx_out) {
+  __m512 mn[4], mx[4];
+  for (int k = 0; k < 4; ++k) mn[k] = mx[k] = _mm512_setzero_ps();
+  __mmask16 nan = 0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int k = 0; k < 4; ++k) {
+      const __m512 v = _mm512_loadu_ps(x + i + 16 * k);
+      mn[k] = _mm512_min_ps(v, mn[k]);
+      mx[k] = _mm512_max_ps(v, mx[k]);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    mn[0] = _mm512_min_ps(v, mn[0]);
+    mx[0] = _mm512_max_ps(v, mx[0]);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  const float lo = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(mn[0], mn[1]), _mm512_min_ps(mn[2], mn[3])));
+  const float hi = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3])));
+  *mn_out = lo;
+  *mx_out = hi;
+  return nan == 0 && lo - lo == 0.0f && hi - hi == 0.0f;
+}
+
 }  // namespace
 
-CnnKernels cnn_kernels_avx512vnni() { return unit_cnn_kernels(lookup_avx512); }
+CnnKernels cnn_kernels_avx512vnni() {
+  CnnKernels k = unit_cnn_kernels(lookup_avx512);
+  k.range = range_avx512;
+  return k;
+}
 
 }  // namespace eb
