@@ -57,8 +57,19 @@ bool range_avx512(const float* x, int64_t n, float* mn_out, float* mx_out) {
     mx[0] = _mm512_max_ps(v, mx[0]);
     nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
-  const float lo = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(mn[0], mn[1]), _mm512_min_ps(mn[2], mn[3])));
-  const float hi = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3])));
+  // (a plain fold, and masked forms: GCC 12's _mm512_reduce_min_ps and, here, _mm512_min_ps start
+  // from an "undefined" vector and warn)
+  const __mmask16 all = 0xFFFF;
+  alignas(64) float lo16[16], hi16[16];
+  const __m512 lo01 = _mm512_maskz_min_ps(all, mn[0], mn[1]), lo23 = _mm512_maskz_min_ps(all, mn[2], mn[3]);
+  const __m512 hi01 = _mm512_maskz_max_ps(all, mx[0], mx[1]), hi23 = _mm512_maskz_max_ps(all, mx[2], mx[3]);
+  _mm512_store_ps(lo16, _mm512_maskz_min_ps(all, lo01, lo23));
+  _mm512_store_ps(hi16, _mm512_maskz_max_ps(all, hi01, hi23));
+  float lo = 0.0f, hi = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    lo = lo16[j] < lo ? lo16[j] : lo;
+    hi = hi16[j] > hi ? hi16[j] : hi;
+  }
   *mn_out = lo;
   *mx_out = hi;
   return nan == 0 && lo - lo == 0.0f && hi - hi == 0.0f;
