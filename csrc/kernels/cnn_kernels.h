@@ -18,7 +18,9 @@ inline CnnKernels unit_cnn_kernels(LookupFn lookup) {
   k.sum_pixels = sum_pixels;
   k.lookup = lookup;
   k.quantize = quantize_any;
+  k.quantize_bounded = quantize_bounded;
   k.range = range_with_zero;
+  k.divide = divide_by_scales;
   return k;
 }
 

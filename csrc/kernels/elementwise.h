@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "core/requantize.h"
 #include "eightbit/cnn_ops.h"
@@ -93,25 +94,130 @@ inline void lookup_bytes(const uint8_t* x, int64_t n, const uint8_t* table, uint
   for (int64_t i = 0; i < n; ++i) y[i] = table[x[i]];
 }
 
+// x / scale, correctly rounded, without a divide (docs/numerics.md, "The quotient x / scale").
+// With inv = RN(1 / scale) (an IEEE divide, once per scale), two Markstein corrections
+//   q0 = RN(x inv),  q1 = RN(q0 - RN(q0 scale - x) inv),  q2 = RN(q1 - (q1 scale - x) inv)
+// give q2 = RN(x / scale) for every scale in [2^-126, 2^124] and every x that is 0 or whose
+// magnitude lies in [lo, hi] (the band: |x| >= 2^-100 and 2^-124 <= |x / scale| <= 2^125).
+// q1 is faithful; q1 scale - x is then exact, and the second correction rounds correctly.
+// Outside the domain the kernels divide.  Only units with an FMA instruction use it: elsewhere
+// std::fma is a libm call, slower than the divide.
+#if defined(__FMA__)
+constexpr bool kDivideByFma = true;
+#else
+constexpr bool kDivideByFma = false;
+#endif
+
+inline uint32_t abs_bits(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b & 0x7FFFFFFFu;
+}
+
+struct ScaleDivisor {
+  float scale = 1.0f, inv = 1.0f, neg_inv = -1.0f;
+  uint32_t lo = 0, span = 0;  // |x|'s bits - lo <= span (unsigned): |x| in the band
+  bool exact = false;         // scale inside the domain (and an FMA unit)
+};
+
+inline ScaleDivisor scale_divisor(float scale) {
+  ScaleDivisor d;
+  d.scale = scale;
+  if (!kDivideByFma || !(scale >= 0x1p-126f && scale <= 0x1p124f)) return d;
+  d.inv = 1.0f / scale;  // correctly rounded, normal: 1 / scale in [2^-124, 2^126]
+  d.neg_inv = -d.inv;
+#if defined(__FMA__)
+  // Hide that neg_inv is -inv: GCC 12 otherwise moves the negation of fma(-r, inv, q) into the
+  // fma that computed r, which flips the sign of an exact zero (q1 = -0 for x = -0 became +0).
+  __asm__("" : "+x"(d.neg_inv));
+#endif
+  const float lo = std::fmax(0x1p-100f, scale * 0x1p-124f);
+  const float hi = scale <= 0x1p3f ? scale * 0x1p124f : 0x1.fffffep127f;
+  d.lo = abs_bits(lo);
+  d.span = abs_bits(hi) - d.lo;
+  d.exact = true;
+  return d;
+}
+
+inline bool in_band(const ScaleDivisor& d, float x) {
+  const uint32_t b = abs_bits(x);
+  return b - d.lo <= d.span || b == 0;  // NaN and infinity are above hi
+}
+
+// r = q scale - x is +0 when zero, so q - r inv keeps the sign of a zero q (x = -0 gives -0).
+inline float divide_fma(float x, float scale, float inv, float neg_inv) {
+  float q = x * inv;
+  float r = std::fma(q, scale, -x);  // rounded: q may be 1.5 ulp off
+  q = std::fma(r, neg_inv, q);       // faithful
+  r = std::fma(q, scale, -x);        // exact
+  return std::fma(r, neg_inv, q);    // RN(x / scale)
+}
+
+// The quotient exactly as the quantize kernel computes it (per element here): a test hook.
+inline void divide_by_scales(const float* x, const float* scale, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const ScaleDivisor d = scale_divisor(scale[i]);
+    y[i] = d.exact && in_band(d, x[i]) ? divide_fma(x[i], d.scale, d.inv, d.neg_inv) : x[i] / scale[i];
+  }
+}
+
 // QuantizeLinear: the loop is clamp_round written out so that it vectorises (maxps / minps keep
 // the ternaries' NaN -> lo; the rounding is the magic-number add, no roundps needed).
-template <typename T>
-void quantize_run(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, T* y) {
-  const float lo = range.qmin - static_cast<float>(zp), hi = range.qmax - static_cast<float>(zp);
+// Not inlined: inlined into quantize_run, GCC 12 did not vectorise it ("control flow in loop").
+template <bool kFma, typename T>
+__attribute__((noinline)) void quantize_block(const float* x, int64_t n, const ScaleDivisor& d, float lo, float hi,
+                                              int32_t zp, T* y) {
   constexpr float kMagic = 12582912.0f;  // round_even_small's 1.5 * 2^23
+  const float scale = d.scale, inv = d.inv, neg_inv = d.neg_inv;
   for (int64_t i = 0; i < n; ++i) {
-    float v = x[i] / scale;
+    float v = kFma ? divide_fma(x[i], scale, inv, neg_inv) : x[i] / scale;
     v = v > lo ? v : lo;
     v = v < hi ? v : hi;
     y[i] = static_cast<T>(static_cast<int32_t>((v + kMagic) - kMagic) + zp);
   }
 }
 
+// kBounded: the caller guarantees finite x with |x| <= 256 scale (DynamicQuantizeLinear's own
+// range), inside the band whenever the scale is in the domain: no per-value check.
+template <bool kBounded, typename T>
+void quantize_run(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, T* y) {
+  const float lo = range.qmin - static_cast<float>(zp), hi = range.qmax - static_cast<float>(zp);
+  const ScaleDivisor d = scale_divisor(scale);
+  if (!kDivideByFma || !d.exact || !(scale >= 0x1p-90f)) return quantize_block<false>(x, n, d, lo, hi, zp, y);
+  if (kBounded) return quantize_block<true>(x, n, d, lo, hi, zp, y);
+  // Blocks whose largest |x| is at most the band's top take the FMA quotient; others (a huge
+  // value, infinity, NaN) divide.  Values below the band need no check: with scale >= 2^-90,
+  // |x| < lo gives |x / scale| < 2^-10, and the FMA steps too give a value below 1/2: both
+  // round to 0 (docs/numerics.md).
+  const uint32_t top = d.lo + d.span;
+  constexpr int64_t kBlock = 256;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t len = n - i < kBlock ? n - i : kBlock;
+    const float* xb = x + i;
+    uint32_t largest = 0;
+    for (int64_t j = 0; j < len; ++j) {
+      const uint32_t b = abs_bits(xb[j]);
+      largest = b > largest ? b : largest;
+    }
+    if (largest <= top)
+      quantize_block<true>(xb, len, d, lo, hi, zp, y + i);
+    else
+      quantize_block<false>(xb, len, d, lo, hi, zp, y + i);
+  }
+}
+
 inline void quantize_any(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, void* y) {
   if (range.is_signed)
-    quantize_run(x, n, scale, zp, range, static_cast<int8_t*>(y));
+    quantize_run<false>(x, n, scale, zp, range, static_cast<int8_t*>(y));
   else
-    quantize_run(x, n, scale, zp, range, static_cast<uint8_t*>(y));
+    quantize_run<false>(x, n, scale, zp, range, static_cast<uint8_t*>(y));
+}
+
+inline void quantize_bounded(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, void* y) {
+  if (range.is_signed)
+    quantize_run<true>(x, n, scale, zp, range, static_cast<int8_t*>(y));
+  else
+    quantize_run<true>(x, n, scale, zp, range, static_cast<uint8_t*>(y));
 }
 
 // min(0, x) and max(0, x) in 16 independent lanes (a vector register, or several), then across

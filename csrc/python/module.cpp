@@ -227,7 +227,7 @@ py::tuple dynamic_quantize_linear(const py::handle& x_in) {
     py::gil_scoped_release release;
     const float* px = static_cast<const float*>(x.data());
     ok = eb::dynamic_qparams(px, x.size(), &q);
-    if (ok) eb::quantize_per_tensor(px, x.size(), q.scale, q.zero_point, 0, 255, y.mutable_data());
+    if (ok) eb::quantize_dynamic(px, x.size(), q, y.mutable_data());
   }
   if (!ok) value_error("x: contains NaN or infinity; dynamic quantization needs finite inputs");
   return py::make_tuple(y, q.scale, q.zero_point);
@@ -250,13 +250,29 @@ py::tuple dynamic_quantize_rows(const py::handle& x_in) {
       eb::QuantParams q;
       ok = eb::dynamic_qparams(px + m * K, K, &q);
       if (!ok) break;
-      eb::quantize_per_tensor(px + m * K, K, q.scale, q.zero_point, 0, 255, y.mutable_data() + m * K);
+      eb::quantize_dynamic(px + m * K, K, q, y.mutable_data() + m * K);
       scale.mutable_data()[m] = q.scale;
       zp.mutable_data()[m] = static_cast<uint8_t>(q.zero_point);
     }
   }
   if (!ok) value_error("x: contains NaN or infinity; dynamic quantization needs finite inputs");
   return py::make_tuple(y, scale, zp);
+}
+
+// x / scale elementwise (same shapes, float32), through the active ISA's quantize quotient: a
+// test hook for the division-free path (scales need not be valid quantization scales).
+py::array_t<float> divide_by_scale(const py::handle& x_in, const py::handle& scale_in) {
+  py::array x = as_array(x_in, "x"), s = as_array(scale_in, "scale");
+  if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
+  if (dtype_of(s) != Dt::kF32) type_error("scale", "float32", s);
+  if (x.ndim() != 1 || s.ndim() != 1 || x.size() != s.size()) value_error("x, scale: expected 1-D arrays of one size");
+  py::array_t<float> y(x.size());
+  {
+    py::gil_scoped_release release;
+    eb::active_cnn().divide(static_cast<const float*>(x.data()), static_cast<const float*>(s.data()), x.size(),
+                            y.mutable_data());
+  }
+  return y;
 }
 
 py::dict cpu_info() {
@@ -335,6 +351,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("axis"), py::arg("per_axis"));
   m.def("dynamic_quantize_linear", &dynamic_quantize_linear, py::arg("x"));
   m.def("dynamic_quantize_rows", &dynamic_quantize_rows, py::arg("x"));
+  m.def("divide_by_scale", &divide_by_scale, py::arg("x"), py::arg("scale"));
   bind_conv(m);
   bind_cnn_ops(m);
   bind_plan(m);

@@ -373,7 +373,7 @@ bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w
     }
     QuantParams q = whole;
     if (!per_tensor && !dynamic_qparams(xm, K, &q)) return false;
-    quantize_per_tensor(xm, K, q.scale, q.zero_point, 0, 255, xq + m * w.Kp);
+    quantize_dynamic(xm, K, q, xq + m * w.Kp);
     std::memset(xq + m * w.Kp + K, 0, static_cast<size_t>(w.Kp - K));  // the padding the kernel reads
     s.row_scale[m] = q.scale;
     zp[m] = q.zero_point;

@@ -28,6 +28,11 @@ void quantize_per_tensor(const float* x, int64_t n, float scale, int32_t zp, int
   active_cnn().quantize(x, n, scale, zp, range, out);
 }
 
+void quantize_dynamic(const float* x, int64_t n, const QuantParams& q, uint8_t* out) {
+  // |x| <= max(-mn, mx) <= 255 scale (1 + 2^-22): the bounded kernel's precondition.
+  active_cnn().quantize_bounded(x, n, q.scale, q.zero_point, output_range(false), out);
+}
+
 void quantize_linear(const float* x, int64_t outer, int64_t channels, int64_t inner, const float* scale,
                      const int32_t* zp, bool per_axis, int32_t qmin, int32_t qmax, void* out) {
   uint8_t* y = static_cast<uint8_t*>(out);

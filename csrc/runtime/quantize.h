@@ -21,6 +21,10 @@ bool dynamic_qparams(const float* x, int64_t n, QuantParams* out);
 void quantize_per_tensor(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax,
                          void* out);
 
+// DynamicQuantizeLinear's quantization of n floats with the parameters dynamic_qparams found for
+// them (or for a larger set that holds them) into uint8.
+void quantize_dynamic(const float* x, int64_t n, const QuantParams& q, uint8_t* out);
+
 // QuantizeLinear over x viewed as [outer, channels, inner]; scale/zp hold 1
 // value (per tensor, channels == 1 allowed) or `channels` values (per axis).
 void quantize_linear(const float* x, int64_t outer, int64_t channels, int64_t inner, const float* scale,

@@ -86,12 +86,17 @@ using AvgPoolFn = void (*)(const PoolGeometry& g, const AvgPoolParams& params, c
 using SumPixelsFn = void (*)(const uint8_t* x, int64_t pixels, int64_t channels, uint8_t flip, uint32_t* sum);
 // y[i] = table[x[i]] for i < n; table has 256 entries.
 using LookupFn = void (*)(const uint8_t* x, int64_t n, const uint8_t* table, uint8_t* y);
-// QuantizeLinear of n floats: y[i] = clamp_round(x[i] / scale, qmin - zp, qmax - zp) + zp (true
-// division, NaN -> qmin), y bytes of range's type.
+// QuantizeLinear of n floats: y[i] = clamp_round(x[i] / scale, qmin - zp, qmax - zp) + zp (the
+// correctly rounded quotient, NaN -> qmin), y bytes of range's type.
 using QuantizeFn = void (*)(const float* x, int64_t n, float scale, int32_t zp, const OutputRange& range, void* y);
+// (CnnKernels::quantize_bounded: the same, for x known finite with |x| <= 256 scale, as
+// DynamicQuantizeLinear's range guarantees; it skips the check of x's magnitude.)
 // min(0, x[i]) and max(0, x[i]) over n floats (DynamicQuantizeLinear's range); false when a value
 // is not finite (mn / mx are then unspecified).
 using RangeFn = bool (*)(const float* x, int64_t n, float* mn, float* mx);
+// y[i] = x[i] / scale[i] correctly rounded, computed as the quantize kernel computes its quotient
+// (without a divide where that is proven exact): a test hook.
+using DivideFn = void (*)(const float* x, const float* scale, int64_t n, float* y);
 
 struct CnnKernels {
   QAddFn qlinear_add = nullptr;
@@ -101,7 +106,9 @@ struct CnnKernels {
   SumPixelsFn sum_pixels = nullptr;
   LookupFn lookup = nullptr;
   QuantizeFn quantize = nullptr;
+  QuantizeFn quantize_bounded = nullptr;
   RangeFn range = nullptr;
+  DivideFn divide = nullptr;
 };
 
 CnnKernels cnn_kernels_scalar();
