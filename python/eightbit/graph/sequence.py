@@ -10,8 +10,8 @@ the longest sequence of which a run uses the first S entries (the position embed
 * ``length_of(g_inputs, feeds)``: the run's length, read from the inputs (all must agree, within
   the range).
 * ``at_length(g, s)``: the same graph with every S made ``s``: what the NumPy executors run.
-* ``unify(g_long, g_short, seq)``: the graph with S from two imports of one model at two lengths
-  (onnx import with ``dims={"sequence": (lo, hi)}``): every dimension and attribute that differs
+* ``unify(g_long, g_short, seq)``: the graph with S from two imports of one model at lengths hi
+  and hi - 1 (onnx import with ``dims={"sequence": (lo, hi)}``): every dimension and attribute that differs
   between them must be the length itself, and every other constant the same.
 """
 from __future__ import annotations
@@ -102,10 +102,10 @@ def at_length(g, s: int):
 
 def unify(long, short, seq: SeqLen):
     """The graph with a free sequence dimension `seq`, from imports `long` at length seq.hi and
-    `short` at another length; ValueError naming what depends on the length otherwise."""
-    l1 = seq.hi
-    l2 = next(d for n in short.inputs for d, e in zip(short.tensors[n].shape, long.tensors[n].shape)
-              if d != e) if short.inputs else None
+    `short` at seq.hi - 1; ValueError naming what depends on the length otherwise."""
+    l1, l2 = seq.hi, seq.hi - 1
+    if l2 < 1:
+        raise ValueError(f"unify: the range {seq!r} needs a longest length of at least 2")
 
     def merge(a, b, where: str):
         if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
