@@ -20,7 +20,8 @@ struct AttentionKernels {
                            int8_t* packed, int32_t* col_sum, float* col_scale);
   // One softmax row: x [T] -> s = x * scale (when `scaled`) + mask [T] (when not null), then the
   // integer softmax: p [T] uint8 and *s_p, p_scale "fixed" or "row".  `table` is the exp table
-  // (4097 entries); `s` and `e` hold T floats / int32 of work.  Returns false for NaN or +inf in s.
+  // (4097 entries); `s` holds round_up(T, 16) floats of work, `e` T int32.  Returns false for NaN
+  // or +inf in s.
   bool (*softmax_row)(const float* x, const float* mask, int64_t T, bool scaled, float scale, const int32_t* table,
                       bool fixed, uint8_t* p, float* s_p, float* s, int32_t* e);
 };

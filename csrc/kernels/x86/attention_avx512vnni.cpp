@@ -1,8 +1,141 @@
-// Kernel layer, avx512vnni: the int8 attention loops (kernels/attention.h with this unit's flags).
+// Kernel layer, avx512vnni: the int8 attention loops (eightbit/attention.h) in AVX-512
+// intrinsics.  The portable loops (kernels/attention.h) leave a head's short rows (25 keys, a
+// 32-wide head) mostly to scalar tails; here every row is whole 16-lane vectors with masked loads.
+// Same steps as the portable loops, so the same bits: max, |x|, the power-of-two scaling, min and
+// round-half-even are exact, the division and the products are one IEEE operation each, and the
+// rest is integer.
+#include <immintrin.h>
+
+#include <cstring>
+#include <limits>
+
 #include "kernels/attention.h"
 
 namespace eb {
+namespace {
 
-AttentionKernels attention_kernels_avx512() { return attention_table(); }
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u); }
+
+bool quantize_columns_avx512(const float* b, int64_t K, int64_t P, int64_t ldb, float alpha, int8_t* /*work*/,
+                             int8_t* packed, int32_t* col_sum, float* col_scale) {
+  const int64_t groups = round_up(K, kKGroup) / kKGroup, panels = round_up(P, kPanelCols) / kPanelCols;
+  const __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512i byte = _mm512_set1_epi32(0xFF);
+  for (int64_t pn = 0; pn < panels; ++pn) {
+    const __mmask16 m = lanes(P - pn * kPanelCols);
+    const float* col = b + pn * kPanelCols;
+    __m512 amax = zero, chk = zero;  // chk: v - v is 0 for finite v, NaN otherwise
+    for (int64_t k = 0; k < K; ++k) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, col + k * ldb);
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+      chk = _mm512_add_ps(chk, _mm512_sub_ps(v, v));
+    }
+    if (_mm512_cmp_ps_mask(chk, zero, _CMP_NEQ_UQ) != 0) return false;
+    const __m512 s = _mm512_mask_div_ps(_mm512_set1_ps(1.0f), _mm512_cmp_ps_mask(amax, zero, _CMP_GT_OQ), amax,
+                                        _mm512_set1_ps(127.0f));
+    _mm512_storeu_ps(col_scale + pn * kPanelCols, _mm512_maskz_mul_ps(m, s, _mm512_set1_ps(alpha)));
+    __m512i sum = _mm512_setzero_si512();
+    int8_t* dst = packed + pn * groups * kPanelGroupBytes;
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512i word = _mm512_setzero_si512();
+      for (int i = 0; i < kKGroup; ++i) {
+        const int64_t k = g * kKGroup + i;
+        if (k >= K) break;  // rows past K stay 0
+        __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, col + k * ldb), s);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        sum = _mm512_add_epi32(sum, q);
+        word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_and_si512(q, byte), 8 * i));
+      }
+      _mm512_storeu_si512(dst + g * kPanelGroupBytes, word);
+    }
+    _mm512_storeu_si512(col_sum + pn * kPanelCols, sum);
+  }
+  return true;
+}
+
+template <bool kScaled, bool kMask>
+bool scores_avx512(const float* x, const float* mask, int64_t T, float scale, float* s, float* top) {
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity()), sc = _mm512_set1_ps(scale);
+  __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __mmask16 bad = 0;
+  for (int64_t j = 0; j < T; j += 16) {
+    const __mmask16 m = lanes(T - j);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+    if (kScaled) v = _mm512_mul_ps(v, sc);
+    if (kMask) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, mask + j));  // two roundings: no FMA
+    _mm512_mask_storeu_ps(s + j, m, v);
+    bad |= _mm512_mask_cmp_ps_mask(m, v, inf, _CMP_NLT_UQ);  // NaN or +inf
+    mx = _mm512_mask_max_ps(mx, m, mx, v);
+  }
+  *top = _mm512_reduce_max_ps(mx);
+  return bad == 0;
+}
+
+bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scaled, float scale, const int32_t* table,
+                        bool fixed, uint8_t* p, float* s_p, float* s, int32_t* /*e*/) {
+  float top;
+  bool ok;
+  if (scaled)
+    ok = mask != nullptr ? scores_avx512<true, true>(x, mask, T, scale, s, &top)
+                         : scores_avx512<true, false>(x, mask, T, scale, s, &top);
+  else
+    ok = mask != nullptr ? scores_avx512<false, true>(x, mask, T, scale, s, &top)
+                         : scores_avx512<false, false>(x, mask, T, scale, s, &top);
+  if (!ok) return false;
+  if (top == -std::numeric_limits<float>::infinity()) {  // every key masked: attends to nothing
+    std::memset(p, 0, static_cast<size_t>(T));
+    *s_p = 0.0f;
+    return true;
+  }
+  // Pass 1: e = table[rne(min((top - s) * 256, 4096))], written over s (as int32), and S.
+  int32_t* e = reinterpret_cast<int32_t*>(s);
+  const __m512 vtop = _mm512_set1_ps(top), k256 = _mm512_set1_ps(256.0f), limit = _mm512_set1_ps(4096.0f);
+  __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
+  for (int64_t j = 0; j < T; j += 16) {
+    const __mmask16 m = lanes(T - j);
+    __m512 d = _mm512_mul_ps(_mm512_sub_ps(vtop, _mm512_maskz_loadu_ps(m, s + j)), k256);
+    d = _mm512_min_ps(d, limit);  // +inf (a -inf key) -> the last entry
+    const __m512i t = _mm512_cvt_roundps_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i ev = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, t, table, 4);
+    _mm512_storeu_si512(e + j, ev);  // s holds whole vectors (the caller's buffer is rounded up)
+    sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(ev)));
+    sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(ev, 1)));
+  }
+  const int64_t sum = _mm512_reduce_add_epi64(_mm512_add_epi64(sum_lo, sum_hi));
+  // Pass 2: p.
+  if (fixed) {
+    // R <= 255 * 2^24 < 2^32 (sum >= 2^24), e <= 2^24: e * R is a 32 x 32 -> 64-bit product.
+    const __m512i r = _mm512_set1_epi64(static_cast<int64_t>((int64_t{255} << 48) / sum));
+    const __m512i half = _mm512_set1_epi64(int64_t{1} << 47);
+    for (int64_t j = 0; j < T; j += 16) {
+      const __m512i ev = _mm512_loadu_si512(e + j);
+      const __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(ev, r), half), 48);
+      const __m512i odd = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ev, 32), r), half), 48);
+      const __m512i pv = _mm512_or_si512(even, _mm512_slli_epi64(odd, 32));
+      _mm_mask_storeu_epi8(p + j, lanes(T - j), _mm512_cvtepi32_epi8(pv));
+    }
+    *s_p = 1.0f / 255.0f;
+  } else {
+    // e * 255 + 2^23 <= 2^32 - 2^23: exact in uint32.
+    const __m512i k255 = _mm512_set1_epi32(255), half = _mm512_set1_epi32(1 << 23);
+    for (int64_t j = 0; j < T; j += 16) {
+      const __m512i ev = _mm512_loadu_si512(e + j);
+      const __m512i pv = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(ev, k255), half), 24);
+      _mm_mask_storeu_epi8(p + j, lanes(T - j), _mm512_cvtepi32_epi8(pv));
+    }
+    *s_p = static_cast<float>(static_cast<double>(kAttnExpOne) / (255.0 * static_cast<double>(sum)));
+  }
+  return true;
+}
+
+}  // namespace
+
+AttentionKernels attention_kernels_avx512() {
+  AttentionKernels k = attention_table();
+  k.quantize_columns = quantize_columns_avx512;
+  k.softmax_row = softmax_row_avx512;
+  return k;
+}
 
 }  // namespace eb

@@ -203,7 +203,7 @@ struct SoftmaxBmmStep final : Step {
       HeadScratch& s = head_scratch();
       s.a.reserve_discard(static_cast<size_t>(M * Tp));
       s.row_scale.reserve_discard(static_cast<size_t>(M));
-      s.s.reserve_discard(static_cast<size_t>(T));
+      s.s.reserve_discard(static_cast<size_t>(round_up(T, 16)));  // whole vectors
       s.e.reserve_discard(static_cast<size_t>(T));
       if (mask_row_broadcasts) s.mask.reserve_discard(static_cast<size_t>(T));
       for (int64_t i = i0; i < i1; ++i) {
