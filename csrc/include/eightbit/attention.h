@@ -22,6 +22,12 @@ struct AttentionKernels {
   // integer softmax: p [T] uint8 and *s_p, p_scale "fixed" or "row".  `table` is the exp table
   // (4097 entries); `s` holds round_up(T, 16) floats of work, `e` T int32.  Returns false for NaN
   // or +inf in s.
+  // DynamicQuantizeLinear of each row of a [M, K] (row stride lda), exactly dynamic_qparams and
+  // quantize_per_tensor (runtime/quantize.h): q [M, ldq] uint8 (bytes K .. ldq untouched),
+  // scale[M], zp[M].  False when a holds NaN or infinity.  Null in units without their own:
+  // the runtime's functions then do it row by row.
+  bool (*quantize_rows)(const float* a, int64_t M, int64_t K, int64_t lda, uint8_t* q, int64_t ldq, float* scale,
+                        int32_t* zp) = nullptr;
   bool (*softmax_row)(const float* x, const float* mask, int64_t T, bool scaled, float scale, const int32_t* table,
                       bool fixed, uint8_t* p, float* s_p, float* s, int32_t* e);
 };

@@ -54,6 +54,42 @@ bool quantize_columns_avx512(const float* b, int64_t K, int64_t P, int64_t ldb, 
   return true;
 }
 
+// dynamic_qparams then quantize_per_tensor (runtime/quantize.cpp, kernels/elementwise.h), step for step.
+bool quantize_rows_avx512(const float* a, int64_t M, int64_t K, int64_t lda, uint8_t* q, int64_t ldq, float* scale,
+                          int32_t* zp) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t r = 0; r < M; ++r) {
+    const float* x = a + r * lda;
+    __m512 mn = zero, mx = zero, chk = zero;  // masked-off lanes read 0: the range includes 0 anyway
+    for (int64_t j = 0; j < K; j += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(lanes(K - j), x + j);
+      mn = _mm512_min_ps(v, mn);  // v < mn ? v : mn, as range_with_zero
+      mx = _mm512_max_ps(v, mx);
+      chk = _mm512_add_ps(chk, _mm512_sub_ps(v, v));
+    }
+    if (_mm512_cmp_ps_mask(chk, zero, _CMP_NEQ_UQ) != 0) return false;
+    const float lo_v = _mm512_reduce_min_ps(mn), hi_v = _mm512_reduce_max_ps(mx);
+    const float s = hi_v == lo_v ? 1.0f : (hi_v - lo_v) / 255.0f;
+    float z = 0.0f - lo_v / s;
+    z = z < 255.0f ? z : 255.0f;  // NaN -> 255, as ONNX Runtime
+    z = 0.0f < z ? z : 0.0f;
+    const int32_t zi = static_cast<int32_t>((z + kAttnMagic) - kAttnMagic);
+    scale[r] = s;
+    zp[r] = zi;
+    const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(static_cast<float>(0 - zi)),
+                 hi = _mm512_set1_ps(static_cast<float>(255 - zi));
+    const __m512i vz = _mm512_set1_epi32(zi);
+    for (int64_t j = 0; j < K; j += 16) {
+      const __mmask16 m = lanes(K - j);
+      __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + j), vs);
+      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);  // v > lo ? v : lo, then v < hi ? v : hi
+      const __m512i iv = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+      _mm_mask_storeu_epi8(q + r * ldq + j, m, _mm512_cvtepi32_epi8(iv));
+    }
+  }
+  return true;
+}
+
 template <bool kScaled, bool kMask>
 bool scores_avx512(const float* x, const float* mask, int64_t T, float scale, float* s, float* top) {
   const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity()), sc = _mm512_set1_ps(scale);
@@ -135,6 +171,7 @@ AttentionKernels attention_kernels_avx512() {
   AttentionKernels k = attention_table();
   k.quantize_columns = quantize_columns_avx512;
   k.softmax_row = softmax_row_avx512;
+  k.quantize_rows = quantize_rows_avx512;
   return k;
 }
 

@@ -156,15 +156,19 @@ struct DynamicBmmStep final : Step {
       s.row_scale.reserve_discard(static_cast<size_t>(M));
       for (int64_t i = i0; i < i1; ++i) {
         const float* ai = a + a_off[static_cast<size_t>(i)];
-        for (int64_t m = 0; m < M; ++m) {
-          QuantParams q;
-          if (!dynamic_qparams(ai + m * K, K, &q)) throw std::invalid_argument(non_finite);
-          uint8_t* row = s.a.data() + m * Kp;
-          quantize_per_tensor(ai + m * K, K, q.scale, q.zero_point, 0, 255, row);
-          std::fill(row + K, row + Kp, uint8_t{0});
-          s.row_scale[m] = q.scale;
-          s.row_zp[m] = q.zero_point;
+        if (ak.quantize_rows != nullptr) {
+          if (!ak.quantize_rows(ai, M, K, K, s.a.data(), Kp, s.row_scale.data(), s.row_zp.data()))
+            throw std::invalid_argument(non_finite);
+        } else {
+          for (int64_t m = 0; m < M; ++m) {
+            QuantParams q;
+            if (!dynamic_qparams(ai + m * K, K, &q)) throw std::invalid_argument(non_finite);
+            quantize_per_tensor(ai + m * K, K, q.scale, q.zero_point, 0, 255, s.a.data() + m * Kp);
+            s.row_scale[m] = q.scale;
+            s.row_zp[m] = q.zero_point;
+          }
         }
+        for (int64_t m = 0; m < M; ++m) std::fill(s.a.data() + m * Kp + K, s.a.data() + (m + 1) * Kp, uint8_t{0});
         if (!quantize_b(ak, b + b_off[static_cast<size_t>(i)], K, P, alpha, s)) throw std::invalid_argument(non_finite);
         head_gemm(kernel, M, Kp, s.row_zp.data(), s.row_scale.data(), y + i * M * P, s);
       }
