@@ -6,6 +6,7 @@
 // rest is integer.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -20,17 +21,18 @@ bool quantize_columns_avx512(const float* b, int64_t K, int64_t P, int64_t ldb, 
                              int8_t* packed, int32_t* col_sum, float* col_scale) {
   const int64_t groups = round_up(K, kKGroup) / kKGroup, panels = round_up(P, kPanelCols) / kPanelCols;
   const __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-  const __m512i byte = _mm512_set1_epi32(0xFF);
+  const __m512i byte = _mm512_set1_epi32(0xFF), abs_mask = _mm512_set1_epi32(0x7FFFFFFF),
+                inf_bits = _mm512_set1_epi32(0x7F800000);
   for (int64_t pn = 0; pn < panels; ++pn) {
     const __mmask16 m = lanes(P - pn * kPanelCols);
     const float* col = b + pn * kPanelCols;
-    __m512 amax = zero, chk = zero;  // chk: v - v is 0 for finite v, NaN otherwise
-    for (int64_t k = 0; k < K; ++k) {
-      const __m512 v = _mm512_maskz_loadu_ps(m, col + k * ldb);
-      amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
-      chk = _mm512_add_ps(chk, _mm512_sub_ps(v, v));
-    }
-    if (_mm512_cmp_ps_mask(chk, zero, _CMP_NEQ_UQ) != 0) return false;
+    // max |v| on the bits: for non-negative floats the integer order is the numeric order, and
+    // infinity and NaN have the largest patterns; an integer max is a 1-cycle dependency chain.
+    __m512i bits = _mm512_setzero_si512();
+    for (int64_t k = 0; k < K; ++k)
+      bits = _mm512_max_epu32(bits, _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, col + k * ldb)), abs_mask));
+    if (_mm512_cmp_epu32_mask(bits, inf_bits, _MM_CMPINT_NLT) != 0) return false;  // infinity or NaN
+    const __m512 amax = _mm512_castsi512_ps(bits);
     const __m512 s = _mm512_mask_div_ps(_mm512_set1_ps(1.0f), _mm512_cmp_ps_mask(amax, zero, _CMP_GT_OQ), amax,
                                         _mm512_set1_ps(127.0f));
     _mm512_storeu_ps(col_scale + pn * kPanelCols, _mm512_maskz_mul_ps(m, s, _mm512_set1_ps(alpha)));
@@ -54,37 +56,52 @@ bool quantize_columns_avx512(const float* b, int64_t K, int64_t P, int64_t ldb, 
   return true;
 }
 
-// dynamic_qparams then quantize_per_tensor (runtime/quantize.cpp, kernels/elementwise.h), step for step.
+// dynamic_qparams then quantize_per_tensor (runtime/quantize.cpp, kernels/elementwise.h), step for
+// step; the parameters of 16 rows at a time in one vector (lane = row), not row by row in scalars.
 bool quantize_rows_avx512(const float* a, int64_t M, int64_t K, int64_t lda, uint8_t* q, int64_t ldq, float* scale,
                           int32_t* zp) {
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t r = 0; r < M; ++r) {
-    const float* x = a + r * lda;
-    __m512 mn = zero, mx = zero, chk = zero;  // masked-off lanes read 0: the range includes 0 anyway
-    for (int64_t j = 0; j < K; j += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(lanes(K - j), x + j);
-      mn = _mm512_min_ps(v, mn);  // v < mn ? v : mn, as range_with_zero
-      mx = _mm512_max_ps(v, mx);
-      chk = _mm512_add_ps(chk, _mm512_sub_ps(v, v));
+  for (int64_t r0 = 0; r0 < M; r0 += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, M - r0));
+    alignas(64) float lo_r[16] = {}, hi_r[16] = {};
+    for (int r = 0; r < n; ++r) {
+      const float* x = a + (r0 + r) * lda;
+      __m512 mn = zero, mx = zero, chk = zero;  // masked-off lanes read 0: the range includes 0 anyway
+      for (int64_t j = 0; j < K; j += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(lanes(K - j), x + j);
+        mn = _mm512_min_ps(v, mn);  // v < mn ? v : mn, as range_with_zero
+        mx = _mm512_max_ps(v, mx);
+        chk = _mm512_add_ps(chk, _mm512_sub_ps(v, v));  // v - v: 0 for finite v, NaN otherwise
+      }
+      if (_mm512_cmp_ps_mask(chk, zero, _CMP_NEQ_UQ) != 0) return false;
+      lo_r[r] = _mm512_reduce_min_ps(mn);
+      hi_r[r] = _mm512_reduce_max_ps(mx);
     }
-    if (_mm512_cmp_ps_mask(chk, zero, _CMP_NEQ_UQ) != 0) return false;
-    const float lo_v = _mm512_reduce_min_ps(mn), hi_v = _mm512_reduce_max_ps(mx);
-    const float s = hi_v == lo_v ? 1.0f : (hi_v - lo_v) / 255.0f;
-    float z = 0.0f - lo_v / s;
-    z = z < 255.0f ? z : 255.0f;  // NaN -> 255, as ONNX Runtime
-    z = 0.0f < z ? z : 0.0f;
-    const int32_t zi = static_cast<int32_t>((z + kAttnMagic) - kAttnMagic);
-    scale[r] = s;
-    zp[r] = zi;
-    const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(static_cast<float>(0 - zi)),
-                 hi = _mm512_set1_ps(static_cast<float>(255 - zi));
-    const __m512i vz = _mm512_set1_epi32(zi);
-    for (int64_t j = 0; j < K; j += 16) {
-      const __mmask16 m = lanes(K - j);
-      __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + j), vs);
-      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);  // v > lo ? v : lo, then v < hi ? v : hi
-      const __m512i iv = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
-      _mm_mask_storeu_epi8(q + r * ldq + j, m, _mm512_cvtepi32_epi8(iv));
+    const __m512 lo = _mm512_load_ps(lo_r), hi = _mm512_load_ps(hi_r);
+    // scale = hi == lo ? 1 : (hi - lo) / 255;  z = 0 - lo / scale, clamped: z < 255 ? z : 255 (NaN -> 255,
+    // as ONNX Runtime), then 0 < z ? z : 0;  zp = rne(z).
+    const __m512 sv = _mm512_mask_div_ps(_mm512_set1_ps(1.0f), _mm512_cmp_ps_mask(hi, lo, _CMP_NEQ_UQ),
+                                         _mm512_sub_ps(hi, lo), _mm512_set1_ps(255.0f));
+    __m512 z = _mm512_sub_ps(zero, _mm512_div_ps(lo, sv));
+    z = _mm512_max_ps(_mm512_min_ps(z, _mm512_set1_ps(255.0f)), zero);
+    const __m512i zv = _mm512_cvt_roundps_epi32(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 rows = lanes(n);
+    _mm512_mask_storeu_ps(scale + r0, rows, sv);
+    _mm512_mask_storeu_epi32(zp + r0, rows, zv);
+    for (int r = 0; r < n; ++r) {
+      const float* x = a + (r0 + r) * lda;
+      const int32_t zi = zp[r0 + r];
+      const __m512 vs = _mm512_set1_ps(scale[r0 + r]), vlo = _mm512_set1_ps(static_cast<float>(0 - zi)),
+                   vhi = _mm512_set1_ps(static_cast<float>(255 - zi));
+      const __m512i vz = _mm512_set1_epi32(zi);
+      for (int64_t j = 0; j < K; j += 16) {
+        const __mmask16 m = lanes(K - j);
+        __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + j), vs);
+        v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // v > lo ? v : lo, then v < hi ? v : hi
+        const __m512i iv =
+            _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        _mm_mask_storeu_epi8(q + (r0 + r) * ldq + j, m, _mm512_cvtepi32_epi8(iv));
+      }
     }
   }
   return true;
@@ -127,7 +144,9 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
   // Pass 1: e = table[rne(min((top - s) * 256, 4096))], written over s (as int32), and S.
   int32_t* e = reinterpret_cast<int32_t*>(s);
   const __m512 vtop = _mm512_set1_ps(top), k256 = _mm512_set1_ps(256.0f), limit = _mm512_set1_ps(4096.0f);
-  __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
+  // Lane sums in int32 (e <= 2^24: 127 vectors fit), moved into int64 every 127 vectors.
+  __m512i sum32 = _mm512_setzero_si512(), sum64 = _mm512_setzero_si512();
+  int pending = 0;
   for (int64_t j = 0; j < T; j += 16) {
     const __mmask16 m = lanes(T - j);
     __m512 d = _mm512_mul_ps(_mm512_sub_ps(vtop, _mm512_maskz_loadu_ps(m, s + j)), k256);
@@ -135,10 +154,15 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
     const __m512i t = _mm512_cvt_roundps_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512i ev = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, t, table, 4);
     _mm512_storeu_si512(e + j, ev);  // s holds whole vectors (the caller's buffer is rounded up)
-    sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(ev)));
-    sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(ev, 1)));
+    sum32 = _mm512_add_epi32(sum32, ev);
+    if (++pending == 127 || j + 16 >= T) {
+      sum64 = _mm512_add_epi64(sum64, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sum32)));
+      sum64 = _mm512_add_epi64(sum64, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sum32, 1)));
+      sum32 = _mm512_setzero_si512();
+      pending = 0;
+    }
   }
-  const int64_t sum = _mm512_reduce_add_epi64(_mm512_add_epi64(sum_lo, sum_hi));
+  const int64_t sum = _mm512_reduce_add_epi64(sum64);
   // Pass 2: p.
   if (fixed) {
     // R <= 255 * 2^24 < 2^32 (sum >= 2^24), e <= 2^24: e * R is a 32 x 32 -> 64-bit product.
