@@ -211,16 +211,18 @@ struct SoftmaxBmmStep final : Step {
       s.e.reserve_discard(static_cast<size_t>(T));
       if (mask_row_broadcasts) s.mask.reserve_discard(static_cast<size_t>(T));
       for (int64_t i = i0; i < i1; ++i) {
+        // The mask rows of matrix i: its index along each leading axis, then m * the row stride.
+        int64_t moff = 0;
+        if (has_mask)
+          for (int64_t d = static_cast<int64_t>(r) - 3, rest = i; d >= 0; --d) {
+            moff += (rest % x_shape[static_cast<size_t>(d)]) * mask_strides[static_cast<size_t>(d)];
+            rest /= x_shape[static_cast<size_t>(d)];
+          }
         // The scores' matrix i is x's matrix i: x has the output's leading shape (checked at create).
         for (int64_t m = 0; m < M; ++m) {
           const float* mrow = nullptr;
           if (has_mask) {
-            int64_t moff = 0;  // the mask row: (matrix i, row m)'s index along each axis but the last
-            for (int64_t d = static_cast<int64_t>(r) - 2, rest = i * M + m; d >= 0; --d) {
-              moff += (rest % x_shape[static_cast<size_t>(d)]) * mask_strides[static_cast<size_t>(d)];
-              rest /= x_shape[static_cast<size_t>(d)];
-            }
-            mrow = mask + moff;
+            mrow = mask + moff + m * mask_strides[r - 2];
             if (mask_row_broadcasts) {
               std::fill(s.mask.data(), s.mask.data() + T, *mrow);
               mrow = s.mask.data();
