@@ -125,7 +125,7 @@ inline bool attn_softmax_row(const float* x, const float* mask, int64_t T, bool 
     ok = mask != nullptr ? attn_scores<false, true>(x, mask, T, scale, s, &m) : attn_scores<false, false>(x, mask, T, scale, s, &m);
   if (!ok) return false;
   if (m == -std::numeric_limits<float>::infinity()) {  // every key masked: attends to nothing
-    std::memset(p, 0, static_cast<size_t>(T));
+    std::memset(p, 0, static_cast<size_t>(round_up(T, kKGroup)));
     *s_p = 0.0f;
     return true;
   }
@@ -151,6 +151,7 @@ inline bool attn_softmax_row(const float* x, const float* mask, int64_t T, bool 
       p[j] = static_cast<uint8_t>((static_cast<uint32_t>(e[j]) * 255u + (1u << 23)) >> 24);
     *s_p = static_cast<float>(static_cast<double>(kAttnExpOne) / (255.0 * static_cast<double>(sum)));
   }
+  for (int64_t j = T; j < round_up(T, kKGroup); ++j) p[j] = 0;  // the GEMM reads whole groups of 4
   return true;
 }
 

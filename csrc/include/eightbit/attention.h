@@ -19,7 +19,8 @@ struct AttentionKernels {
   bool (*quantize_columns)(const float* b, int64_t K, int64_t P, int64_t ldb, float alpha, int8_t* work,
                            int8_t* packed, int32_t* col_sum, float* col_scale);
   // One softmax row: x [T] -> s = x * scale (when `scaled`) + mask [T] (when not null), then the
-  // integer softmax: p [T] uint8 and *s_p, p_scale "fixed" or "row".  `table` is the exp table
+  // integer softmax: p [T] uint8 and *s_p, p_scale "fixed" or "row"; p is 0 from T up to
+  // round_up(T, 4) (the GEMM reads groups of 4), and may be written (0) up to round_up(T, 16).  `table` is the exp table
   // (4097 entries); `s` holds round_up(T, 16) floats of work, `e` T int32.  Returns false for NaN
   // or +inf in s.
   // DynamicQuantizeLinear of each row of a [M, K] (row stride lda), exactly dynamic_qparams and

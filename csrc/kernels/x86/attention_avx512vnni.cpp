@@ -117,7 +117,7 @@ bool scores_avx512(const float* x, const float* mask, int64_t T, float scale, fl
     __m512 v = _mm512_maskz_loadu_ps(m, x + j);
     if (kScaled) v = _mm512_mul_ps(v, sc);
     if (kMask) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, mask + j));  // two roundings: no FMA
-    _mm512_mask_storeu_ps(s + j, m, v);
+    _mm512_storeu_ps(s + j, v);  // whole vectors (s holds them): a masked store is not forwarded to a load
     bad |= _mm512_mask_cmp_ps_mask(m, v, inf, _CMP_NLT_UQ);  // NaN or +inf
     mx = _mm512_mask_max_ps(mx, m, mx, v);
   }
@@ -137,7 +137,7 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
                          : scores_avx512<false, false>(x, mask, T, scale, s, &top);
   if (!ok) return false;
   if (top == -std::numeric_limits<float>::infinity()) {  // every key masked: attends to nothing
-    std::memset(p, 0, static_cast<size_t>(T));
+    std::memset(p, 0, static_cast<size_t>(round_up(T, kKGroup)));
     *s_p = 0.0f;
     return true;
   }
@@ -149,7 +149,7 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
   int pending = 0;
   for (int64_t j = 0; j < T; j += 16) {
     const __mmask16 m = lanes(T - j);
-    __m512 d = _mm512_mul_ps(_mm512_sub_ps(vtop, _mm512_maskz_loadu_ps(m, s + j)), k256);
+    __m512 d = _mm512_mul_ps(_mm512_sub_ps(vtop, _mm512_loadu_ps(s + j)), k256);  // lanes past T: not gathered
     d = _mm512_min_ps(d, limit);  // +inf (a -inf key) -> the last entry
     const __m512i t = _mm512_cvt_roundps_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512i ev = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, t, table, 4);
@@ -173,7 +173,7 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
       const __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(ev, r), half), 48);
       const __m512i odd = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ev, 32), r), half), 48);
       const __m512i pv = _mm512_or_si512(even, _mm512_slli_epi64(odd, 32));
-      _mm_mask_storeu_epi8(p + j, lanes(T - j), _mm512_cvtepi32_epi8(pv));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p + j), _mm512_cvtepi32_epi8(pv));  // 0 past T
     }
     *s_p = 1.0f / 255.0f;
   } else {
@@ -182,7 +182,7 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
     for (int64_t j = 0; j < T; j += 16) {
       const __m512i ev = _mm512_loadu_si512(e + j);
       const __m512i pv = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(ev, k255), half), 24);
-      _mm_mask_storeu_epi8(p + j, lanes(T - j), _mm512_cvtepi32_epi8(pv));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p + j), _mm512_cvtepi32_epi8(pv));  // 0 past T
     }
     *s_p = static_cast<float>(static_cast<double>(kAttnExpOne) / (255.0 * static_cast<double>(sum)));
   }

@@ -205,7 +205,7 @@ struct SoftmaxBmmStep final : Step {
     const int64_t work = M * round_up(D, kPanelCols) * Tp + 4 * M * T + T * D;
     parallel_for(static_cast<int64_t>(x_off.size()), work, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
       HeadScratch& s = head_scratch();
-      s.a.reserve_discard(static_cast<size_t>(M * Tp));
+      s.a.reserve_discard(static_cast<size_t>(M * Tp + 16));  // the last row may be written to round_up(T, 16)
       s.row_scale.reserve_discard(static_cast<size_t>(M));
       s.s.reserve_discard(static_cast<size_t>(round_up(T, 16)));  // whole vectors
       s.e.reserve_discard(static_cast<size_t>(T));
@@ -232,7 +232,6 @@ struct SoftmaxBmmStep final : Step {
           if (!ak.softmax_row(x + x_off[static_cast<size_t>(i)] + m * T, mrow, T, scaled, scale, table, fixed_scale,
                               prow, s.row_scale.data() + m, s.s.data(), s.e.data()))
             throw std::invalid_argument(bad_scores);
-          std::fill(prow + T, prow + Tp, uint8_t{0});
         }
         if (!quantize_b(ak, v + v_off[static_cast<size_t>(i)], T, D, 1.0f, s)) throw std::invalid_argument(bad_v);
         head_gemm(kernel, M, Tp, nullptr, s.row_scale.data(), y + i * M * D, s);
