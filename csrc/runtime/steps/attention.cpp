@@ -129,6 +129,12 @@ void head_gemm(const GemmKernel& kernel, int64_t M, int64_t lda, const int32_t* 
     kernel.block(call, m0, std::min(M, m0 + block_rows), 0, b.Np / kPanelCols);
 }
 
+// Asks for n floats at p in L1 ahead of use: the next head's operands, while this head computes
+// (they come from L2 or L3, written by the previous step).
+void prefetch(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+}
+
 std::vector<int64_t> out_shape(const StepIO& io) { return with_batch(io.out_t(), io.batch()); }
 
 struct DynamicBmmStep final : Step {
@@ -155,6 +161,10 @@ struct DynamicBmmStep final : Step {
       s.row_zp.reserve_discard(static_cast<size_t>(M));
       s.row_scale.reserve_discard(static_cast<size_t>(M));
       for (int64_t i = i0; i < i1; ++i) {
+        if (i + 1 < i1) {
+          prefetch(a + a_off[static_cast<size_t>(i + 1)], M * K);
+          prefetch(b + b_off[static_cast<size_t>(i + 1)], K * P);
+        }
         const float* ai = a + a_off[static_cast<size_t>(i)];
         if (ak.quantize_rows != nullptr) {
           if (!ak.quantize_rows(ai, M, K, K, s.a.data(), Kp, s.row_scale.data(), s.row_zp.data()))
@@ -211,6 +221,10 @@ struct SoftmaxBmmStep final : Step {
       s.e.reserve_discard(static_cast<size_t>(T));
       if (mask_row_broadcasts) s.mask.reserve_discard(static_cast<size_t>(T));
       for (int64_t i = i0; i < i1; ++i) {
+        if (i + 1 < i1) {
+          prefetch(x + x_off[static_cast<size_t>(i + 1)], M * T);
+          prefetch(v + v_off[static_cast<size_t>(i + 1)], T * D);
+        }
         // The mask rows of matrix i: its index along each leading axis, then m * the row stride.
         int64_t moff = 0;
         if (has_mask)
