@@ -102,6 +102,22 @@ void float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0,
     const uint32_t za = kRowZp ? static_cast<uint32_t>(ep.row_zp[m]) : 0u;
     const uint32_t rc = kRowComp ? static_cast<uint32_t>(ep.row_comp[m]) : 0u;
     const float rs = ep.row_scale[m];
+#if defined(__AVX512BW__)
+    // 16 lanes at a time, the tail masked (GCC vectorises the loop below with 128-bit vectors only).
+    const __m512i vza = _mm512_set1_epi32(static_cast<int32_t>(za)), vrc = _mm512_set1_epi32(static_cast<int32_t>(rc));
+    const __m512 vrs = _mm512_set1_ps(rs), zero = _mm512_setzero_ps();
+    for (int c = 0; c < cols; c += 16) {
+      const __mmask16 k = cols - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols - c)) - 1);
+      __m512i a = _mm512_maskz_loadu_epi32(k, s + c);  // int32 adds and products wrap as uint32 ones
+      if (kColComp) a = _mm512_add_epi32(a, _mm512_maskz_loadu_epi32(k, cc + c));
+      if (kRowZp) a = _mm512_sub_epi32(a, _mm512_mullo_epi32(vza, _mm512_maskz_loadu_epi32(k, cs + c)));
+      if (kRowComp) a = _mm512_sub_epi32(a, _mm512_mullo_epi32(vrc, _mm512_maskz_loadu_epi32(k, zb + c)));
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(vrs, _mm512_maskz_loadu_ps(k, scale + c)));
+      if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + c));
+      if (relu) v = _mm512_max_ps(v, zero);  // v > 0 ? v : 0
+      _mm512_mask_storeu_ps(out + c, k, v);
+    }
+#else
     for (int c = 0; c < cols; ++c) {
       uint32_t a = static_cast<uint32_t>(s[c]);  // uint32: the wrap-around of int32 accumulation
       if (kColComp) a += static_cast<uint32_t>(cc[c]);
@@ -112,6 +128,7 @@ void float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0,
       if (relu) v = v > 0.0f ? v : 0.0f;
       out[c] = v;
     }
+#endif
   }
 }
 
