@@ -155,10 +155,20 @@ inline bool attn_softmax_row(const float* x, const float* mask, int64_t T, bool 
   return true;
 }
 
+inline bool attn_softmax_rows(const float* x, int64_t ldx, const float* mask, int64_t mask_ld, int64_t rows,
+                              int64_t T, bool scaled, float scale, const int32_t* table, bool fixed, uint8_t* p,
+                              int64_t ldp, float* s_p, float* s, int32_t* e) {
+  for (int64_t r = 0; r < rows; ++r)
+    if (!attn_softmax_row(x + r * ldx, mask != nullptr ? mask + r * mask_ld : nullptr, T, scaled, scale, table, fixed,
+                          p + r * ldp, s_p + r, s, e))
+      return false;
+  return true;
+}
+
 inline AttentionKernels attention_table() {
   AttentionKernels k;
   k.quantize_columns = attn_quantize_columns;
-  k.softmax_row = attn_softmax_row;
+  k.softmax_rows = attn_softmax_rows;
   return k;
 }
 

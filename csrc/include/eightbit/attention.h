@@ -18,19 +18,22 @@ struct AttentionKernels {
   // or infinity.
   bool (*quantize_columns)(const float* b, int64_t K, int64_t P, int64_t ldb, float alpha, int8_t* work,
                            int8_t* packed, int32_t* col_sum, float* col_scale);
-  // One softmax row: x [T] -> s = x * scale (when `scaled`) + mask [T] (when not null), then the
-  // integer softmax: p [T] uint8 and *s_p, p_scale "fixed" or "row"; p is 0 from T up to
-  // round_up(T, 4) (the GEMM reads groups of 4), and may be written (0) up to round_up(T, 16).  `table` is the exp table
-  // (4097 entries); `s` holds round_up(T, 16) floats of work, `e` T int32.  Returns false for NaN
-  // or +inf in s.
   // DynamicQuantizeLinear of each row of a [M, K] (row stride lda), exactly dynamic_qparams and
   // quantize_per_tensor (runtime/quantize.h): q [M, ldq] uint8 (bytes K .. ldq untouched),
   // scale[M], zp[M].  False when a holds NaN or infinity.  Null in units without their own:
   // the runtime's functions then do it row by row.
   bool (*quantize_rows)(const float* a, int64_t M, int64_t K, int64_t lda, uint8_t* q, int64_t ldq, float* scale,
                         int32_t* zp) = nullptr;
-  bool (*softmax_row)(const float* x, const float* mask, int64_t T, bool scaled, float scale, const int32_t* table,
-                      bool fixed, uint8_t* p, float* s_p, float* s, int32_t* e);
+  // Softmax of `rows` rows: row r of x (x + r * ldx, T values) -> s = x * scale (when `scaled`)
+  // + mask row r (mask + r * mask_ld, T values; mask_ld may be 0; none when mask is null), then the
+  // integer softmax: p + r * ldp (uint8) and s_p[r], p_scale "fixed" or "row"; each p row is 0
+  // from T up to round_up(T, 4) (the GEMM reads groups of 4) and may be written (0) up to
+  // round_up(T, 16) (ldp leaves room, or the rows are written in order).  `table` is the exp table
+  // (4097 entries); `s` holds 4 * round_up(T, 16) floats and `e` T int32 of work.  Returns false
+  // for NaN or +inf in s.
+  bool (*softmax_rows)(const float* x, int64_t ldx, const float* mask, int64_t mask_ld, int64_t rows, int64_t T,
+                       bool scaled, float scale, const int32_t* table, bool fixed, uint8_t* p, int64_t ldp,
+                       float* s_p, float* s, int32_t* e);
 };
 
 AttentionKernels attention_kernels_scalar();

@@ -125,23 +125,8 @@ bool scores_avx512(const float* x, const float* mask, int64_t T, float scale, fl
   return bad == 0;
 }
 
-bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scaled, float scale, const int32_t* table,
-                        bool fixed, uint8_t* p, float* s_p, float* s, int32_t* /*e*/) {
-  float top;
-  bool ok;
-  if (scaled)
-    ok = mask != nullptr ? scores_avx512<true, true>(x, mask, T, scale, s, &top)
-                         : scores_avx512<true, false>(x, mask, T, scale, s, &top);
-  else
-    ok = mask != nullptr ? scores_avx512<false, true>(x, mask, T, scale, s, &top)
-                         : scores_avx512<false, false>(x, mask, T, scale, s, &top);
-  if (!ok) return false;
-  if (top == -std::numeric_limits<float>::infinity()) {  // every key masked: attends to nothing
-    std::memset(p, 0, static_cast<size_t>(round_up(T, kKGroup)));
-    *s_p = 0.0f;
-    return true;
-  }
-  // Pass 1: e = table[rne(min((top - s) * 256, 4096))], written over s (as int32), and S.
+// e = table[rne(min((top - s) * 256, 4096))] of one row, written over s (as int32); returns S.
+int64_t exp_sum_avx512(float* s, int64_t T, float top, const int32_t* table) {
   int32_t* e = reinterpret_cast<int32_t*>(s);
   const __m512 vtop = _mm512_set1_ps(top), k256 = _mm512_set1_ps(256.0f), limit = _mm512_set1_ps(4096.0f);
   // Lane sums in int32 (e <= 2^24: 127 vectors fit), moved into int64 every 127 vectors.
@@ -153,7 +138,7 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
     d = _mm512_min_ps(d, limit);  // +inf (a -inf key) -> the last entry
     const __m512i t = _mm512_cvt_roundps_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512i ev = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, t, table, 4);
-    _mm512_storeu_si512(e + j, ev);  // s holds whole vectors (the caller's buffer is rounded up)
+    _mm512_storeu_si512(e + j, ev);  // s holds whole vectors
     sum32 = _mm512_add_epi32(sum32, ev);
     if (++pending == 127 || j + 16 >= T) {
       sum64 = _mm512_add_epi64(sum64, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sum32)));
@@ -162,8 +147,11 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
       pending = 0;
     }
   }
-  const int64_t sum = _mm512_reduce_add_epi64(sum64);
-  // Pass 2: p.
+  return _mm512_reduce_add_epi64(sum64);
+}
+
+// p and s_p of one row from its e (over s) and S.
+void probabilities_avx512(const int32_t* e, int64_t T, int64_t sum, bool fixed, uint8_t* p, float* s_p) {
   if (fixed) {
     // R <= 255 * 2^24 < 2^32 (sum >= 2^24), e <= 2^24: e * R is a 32 x 32 -> 64-bit product.
     const __m512i r = _mm512_set1_epi64(static_cast<int64_t>((int64_t{255} << 48) / sum));
@@ -186,7 +174,44 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
     }
     *s_p = static_cast<float>(static_cast<double>(kAttnExpOne) / (255.0 * static_cast<double>(sum)));
   }
+}
+
+// A short row is a chain of latencies (max fold, gather, sum fold, divide): rows go four at a
+// time, phase by phase, so that the four chains overlap (as the float softmax does).
+template <bool kScaled, bool kMask>
+bool softmax_rows_t(const float* x, int64_t ldx, const float* mask, int64_t mask_ld, int64_t rows, int64_t T,
+                    float scale, const int32_t* table, bool fixed, uint8_t* p, int64_t ldp, float* s_p, float* s) {
+  constexpr int kRows = 4;
+  const int64_t tv = round_up(T, 16);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+    const int n = static_cast<int>(std::min<int64_t>(kRows, rows - r0));
+    float top[kRows];
+    int64_t sum[kRows];
+    for (int i = 0; i < n; ++i)
+      if (!scores_avx512<kScaled, kMask>(x + (r0 + i) * ldx, kMask ? mask + (r0 + i) * mask_ld : nullptr, T, scale,
+                                         s + i * tv, &top[i]))
+        return false;
+    for (int i = 0; i < n; ++i)
+      sum[i] = top[i] == -std::numeric_limits<float>::infinity() ? 0 : exp_sum_avx512(s + i * tv, T, top[i], table);
+    for (int i = 0; i < n; ++i) {
+      uint8_t* pr = p + (r0 + i) * ldp;
+      if (sum[i] == 0) {  // every key masked: attends to nothing
+        std::memset(pr, 0, static_cast<size_t>(round_up(T, kKGroup)));
+        s_p[r0 + i] = 0.0f;
+      } else {
+        probabilities_avx512(reinterpret_cast<const int32_t*>(s + i * tv), T, sum[i], fixed, pr, s_p + r0 + i);
+      }
+    }
+  }
   return true;
+}
+
+bool softmax_rows_avx512(const float* x, int64_t ldx, const float* mask, int64_t mask_ld, int64_t rows, int64_t T,
+                         bool scaled, float scale, const int32_t* table, bool fixed, uint8_t* p, int64_t ldp,
+                         float* s_p, float* s, int32_t* /*e*/) {
+  const auto run = scaled ? (mask != nullptr ? softmax_rows_t<true, true> : softmax_rows_t<true, false>)
+                          : (mask != nullptr ? softmax_rows_t<false, true> : softmax_rows_t<false, false>);
+  return run(x, ldx, mask, mask_ld, rows, T, scale, table, fixed, p, ldp, s_p, s);
 }
 
 }  // namespace
@@ -194,7 +219,7 @@ bool softmax_row_avx512(const float* x, const float* mask, int64_t T, bool scale
 AttentionKernels attention_kernels_avx512() {
   AttentionKernels k = attention_table();
   k.quantize_columns = quantize_columns_avx512;
-  k.softmax_row = softmax_row_avx512;
+  k.softmax_rows = softmax_rows_avx512;
   k.quantize_rows = quantize_rows_avx512;
   return k;
 }

@@ -217,7 +217,7 @@ struct SoftmaxBmmStep final : Step {
       HeadScratch& s = head_scratch();
       s.a.reserve_discard(static_cast<size_t>(M * Tp + 16));  // the last row may be written to round_up(T, 16)
       s.row_scale.reserve_discard(static_cast<size_t>(M));
-      s.s.reserve_discard(static_cast<size_t>(round_up(T, 16)));  // whole vectors
+      s.s.reserve_discard(static_cast<size_t>(4 * round_up(T, 16)));  // four rows of whole vectors
       s.e.reserve_discard(static_cast<size_t>(T));
       if (mask_row_broadcasts) s.mask.reserve_discard(static_cast<size_t>(T));
       for (int64_t i = i0; i < i1; ++i) {
@@ -233,20 +233,19 @@ struct SoftmaxBmmStep final : Step {
             rest /= x_shape[static_cast<size_t>(d)];
           }
         // The scores' matrix i is x's matrix i: x has the output's leading shape (checked at create).
-        for (int64_t m = 0; m < M; ++m) {
-          const float* mrow = nullptr;
-          if (has_mask) {
-            mrow = mask + moff + m * mask_strides[r - 2];
-            if (mask_row_broadcasts) {
-              std::fill(s.mask.data(), s.mask.data() + T, *mrow);
-              mrow = s.mask.data();
-            }
+        const float* xi = x + x_off[static_cast<size_t>(i)];
+        bool ok = true;
+        if (!mask_row_broadcasts) {  // the mask's rows lie mask_strides[r - 2] apart (maybe 0)
+          ok = ak.softmax_rows(xi, T, has_mask ? mask + moff : nullptr, has_mask ? mask_strides[r - 2] : 0, M, T, scaled,
+                               scale, table, fixed_scale, s.a.data(), Tp, s.row_scale.data(), s.s.data(), s.e.data());
+        } else {  // one mask value per row: a row of copies
+          for (int64_t m = 0; m < M && ok; ++m) {
+            std::fill(s.mask.data(), s.mask.data() + T, mask[moff + m * mask_strides[r - 2]]);
+            ok = ak.softmax_rows(xi + m * T, T, s.mask.data(), 0, 1, T, scaled, scale, table, fixed_scale,
+                                 s.a.data() + m * Tp, Tp, s.row_scale.data() + m, s.s.data(), s.e.data());
           }
-          uint8_t* prow = s.a.data() + m * Tp;
-          if (!ak.softmax_row(x + x_off[static_cast<size_t>(i)] + m * T, mrow, T, scaled, scale, table, fixed_scale,
-                              prow, s.row_scale.data() + m, s.s.data(), s.e.data()))
-            throw std::invalid_argument(bad_scores);
         }
+        if (!ok) throw std::invalid_argument(bad_scores);
         if (!quantize_b(ak, v + v_off[static_cast<size_t>(i)], T, D, 1.0f, s)) throw std::invalid_argument(bad_v);
         head_gemm(kernel, M, Tp, nullptr, s.row_scale.data(), y + i * M * D, s);
       }
