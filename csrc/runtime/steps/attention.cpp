@@ -51,14 +51,14 @@ constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
 // One thread's buffers, reused across heads and runs: a head is a few microseconds of work, so
 // allocating per head (as pack_b does) would cost more than the head.
 struct HeadScratch {
-  AlignedBuffer<uint8_t> a;        // A rows, [M, Kp], zero past K
+  AlignedBuffer<uint8_t> a;        // A rows, [M, Kp], zero past K (+16 bytes: softmax rows are stored whole)
   AlignedBuffer<int16_t> a_wide;   // the same widened, for kernels that read int16 (avx2)
   AlignedBuffer<int32_t> row_zp;
   AlignedBuffer<float> row_scale;
   AlignedBuffer<int8_t> q;         // B's codes, [Kp, Np], before packing
   PackedB b;                       // B packed, with col_sum and zero zb'
   AlignedBuffer<float> col_scale;
-  AlignedBuffer<float> s;          // a softmax row, scaled and masked
+  AlignedBuffer<float> s;          // four softmax rows, scaled and masked (whole vectors)
   AlignedBuffer<float> mask;       // a mask row that broadcasts along the keys
   AlignedBuffer<int32_t> e;
 };
