@@ -84,6 +84,54 @@ void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, 
   }
 }
 
+// kFloat in one pass per row (the general path below makes three through a buffer): the same
+// operations in the same order.  The zero-point terms are template flags so that the loop
+// vectorises without them; bias and relu are loop-invariant branches.
+template <bool kColComp, bool kRowZp, bool kRowComp>
+void float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows, int64_t n0, int cols) {
+  const int32_t* cc = kColComp ? ep.col_comp + n0 : nullptr;
+  const int32_t* cs = kRowZp ? ep.col_sum + n0 : nullptr;
+  const int32_t* zb = kRowComp ? ep.col_zp + n0 : nullptr;
+  const float* scale = ep.col_scale + n0;
+  const float* bias = ep.bias != nullptr ? ep.bias + n0 : nullptr;
+  const bool relu = ep.relu;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r;
+    const int32_t* s = tile + r * ld;
+    float* out = static_cast<float*>(ep.out) + m * ep.ldc + n0;
+    const uint32_t za = kRowZp ? static_cast<uint32_t>(ep.row_zp[m]) : 0u;
+    const uint32_t rc = kRowComp ? static_cast<uint32_t>(ep.row_comp[m]) : 0u;
+    const float rs = ep.row_scale[m];
+#if defined(__AVX512BW__)
+    // 16 lanes at a time, the tail masked (GCC vectorises the loop below with 128-bit vectors only).
+    const __m512i vza = _mm512_set1_epi32(static_cast<int32_t>(za)), vrc = _mm512_set1_epi32(static_cast<int32_t>(rc));
+    const __m512 vrs = _mm512_set1_ps(rs), zero = _mm512_setzero_ps();
+    for (int c = 0; c < cols; c += 16) {
+      const __mmask16 k = cols - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols - c)) - 1);
+      __m512i a = _mm512_maskz_loadu_epi32(k, s + c);  // int32 adds and products wrap as uint32 ones
+      if (kColComp) a = _mm512_add_epi32(a, _mm512_maskz_loadu_epi32(k, cc + c));
+      if (kRowZp) a = _mm512_sub_epi32(a, _mm512_mullo_epi32(vza, _mm512_maskz_loadu_epi32(k, cs + c)));
+      if (kRowComp) a = _mm512_sub_epi32(a, _mm512_mullo_epi32(vrc, _mm512_maskz_loadu_epi32(k, zb + c)));
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(vrs, _mm512_maskz_loadu_ps(k, scale + c)));
+      if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + c));
+      if (relu) v = _mm512_max_ps(v, zero);  // v > 0 ? v : 0
+      _mm512_mask_storeu_ps(out + c, k, v);
+    }
+#else
+    for (int c = 0; c < cols; ++c) {
+      uint32_t a = static_cast<uint32_t>(s[c]);  // uint32: the wrap-around of int32 accumulation
+      if (kColComp) a += static_cast<uint32_t>(cc[c]);
+      if (kRowZp) a -= za * static_cast<uint32_t>(cs[c]);
+      if (kRowComp) a -= rc * static_cast<uint32_t>(zb[c]);
+      float v = static_cast<float>(static_cast<int32_t>(a)) * (rs * scale[c]);
+      if (bias != nullptr) v = v + bias[c];
+      if (relu) v = v > 0.0f ? v : 0.0f;
+      out[c] = v;
+    }
+#endif
+  }
+}
+
 // Applies the zero-point terms and the output stage to a tile of raw sums
 // S (rows x cols, row stride ld) whose top-left element is C[m0][n0].
 inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows,
@@ -94,6 +142,16 @@ inline void apply_epilogue(const Epilogue& ep, const int32_t* tile, int64_t ld, 
       (comp ? requantize_float_rows<int8_t, true> : requantize_float_rows<int8_t, false>)(ep, tile, ld, m0, rows, n0, cols);
     else
       (comp ? requantize_float_rows<uint8_t, true> : requantize_float_rows<uint8_t, false>)(ep, tile, ld, m0, rows, n0, cols);
+    return;
+  }
+  if (ep.kind == OutputKind::kFloat) {
+    using Fn = void (*)(const Epilogue&, const int32_t*, int64_t, int64_t, int, int64_t, int);
+    static constexpr Fn kFloatRows[8] = {float_rows<false, false, false>, float_rows<false, false, true>,
+                                         float_rows<false, true, false>,  float_rows<false, true, true>,
+                                         float_rows<true, false, false>,  float_rows<true, false, true>,
+                                         float_rows<true, true, false>,   float_rows<true, true, true>};
+    const int which = (ep.col_comp != nullptr ? 4 : 0) | (ep.row_zp != nullptr ? 2 : 0) | (ep.row_comp != nullptr ? 1 : 0);
+    kFloatRows[which](ep, tile, ld, m0, rows, n0, cols);
     return;
   }
   alignas(64) int32_t buffer[kMaxTileCols];

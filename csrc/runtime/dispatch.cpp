@@ -46,6 +46,16 @@ FloatMathKernels (*const kFloatMath[])() = {
 static_assert(sizeof(kFloatMath) / sizeof(kFloatMath[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
               "one float math table per ISA entry");
 
+// The int8 attention loops of each kIsas entry, in kIsas order (as kFloatMath).
+AttentionKernels (*const kAttention[])() = {
+    attention_kernels_scalar,
+#if defined(EB_HAVE_X86_KERNELS)
+    attention_kernels_avx2, attention_kernels_avx2, attention_kernels_avx512, attention_kernels_avx512,
+#endif
+};
+static_assert(sizeof(kAttention) / sizeof(kAttention[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
+              "one attention table per ISA entry");
+
 struct Table {
   GemmKernel kernels[sizeof(kIsas) / sizeof(kIsas[0])];
   DepthwiseFn depthwise[sizeof(kIsas) / sizeof(kIsas[0])];
@@ -79,6 +89,10 @@ std::vector<std::string> available_isas() {
 
 FloatMathKernels active_float_math() {  // a table of plain function pointers: cheap to return
   return kFloatMath[table().active.load(std::memory_order_relaxed)]();
+}
+
+AttentionKernels active_attention() {
+  return kAttention[table().active.load(std::memory_order_relaxed)]();
 }
 
 const GemmKernel& active_gemm() {

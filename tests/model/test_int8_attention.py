@@ -192,6 +192,90 @@ def test_softmax_bmm_step_is_the_reference_on_every_isa(rng, isa, p_scale, mask_
     np.testing.assert_array_equal(run_plan(model.plan, feeds, ref)["y"], want)
 
 
+# ---- the per-head path: shapes that hit its vector tails, blocks of rows, long rows, threads ----------
+
+def _special_rows(a):
+    """Rows that test the row parameters: all zero, constant, all negative, all positive, huge, tiny."""
+    a = a.copy()
+    a[0, 0, 0, :] = 0
+    a[0, 0, 1, :] = np.float32(-2.5)
+    a[0, 0, 2, :] = -np.abs(a[0, 0, 2, :])
+    a[0, 0, 3, :] = np.abs(a[0, 0, 3, :])
+    a[0, 0, 4, :] *= np.float32(1e30)
+    a[0, 0, 5, :] *= np.float32(1e-30)
+    return a
+
+
+# (M, K, P): MiniLM's heads (25 and 128 tokens, head size 32), BERT-base's 64, K and P off the
+# 16-lane vectors, M over several blocks of 16 rows and of the kernel's row tiles.
+@pytest.mark.parametrize("m,k,n", [(25, 32, 25), (128, 32, 128), (33, 64, 17), (40, 20, 50), (6, 1, 1)])
+def test_dynamic_bmm_head_shapes_on_every_isa(rng, isa, m, k, n):
+    a, b = _inputs(rng, (2, 3), (2, 3), m, k, n)
+    if m >= 6:
+        a = _special_rows(a)
+    b[1, 2, :, 0] = 0                                          # an all-zero column
+    if n > 1:
+        b[0, 1, :, 1] *= np.float32(1e-30)
+    y = _bmm_model(a.shape, b.shape, 0.17677669).run({"a": a, "b": b})["y"]
+    np.testing.assert_array_equal(y, ref.dynamic_bmm(a, b, 0.17677669), err_msg=isa)
+
+
+@pytest.mark.parametrize("p_scale", ["row", "fixed"])
+@pytest.mark.parametrize("mask_kind,m,t,d", [("keys", 25, 25, 32), ("rows", 25, 25, 32), ("keys", 128, 128, 32),
+                                             ("full", 7, 47, 64), (None, 3, 2100, 8)])
+def test_softmax_bmm_head_shapes_on_every_isa(rng, isa, p_scale, mask_kind, m, t, d):
+    """A mask broadcasting along the keys ("rows"), and rows longer than 127 vectors of 16 (the
+    AVX-512 softmax moves its int32 lane sums into int64 every 127 vectors)."""
+    mk = "keys" if mask_kind == "rows" else mask_kind
+    x, v, mask = _attention_inputs(rng, n=2, h=3, m=m, t=t, d=d, mask_kind=mk)
+    if mask_kind == "rows":                                     # one value per query row: stride 0 along keys
+        mask = np.where(rng.random((2, 1, m, 1)) < 0.2, NEG, np.float32(0.5)).astype(np.float32)
+    if mask_kind is None:
+        x[0, 0, 0, :] = 0                                       # every key alike: e = 2^24 each
+    v[1, 0, :, 0] = 0
+    model = _softmax_bmm_model(x.shape, v.shape, None if mask is None else mask.shape, 0.17677669, p_scale)
+    feeds = {"x": x, "v": v, **({} if mask is None else {"mask": mask})}
+    want = ref.softmax_bmm(x, v, mask, 0.17677669, p_scale)
+    np.testing.assert_array_equal(model.run(feeds)["y"], want, err_msg=isa)
+
+
+def test_heads_split_over_threads_give_the_same_bits(rng):
+    """Enough heads for the pool to split them: the result does not depend on the thread count."""
+    a, b = _inputs(rng, (4, 12), (4, 12), 64, 32, 64)
+    x, v, mask = _attention_inputs(rng, n=4, h=12, m=64, t=64, d=32)
+    qk = _bmm_model(a.shape, b.shape)
+    pv = _softmax_bmm_model(x.shape, v.shape, mask.shape, 0.17677669, "fixed")
+    before = eb.cpu_info()["num_threads"]
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            eb.set_num_threads(n)
+            outs.append((qk.run({"a": a, "b": b})["y"], pv.run({"x": x, "v": v, "mask": mask})["y"]))
+    finally:
+        eb.set_num_threads(before)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y[0], outs[0][0])
+        np.testing.assert_array_equal(y[1], outs[0][1])
+    np.testing.assert_array_equal(outs[0][0], ref.dynamic_bmm(a, b))
+    np.testing.assert_array_equal(outs[0][1], ref.softmax_bmm(x, v, mask, 0.17677669, "fixed"))
+
+
+def test_non_finite_values_in_a_late_head_are_refused(rng):
+    """A bad value in the last head, where the pool's other thread finds it."""
+    a, b = _inputs(rng, (4, 12), (4, 12), 64, 32, 64)
+    model = _bmm_model(a.shape, b.shape)
+    before = eb.cpu_info()["num_threads"]
+    try:
+        eb.set_num_threads(2)
+        for name, value in (("a", np.inf), ("b", np.nan), ("b", -np.inf)):
+            bad = {"a": a.copy(), "b": b.copy()}
+            bad[name][3, 11, -1, -1] = value
+            with pytest.raises(ValueError, match="NaN or infinity"):
+                model.run(bad)
+    finally:
+        eb.set_num_threads(before)
+
+
 def test_a_power_of_two_alpha_is_the_unscaled_product_scaled(rng):
     a, b = _inputs(rng)
     np.testing.assert_array_equal(ref.dynamic_bmm(a, b, 0.125), ref.dynamic_bmm(a, b) * np.float32(0.125))

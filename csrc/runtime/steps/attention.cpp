@@ -6,27 +6,21 @@
 //                 softmax(scores * scale + mask) as uint8 probabilities from an integer exp table,
 //                 v's columns symmetric int8, one u8s8 GEMM per matrix.
 // Every extent is read from the tensors at run (the sequence may be free); create only checks.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "runtime/dispatch.h"
 #include "runtime/gemm.h"
 #include "runtime/quantize.h"
+#include "runtime/thread_pool.h"
 #include "runtime/steps/steps.h"
 
 namespace eb {
 namespace {
 
-constexpr int kExpFracBits = 8;        // d = max - x in steps of 2^-8
 constexpr int64_t kExpTableSize = 4097;  // d in [0, 16]; the last entry for d >= 16
 constexpr int64_t kExpOne = int64_t{1} << 24;
-
-// rne(v) for |v| < 2^22: adding and subtracting 1.5 * 2^23 rounds to an integer once, to nearest
-// even, exactly as std::nearbyint in the default mode (no fast-math: the compiler may not
-// reassociate), and inline and vectorizable where nearbyint may be a library call.
-inline float round_even(float v) {
-  constexpr float kMagic = 12582912.0f;
-  return (v + kMagic) - kMagic;
-}
 
 // The matrices of a bmm operand: its element offsets over the output's leading dimensions (0 where
 // it broadcasts), like FloatBmmStep's.
@@ -50,50 +44,95 @@ std::vector<int64_t> matrix_offsets(const PlanTensor& t, const std::vector<int64
   return offsets;
 }
 
-// b [K, P] (row stride P) -> int8 columns, symmetric: s[p] = max_k |b| / 127 (1 where 0),
-// q = rne(clamp(b / s, -127, 127)); col_scale[p] = s[p] * alpha, padded to Np with 0.  Returns B packed.
-PackedB quantize_columns(const float* b, int64_t K, int64_t P, float alpha, std::vector<int8_t>& q,
-                         std::vector<float>& amax, std::vector<float>& col_scale) {
-  amax.assign(static_cast<size_t>(P), 0.0f);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t p = 0; p < P; ++p) amax[static_cast<size_t>(p)] = std::max(amax[static_cast<size_t>(p)], std::fabs(b[k * P + p]));
-  const int64_t Np = round_up(P, kPanelCols);
-  col_scale.assign(static_cast<size_t>(Np + 16), 0.0f);
-  for (int64_t p = 0; p < P; ++p) {
-    const float a = amax[static_cast<size_t>(p)];
-    amax[static_cast<size_t>(p)] = a > 0.0f ? a / 127.0f : 1.0f;  // now the scale
-    col_scale[static_cast<size_t>(p)] = amax[static_cast<size_t>(p)] * alpha;
-  }
-  q.resize(static_cast<size_t>(K * P));
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t p = 0; p < P; ++p) {
-      float v = b[k * P + p] / amax[static_cast<size_t>(p)];
-      v = v > -127.0f ? v : -127.0f;
-      v = v < 127.0f ? v : 127.0f;
-      q[static_cast<size_t>(k * P + p)] = static_cast<int8_t>(round_even(v));
-    }
-  const int32_t zero = 0;
-  return pack_b(q.data(), true, K, P, P, &zero, false);
+// Below this many multiply-adds (and as many softmax / quantization elements) per thread, a
+// wake-up of the pool costs more than the heads it would take.
+constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
+
+// One thread's buffers, reused across heads and runs: a head is a few microseconds of work, so
+// allocating per head (as pack_b does) would cost more than the head.
+struct HeadScratch {
+  AlignedBuffer<uint8_t> a;        // A rows, [M, Kp], zero past K (+16 bytes: softmax rows are stored whole)
+  AlignedBuffer<int16_t> a_wide;   // the same widened, for kernels that read int16 (avx2)
+  AlignedBuffer<int32_t> row_zp;
+  AlignedBuffer<float> row_scale;
+  AlignedBuffer<int8_t> q;         // B's codes, [Kp, Np], before packing
+  PackedB b;                       // B packed, with col_sum and zero zb'
+  AlignedBuffer<float> col_scale;
+  AlignedBuffer<float> s;          // four softmax rows, scaled and masked (whole vectors)
+  AlignedBuffer<float> mask;       // a mask row that broadcasts along the keys
+  AlignedBuffer<int32_t> e;
+};
+
+HeadScratch& head_scratch() {
+  thread_local HeadScratch s;
+  return s;
 }
 
-void gemm_float_out(const uint8_t* a, int64_t M, int64_t lda, const int32_t* zp, bool zp_per_row,
-                    const PackedB& b, const float* row_scale, const float* col_scale, float* y) {
-  AOperand op;
-  op.data = a;
-  op.M = M;
-  op.K = b.K;
-  op.lda = lda;
-  op.zp = zp;
-  op.zp_per_row = zp_per_row;
-  op.rows_padded = true;
-  op.zero_padded_to = lda;
-  Epilogue ep;
+// The GEMM kernel for one head: a tile kernel (AMX) for M, N <= ~128 and K = a head's 32 / 64
+// would spend its time padding K to 64 and packing A into tiles, so those shapes take the kernel
+// it uses for few rows (AVX-512 VNNI), which gives the same bits.
+GemmKernel head_kernel() {
+  GemmKernel k = active_gemm();
+  if (k.a_row_pad > 1 && k.few_rows != nullptr) k = k.few_rows();
+  return k;
+}
+
+// Quantizes B's columns into s.b (pack_b's layout, zb' = 0) and s.col_scale; false if B holds NaN
+// or infinity.
+bool quantize_b(const AttentionKernels& ak, const float* b, int64_t K, int64_t P, float alpha, HeadScratch& s) {
+  const int64_t Kp = round_up(K, kKGroup), Np = round_up(P, kPanelCols);
+  PackedB& pb = s.b;
+  pb.K = K;
+  pb.N = P;
+  pb.Kp = Kp;
+  pb.Np = Np;
+  pb.b_signed = true;
+  pb.zp_per_column = false;
+  pb.any_zp_shifted = false;
+  pb.data.reserve_discard(static_cast<size_t>(Kp * Np + kPackedSlack));
+  pb.col_sum.reserve_discard(static_cast<size_t>(Np));
+  if (pb.zp_shifted.size() < static_cast<size_t>(Np)) pb.zp_shifted.resize(static_cast<size_t>(Np));  // zeros
+  s.q.reserve_discard(static_cast<size_t>(Kp * Np));
+  s.col_scale.reserve_discard(static_cast<size_t>(Np));
+  return ak.quantize_columns(b, K, P, P, alpha, s.q.data(), pb.data.data(), pb.col_sum.data(), s.col_scale.data());
+}
+
+// y [M, P] = float(acc) * (row_scale[m] * col_scale[p]), acc = sum_k (a[m, k] - row_zp[m]) * q[k, p],
+// a = s.a (M rows of lda bytes, zero from K to Kp), q = s.b; row_zp null for a zero point of 0.
+void head_gemm(const GemmKernel& kernel, int64_t M, int64_t lda, const int32_t* row_zp, const float* row_scale,
+               float* y, HeadScratch& s) {
+  const PackedB& b = s.b;
+  GemmCall call;
+  call.M = M;
+  call.a = s.a.data();
+  call.lda = lda;
+  if (kernel.wide_a) {
+    s.a_wide.reserve_discard(static_cast<size_t>(M * b.Kp));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < b.Kp; ++k) s.a_wide[m * b.Kp + k] = s.a[m * lda + k];
+    call.a_wide = s.a_wide.data();
+    call.lda_wide = b.Kp;
+  }
+  call.b = &b;
+  Epilogue& ep = call.ep;
   ep.kind = OutputKind::kFloat;
+  ep.row_zp = row_zp;
+  ep.col_sum = b.col_sum.data();
+  ep.col_zp = b.zp_shifted.data();
   ep.row_scale = row_scale;
-  ep.col_scale = col_scale;
+  ep.col_scale = s.col_scale.data();
   ep.out = y;
   ep.ldc = b.N;
-  run_gemm(op, b, ep);
+  // Row blocks as run_gemm's: the head's B (Kp x Np bytes) stays in L1 across them.
+  const int64_t block_rows = int64_t{kernel.mr} * 16;
+  for (int64_t m0 = 0; m0 < M; m0 += block_rows)
+    kernel.block(call, m0, std::min(M, m0 + block_rows), 0, b.Np / kPanelCols);
+}
+
+// Asks for n floats at p in L1 ahead of use: the next head's operands, while this head computes
+// (they come from L2 or L3, written by the previous step).
+void prefetch(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
 }
 
 std::vector<int64_t> out_shape(const StepIO& io) { return with_batch(io.out_t(), io.batch()); }
@@ -110,28 +149,40 @@ struct DynamicBmmStep final : Step {
     const auto* a = static_cast<const float*>(io.in(0));
     const auto* b = static_cast<const float*>(io.in(1));
     auto* y = static_cast<float*>(io.out());
+    if (M == 0 || P == 0) return;
     const std::string non_finite = io.label() + ": the input holds NaN or infinity (dynamic quantization needs finite values)";
-    std::vector<uint8_t> aq(static_cast<size_t>(std::max<int64_t>(M * Kp, 1)));
-    std::vector<int32_t> zp(static_cast<size_t>(std::max<int64_t>(M, 1)));
-    std::vector<float> row_scale(zp.size()), amax, col_scale;
-    std::vector<int8_t> bq;
-    for (size_t i = 0; i < a_off.size(); ++i) {
-      const float* ai = a + a_off[i];
-      for (int64_t m = 0; m < M; ++m) {
-        QuantParams q;
-        if (!dynamic_qparams(ai + m * K, K, &q)) throw std::invalid_argument(non_finite);
-        quantize_per_tensor(ai + m * K, K, q.scale, q.zero_point, 0, 255, aq.data() + m * Kp);
-        std::fill(aq.begin() + m * Kp + K, aq.begin() + (m + 1) * Kp, uint8_t{0});
-        row_scale[static_cast<size_t>(m)] = q.scale;
-        zp[static_cast<size_t>(m)] = q.zero_point;
+    const GemmKernel kernel = head_kernel();
+    const AttentionKernels ak = active_attention();
+    const int64_t work = M * round_up(P, kPanelCols) * Kp + M * K + K * P;
+    // Heads on the pool: each is computed whole by one thread, so the bits do not depend on the split.
+    parallel_for(static_cast<int64_t>(a_off.size()), work, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
+      HeadScratch& s = head_scratch();
+      s.a.reserve_discard(static_cast<size_t>(M * Kp));
+      s.row_zp.reserve_discard(static_cast<size_t>(M));
+      s.row_scale.reserve_discard(static_cast<size_t>(M));
+      for (int64_t i = i0; i < i1; ++i) {
+        if (i + 1 < i1) {
+          prefetch(a + a_off[static_cast<size_t>(i + 1)], M * K);
+          prefetch(b + b_off[static_cast<size_t>(i + 1)], K * P);
+        }
+        const float* ai = a + a_off[static_cast<size_t>(i)];
+        if (ak.quantize_rows != nullptr) {
+          if (!ak.quantize_rows(ai, M, K, K, s.a.data(), Kp, s.row_scale.data(), s.row_zp.data()))
+            throw std::invalid_argument(non_finite);
+        } else {
+          for (int64_t m = 0; m < M; ++m) {
+            QuantParams q;
+            if (!dynamic_qparams(ai + m * K, K, &q)) throw std::invalid_argument(non_finite);
+            quantize_per_tensor(ai + m * K, K, q.scale, q.zero_point, 0, 255, s.a.data() + m * Kp);
+            s.row_scale[m] = q.scale;
+            s.row_zp[m] = q.zero_point;
+          }
+        }
+        for (int64_t m = 0; m < M; ++m) std::fill(s.a.data() + m * Kp + K, s.a.data() + (m + 1) * Kp, uint8_t{0});
+        if (!quantize_b(ak, b + b_off[static_cast<size_t>(i)], K, P, alpha, s)) throw std::invalid_argument(non_finite);
+        head_gemm(kernel, M, Kp, s.row_zp.data(), s.row_scale.data(), y + i * M * P, s);
       }
-      const float* bi = b + b_off[i];
-      for (int64_t e = 0; e < K * P; ++e)
-        if (!std::isfinite(bi[e])) throw std::invalid_argument(non_finite);
-      const PackedB packed = quantize_columns(bi, K, P, alpha, bq, amax, col_scale);
-      gemm_float_out(aq.data(), M, Kp, zp.data(), true, packed, row_scale.data(), col_scale.data(),
-                     y + static_cast<int64_t>(i) * M * P);
-    }
+    });
   }
 };
 
@@ -139,39 +190,6 @@ struct SoftmaxBmmStep final : Step {
   bool scaled = false, fixed_scale = false;
   float scale = 1.0f;
   std::vector<int32_t> exp_table;  // kExpTableSize entries, exp_table[0] = 2^24
-
-  // Row x (T values, scaled and masked already) -> p (uint8) and its scale; false for NaN / +inf.
-  bool softmax_row(const float* x, int64_t T, uint8_t* p, float* s_p, std::vector<int32_t>& e) const {
-    float m = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < T; ++j) {
-      if (!(x[j] < std::numeric_limits<float>::infinity())) return false;  // NaN or +inf
-      m = x[j] > m ? x[j] : m;
-    }
-    if (m == -std::numeric_limits<float>::infinity()) {  // every key masked: attends to nothing
-      std::fill(p, p + T, uint8_t{0});
-      *s_p = 0.0f;
-      return true;
-    }
-    int64_t sum = 0;
-    const float limit = static_cast<float>(kExpTableSize - 1);
-    for (int64_t j = 0; j < T; ++j) {
-      float v = (m - x[j]) * static_cast<float>(1 << kExpFracBits);  // exact: a power of two
-      v = v < limit ? v : limit;                                      // +inf (a -inf key) -> the last entry
-      e[static_cast<size_t>(j)] = exp_table[static_cast<size_t>(round_even(v))];
-      sum += e[static_cast<size_t>(j)];
-    }
-    if (fixed_scale) {
-      const int64_t r = (int64_t{255} << 48) / sum;
-      for (int64_t j = 0; j < T; ++j)
-        p[j] = static_cast<uint8_t>((e[static_cast<size_t>(j)] * r + (int64_t{1} << 47)) >> 48);
-      *s_p = 1.0f / 255.0f;
-    } else {
-      for (int64_t j = 0; j < T; ++j)
-        p[j] = static_cast<uint8_t>((int64_t{e[static_cast<size_t>(j)]} * 255 + (int64_t{1} << 23)) >> 24);
-      *s_p = static_cast<float>(static_cast<double>(kExpOne) / (255.0 * static_cast<double>(sum)));
-    }
-    return true;
-  }
 
   void run(const StepIO& io) const override {
     const std::vector<int64_t> y_shape = out_shape(io);
@@ -187,42 +205,51 @@ struct SoftmaxBmmStep final : Step {
     const auto* v = static_cast<const float*>(io.in(1));
     const auto* mask = has_mask ? static_cast<const float*>(io.in(2)) : nullptr;
     auto* y = static_cast<float*>(io.out());
-    std::vector<uint8_t> pq(static_cast<size_t>(std::max<int64_t>(M * Tp, 1)), 0);
-    std::vector<float> row(static_cast<size_t>(T)), s_p(static_cast<size_t>(std::max<int64_t>(M, 1))), amax, col_scale;
-    std::vector<int32_t> e(static_cast<size_t>(T));
-    std::vector<int8_t> vq;
-    const int32_t zero = 0;
-    for (size_t i = 0; i < x_off.size(); ++i) {
-      // The scores' matrix i is x's matrix i: x has the output's leading shape (checked at create).
-      for (int64_t m = 0; m < M; ++m) {
-        const float* xm = x + x_off[i] + m * T;
-        if (scaled || has_mask) {
-          int64_t moff = 0;  // the mask row: (matrix i, row m)'s index along each axis but the last
-          if (has_mask) {
-            const int64_t flat = static_cast<int64_t>(i) * M + m;
-            for (int64_t d = static_cast<int64_t>(r) - 2, rest = flat; d >= 0; --d) {
-              moff += (rest % x_shape[static_cast<size_t>(d)]) * mask_strides[static_cast<size_t>(d)];
-              rest /= x_shape[static_cast<size_t>(d)];
-            }
-          }
-          for (int64_t j = 0; j < T; ++j) {
-            float s = scaled ? xm[j] * scale : xm[j];
-            if (has_mask) s = s + mask[moff + j * mask_strides[r - 1]];  // two roundings: no FMA
-            row[static_cast<size_t>(j)] = s;
-          }
-          xm = row.data();
+    if (M == 0 || D == 0) return;
+    const std::string bad_scores = io.label() + ": the attention scores hold NaN or +infinity";
+    const std::string bad_v = io.label() + ": v holds NaN or infinity (dynamic quantization needs finite values)";
+    const GemmKernel kernel = head_kernel();
+    const AttentionKernels ak = active_attention();
+    const int32_t* table = exp_table.data();
+    const bool mask_row_broadcasts = has_mask && mask_strides[r - 1] == 0;  // one mask value per row
+    const int64_t work = M * round_up(D, kPanelCols) * Tp + 4 * M * T + T * D;
+    parallel_for(static_cast<int64_t>(x_off.size()), work, kMinWorkPerThread, [&](int64_t i0, int64_t i1) {
+      HeadScratch& s = head_scratch();
+      s.a.reserve_discard(static_cast<size_t>(M * Tp + 16));  // the last row may be written to round_up(T, 16)
+      s.row_scale.reserve_discard(static_cast<size_t>(M));
+      s.s.reserve_discard(static_cast<size_t>(4 * round_up(T, 16)));  // four rows of whole vectors
+      s.e.reserve_discard(static_cast<size_t>(T));
+      if (mask_row_broadcasts) s.mask.reserve_discard(static_cast<size_t>(T));
+      for (int64_t i = i0; i < i1; ++i) {
+        if (i + 1 < i1) {
+          prefetch(x + x_off[static_cast<size_t>(i + 1)], M * T);
+          prefetch(v + v_off[static_cast<size_t>(i + 1)], T * D);
         }
-        if (!softmax_row(xm, T, pq.data() + m * Tp, s_p.data() + m, e))
-          throw std::invalid_argument(io.label() + ": the attention scores hold NaN or +infinity");
+        // The mask rows of matrix i: its index along each leading axis, then m * the row stride.
+        int64_t moff = 0;
+        if (has_mask)
+          for (int64_t d = static_cast<int64_t>(r) - 3, rest = i; d >= 0; --d) {
+            moff += (rest % x_shape[static_cast<size_t>(d)]) * mask_strides[static_cast<size_t>(d)];
+            rest /= x_shape[static_cast<size_t>(d)];
+          }
+        // The scores' matrix i is x's matrix i: x has the output's leading shape (checked at create).
+        const float* xi = x + x_off[static_cast<size_t>(i)];
+        bool ok = true;
+        if (!mask_row_broadcasts) {  // the mask's rows lie mask_strides[r - 2] apart (maybe 0)
+          ok = ak.softmax_rows(xi, T, has_mask ? mask + moff : nullptr, has_mask ? mask_strides[r - 2] : 0, M, T, scaled,
+                               scale, table, fixed_scale, s.a.data(), Tp, s.row_scale.data(), s.s.data(), s.e.data());
+        } else {  // one mask value per row: a row of copies
+          for (int64_t m = 0; m < M && ok; ++m) {
+            std::fill(s.mask.data(), s.mask.data() + T, mask[moff + m * mask_strides[r - 2]]);
+            ok = ak.softmax_rows(xi + m * T, T, s.mask.data(), 0, 1, T, scaled, scale, table, fixed_scale,
+                                 s.a.data() + m * Tp, Tp, s.row_scale.data() + m, s.s.data(), s.e.data());
+          }
+        }
+        if (!ok) throw std::invalid_argument(bad_scores);
+        if (!quantize_b(ak, v + v_off[static_cast<size_t>(i)], T, D, 1.0f, s)) throw std::invalid_argument(bad_v);
+        head_gemm(kernel, M, Tp, nullptr, s.row_scale.data(), y + i * M * D, s);
       }
-      const float* vi = v + v_off[i];
-      for (int64_t k = 0; k < T * D; ++k)
-        if (!std::isfinite(vi[k]))
-          throw std::invalid_argument(io.label() + ": v holds NaN or infinity (dynamic quantization needs finite values)");
-      const PackedB packed = quantize_columns(vi, T, D, 1.0f, vq, amax, col_scale);
-      gemm_float_out(pq.data(), M, Tp, &zero, false, packed, s_p.data(), col_scale.data(),
-                     y + static_cast<int64_t>(i) * M * D);
-    }
+    });
   }
   int64_t const_bytes() const override { return bytes_of(exp_table); }
 };
