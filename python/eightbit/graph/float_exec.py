@@ -45,6 +45,7 @@ def run(graph, inputs, *, on_tensor=None, return_all: bool = False):
         raise TypeError(f"run: on_tensor must be callable (name, array), got {type(on_tensor).__name__}")
     if sequence_of_graph(graph) is not None:           # run the graph at this run's length
         named = inputs if isinstance(inputs, dict) else {graph.inputs[0]: inputs} if len(graph.inputs) == 1 else {}
+        # (a bad call, e.g. several inputs given as one array, is _bind_inputs' to report)
         length = length_of({n: graph.tensors[n].shape for n in graph.inputs}, named)
         if length is not None:
             graph = at_length(graph, length)

@@ -94,8 +94,9 @@ def at_length(g, s: int):
     cache = g.__dict__.setdefault("_at_length", {})
     key = (s, len(g.nodes), tuple(g.outputs))
     if key not in cache:
+        if len(cache) >= 8:  # a bound on the graphs kept: calibration sees a handful of lengths
+            cache.clear()
         inputs = [(n, concrete(g.tensors[n].shape, s), g.tensors[n].dtype) for n in g.inputs]
-        cache.clear() if len(cache) > 8 else None
         cache[key] = type(g).from_nodes(inputs, [concrete_node(n, s) for n in g.nodes], g.outputs, name=g.name)
     return cache[key]
 
