@@ -175,7 +175,6 @@ void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
     if (!shown) fail("plan inputs", "no input has the sequence dimension");
   }
   layout_ = plan_memory(has_sequence() ? tensors_at_unchecked(seq_hi_) : tensors_);
-  arena_per_sample_ = layout_.arena_per_sample;
   stats_.assign(n, TensorStats{});
   const_bytes_ = 0;
   for (const PlanStep& step : steps_) {
@@ -194,9 +193,8 @@ void PlanExecutor::finalize(std::vector<int> inputs, std::vector<int> outputs) {
 PlanExecutor::Layout PlanExecutor::plan_memory(const std::vector<PlanTensor>& tensors) const {
   const size_t n = tensors.size();
   Layout layout;
-  std::vector<int64_t>& offset_per_sample_ = layout.offset_per_sample;
-  offset_per_sample_.assign(n, -1);
-  int64_t& arena_per_sample_ = layout.arena_per_sample;
+  std::vector<int64_t>& offsets = layout.offset_per_sample;
+  offsets.assign(n, -1);
   std::vector<int64_t> first(n, -1), last(n, -1);
   for (size_t s = 0; s < steps_.size(); ++s) {
     const auto i = static_cast<int64_t>(s);
@@ -227,24 +225,24 @@ PlanExecutor::Layout PlanExecutor::plan_memory(const std::vector<PlanTensor>& te
     last[root] = std::max(last[root], last[out]);
   }
   std::vector<int> placed;
-  arena_per_sample_ = 0;
+  layout.arena_per_sample = 0;
   for (int t : order) {
     if (alias_of[t] >= 0) continue;  // placed with its root below
     std::vector<std::pair<int64_t, int64_t>> busy;  // [begin, end) of overlapping tensors
     for (int p : placed)
-      if (first[p] <= last[t] && first[t] <= last[p]) busy.emplace_back(offset_per_sample_[p], offset_per_sample_[p] + size_of(p));
+      if (first[p] <= last[t] && first[t] <= last[p]) busy.emplace_back(offsets[p], offsets[p] + size_of(p));
     std::sort(busy.begin(), busy.end());
     int64_t offset = 0;
     for (const auto& [begin, end] : busy) {
       if (offset + size_of(t) <= begin) break;
       offset = std::max(offset, end);
     }
-    offset_per_sample_[t] = offset;
-    arena_per_sample_ = std::max(arena_per_sample_, offset + size_of(t));
+    offsets[t] = offset;
+    layout.arena_per_sample = std::max(layout.arena_per_sample, offset + size_of(t));
     placed.push_back(t);
   }
   for (int t : order)
-    if (alias_of[t] >= 0) offset_per_sample_[t] = offset_per_sample_[alias_of[t]];
+    if (alias_of[t] >= 0) offsets[t] = offsets[alias_of[t]];
   return layout;
 }
 
@@ -322,15 +320,15 @@ void PlanExecutor::run_impl(int64_t batch, int64_t seq, const std::vector<const 
   const auto start = std::chrono::steady_clock::now();
   const std::vector<PlanTensor>& tensors = tensors_at(seq);
   const Layout& layout = has_sequence() ? resolved_layout_ : layout_;
-  const int64_t arena_per_sample_ = layout.arena_per_sample;
-  const std::vector<int64_t>& offset_per_sample_ = layout.offset_per_sample;
-  if (batch > 0 && arena_per_sample_ > std::numeric_limits<int64_t>::max() / batch)
+  const int64_t per_sample = layout.arena_per_sample;
+  const std::vector<int64_t>& offsets = layout.offset_per_sample;
+  if (batch > 0 && per_sample > std::numeric_limits<int64_t>::max() / batch)
     throw std::length_error("a batch of " + std::to_string(batch) + " needs more than 2^63 bytes of intermediate tensors");
   // Grows only: a smaller batch reuses the arena of a larger one.
-  arena_.reserve_discard(static_cast<size_t>(std::max<int64_t>(arena_per_sample_ * batch, 1)));
+  arena_.reserve_discard(static_cast<size_t>(std::max<int64_t>(per_sample * batch, 1)));
   std::vector<void*> buffers(tensors_.size(), nullptr);  // per tensor id
   for (size_t t = 0; t < tensors_.size(); ++t)
-    if (offset_per_sample_[t] >= 0) buffers[t] = arena_.data() + offset_per_sample_[t] * batch;
+    if (offsets[t] >= 0) buffers[t] = arena_.data() + offsets[t] * batch;
   for (size_t i = 0; i < inputs.size(); ++i) buffers[inputs_[i]] = const_cast<float*>(inputs[i]);
   for (size_t i = 0; i < outputs.size(); ++i) buffers[outputs_[i]] = outputs[i];
   if (step_seconds == nullptr && !monitoring_) {

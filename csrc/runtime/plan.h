@@ -162,7 +162,7 @@ class PlanExecutor {
   std::vector<TensorStats> stats();  // per tensor id
 
   // Arena bytes one batch item needs (at the longest sequence), and the bytes held now.
-  int64_t arena_bytes_per_sample() const { return arena_per_sample_; }
+  int64_t arena_bytes_per_sample() const { return layout_.arena_per_sample; }
   int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
   // Bytes of the constants the steps hold: packed weights, per-channel parameters, tables,
   // float islands' weights (not what a host step's Python function holds).
@@ -194,7 +194,6 @@ class PlanExecutor {
   std::vector<PlanStep> steps_;
   std::vector<int> inputs_, outputs_;
   Layout layout_;                    // without a sequence dimension, or at the longest
-  int64_t arena_per_sample_ = 0;     // layout_'s
   bool finalized_ = false;
   AlignedBuffer<uint8_t> arena_;
   int64_t const_bytes_ = 0;
