@@ -55,9 +55,11 @@ def length_of(declared: dict, feeds: dict, where: str = "run"):
 
 
 def concrete(value, s: int):
-    """`value` (a shape, an attribute: ints, tuples, None) with every SeqLen made `s`."""
+    """`value` (a shape, an attribute: ints, tuples, None, dicts of them) with every SeqLen made `s`."""
     if isinstance(value, SeqLen):
         return s
+    if isinstance(value, dict):
+        return {k: concrete(v, s) for k, v in value.items()}
     if isinstance(value, tuple):
         return tuple(concrete(v, s) for v in value)
     if isinstance(value, list):
@@ -66,13 +68,20 @@ def concrete(value, s: int):
 
 
 def concrete_node(node: Node, s: int) -> Node:
-    """The node at length `s`: its attrs with S made `s`, a prefix table cut to `s` entries."""
-    attrs = {k: concrete(v, s) for k, v in node.attrs.items() if k != "b_seq_axis"}
-    consts = dict(node.consts)
-    axis = node.attrs.get("b_seq_axis")
+    """The node at length `s` (``concrete_parts``)."""
+    attrs, consts = concrete_parts(node.attrs, node.consts, s)
+    return Node(node.op, node.name, list(node.inputs), list(node.outputs), attrs, consts)
+
+
+def concrete_parts(attrs: dict, consts: dict, s: int) -> tuple:
+    """A node's attrs and consts at length `s`: S made `s`, a prefix table (``b_seq_axis``) cut
+    to its first `s` entries. A plan's float step holds a node's parts, so it uses this too."""
+    axis = attrs.get("b_seq_axis")
+    attrs = {k: concrete(v, s) for k, v in attrs.items() if k != "b_seq_axis"}
+    consts = dict(consts)
     if axis is not None:
         consts["b"] = prefix(consts["b"], axis, s)
-    return Node(node.op, node.name, list(node.inputs), list(node.outputs), attrs, consts)
+    return attrs, consts
 
 
 def prefix(table: np.ndarray, axis: int, s: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph.ir import SeqLen
-from ..graph.sequence import concrete, prefix
+from ..graph.sequence import concrete, concrete_parts
 from . import plan_shapes
 from . import steps as step_kinds
 from .plan_types import FLOAT, QUANT_DTYPES, Step, TensorSpec
@@ -68,12 +68,9 @@ class Plan:
                    for n, t in self.tensors.items()}
         steps = []
         for st in self.steps:
-            attrs = {k: _concrete_attr(v, s) for k, v in st.attrs.items()}
-            consts = dict(st.consts)
-            axis = st.attrs.get("attrs", {}).get("b_seq_axis") if st.op == "float" else None
-            if axis is not None:
-                del attrs["attrs"]["b_seq_axis"]
-                consts["b"] = prefix(consts["b"], axis, s)
+            attrs, consts = concrete(st.attrs, s), dict(st.consts)
+            if st.op == "float":  # a float graph node's parts: its attrs and consts
+                attrs["attrs"], consts = concrete_parts(st.attrs["attrs"], st.consts, s)
             steps.append(Step(st.op, st.inputs, st.output, attrs, consts, st.source))
         return Plan(tensors, steps, list(self.inputs), list(self.outputs))
 
@@ -146,10 +143,3 @@ class Plan:
         """Bytes of all constants (the weights a saved model holds)."""
         return sum(int(np.asarray(v).nbytes) for s in self.steps for v in s.consts.values())
 
-
-
-def _concrete_attr(value, s: int):
-    """A step attribute with every SeqLen made `s` (a float step's node attrs are a dict)."""
-    if isinstance(value, dict):
-        return {k: _concrete_attr(v, s) for k, v in value.items()}
-    return concrete(value, s)
