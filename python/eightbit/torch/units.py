@@ -1,0 +1,400 @@
+"""QAT modules, one per int8 step of the engine: each computes its op on fake-quantized values with
+straight-through gradients and, when ``exact`` applies, puts on the values the engine's own integer
+result (eightbit.torch.exact: the same codes bit for bit), keeping the fake-quantized gradient.
+
+A unit's inputs are quantized tensors: the outputs of an ``ActQuant`` (the engine's quantize
+step) or of other units. ``prepare_qat`` tells each unit where its inputs' scales and zero
+points come from (``bind``); a unit's own output quantization is its ``output_quant``, except for
+the ops that copy codes (max pool, reshape), whose output keeps the input's.
+
+    QConv2d      conv (+ BatchNorm folded, + ReLU / ReLU6 / clip)   the engine's conv step
+    QLinear      linear (+ activation); per token: dynamic_linear   linear / dynamic_linear
+    QAdd, QMul   two quantized tensors                              add / mul (QLinearAdd / Mul)
+    QCat         concatenation                                      concat
+    QMaxPool2d, QReshape   code-preserving                          max_pool / reshape
+    QAvgPool2d, QGlobalAvgPool2d                                    avg_pool / global_avg_pool
+    QLut         relu, sigmoid, tanh, hardswish, gelu, ...          lut (a 256-entry table)
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from types import SimpleNamespace
+
+from . import _torch  # noqa: F401
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..numerics import activation_range, make_lookup_table, qlinear_add_b_first
+from . import exact
+from .fake_quant import fake_quantize_rows, replace_forward
+from .quantizers import ActQuant, WeightQuantizer
+
+_ACTIVATIONS = {"relu": F.relu, "relu6": F.relu6}
+
+
+def activation_function(kind: str, attrs: dict):
+    """The torch function of an elementwise op (fx_ops kinds), or None when it has none here."""
+    if kind == "clip":
+        lo, hi = attrs.get("min"), attrs.get("max")
+        return lambda x: torch.clamp(x, lo, hi)
+    if kind == "leaky_relu":
+        return lambda x: F.leaky_relu(x, attrs["negative_slope"])
+    if kind == "gelu":
+        return lambda x: F.gelu(x, approximate=attrs.get("approximate", "none"))
+    if kind == "hardsigmoid":
+        return lambda x: torch.clamp(attrs["alpha"] * x + attrs["beta"], 0.0, 1.0)
+    return {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardswish": F.hardswish,
+            "erf": torch.erf}.get(kind)
+
+
+def apply_activation(y, activation):
+    """A fused activation on float values: None, "relu", "relu6" or ("clip", lo, hi)."""
+    if activation is None:
+        return y
+    if isinstance(activation, tuple):
+        return torch.clamp(y, activation[1], activation[2])
+    return _ACTIVATIONS[activation](y)
+
+
+class Unit(nn.Module):
+    """Base of the QAT modules: where the inputs' quantization comes from, and when to be exact."""
+
+    copies_codes = False          # max pool, reshape: the output keeps the input's quantization
+
+    def __init__(self, exact_mode="eval"):
+        super().__init__()
+        self.exact_mode = exact_mode
+        self.output_quant = None      # an ActQuant, for units with their own output quantization
+        object.__setattr__(self, "_sources", ())
+
+    def bind(self, sources) -> None:
+        """The quantization sources (ActQuant or units) of the inputs, in order. Held outside
+        the module tree: they are registered where they live."""
+        object.__setattr__(self, "_sources", tuple(sources))
+
+    @property
+    def sources(self):
+        return self._sources
+
+    def exact_now(self) -> bool:
+        return self.exact_mode is True or (self.exact_mode == "eval" and not self.training)
+
+    # the quantization of this unit's output
+    def qparams(self):
+        return self.sources[0].qparams() if self.copies_codes else self.output_quant.qparams()
+
+    def numpy_qparams(self):
+        return self.sources[0].numpy_qparams() if self.copies_codes else self.output_quant.numpy_qparams()
+
+    @property
+    def qrange(self):
+        return self.sources[0].qrange if self.copies_codes else self.output_quant.qrange
+
+    @property
+    def dtype(self):
+        return self.sources[0].dtype if self.copies_codes else self.output_quant.dtype
+
+    def input_codes(self, i: int, x):
+        """The codes of input i (x holds their dequantized values, so the division recovers them)."""
+        scale, zp = self.sources[i].qparams()
+        lo, hi = self.sources[i].qrange
+        return exact.quantize(x.detach(), scale.detach(), zp, lo, hi), scale.detach(), zp
+
+    def finish(self, y_fq, codes):
+        """y_fq's gradient with the exact codes' values (dequantized with the output's parameters)."""
+        scale, zp = self.qparams()
+        return replace_forward(y_fq, exact.dequantize(codes, scale.detach(), zp))
+
+
+class _WeightedUnit(Unit):
+    """conv / linear: weights quantized by a WeightQuantizer, an int32 bias, requantization."""
+
+    per_token = False
+
+    def __init__(self, layer, activation, weight_spec, act_spec, exact_mode, quantize_output=True):
+        super().__init__(exact_mode)
+        self.layer = layer
+        self.activation = activation
+        self.weight_quant = WeightQuantizer(weight_spec, layer.weight.shape[0])
+        self.output_quant = ActQuant(act_spec) if quantize_output else None
+
+    def float_weights(self):
+        """(weights, bias) in float, as the layer computes with them (BatchNorm folded in QConv2d)."""
+        return self.layer.weight, self.layer.bias
+
+    def quantized_weights(self):
+        """(codes, scale [O], float bias) of the weights the forward pass uses now."""
+        w, b = self.float_weights()
+        _, codes, scale = self.weight_quant(w)
+        return codes, scale.detach(), (None if b is None else b.detach())
+
+    def bias_codes(self, b, x_scale, w_scale):
+        """int32 bias = rne(b / float32(s_x * s_w)) in float64 (eightbit.quantizer.quantize_bias)."""
+        bias_scale = (x_scale * w_scale).to(torch.float32)
+        if b is None:
+            return torch.zeros_like(bias_scale, dtype=torch.float64)
+        return torch.round(b.detach().double() / bias_scale.double())
+
+    def requantize(self, acc, w_scale, channel_shape):
+        """Output codes of an int32 accumulator: the float multiplier, clamp-then-round, the fused
+        activation's integer bounds."""
+        x_scale, _ = self.sources[0].qparams()
+        y_scale, y_zp = self.output_quant.qparams()
+        m = exact.float_multiplier(x_scale.detach(), w_scale, y_scale.detach()).reshape(channel_shape)
+        lo, hi = activation_range(self.activation, np.float32(y_scale.detach()), self.dtype.type(y_zp), self.dtype)
+        return exact.requantize(acc, m, y_zp, self.output_quant.qmin, self.output_quant.qmax, lo, hi)
+
+
+class QConv2d(_WeightedUnit):
+    """Conv2d, its BatchNorm folded in (Jacob et al. 2018: while training, the weights are scaled
+    by gamma / sqrt(running var + eps) before fake quantization, the output is scaled back and
+    normalised with the batch's statistics, which the running statistics follow; in eval mode and
+    once frozen, conv and BatchNorm are one conv with folded weights and bias, as the engine runs
+    it), then a fused ReLU / ReLU6 / clip."""
+
+    def __init__(self, conv, bn, activation, weight_spec, act_spec, exact_mode):
+        super().__init__(conv, activation, weight_spec, act_spec, exact_mode)
+        self.bn = bn
+        self.register_buffer("bn_frozen", torch.tensor(bn is None))
+
+    def freeze_bn(self, frozen: bool = True) -> None:
+        if self.bn is not None:
+            self.bn_frozen.fill_(frozen)
+
+    def _bn_factor(self):
+        bn = self.bn
+        std = torch.sqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if bn.weight is not None else torch.ones_like(std)
+        return gamma / std
+
+    def float_weights(self):
+        w, b = self.layer.weight, self.layer.bias
+        if self.bn is None:
+            return w, b
+        f = self._bn_factor()
+        beta = self.bn.bias if self.bn.bias is not None else torch.zeros_like(f)
+        b0 = b if b is not None else torch.zeros_like(f)
+        return w * f.reshape(-1, 1, 1, 1), beta + (b0 - self.bn.running_mean) * f
+
+    def _conv(self, x, w, b=None):
+        c = self.layer
+        if c.padding_mode != "zeros":
+            raise ValueError(f"QConv2d: padding_mode={c.padding_mode!r} has no int8 form (only 'zeros')")
+        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+
+    def forward(self, x):
+        training_bn = self.bn is not None and self.training and not bool(self.bn_frozen)
+        if training_bn:
+            f = self._bn_factor()
+            w_fq, _, _ = self.weight_quant(self.layer.weight * f.reshape(-1, 1, 1, 1))
+            y = self._conv(x, w_fq) / f.reshape(1, -1, 1, 1)
+            if self.layer.bias is not None:
+                y = y + self.layer.bias.reshape(1, -1, 1, 1)
+            y = self.bn(y)                      # batch statistics; updates the running ones
+        else:
+            w, b = self.float_weights()
+            w_fq, codes, w_scale = self.weight_quant(w)
+            y = self._conv(x, w_fq, b)
+        y_fq = self.output_quant(apply_activation(y, self.activation))
+        if training_bn or not self.exact_now():
+            return y_fq
+        xq, x_scale, x_zp = self.input_codes(0, x)
+        w_scale = w_scale.detach()
+        bias = self.bias_codes(b, x_scale, w_scale)
+        c = self.layer
+        acc = exact.integer_conv2d(xq, x_zp, codes, bias, c.stride, conv_pads(c), c.dilation, c.groups)
+        return self.finish(y_fq, self.requantize(acc, w_scale, (1, -1, 1, 1)))
+
+
+def conv_pads(conv) -> tuple:
+    """(top, left, bottom, right) of a Conv2d; "same" as PyTorch pads it (the odd pixel at the end)."""
+    if conv.padding == "valid":
+        return (0, 0, 0, 0)
+    if conv.padding == "same":
+        total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+        return (total[0] // 2, total[1] // 2, total[0] - total[0] // 2, total[1] - total[1] // 2)
+    ph, pw = conv.padding
+    return (ph, pw, ph, pw)
+
+
+class QLinear(_WeightedUnit):
+    """Linear (+ ReLU / ReLU6 / clip). ``per_token``: the input is float and quantized per token
+    (row) at run time, the output float: the engine's dynamic_linear step (transformers)."""
+
+    def __init__(self, linear, activation, weight_spec, act_spec, exact_mode, per_token=False):
+        super().__init__(linear, activation, weight_spec, act_spec, exact_mode, quantize_output=not per_token)
+        self.per_token = per_token
+
+    def forward(self, x):
+        w, b = self.float_weights()
+        w_fq, codes, w_scale = self.weight_quant(w)
+        if self.per_token:
+            y = apply_activation(F.linear(fake_quantize_rows(x), w_fq, b), self.activation)
+            if not self.exact_now():
+                return y
+            bias = None if b is None else b.detach()
+            return replace_forward(y, exact.dynamic_linear(x.detach(), codes, w_scale.detach(), bias, self.activation))
+        y_fq = self.output_quant(apply_activation(F.linear(x, w_fq, b), self.activation))
+        if not self.exact_now():
+            return y_fq
+        xq, x_scale, x_zp = self.input_codes(0, x)
+        bias = self.bias_codes(b, x_scale, w_scale.detach())
+        acc = exact.integer_linear(xq, x_zp, codes, bias)
+        return self.finish(y_fq, self.requantize(acc, w_scale.detach(), (-1,)))
+
+
+class QAdd(Unit):
+    """a + b of two quantized tensors (+ ReLU, which the output's range holds: asymmetric
+    activations only), the engine's QLinearAdd."""
+
+    def __init__(self, act_spec, exact_mode, relu=False):
+        super().__init__(exact_mode)
+        self.relu = relu
+        self.output_quant = ActQuant(act_spec)
+
+    def forward(self, a, b):
+        y = a + b
+        y_fq = self.output_quant(F.relu(y) if self.relu else y)
+        if not self.exact_now():
+            return y_fq
+        (qa, sa, za), (qb, sb, zb) = self.input_codes(0, a), self.input_codes(1, b)
+        sy, zy = self.qparams()
+        b_first = qlinear_add_b_first(_plan_shape(a), _plan_shape(b))
+        qmin, qmax = self.qrange
+        return self.finish(y_fq, exact.qlinear_add(qa, sa, za, qb, sb, zb, sy.detach(), zy, qmin, qmax, b_first))
+
+
+def _plan_shape(t) -> tuple:
+    """The shape the engine's plan gives a tensor: 4-D maps are NHWC."""
+    s = tuple(t.shape)
+    return (s[0], s[2], s[3], s[1]) if len(s) == 4 else s
+
+
+class QMul(Unit):
+    """a * b of two quantized tensors: the engine's QLinearMul."""
+
+    def __init__(self, act_spec, exact_mode):
+        super().__init__(exact_mode)
+        self.output_quant = ActQuant(act_spec)
+
+    def forward(self, a, b):
+        y_fq = self.output_quant(a * b)
+        if not self.exact_now():
+            return y_fq
+        (qa, sa, za), (qb, sb, zb) = self.input_codes(0, a), self.input_codes(1, b)
+        sy, zy = self.qparams()
+        qmin, qmax = self.qrange
+        return self.finish(y_fq, exact.qlinear_mul(qa, sa, za, qb, sb, zb, sy.detach(), zy, qmin, qmax))
+
+
+class QCat(Unit):
+    """Concatenation: each input requantized to the output's parameters through the table
+    QuantizeLinear(dequantized code); the inputs hold exactly those dequantized values, so the
+    fake quantization of the concatenated values is already the engine's result."""
+
+    def __init__(self, dim, act_spec, exact_mode):
+        super().__init__(exact_mode)
+        self.dim = dim
+        self.output_quant = ActQuant(act_spec)
+
+    def forward(self, *xs):
+        return self.output_quant(torch.cat(xs, self.dim))
+
+
+class QMaxPool2d(Unit):
+    """Max pooling copies codes (dequantization is monotone): the float max pool of the
+    dequantized values is the engine's result."""
+
+    copies_codes = True
+
+    def __init__(self, kernel_size, stride, padding, ceil_mode):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
+
+
+class QReshape(Unit):
+    """flatten / view / reshape: codes copied, per sample (the batch dimension kept)."""
+
+    copies_codes = True
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)       # without the batch dimension
+
+    def forward(self, x):
+        return x.reshape((x.shape[0],) + self.shape)
+
+
+class QAvgPool2d(Unit):
+    """Average pooling, the engine's QLinearAveragePool."""
+
+    def __init__(self, kernel_size, stride, padding, ceil_mode, count_include_pad, act_spec, exact_mode):
+        super().__init__(exact_mode)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.output_quant = ActQuant(act_spec)
+
+    def forward(self, x):
+        y_fq = self.output_quant(F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                                              self.count_include_pad))
+        if not self.exact_now():
+            return y_fq
+        q, sx, zx = self.input_codes(0, x)
+        sy, zy = self.qparams()
+        ph, pw = self.padding
+        codes = exact.avg_pool2d(q, sx, zx, sy.detach(), zy, *self.qrange, self.kernel_size, self.stride,
+                                 (ph, pw, ph, pw), self.ceil_mode, self.count_include_pad)
+        return self.finish(y_fq, codes)
+
+
+class QGlobalAvgPool2d(Unit):
+    """Mean over H and W (kept as 1 x 1, or dropped: ``keepdim=False``): the engine's
+    QLinearGlobalAveragePool (then a reshape)."""
+
+    def __init__(self, act_spec, exact_mode, keepdim=True):
+        super().__init__(exact_mode)
+        self.keepdim = keepdim
+        self.output_quant = ActQuant(act_spec)
+
+    def forward(self, x):
+        y_fq = self.output_quant(x.mean(dim=(2, 3), keepdim=True))
+        if self.exact_now():
+            q, sx, zx = self.input_codes(0, x)
+            sy, zy = self.qparams()
+            y_fq = self.finish(y_fq, exact.global_avg_pool(q, sx, zx, sy.detach(), zy, *self.qrange))
+        return y_fq if self.keepdim else y_fq.flatten(1)
+
+
+class QLut(Unit):
+    """An elementwise function of a quantized tensor (relu, relu6, clip, leaky_relu, sigmoid, tanh,
+    hardsigmoid, hardswish, gelu): the engine's lookup table of the function at the 256 input
+    codes (built by eightbit itself, from the float graph's function, as the lowering does)."""
+
+    def __init__(self, op, attrs, act_spec, exact_mode):
+        super().__init__(exact_mode)
+        self.op, self.attrs = op, dict(attrs)
+        self.output_quant = ActQuant(act_spec)
+
+    def forward(self, x):
+        y_fq = self.output_quant(activation_function(self.op, self.attrs)(x))
+        if not self.exact_now():
+            return y_fq
+        q, sx, zx = self.input_codes(0, x)
+        sy, zy = self.qparams()
+        src = self.sources[0]
+        table = _lookup_table(self.op, tuple(sorted(self.attrs.items())), float(sx), zx, src.dtype.str,
+                              float(sy), zy, self.dtype.str)
+        return self.finish(y_fq, exact.lookup(q, torch.from_numpy(table.astype(np.float32)), src.qrange[0]))
+
+
+@lru_cache(maxsize=4096)
+def _lookup_table(op, attrs, x_scale, x_zp, x_dtype, y_scale, y_zp, y_dtype) -> np.ndarray:
+    from ..quantizer import _float_function
+    fn = _float_function(SimpleNamespace(op=op, attrs=dict(attrs), consts={}))
+    xd, yd = np.dtype(x_dtype), np.dtype(y_dtype)
+    return make_lookup_table(fn, np.float32(x_scale), xd.type(x_zp), np.float32(y_scale), yd.type(y_zp), xd, yd)
