@@ -4,7 +4,7 @@ into an ``eb.QuantizedModel``. Needs PyTorch (``pip install "eightbit[torch]"``)
 from . import _torch  # noqa: F401  (a clear ImportError without PyTorch)
 from .config import ActivationQuant, QATConfig, WeightQuant
 from .convert import convert
-from .prepare import freeze_bn, freeze_observers, prepare_qat
+from .prepare import freeze_bn, freeze_observers, layers, prepare_qat
 
 __all__ = ["prepare_qat", "convert", "QATConfig", "WeightQuant", "ActivationQuant", "freeze_observers",
-           "freeze_bn"]
+           "freeze_bn", "layers"]

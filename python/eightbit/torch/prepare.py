@@ -96,6 +96,15 @@ def _count_step(gm, args):
         freeze_bn(gm)
 
 
+def layers(model: nn.Module) -> list:
+    """[(name, unit)] of the model's conv / linear units in forward order; ``name`` is the float
+    model's module name (as ``QATConfig.layers`` takes it)."""
+    gm = getattr(model, "module", model)
+    modules = dict(gm.named_modules())
+    return [(n.target, modules[n.target]) for n in gm.graph.nodes
+            if n.op == "call_module" and isinstance(modules[n.target], (QConv2d, QLinear))]
+
+
 def freeze_observers(model: nn.Module, frozen: bool = True) -> None:
     """Stop (or resume) every activation observer: scales and zero points stay where they are."""
     for m in model.modules():

@@ -125,6 +125,18 @@ class WeightQuantizer(nn.Module):
         n = channels if spec.per_channel else 1
         self.learned_scale = nn.Parameter(torch.ones(n)) if spec.learnable else None
         self.register_buffer("scale_set", torch.tensor(False))
+        self.register_buffer("rounding", None)   # AdaRound: 0 / 1 per weight, added to floor(w / s)
+
+    def set_spec(self, spec: WeightQuant) -> None:
+        """Change the grid while training (gradual quantization). A learned scale restarts from
+        the new grid's rule; whether the scale is learned cannot change (the optimizer holds it)."""
+        if not isinstance(spec, WeightQuant):
+            raise TypeError(f"spec: expected a WeightQuant, got {type(spec).__name__}")
+        if spec.learnable != self.spec.learnable or spec.per_channel != self.spec.per_channel:
+            raise ValueError("set_spec: learnable and per_channel must stay as prepare_qat set them")
+        self.spec = spec
+        self.scale_set.fill_(False)
+        self.rounding = None
 
     def _shape(self, w):
         return (-1,) + (1,) * (w.dim() - 1)
@@ -177,6 +189,8 @@ class WeightQuantizer(nn.Module):
         w = w.detach()
         if self.spec.binary:
             return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+        if self.rounding is not None:
+            return torch.clamp(torch.floor(w / s) + self.rounding, -self.spec.qmax, self.spec.qmax)
         return exact.quantize(w, s, 0, -self.spec.qmax, self.spec.qmax)
 
     def forward(self, w):
@@ -187,5 +201,8 @@ class WeightQuantizer(nn.Module):
             codes = self.codes(w, s)
             return straight_through(w, codes * shaped.detach()) if self.learned_scale is None \
                 else codes * shaped + (w - w.detach()), codes, s
+        if self.rounding is not None:
+            codes = self.codes(w, s)
+            return straight_through(w, codes * shaped.detach()), codes, s
         w_fq = fake_quantize(w, shaped, 0, -self.spec.qmax, self.spec.qmax)
         return w_fq, self.codes(w, s), s
