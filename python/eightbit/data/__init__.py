@@ -26,6 +26,23 @@ def digits() -> Digits:
                   arrays["test_labels"].astype(np.int64))
 
 
+def digits_train() -> tuple[np.ndarray, np.ndarray]:
+    """The split the shipped models were trained on: every image of scikit-learn's bundled 8x8
+    digits (``load_digits``, no download) outside the test split, as (images float32 [N, 1, 8, 8]
+    = pixels / 16, labels int64 [N]). For fine-tuning (quantization-aware training) without
+    touching the test split. Needs scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError("digits_train needs scikit-learn (pip install scikit-learn)") from e
+    with resources.files(__name__).joinpath("digits.npz").open("rb") as f:
+        test_index = np.load(f)["test_index"].astype(np.int64)
+    data = load_digits()
+    keep = np.setdiff1d(np.arange(len(data.target)), test_index)
+    images = (data.data[keep].reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+    return images, data.target[keep].astype(np.int64)
+
+
 def cnn_graph(weights: dict):
     """The digits CNN as an eightbit Graph: conv 3x3 (16) -> relu -> maxpool 2 -> conv 3x3 (32) ->
     relu -> maxpool 2 -> flatten -> linear 128 -> 10. Input x [N, 1, 8, 8]."""
