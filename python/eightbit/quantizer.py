@@ -573,6 +573,8 @@ class _Lowering:
             return True
         if not self.params.covers(node):
             return False
+        if per_token_linear(self.g, node, getattr(self.params, "per_token", False)):
+            return True     # float in and out, its input quantized at run time: no tensor needs parameters
         qps = [self.params.activation(n) for n in (*node.inputs, node.output)]
         return all(qp is not None for qp in qps) and len({np.asarray(qp[1]).dtype for qp in qps}) == 1
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eightbit.torch.models import DigitsCNN  # noqa: F401  (the tests' digits model)
 from eightbit.torch.quantizers import ActQuant
 from eightbit.torch.units import QGlobalAvgPool2d, Unit
 
@@ -115,7 +116,7 @@ def qat_codes(model, x) -> dict:
     codes = {}
     for m, name in names.items():
         scale, zp = m.qparams()
-        c = (torch.round(values[m] / scale) + zp).numpy()
+        c = (torch.round(values[m] / scale.detach()) + zp).numpy()
         codes[name] = c.transpose(0, 2, 3, 1) if c.ndim == 4 else c
         if isinstance(m, QGlobalAvgPool2d) and not m.keepdim:     # the pool's own [N, 1, 1, C] tensor
             codes[name.replace(":q", "") + "_pool"] = c.reshape(c.shape[0], 1, 1, -1)
@@ -140,27 +141,6 @@ def assert_engine_codes_equal(model, qm, x) -> int:
         y = model(x).numpy()
     np.testing.assert_array_equal(qm(x.numpy()), y)
     return compared
-
-
-class DigitsCNN(nn.Module):
-    """The shipped digits CNN (eightbit.data.digits) in torch: conv 3x3 (16) -> relu -> max pool 2
-    -> conv 3x3 (32) -> relu -> max pool 2 -> flatten -> linear 128 -> 10."""
-
-    def __init__(self, weights=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.fc = nn.Linear(128, 10)
-        if weights is not None:
-            with torch.no_grad():
-                for name, layer in (("conv1", self.conv1), ("conv2", self.conv2), ("fc", self.fc)):
-                    layer.weight.copy_(torch.from_numpy(weights[f"cnn_{name}_w"]))
-                    layer.bias.copy_(torch.from_numpy(weights[f"cnn_{name}_b"]))
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc(torch.flatten(x, 1))
 
 
 def accuracy(logits, labels) -> float:

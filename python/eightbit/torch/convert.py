@@ -88,8 +88,9 @@ class _GraphBuilder:
                 self._given(self.env[n], self.modules[n.target])
             elif n.op == "call_module" and isinstance(self.modules[n.target], Unit):
                 self.env[n] = self._unit(n, self.modules[n.target])
-            else:
+            elif n.name in self.gm.eb_shapes:
                 self.env[n] = self._float(n)
+            # else: a Python value (x.shape, a size): reshapes read their output shapes instead
         return self.g
 
     def _given(self, tensor, quant) -> None:

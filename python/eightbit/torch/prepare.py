@@ -266,4 +266,5 @@ class _Rewriter:
 
     def _bind(self) -> None:
         for node, unit in self.units.items():
-            unit.bind([self.modules[i.target] for i in node.args])
+            # a per-token linear layer reads a float tensor: no source
+            unit.bind([self.modules[i.target] if i.op == "call_module" else None for i in node.args])

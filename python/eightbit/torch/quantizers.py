@@ -194,15 +194,14 @@ class WeightQuantizer(nn.Module):
         return exact.quantize(w, s, 0, -self.spec.qmax, self.spec.qmax)
 
     def forward(self, w):
-        """(fake-quantized weights with straight-through gradients, codes, scale [channels])."""
+        """(fake-quantized weights with straight-through gradients, scale [channels]); their
+        integer codes are ``codes(w, scale)``."""
         s = self.scale(w)
         shaped = s.reshape(self._shape(w))
         if self.spec.binary:
             codes = self.codes(w, s)
             return straight_through(w, codes * shaped.detach()) if self.learned_scale is None \
-                else codes * shaped + (w - w.detach()), codes, s
+                else codes * shaped + (w - w.detach()), s
         if self.rounding is not None:
-            codes = self.codes(w, s)
-            return straight_through(w, codes * shaped.detach()), codes, s
-        w_fq = fake_quantize(w, shaped, 0, -self.spec.qmax, self.spec.qmax)
-        return w_fq, self.codes(w, s), s
+            return straight_through(w, self.codes(w, s) * shaped.detach()), s
+        return fake_quantize(w, shaped, 0, -self.spec.qmax, self.spec.qmax), s

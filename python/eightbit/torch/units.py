@@ -127,8 +127,8 @@ class _WeightedUnit(Unit):
     def quantized_weights(self):
         """(codes, scale [O], float bias) of the weights the forward pass uses now."""
         w, b = self.float_weights()
-        _, codes, scale = self.weight_quant(w)
-        return codes, scale.detach(), (None if b is None else b.detach())
+        scale = self.weight_quant.scale(w).detach()
+        return self.weight_quant.codes(w, scale), scale, (None if b is None else b.detach())
 
     def bias_codes(self, b, x_scale, w_scale):
         """int32 bias = rne(b / float32(s_x * s_w)) in float64 (eightbit.quantizer.quantize_bias)."""
@@ -188,20 +188,21 @@ class QConv2d(_WeightedUnit):
         training_bn = self.bn is not None and self.training and not bool(self.bn_frozen)
         if training_bn:
             f = self._bn_factor()
-            w_fq, _, _ = self.weight_quant(self.layer.weight * f.reshape(-1, 1, 1, 1))
+            w_fq, _ = self.weight_quant(self.layer.weight * f.reshape(-1, 1, 1, 1))
             y = self._conv(x, w_fq) / f.reshape(1, -1, 1, 1)
             if self.layer.bias is not None:
                 y = y + self.layer.bias.reshape(1, -1, 1, 1)
             y = self.bn(y)                      # batch statistics; updates the running ones
         else:
             w, b = self.float_weights()
-            w_fq, codes, w_scale = self.weight_quant(w)
+            w_fq, w_scale = self.weight_quant(w)
             y = self._conv(x, w_fq, b)
         y_fq = self.output_quant(apply_activation(y, self.activation))
         if training_bn or not self.exact_now():
             return y_fq
         xq, x_scale, x_zp = self.input_codes(0, x)
         w_scale = w_scale.detach()
+        codes = self.weight_quant.codes(w, w_scale)
         bias = self.bias_codes(b, x_scale, w_scale)
         c = self.layer
         acc = exact.integer_conv2d(xq, x_zp, codes, bias, c.stride, conv_pads(c), c.dilation, c.groups)
@@ -229,19 +230,20 @@ class QLinear(_WeightedUnit):
 
     def forward(self, x):
         w, b = self.float_weights()
-        w_fq, codes, w_scale = self.weight_quant(w)
+        w_fq, w_scale = self.weight_quant(w)
         if self.per_token:
             y = apply_activation(F.linear(fake_quantize_rows(x), w_fq, b), self.activation)
             if not self.exact_now():
                 return y
             bias = None if b is None else b.detach()
+            codes = self.weight_quant.codes(w, w_scale.detach())
             return replace_forward(y, exact.dynamic_linear(x.detach(), codes, w_scale.detach(), bias, self.activation))
         y_fq = self.output_quant(apply_activation(F.linear(x, w_fq, b), self.activation))
         if not self.exact_now():
             return y_fq
         xq, x_scale, x_zp = self.input_codes(0, x)
         bias = self.bias_codes(b, x_scale, w_scale.detach())
-        acc = exact.integer_linear(xq, x_zp, codes, bias)
+        acc = exact.integer_linear(xq, x_zp, self.weight_quant.codes(w, w_scale.detach()), bias)
         return self.finish(y_fq, self.requantize(acc, w_scale.detach(), (-1,)))
 
 
