@@ -30,15 +30,6 @@ FOUR_BITS = QATConfig(weight=WeightQuant(bits=4))
 NAMES = ("conv1", "conv2", "fc")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is ~10x faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     d = digits()
@@ -204,7 +195,7 @@ def test_onnx_scope_names_map_to_nested_modules():
 
 def test_step_refinement_goes_from_a_coarse_grid_to_the_target(data):
     model = cnn(data, FOUR_BITS)
-    opt = QuantParamOptimizer(model, torch.optim.Adam, lr=1e-3, callbacks=StepRefinement(every=8))
+    opt = QuantParamOptimizer(model, torch.optim.Adam, lr=2e-3, callbacks=StepRefinement(every=8))
     model.train()
     seen = []
     for step in range(24):
@@ -233,8 +224,10 @@ def test_step_refinement_levels_up_to_8_bits_and_from_a_given_start(data):
         got.append(qmax(model)["fc"])
     assert got == [1, 1, 3, 3, 7, 15, 31, 63, 127, 127, 127]
     assert model.fc.weight_quant.spec == WeightQuant() and qmax(model)["conv1"] == 127
-    with pytest.raises(ValueError, match="start_levels"):
+    with pytest.raises(ValueError, match="levels"):
         StepRefinement(every=1, start_levels=4)
+    with pytest.raises(ValueError, match="start_levels"):
+        StepRefinement(every=1, start_levels=2)
 
 
 # ------------------------------------------------------------------------------ custom callbacks

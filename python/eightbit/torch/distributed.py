@@ -46,6 +46,7 @@ from .units import QConv2d, _WeightedUnit
 
 
 def _unwrap(model):
+    """The prepared model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
@@ -126,8 +127,8 @@ def sync_quantization(model, src: int = 0, group=None, batchnorm: str = "average
     before exporting: rank ``src``'s activation ranges, scales and zero points, learned scales
     and weight quantizer state are copied to all; the running statistics of BatchNorm folded
     into convs are averaged over the ranks (``batchnorm="average"``, see the module docstring)
-    or copied from ``src`` (``"broadcast"``). ``src`` is a global rank. ``weights=True`` also copies every parameter (DDP
-    does that when it wraps the model, and keeps them equal after)."""
+    or copied from ``src`` (``"broadcast"``). ``src`` is a global rank. ``weights=True`` also
+    copies every parameter (DDP does that when it wraps the model, and keeps them equal after)."""
     if batchnorm not in ("average", "broadcast"):
         raise ValueError(f"batchnorm: expected 'average' or 'broadcast', got {batchnorm!r}")
     world = _world(group)

@@ -68,6 +68,12 @@ def clamp_round(v: torch.Tensor, zero_point, qmin: int, qmax: int) -> torch.Tens
         q  = rne(v) + zp
 
     lo, hi, rne(v) and zp are small integers, so every float32 step is exact."""
+    if not isinstance(zero_point, torch.Tensor) or zero_point.numel() == 1:
+        # one zero point: the same map in place on a copy (NaN and -inf -> lo, +inf -> hi)
+        zp = float(zero_point)
+        lo, hi = float(qmin) - zp, float(qmax) - zp
+        v = torch.nan_to_num(v, nan=lo, posinf=hi, neginf=lo)
+        return v.clamp_(lo, hi).round_().add_(zp)          # round_: half to even
     zp = _f32(zero_point, v)
     lo, hi = qmin - zp, qmax - zp
     v = torch.where(v > lo, v, lo)

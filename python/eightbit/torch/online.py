@@ -6,9 +6,10 @@ ranges follow the stream, and every K batches it is exported to a fresh int8 eng
 (x, y) of an iterable. What follows the stream, and how fast:
 
 - activation ranges: each ``ActQuant`` with ``observer="moving_average"`` moves its min / max a
-  fraction ``momentum`` towards every batch's, so a range follows a drift with a lag of about
-  1 / momentum batches (ActivationQuant's default 0.01: ~100 batches; pick it against the drift
-  speed and ``export_every``). A "minmax" observer only ever widens its range, and a frozen one
+  fraction ``momentum`` towards every batch's (after a plain mean over its first 1 / momentum
+  batches), so a range follows a drift with a lag of about 1 / momentum batches
+  (ActivationQuant's default 0.01: ~100 batches; pick it against the drift speed and
+  ``export_every``). A "minmax" observer only ever widens its range, and a frozen one
   (``freeze_observers``, ``QATConfig.freeze_observers_after``) stays put: both draw a warning.
 - weights: the optimizer. Weight scales follow the weights on every step (or are learned: LSQ).
 - BatchNorm (folded into its conv by ``prepare_qat``): while it trains, each batch is normalised
@@ -26,6 +27,7 @@ Under DistributedDataParallel every rank streams its own share of each batch and
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 
 from . import _torch  # noqa: F401
@@ -33,7 +35,7 @@ from torch import nn
 
 from ..model import QuantizedModel
 from .convert import convert
-from .distributed import sync_quantization
+from .distributed import _unwrap, sync_quantization
 from .prepare import freeze_bn as _freeze_bn
 from .quantizers import ActQuant
 
@@ -88,12 +90,7 @@ class OnlineQAT:
     def run(self, stream, max_batches: int | None = None) -> list:
         """``update`` on every (x, y) of ``stream`` (any iterable, possibly endless: then give
         ``max_batches``). Returns the batches' losses."""
-        losses = []
-        for x, y in stream:
-            if max_batches is not None and len(losses) >= max_batches:
-                break
-            losses.append(self.update(x, y))
-        return losses
+        return [self.update(x, y) for x, y in itertools.islice(stream, max_batches)]
 
     def export(self) -> QuantizedModel:
         """The int8 engine model of the model as it is now (kept as ``int8_model``; ``on_export``
@@ -114,10 +111,6 @@ class OnlineQAT:
         if self.on_export is not None:
             self.on_export(qm, self.batches)
         return qm
-
-
-def _unwrap(model):
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _warn_static_ranges(model) -> None:

@@ -58,7 +58,8 @@ class QuantParamOptimizer(torch.optim.Optimizer):
     ``step()`` also counts optimizer steps and, at the configured steps, freezes the activation
     observers (``freeze_observers_at``: they have then seen that many batches) and BatchNorm
     statistics (``freeze_bn_at``), then runs ``callbacks`` (``on_step(model, step)`` before
-    training step ``step``: once here with 0, then after every ``step()``).
+    training step ``step``: once here with 0, then after every ``step()``; epochs are the
+    loop's to announce: ``opt.callbacks.on_epoch(model, epoch)``).
 
         opt = QuantParamOptimizer(model, torch.optim.Adam, lr=1e-3, scale_lr=1e-4,
                                   freeze_observers_at=500, freeze_bn_at=800, betas=(0.9, 0.99))

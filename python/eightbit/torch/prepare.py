@@ -99,7 +99,7 @@ def _count_step(gm, args):
 def layers(model: nn.Module) -> list:
     """[(name, unit)] of the model's conv / linear units in forward order; ``name`` is the float
     model's module name (as ``QATConfig.layers`` takes it)."""
-    gm = getattr(model, "module", model)
+    gm = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     modules = dict(gm.named_modules())
     return [(n.target, modules[n.target]) for n in gm.graph.nodes
             if n.op == "call_module" and isinstance(modules[n.target], (QConv2d, QLinear))]

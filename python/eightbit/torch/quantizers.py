@@ -84,7 +84,9 @@ class ActQuant(nn.Module):
             self.min_val.copy_(lo if first else torch.minimum(self.min_val, lo))
             self.max_val.copy_(hi if first else torch.maximum(self.max_val, hi))
         else:
-            m = self.spec.momentum
+            # the plain mean of the batches seen until 1 / momentum of them (then the moving
+            # average): early ranges follow a model that is still changing fast
+            m = max(self.spec.momentum, 1.0 / (int(self.steps) + 1))
             self.min_val.add_(m * (lo - self.min_val))
             self.max_val.add_(m * (hi - self.max_val))
         self.set_range(float(self.min_val), float(self.max_val))

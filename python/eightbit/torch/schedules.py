@@ -30,7 +30,7 @@ from .config import WeightQuant
 from .prepare import freeze_bn, freeze_observers, layers
 
 __all__ = ["QATCallback", "Callbacks", "FreezeSchedule", "BitWidthSchedule", "LayerwiseSchedule",
-           "StepRefinement", "sensitivity_scores", "with_bits"]
+           "StepRefinement", "sensitivity_scores", "onnx_module_name", "with_bits"]
 
 
 class QATCallback:
@@ -76,12 +76,13 @@ class FreezeSchedule(QATCallback):
     at the first call at or past its step, so unfreezing by hand later sticks."""
 
     def __init__(self, observers_at: int | None = None, bn_at: int | None = None):
-        self.pending = {freeze_observers: _check_step("observers_at", observers_at, True),
-                        freeze_bn: _check_step("bn_at", bn_at, True)}
+        steps = {freeze_observers: _check_step("observers_at", observers_at, True),
+                 freeze_bn: _check_step("bn_at", bn_at, True)}
+        self.pending = {freeze: at for freeze, at in steps.items() if at is not None}
 
     def on_step(self, model, step):
         for freeze, at in list(self.pending.items()):
-            if at is not None and step >= at:
+            if step >= at:
                 freeze(model)
                 del self.pending[freeze]
 
@@ -99,7 +100,8 @@ def _check_names(names, layer_names) -> None:
 
 def _target(model, name: str, bits: int | None) -> WeightQuant:
     """The grid a layer ends on: the one it was prepared with, or that grid at ``bits``."""
-    spec = getattr(model, "module", model).eb_config.weight_for(name)
+    gm = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    spec = gm.eb_config.weight_for(name)
     return spec if bits is None else with_bits(spec, bits)
 
 
@@ -257,8 +259,9 @@ def sensitivity_scores(report, model: nn.Module, key: str = "relative_drop") -> 
     are mapped to module names in two forms: a layer's own module name (Graphs whose nodes are
     named after modules) and the scope names of ``torch.onnx.export`` (the TorchScript exporter,
     ``dynamo=False``: "/layer1/conv1/Conv" is ``layer1.conv1``, "/stem/stem.0/Conv" is
-    ``stem.0``). The torch.export-based exporter names nodes after aten ops, not modules; for
-    such Graphs build the dict by hand. Nodes that are no layer (activations, pools) are left out.
+    ``stem.0``). Other exporters (the torch.export-based one) need not name nodes after module
+    scopes; for their Graphs build the dict by hand. Nodes that are no layer (activations,
+    pools) are left out.
 
         g = eb.from_onnx(path)                   # torch.onnx.export(model, x, path, dynamo=False)
         report = eb.sensitivity(g, [calib_x], (x, labels))
