@@ -229,25 +229,29 @@ def _observe_extremes(quant: ActQuant, args) -> None:
 def _unquantized(module: nn.Module, weights=None):
     """Inside, ``module`` computes without quantization: activations pass unquantized (every
     ActQuant, including units' output quantization), units do no exact integer arithmetic, and
-    each weight quantizer returns ``weights(w)`` (None: the float weights w) with its scale.
-    A per-token linear layer still quantizes its input rows (that quantization is not a module)."""
-    replace = weights or (lambda w: w)
-    handles, modes = [], {}
+    each weight quantizer returns ``weights(w)`` (None: the float weights w) and no scale, which
+    nothing reads without exact arithmetic (so no scale is computed on every step). A per-token
+    linear layer still quantizes its input rows (that quantization is not a module)."""
+    replace = weights or _same
+    patched, modes = [], {}
     for m in module.modules():
-        if isinstance(m, ActQuant):
-            handles.append(m.register_forward_hook(lambda q, args, out: args[0]))
-        elif isinstance(m, WeightQuantizer):
-            handles.append(m.register_forward_hook(lambda q, args, out: (replace(args[0]), out[1])))
+        if isinstance(m, (ActQuant, WeightQuantizer)):
+            m.forward = _same if isinstance(m, ActQuant) else (lambda w: (replace(w), None))
+            patched.append(m)
         elif isinstance(m, Unit):
             modes[m] = m.exact_mode
             m.exact_mode = False
     try:
         yield module
     finally:
-        for h in handles:
-            h.remove()
+        for m in patched:
+            del m.forward               # the class's forward again
         for m, mode in modes.items():
             m.exact_mode = mode
+
+
+def _same(x):
+    return x
 
 
 class _Stop(Exception):

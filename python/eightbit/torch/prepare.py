@@ -235,6 +235,9 @@ class _Rewriter:
         for n in reversed(chain):
             g.erase_node(n)
             self.erased.add(n)
+        for n in chain[1:]:      # an absorbed module (the BatchNorm) now lives in the unit only
+            if n.op == "call_module" and not any(m.op == "call_module" and m.target == n.target for m in g.nodes):
+                self.gm.delete_submodule(n.target)
         if quantize_inputs:
             for x in inputs:
                 if x not in self.quantized:

@@ -70,13 +70,15 @@ class ActQuant(nn.Module):
     def observe(self, x) -> None:
         """Fold a batch's range into the running range, then set the scale and zero point."""
         x = x.detach()
-        if x.numel() == 0:
-            return
-        lo, hi = torch.aminmax(x.float())
-        bounds = torch.stack([-lo, hi])
+        if x.numel():
+            bounds = torch.stack(torch.aminmax(x.float())) * torch.tensor([-1.0, 1.0])
+        else:
+            bounds = torch.full((2,), float("-inf"))    # an empty batch still takes part in the reduce
         if _distributed():
             torch.distributed.all_reduce(bounds, op=torch.distributed.ReduceOp.MAX)
         lo, hi = -bounds[0], bounds[1]
+        if bool(lo == float("inf")) and bool(hi == float("-inf")):
+            return                                       # no value anywhere
         if not (torch.isfinite(lo) and torch.isfinite(hi)):
             raise ValueError("ActQuant: the observed tensor holds NaN or infinity; it cannot be quantized")
         if not self.initialized or self.spec.observer == "minmax":
