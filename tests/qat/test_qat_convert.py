@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import eightbit as eb  # noqa: E402
 from eightbit.torch import ActivationQuant, QATConfig, WeightQuant, convert, layers, prepare_qat  # noqa: E402
-from eightbit.torch.units import QConv2d, QLinear  # noqa: E402
+from eightbit.torch.units import QConv2d  # noqa: E402
 from _qat import OpZoo, ResNetTiny, assert_engine_codes_equal, train_steps  # noqa: E402
 
 CONFIGS = {
@@ -210,6 +210,28 @@ def test_bad_arguments_raise_named_errors():
         QATConfig(exact="train")
 
 
+def test_dropout_trains_and_vanishes_in_the_engine():
+    model_f = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model = _trained(lambda: model_f, (4, 3, 8, 8), QATConfig())
+    model.train()
+    x = torch.randn(4, 3, 8, 8)
+    assert not torch.equal(model(x), model(x))           # dropout is active while training
+    qm = convert(model)
+    assert [s.op for s in qm.plan.steps] == ["quantize", "conv", "reshape", "linear", "dequantize"]
+    assert_engine_codes_equal(model, qm, x)
+
+
+def test_convert_refuses_what_it_cannot_honor():
+    model = prepare_qat(nn.Sequential(nn.Conv2d(2, 2, 3), nn.Flatten()), (torch.randn(1, 2, 5, 5),))
+    with pytest.raises(ValueError, match="never observed data"):
+        convert(model)                                   # no batch ever set the ranges
+    circular = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"), nn.ReLU())
+    model = _trained(lambda: circular, (2, 2, 5, 5), QATConfig())
+    assert layers(model) == []                           # kept float: no int8 form
+    with pytest.raises(ValueError, match="padding_mode"):
+        convert(model)
+
+
 def test_untranslatable_float_op_is_named():
     class Odd(nn.Module):
         def __init__(self):
@@ -218,7 +240,7 @@ def test_untranslatable_float_op_is_named():
 
         def forward(self, x):
             return torch.cumsum(self.fc(x), dim=1)
-    model = prepare_qat(Odd(), (torch.randn(2, 4),))
+    model = _trained(Odd, (2, 4), QATConfig())
     with pytest.raises(ValueError, match="cumsum"):
         convert(model)
 

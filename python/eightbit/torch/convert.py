@@ -22,8 +22,8 @@ from ..onnx.import_quantized import GivenQParams, fuse_unquantized_activations, 
 from ..quantizer import lower_to_model
 from .fx_ops import ACTIVATIONS, op_of
 from .quantizers import ActQuant
-from .units import (QAdd, QAvgPool2d, QCat, QConv2d, QGlobalAvgPool2d, QLinear, QLut, QMaxPool2d, QMul,
-                    QReshape, Unit)
+from .units import (QAdd, QAvgPool2d, QCat, QConv2d, QDropout, QGlobalAvgPool2d, QLinear, QLut, QMaxPool2d,
+                    QMul, QReshape, Unit)
 
 _INT32 = np.iinfo(np.int32)
 
@@ -94,7 +94,7 @@ class _GraphBuilder:
         return self.g
 
     def _given(self, tensor, quant) -> None:
-        self.tensor_qparams[tensor.name] = quant.numpy_qparams()
+        self.tensor_qparams[tensor.name] = _trained_qparams(quant, tensor.name)
 
     def _x(self, n, i=0):
         return self.env[n.args[i]]
@@ -122,6 +122,8 @@ class _GraphBuilder:
             if not unit.keepdim:
                 self.tensor_qparams[out.name] = unit.numpy_qparams()
                 out = g.reshape(out, (out.shape[1],), name=name)
+        elif isinstance(unit, QDropout):
+            out = self._x(n)
         elif isinstance(unit, QReshape):
             x = self._x(n)
             out = x if tuple(x.shape[1:]) == unit.shape else g.reshape(x, unit.shape, name=name)
@@ -129,7 +131,9 @@ class _GraphBuilder:
             out = getattr(g, unit.op)(self._x(n), **unit.attrs, name=name)
         else:  # pragma: no cover - every unit type is listed above
             raise TypeError(f"convert: no eightbit form for {type(unit).__name__}")
-        if unit.output_quant is not None or unit.copies_codes:
+        if unit.output_quant is not None:
+            self.tensor_qparams[out.name] = _trained_qparams(unit.output_quant, out.name)
+        elif unit.copies_codes:
             self.tensor_qparams[out.name] = unit.numpy_qparams()
         return out
 
@@ -170,11 +174,14 @@ class _GraphBuilder:
         xs = [self.env[i] for i in op.inputs]
         out_shape = self.gm.eb_shapes.get(n.name)
         m = op.module
-        if k == "identity":
+        if k in ("identity", "dropout"):
             return xs[0]
         if k in ACTIVATIONS:
             return getattr(g, k)(xs[0], **op.attrs, name=name)
         if k == "conv2d":
+            if m.padding_mode != "zeros":
+                raise ValueError(f"convert: node {n.name!r}: Conv2d padding_mode={m.padding_mode!r} has no "
+                                 "eightbit form (only 'zeros')")
             return g.conv2d(xs[0], _np(m.weight), None if m.bias is None else _np(m.bias), m.stride, m.padding,
                             m.dilation, m.groups, name=name)
         if k == "linear":
@@ -252,6 +259,14 @@ class _GraphBuilder:
         if op.kind == "div":
             return g.mul(xs[0], np.float32(1.0) / c, name=name)
         return getattr(g, op.kind)(xs[0], c, name=name)
+
+
+def _trained_qparams(quant, name: str):
+    """An ActQuant's (scale, zero point); ValueError when it never saw data (its range is unknown)."""
+    if not quant.initialized:
+        raise ValueError(f"convert: the quantization of tensor {name!r} never observed data; run the model "
+                         "in train mode on some batches (training or calibration) before converting")
+    return quant.numpy_qparams()
 
 
 def _attr(root, target: str):

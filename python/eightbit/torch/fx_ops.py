@@ -28,7 +28,7 @@ _UNARY_FUNCS = {
     F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
     torch.tanh: "tanh", F.tanh: "tanh", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid",
     F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.hardtanh: "clip", torch.clamp: "clip", torch.clip: "clip",
-    torch.erf: "erf", F.dropout: "identity", torch.flatten: "flatten", F.softmax: "softmax", torch.softmax: "softmax",
+    torch.erf: "erf", F.dropout: "dropout", torch.flatten: "flatten", F.softmax: "softmax", torch.softmax: "softmax",
 }
 _UNARY_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "clamp": "clip", "clip": "clip",
                   "flatten": "flatten", "view": "reshape", "reshape": "reshape", "contiguous": "identity",
@@ -41,7 +41,7 @@ _BINARY_METHODS = {"add": "add", "add_": "add", "mul": "mul", "mul_": "mul", "su
                    "matmul": "matmul", "bmm": "matmul"}
 _MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardswish: "hardswish",
             nn.Hardsigmoid: "hardsigmoid", nn.GELU: "gelu", nn.LeakyReLU: "leaky_relu", nn.Hardtanh: "clip",
-            nn.Dropout: "identity", nn.Identity: "identity", nn.Flatten: "flatten", nn.Conv2d: "conv2d",
+            nn.Dropout: "dropout", nn.Identity: "identity", nn.Flatten: "flatten", nn.Conv2d: "conv2d",
             nn.Linear: "linear", nn.BatchNorm2d: "batch_norm2d", nn.MaxPool2d: "max_pool2d",
             nn.AvgPool2d: "avg_pool2d", nn.LayerNorm: "layer_norm", nn.Softmax: "softmax", nn.Embedding: "embedding",
             nn.AdaptiveAvgPool2d: "adaptive_avg_pool2d"}
@@ -137,6 +137,8 @@ def _module_op(node, m) -> Op:
         attrs = {"normalized_shape": tuple(m.normalized_shape), "eps": m.eps}
     elif kind == "hardsigmoid":
         attrs = {"alpha": 1.0 / 6, "beta": 0.5}
+    elif kind == "dropout":
+        attrs = {"p": m.p}
     elif kind == "relu6":
         kind, attrs = "clip", {"min": 0.0, "max": 6.0}
     return Op(kind, x, attrs, module=m)
@@ -163,6 +165,8 @@ def _function_op(kind, node) -> Op:
         return Op(kind, [x], {"start_dim": _arg(node, 1, "start_dim", 0), "end_dim": _arg(node, 2, "end_dim", -1)})
     if kind == "softmax":
         return Op(kind, [x], {"dim": _arg(node, 1, "dim")})
+    if kind == "dropout":
+        return Op(kind, [x], {"p": _arg(node, 1, "p", 0.5)})
     if kind == "transpose":
         if node.target in ("transpose", torch.transpose):
             return Op(kind, [x], {"swap": (_arg(node, 1, "dim0"), _arg(node, 2, "dim1"))})

@@ -26,10 +26,10 @@ from torch.fx.passes.shape_prop import ShapeProp
 from .config import QATConfig
 from .fx_ops import ACTIVATIONS, op_of
 from .quantizers import ActQuant
-from .units import (QAdd, QAvgPool2d, QCat, QConv2d, QGlobalAvgPool2d, QLinear, QLut, QMaxPool2d, QMul,
-                    QReshape, Unit, activation_function)
+from .units import (QAdd, QAvgPool2d, QCat, QConv2d, QDropout, QGlobalAvgPool2d, QLinear, QLut, QMaxPool2d,
+                    QMul, QReshape, Unit, activation_function)
 
-CODE_COPYING = ("flatten", "reshape", "identity", "max_pool2d")
+CODE_COPYING = ("flatten", "reshape", "identity")
 
 
 def prepare_qat(model: nn.Module, example_inputs, config: QATConfig | None = None) -> fx.GraphModule:
@@ -166,8 +166,8 @@ class _Rewriter:
         exact = self.cfg.exact
         if op.kind == "conv2d":
             spec = self.cfg.weight_for(node.target)
-            if spec is None:
-                return
+            if spec is None or op.module.padding_mode != "zeros":
+                return      # kept float (circular / reflect padding has no int8 form)
             chain, bn = [node], None
             found = self._sole_user(node, ("batch_norm2d",))
             if found is not None and found[1].module.track_running_stats:
@@ -210,9 +210,11 @@ class _Rewriter:
             self._replace([node], QGlobalAvgPool2d(self.aspec, exact), ins)
         elif op.kind == "mean" and _spatial_mean(op, _shape(ins[0])):
             self._replace([node], QGlobalAvgPool2d(self.aspec, exact, keepdim=bool(op.attrs["keepdim"])), ins)
+        elif op.kind == "dropout":
+            self._replace([node], QDropout(op.attrs["p"]), ins)
         elif op.kind in CODE_COPYING:
             out, x = _shape(node), _shape(ins[0])
-            if out is not None and x is not None and out[:1] == x[:1] and op.kind != "max_pool2d":
+            if out is not None and x is not None and out[:1] == x[:1]:
                 self._replace([node], QReshape(out[1:]), ins)
         elif op.kind in ACTIVATIONS:
             if activation_function(op.kind, op.attrs) is not None:

@@ -319,6 +319,20 @@ class QMaxPool2d(Unit):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
 
+class QDropout(Unit):
+    """Dropout of a quantized tensor: active while training, the identity (codes copied) in eval
+    mode and in the engine."""
+
+    copies_codes = True
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+
 class QReshape(Unit):
     """flatten / view / reshape: codes copied, per sample (the batch dimension kept)."""
 
