@@ -761,7 +761,7 @@ class _Lowering:
         x = self._q(node.inputs[0])
         xs = self.tensors[x]
         y_scale, y_zp = self._qparams(node.output)
-        fn = _float_function(node)
+        fn = lut_function(node)
         y_dtype = np.asarray(y_zp).dtype
         table = make_lookup_table(fn, np.float32(xs.scale), xs.dtype.type(xs.zero_point), y_scale, y_zp,
                                   xs.dtype, y_dtype)
@@ -798,7 +798,7 @@ class _DynamicLowering(_Lowering):
             self._dynamic_linear(node, weights)
 
 
-def _float_function(node):
+def lut_function(node):
     """The node's own float32 computation as a function of a 256-value vector (the float
     executor's, so the table is the float model's function at each input code)."""
     g = Graph("lut")

@@ -178,6 +178,27 @@ def test_layer_kept_float_by_config():
     np.testing.assert_allclose(qm(x.numpy()), model(x).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_copies_checkpoints_and_pickles_keep_the_quantization(tmp_path):
+    """copy.deepcopy, torch.save / torch.load and state_dict round trips keep what convert and the
+    freezing schedule need (a GraphModule's deepcopy rebuilds the module), and a learned rounding."""
+    import copy
+    model = _trained(ResNetTiny, (2, 3, 8, 8), QATConfig(freeze_observers_after=8))
+    fc = dict(layers(model))["fc"]
+    fc.weight_quant.rounding = (torch.rand_like(fc.layer.weight) > 0.5).float()
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    expected = convert(model)(x)
+    path = tmp_path / "qat.pt"
+    torch.save(model, path)
+    for clone in (copy.deepcopy(model), torch.load(path, weights_only=False)):
+        np.testing.assert_array_equal(convert(clone)(x), expected)
+        assert int(clone.eb_step.steps) == 6
+        train_steps(clone, lambda: torch.randn(2, 3, 8, 8), steps=3)   # passes step 8: observers freeze
+        assert not bool(clone.x_quant.observing) and bool(model.x_quant.observing)
+    fresh = prepare_qat(ResNetTiny(), (torch.randn(2, 3, 8, 8),), QATConfig(freeze_observers_after=8))
+    fresh.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(convert(fresh)(x), expected)
+
+
 def test_bad_arguments_raise_named_errors():
     with pytest.raises(TypeError, match="model"):
         prepare_qat("not a model", (torch.randn(1, 3),))

@@ -11,8 +11,10 @@ into an ``eb.QuantizedModel``. Needs PyTorch (``pip install "eightbit[torch]"``)
     schedules.py   gradual quantization: bit-width, layer-by-layer and step-refinement schedules
     online.py      OnlineQAT: training on a stream, re-exporting the int8 model every K batches
     distributed.py DistributedDataParallel helpers: identical quantization on every rank
+    adaround.py    AdaRound: learned rounding of each layer's weights on calibration data
 """
 from . import _torch  # noqa: F401  (a clear ImportError without PyTorch)
+from .adaround import adaround, adaround_quantize, calibrate_observers
 from .config import ActivationQuant, QATConfig, WeightQuant
 from .convert import convert
 from .online import OnlineQAT
@@ -22,4 +24,4 @@ from .schedules import BitWidthSchedule, Callbacks, LayerwiseSchedule, QATCallba
 
 __all__ = ["prepare_qat", "convert", "QATConfig", "WeightQuant", "ActivationQuant", "layers", "freeze_observers",
            "freeze_bn", "QuantParamOptimizer", "param_groups", "QATCallback", "Callbacks", "BitWidthSchedule",
-           "LayerwiseSchedule", "StepRefinement", "OnlineQAT"]
+           "LayerwiseSchedule", "StepRefinement", "OnlineQAT", "adaround", "adaround_quantize", "calibrate_observers"]

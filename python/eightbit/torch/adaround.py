@@ -69,8 +69,8 @@ class LayerResult:
     used: bool
 
 
-def adaround(model, calibration, *, iterations: int = 1000, lam: float = 0.01, beta=(20.0, 2.0),
-             lr: float = 1e-2, batch_size: int = 32, warmup: float = 0.2, max_samples: int = 1024,
+def adaround(model, calibration, *, iterations: int = 500, lam: float = 0.01, beta=(20.0, 2.0),
+             lr: float = 3e-2, batch_size: int = 32, warmup: float = 0.2, max_samples: int = 1024,
              layers=None, seed: int = 0, progress=None):
     """Learn the rounding of every conv / linear layer's weights of ``model`` (a ``prepare_qat``
     model, possibly inside DistributedDataParallel) on ``calibration``; returns the model in eval
@@ -80,9 +80,12 @@ def adaround(model, calibration, *, iterations: int = 1000, lam: float = 0.01, b
     ``batch_size``), or an iterable of batches: tensors, or tuples / lists whose first elements
     are the model's inputs (a DataLoader's (x, y)). At most ``max_samples`` samples are used
     (the layer inputs and outputs of that many samples are held in memory, one layer at a time).
+    Activation ranges that have seen no data are calibrated on them first (``calibrate_observers``).
     ``iterations`` Adam steps per layer (learning rate ``lr``) on random minibatches of
     ``batch_size`` samples; ``lam``: the weight of the rounding regulariser, whose exponent
     anneals from ``beta[0]`` to ``beta[1]`` after the first ``warmup`` fraction of the steps.
+    The paper takes 10k-20k steps at lr 1e-3; the defaults (500 at 3e-2) settle every rounding
+    of a small model in seconds, and more steps at a lower rate suit large layers.
     ``layers``: names of the layers to round (None: all, as ``eightbit.torch.layers`` lists
     them; binary layers have no rounding and are skipped); the others keep nearest rounding.
     ``seed``: the minibatch sampling's. ``progress``: called with each layer's ``LayerResult``.
@@ -90,22 +93,21 @@ def adaround(model, calibration, *, iterations: int = 1000, lam: float = 0.01, b
     gm = _prepared(model)
     _check_settings(iterations, lam, beta, lr, batch_size, warmup, max_samples)
     chosen = _chosen_layers(gm, layers)
-    samples = _samples(calibration, len(gm.eb_inputs), batch_size, max_samples)
+    samples = _samples(gm, calibration, batch_size, max_samples)
     gm.eval()
     params = [p for p in gm.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)        # only the rounding variables learn; the weights stay as they are
     try:
-        calibrate_observers(gm, samples)
+        _calibrate(gm, samples)
         generator = torch.Generator().manual_seed(seed)
         results = {}
         for name, unit in chosen:
             unit.weight_quant.rounding = None
-            result = _round_layer(gm, name, unit, samples, generator, iterations=iterations, lam=lam,
-                                  beta=beta, lr=lr, batch_size=batch_size, warmup=warmup)
-            results[name] = result
+            results[name] = _round_layer(gm, name, unit, samples, generator, iterations=iterations, lam=lam,
+                                         beta=beta, lr=lr, batch_size=batch_size, warmup=warmup)
             if progress is not None:
-                progress(result)
+                progress(results[name])
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -122,9 +124,24 @@ def adaround_quantize(model: nn.Module, example_inputs, calibration, config=None
     return convert(adaround(qat, calibration, **kwargs))
 
 
+def calibrate_observers(model, calibration, *, batch_size: int = 32, max_samples: int = 1024) -> int:
+    """Post-training calibration of a ``prepare_qat`` model's activation ranges (``calibration``
+    as ``adaround`` takes it): every range that has seen no data is set to the extremes (min /
+    max) of its tensor over all samples, whatever observer the config trains with (eb.quantize's
+    default rule); ranges already set stay. The weights are rounded as they are now (nearest,
+    before AdaRound). Leaves the model in eval mode; returns the number of ranges set."""
+    gm = _prepared(model)
+    _check_count("batch_size", batch_size, 1)
+    _check_count("max_samples", max_samples, 1)
+    samples = _samples(gm, calibration, batch_size, max_samples)
+    gm.eval()
+    return _calibrate(gm, samples)
+
+
 # ---- arguments ----------------------------------------------------------------------------------
 
 def _prepared(model) -> fx.GraphModule:
+    """The prepared GraphModule (DistributedDataParallel unwrapped): rounding needs its units."""
     gm = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     if not isinstance(gm, fx.GraphModule) or not hasattr(gm, "eb_config"):
         raise TypeError(f"model: expected a model returned by eightbit.torch.prepare_qat, got {type(model).__name__}")
@@ -132,9 +149,9 @@ def _prepared(model) -> fx.GraphModule:
 
 
 def _check_settings(iterations, lam, beta, lr, batch_size, warmup, max_samples) -> None:
-    for key, v in (("iterations", iterations), ("batch_size", batch_size), ("max_samples", max_samples)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "iterations" else 1):
-            raise ValueError(f"{key}: expected an int >= {0 if key == 'iterations' else 1}, got {v!r}")
+    _check_count("iterations", iterations, 0)
+    _check_count("batch_size", batch_size, 1)
+    _check_count("max_samples", max_samples, 1)
     if not float(lam) >= 0.0:
         raise ValueError(f"lam: expected a number >= 0, got {lam!r}")
     if not float(lr) > 0.0:
@@ -143,6 +160,11 @@ def _check_settings(iterations, lam, beta, lr, batch_size, warmup, max_samples) 
         raise ValueError(f"warmup: expected a fraction in [0, 1), got {warmup!r}")
     if not (isinstance(beta, (tuple, list)) and len(beta) == 2 and all(float(b) > 0 for b in beta)):
         raise ValueError(f"beta: expected (start, end), two exponents > 0, got {beta!r}")
+
+
+def _check_count(key: str, v, minimum: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ValueError(f"{key}: expected an int >= {minimum}, got {v!r}")
 
 
 def _chosen_layers(gm, names) -> list:
@@ -159,17 +181,20 @@ def _chosen_layers(gm, names) -> list:
     return [(n, u) for n, u in found if not u.weight_quant.spec.binary]
 
 
-def _samples(calibration, n_inputs: int, batch_size: int, max_samples: int) -> list:
+def _samples(gm, calibration, batch_size: int, max_samples: int) -> list:
     """The calibration data as a list of batches (tuples of the model's input tensors), at most
     ``max_samples`` samples in all; read once, so a one-shot iterator works."""
     if isinstance(calibration, (torch.Tensor, np.ndarray)):
+        if calibration.ndim == 0:
+            raise ValueError("calibration: expected samples along the first dimension, got a scalar")
         calibration = list(torch.as_tensor(calibration)[:max_samples].split(batch_size))
     elif isinstance(calibration, (str, bytes, dict)) or not hasattr(calibration, "__iter__"):
         raise TypeError(f"calibration: expected a tensor of samples or an iterable of batches, "
                         f"got {type(calibration).__name__}")
     batches, count = [], 0
+    device = next(iter(gm.buffers())).device       # prepare_qat registers buffers (eb_step.steps)
     for i, batch in enumerate(calibration):
-        inputs = _batch_inputs(batch, n_inputs, i)
+        inputs = _batch_inputs(batch, len(gm.eb_inputs), i, device)
         n = min(len(inputs[0]), max_samples - count)
         if n > 0:
             batches.append(tuple(t[:n] for t in inputs))
@@ -181,7 +206,9 @@ def _samples(calibration, n_inputs: int, batch_size: int, max_samples: int) -> l
     return batches
 
 
-def _batch_inputs(batch, n_inputs: int, index: int) -> tuple:
+def _batch_inputs(batch, n_inputs: int, index: int, device) -> tuple:
+    """The model's input tensors of one batch, on the model's device (extra items, such as a
+    DataLoader's labels, are dropped)."""
     items = tuple(batch[:n_inputs]) if isinstance(batch, (tuple, list)) else (batch,)
     if len(items) < n_inputs:
         raise ValueError(f"calibration: batch {index} has {len(items)} tensor(s); the model takes {n_inputs} inputs")
@@ -190,22 +217,20 @@ def _batch_inputs(batch, n_inputs: int, index: int) -> tuple:
         if not isinstance(t, (torch.Tensor, np.ndarray)):
             raise TypeError(f"calibration: batch {index} holds a {type(t).__name__}, not a tensor")
         t = torch.as_tensor(t)
-        tensors.append(t.float() if t.is_floating_point() else t)     # float64 arrays -> float32
+        tensors.append((t.float() if t.is_floating_point() else t).to(device))   # float64 arrays -> float32
     return tuple(tensors)
 
 
 # ---- activation ranges ----------------------------------------------------------------------------
 
-def calibrate_observers(model, samples) -> int:
-    """Set every activation range that has seen no data to the extremes (min / max) of its tensor
-    over all calibration batches ``samples`` (tuples of input tensors), the post-training rule;
-    ranges already set stay. Returns the number of ranges set."""
-    fresh = [m for m in model.modules() if isinstance(m, ActQuant) and not m.initialized]
+def _calibrate(gm, samples) -> int:
+    """calibrate_observers on batches already read: the ranges that have seen no data."""
+    fresh = [m for m in gm.modules() if isinstance(m, ActQuant) and not m.initialized]
     handles = [m.register_forward_pre_hook(_observe_extremes) for m in fresh]
     try:
         with torch.no_grad():
             for inputs in samples:
-                model(*inputs)
+                gm(*inputs)
     finally:
         for h in handles:
             h.remove()
@@ -325,12 +350,17 @@ def _round_layer(gm, name, unit, samples, generator, **settings) -> LayerResult:
     _learn(unit, x, target, rounding, generator, channels=quantizer.channels, **settings)
     nearest = quantizer.codes(w, scale)
     hard = rounding.hard()
-    errors = [_error(unit, x, target, lambda _w, r=r: r) for r in (nearest * rounding.s, rounding.weights(hard))]
+    errors = [_error(unit, x, target, _fixed(v)) for v in (nearest * rounding.s, rounding.weights(hard))]
     used = errors[1] < errors[0]
     if used:
         quantizer.rounding = hard
     changed = int((quantizer.codes(w, scale) != nearest).sum())
     return LayerResult(name, errors[0], errors[1], changed, w.numel(), used)
+
+
+def _fixed(weights):
+    """A weight replacement that ignores the float weights: given rounded weights."""
+    return lambda w: weights
 
 
 def _learn(unit, x, target, rounding, generator, *, channels, iterations, lam, beta, lr, batch_size, warmup):
@@ -356,3 +386,4 @@ def _error(unit, x, target, weights) -> float:
         for xs, ts in zip(x.split(_EVAL_CHUNK), target.split(_EVAL_CHUNK)):
             total += float((unit(xs) - ts).pow(2).sum())
     return total / target.numel()
+

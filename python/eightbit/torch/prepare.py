@@ -21,6 +21,7 @@ import copy
 from . import _torch  # noqa: F401
 import torch
 from torch import fx, nn
+from torch.fx.graph_module import _USER_PRESERVED_ATTRIBUTES_KEY as _PRESERVED  # kept by deepcopy
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .config import QATConfig
@@ -58,14 +59,50 @@ def prepare_qat(model: nn.Module, example_inputs, config: QATConfig | None = Non
     with torch.no_grad():
         ShapeProp(gm).propagate(*example_inputs)
     _Rewriter(gm, config).run()
-    gm.register_buffer("eb_steps", torch.tensor(0, dtype=torch.int64))
-    gm.eb_config = config
-    gm.eb_inputs = [(n.name, tuple(t.shape), str(t.dtype).replace("torch.", ""))
-                    for n, t in zip(_placeholders(gm), example_inputs)]
-    gm.eb_shapes = {n.name: _shape(n) for n in gm.graph.nodes if _shape(n) is not None}
-    gm.register_forward_pre_hook(_count_step)
+    _add_step_counter(gm, config)
+    # What convert needs, kept by copy.deepcopy (a GraphModule's deepcopy rebuilds the module and
+    # keeps only the attributes its meta lists) and by pickling.
+    attrs = {"eb_config": config,
+             "eb_inputs": [(n.name, tuple(t.shape), str(t.dtype).replace("torch.", ""))
+                           for n, t in zip(_placeholders(gm), example_inputs)],
+             "eb_shapes": {n.name: _shape(n) for n in gm.graph.nodes if _shape(n) is not None}}
+    gm.meta.setdefault(_PRESERVED, {}).update(attrs)
+    for name, value in attrs.items():
+        setattr(gm, name, value)
     gm.train(training)
     return gm
+
+
+class StepCounter(nn.Module):
+    """Counts training forward passes (``steps``) and freezes the observers / BatchNorm after
+    ``QATConfig.freeze_observers_after`` / ``freeze_bn_after`` of them. A node of the traced graph
+    (called first, without inputs), so deepcopy, pickling and state_dict treat it as any module."""
+
+    def __init__(self, observers_after, bn_after):
+        super().__init__()
+        self.observers_after, self.bn_after = observers_after, bn_after
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
+        object.__setattr__(self, "_quantizers", ())   # the model's, held outside the module tree
+
+    def forward(self):
+        if not self.training:
+            return
+        self.steps += 1
+        steps = int(self.steps)
+        for m in self._quantizers:
+            if isinstance(m, ActQuant) and self.observers_after is not None and steps > self.observers_after:
+                m.freeze()
+            if isinstance(m, QConv2d) and self.bn_after is not None and steps > self.bn_after:
+                m.freeze_bn()
+
+
+def _add_step_counter(gm, config) -> None:
+    counter = StepCounter(config.freeze_observers_after, config.freeze_bn_after)
+    object.__setattr__(counter, "_quantizers", tuple(m for m in gm.modules() if isinstance(m, (ActQuant, QConv2d))))
+    gm.add_submodule("eb_step", counter)
+    with gm.graph.inserting_after(_placeholders(gm)[-1]):
+        gm.graph.call_module("eb_step", ())
+    gm.recompile()
 
 
 def _placeholders(gm):
@@ -82,18 +119,6 @@ def _spatial_mean(op, shape) -> bool:
     dims = op.attrs["dim"]
     dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
     return shape is not None and len(shape) == 4 and sorted(d % 4 for d in dims) == [2, 3]
-
-
-def _count_step(gm, args):
-    """Forward pre-hook: count training steps; freeze observers / BatchNorm when the config says."""
-    if not gm.training:
-        return
-    gm.eb_steps += 1
-    cfg, steps = gm.eb_config, int(gm.eb_steps)
-    if cfg.freeze_observers_after is not None and steps > cfg.freeze_observers_after:
-        freeze_observers(gm)
-    if cfg.freeze_bn_after is not None and steps > cfg.freeze_bn_after:
-        freeze_bn(gm)
 
 
 def layers(model: nn.Module) -> list:

@@ -131,6 +131,12 @@ class WeightQuantizer(nn.Module):
         self.register_buffer("scale_set", torch.tensor(False))
         self.register_buffer("rounding", None)   # AdaRound: 0 / 1 per weight, added to floor(w / s)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a learned rounding (AdaRound) is a buffer only once set: take its shape from the state
+        key = prefix + "rounding"
+        self.rounding = torch.empty_like(state_dict[key]) if key in state_dict else None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def set_spec(self, spec: WeightQuant) -> None:
         """Change the grid while training (gradual quantization). A learned scale restarts from
         the new grid's rule; whether the scale is learned cannot change (the optimizer holds it)."""

@@ -410,7 +410,7 @@ class QLut(Unit):
 
 @lru_cache(maxsize=4096)
 def _lookup_table(op, attrs, x_scale, x_zp, x_dtype, y_scale, y_zp, y_dtype) -> np.ndarray:
-    from ..quantizer import _float_function
-    fn = _float_function(SimpleNamespace(op=op, attrs=dict(attrs), consts={}))
+    from ..quantizer import lut_function
+    fn = lut_function(SimpleNamespace(op=op, attrs=dict(attrs), consts={}))
     xd, yd = np.dtype(x_dtype), np.dtype(y_dtype)
     return make_lookup_table(fn, np.float32(x_scale), xd.type(x_zp), np.float32(y_scale), yd.type(y_zp), xd, yd)
