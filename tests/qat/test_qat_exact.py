@@ -151,7 +151,8 @@ CONV_CASES = [  # (C, O, k, stride, padding, dilation, groups, path)
     (4, 6, (3, 3), 1, (1, 1), 1, 1, torch.float32),
     (4, 6, (2, 3), (2, 1), (0, 1, 2, 1), (1, 2), 2, torch.float32),
     (6, 6, (3, 3), 2, (1, 0, 0, 2), 1, 6, torch.float32),
-    (256, 4, (4, 4), 1, (1, 2), 1, 1, torch.float64),                    # K = 4096
+    (256, 4, (4, 4), 1, (1, 2), 1, 1, torch.float64),                    # K = 4096: float32 chunks
+    (384, 6, (3, 3), 1, 1, 1, 3, torch.float64),                         # chunks within each group
 ]
 
 
@@ -172,7 +173,8 @@ def test_integer_conv2d(monkeypatch, xdt, wdt, case, backend):
     s2, d2 = ex._pair(stride), ex._pair(dilation)
     acc = ref.conv_integer(x, w, xdt(x_zp), None, pads=pads, strides=list(s2), dilations=list(d2), group=groups)
     want = wrap_int32(acc.astype(np.int64) + bias[:, None, None])
-    assert ex._exact_dtype(T(x) - x_zp, T(w), w[0].size) == path
+    one_pass = ex._float32_chunk(T(x) - x_zp, T(w), w[0, 0].size, w.shape[1]) == w.shape[1]
+    assert one_pass == (path == torch.float32)        # else float32 chunks summed in float64
     b64 = torch.from_numpy(bias.astype(np.float64))                      # |bias| > 2^24: not float32
     got = ex.integer_conv2d(T(x), x_zp, T(w), b64, stride, padding, dilation, groups)
     assert_ints(got, want)
@@ -188,7 +190,7 @@ def test_integer_linear(xdt, wdt, k, path):
     bias = rng.integers(-2**31, 2**31, 5).astype(np.int32)
     zp = odd_zp(rng, xdt)
     acc = ref.matmul_integer(x, w.T, xdt(zp), None)
-    assert ex._exact_dtype(T(x) - zp, T(w), k) == path
+    assert (ex._float32_chunk(T(x) - zp, T(w), 1, k) == k) == (path == torch.float32)
     assert_ints(ex.integer_linear(T(x), zp, T(w)), acc)
     assert_ints(ex.integer_linear(T(x), zp, T(w), torch.from_numpy(bias.astype(np.float64))),
                 wrap_int32(acc.astype(np.int64) + bias))
@@ -550,7 +552,8 @@ def test_dynamic_linear(k, path, activation):
     w = rng.integers(-127, 128, (n, k)).astype(np.int8)
     w_s = rng.uniform(1e-3, 1e-1, n).astype(F32)
     bias = rng.normal(0, 1, n).astype(F32)
-    assert ex._exact_dtype(T(ref.dynamic_quantize_rows(x.reshape(6, k))[0]) - 128, T(w), k) == path
+    xs = T(ref.dynamic_quantize_rows(x.reshape(6, k))[0]) - 128
+    assert (ex._float32_chunk(xs, T(w), 1, k) == k) == (path == torch.float32)
     for ws, b in ((w_s, bias), (w_s[0], None)):
         with np.errstate(invalid="ignore"):                             # 0 * inf
             want = ref.quantized_linear(x, w, ws, b, activation)

@@ -107,24 +107,13 @@ def _wrap_int32(v: torch.Tensor) -> torch.Tensor:
     return ((i + _TWO31) % _TWO32 - _TWO31).to(_F64)
 
 
-def _exact_dtype(xs: torch.Tensor, w: torch.Tensor, k: int) -> torch.dtype:
-    """float32 when sums of k products of these integers are exact in float32, else float64.
-
-    Every partial sum is an integer of magnitude <= k * max|xs| * max|w|: below 2^24 any order of
-    float32 adds (or fmas) is exact. Inputs of at most 2^8 also stay exact where a backend rounds
-    float32 GEMM inputs to bf16 / TF32. float64 is exact up to 2^53 (k < 2^37 for bytes)."""
-    if xs.numel() == 0 or w.numel() == 0:
-        return _F32
-    mx, mw = float(xs.abs().max()), float(w.abs().max())
-    narrow = mx <= _NARROW_EXACT and mw <= _NARROW_EXACT
-    return _F32 if narrow and k * mx * mw < _FLOAT32_EXACT else _F64
-
-
 def _add_bias_wrap(acc: torch.Tensor, bias_q, shape) -> torch.Tensor:
     """wrap_int32(acc + bias) in float64 (exact: both below 2^53); wrap(wrap(a) + b) = wrap(a + b)."""
     acc = acc.to(_F64)
     if bias_q is not None:
         acc = acc + torch.as_tensor(bias_q, dtype=_F64, device=acc.device).reshape(shape)
+    if acc.numel() == 0 or float(acc.abs().max()) < _TWO31:
+        return acc                      # inside int32 already (the usual case): nothing wraps
     return _wrap_int32(acc)
 
 
@@ -148,6 +137,22 @@ def _conv(xs: torch.Tensor, w: torch.Tensor, stride, dilation, groups: int) -> t
     return _conv_gemm(xs, w, stride, dilation, groups)
 
 
+def _float32_chunk(xs: torch.Tensor, w: torch.Tensor, per_channel: int, channels: int) -> int:
+    """How many input channels (of ``per_channel`` products each) one float32 pass may sum exactly,
+    or 0 when float32 is never exact here.
+
+    Every partial sum is an integer of magnitude <= channels * per_channel * max|xs| * max|w|:
+    below 2^24 any order of float32 adds (or fmas) is exact. Inputs of at most 2^8 also stay exact
+    where a backend rounds float32 GEMM inputs to bf16 / TF32; larger ones go to float64 (exact
+    up to 2^53)."""
+    if xs.numel() == 0 or w.numel() == 0:
+        return channels
+    mx, mw = float(xs.abs().max()), float(w.abs().max())
+    if mx > _NARROW_EXACT or mw > _NARROW_EXACT:
+        return 0
+    return max(1, min(channels, int((_FLOAT32_EXACT - 1) // max(1.0, per_channel * mx * mw))))
+
+
 def integer_conv2d(xq: torch.Tensor, x_zp, wq: torch.Tensor, bias_q=None, stride=1, padding=0, dilation=1,
                    groups: int = 1) -> torch.Tensor:
     """ConvInteger / QLinearConv's int32 accumulator (NCHW), as float64 integers:
@@ -155,13 +160,22 @@ def integer_conv2d(xq: torch.Tensor, x_zp, wq: torch.Tensor, bias_q=None, stride
         acc = wrap_int32(conv(pad0(xq - x_zp), wq) + bias_q)
 
     Padded taps are 0 (they hold x_zp). ``padding``: int, (ph, pw) or ONNX (top, left, bottom,
-    right). The convolution runs in float32 where that is provably exact, else float64."""
+    right). The convolution runs in float32 over as many input channels at a time as keep every
+    partial sum provably exact (all of them for most layers), the chunks summed in float64;
+    float64 throughout for values beyond 2^8."""
     top, left, bottom, right = _pads4(padding)
     stride, dilation = _pair(stride), _pair(dilation)
-    xs = xq - _f32(x_zp, xq)
-    dt = _exact_dtype(xs, wq, wq[0].numel())
-    xs = F.pad(xs.to(dt), (left, right, top, bottom))
-    acc = _conv(xs, wq.to(dt), stride, dilation, groups)
+    xs = F.pad(xq - _f32(x_zp, xq), (left, right, top, bottom))
+    o, cg, kh, kw = wq.shape
+    chunk = _float32_chunk(xs, wq, kh * kw, cg)
+    if chunk == 0:
+        return _add_bias_wrap(_conv(xs.to(_F64), wq.to(_F64), stride, dilation, groups), bias_q, (-1, 1, 1))
+    acc = None
+    for j in range(0, cg, chunk):
+        idx = torch.cat([torch.arange(g * cg + j, g * cg + min(cg, j + chunk)) for g in range(groups)])
+        part = _conv(xs if chunk >= cg else xs[:, idx.to(xs.device)], wq[:, j:j + chunk].to(_F32),
+                     stride, dilation, groups).to(_F64)
+        acc = part if acc is None else acc + part
     return _add_bias_wrap(acc, bias_q, (-1, 1, 1))
 
 
@@ -170,10 +184,17 @@ def integer_linear(xq: torch.Tensor, x_zp, wq: torch.Tensor, bias_q=None) -> tor
 
         acc = wrap_int32((xq - x_zp) @ wq.T + bias_q)
 
-    x_zp: one value, or shaped to broadcast against xq (one per row: [M, 1])."""
+    x_zp: one value, or shaped to broadcast against xq (one per row: [M, 1]). float32 GEMMs over
+    chunks of K that keep every partial sum exact, summed in float64 (as integer_conv2d)."""
     xs = xq - _f32(x_zp, xq)
-    dt = _exact_dtype(xs, wq, wq.shape[-1])
-    acc = torch.matmul(xs.to(dt), wq.to(dt).T)
+    k = wq.shape[-1]
+    chunk = _float32_chunk(xs, wq, 1, k)
+    if chunk == 0:
+        return _add_bias_wrap(torch.matmul(xs.to(_F64), wq.to(_F64).T), bias_q, (-1,))
+    acc = None
+    for j in range(0, k, chunk):
+        part = torch.matmul(xs[..., j:j + chunk], wq[:, j:j + chunk].to(_F32).T).to(_F64)
+        acc = part if acc is None else acc + part
     return _add_bias_wrap(acc, bias_q, (-1,))
 
 

@@ -81,6 +81,19 @@ class Unit(nn.Module):
     def exact_now(self) -> bool:
         return self.exact_mode is True or (self.exact_mode == "eval" and not self.training)
 
+    # A computing unit defines ``fake(*xs)`` (the op on fake-quantized values: what gradients
+    # follow, and what observers see) and ``exact(*xs)`` (the engine's result, dequantized).
+    def exact_applies(self) -> bool:
+        return True
+
+    def forward(self, *xs):
+        if not (self.exact_now() and self.exact_applies()):
+            return self.fake(*xs)
+        if not (self.training or torch.is_grad_enabled()) and (self.output_quant is None
+                                                               or self.output_quant.initialized):
+            return self.exact(*xs)              # nothing learns from this pass: the engine's values only
+        return replace_forward(self.fake(*xs), self.exact(*xs))   # fake first: observers move first
+
     # the quantization of this unit's output
     def qparams(self):
         return self.sources[0].qparams() if self.copies_codes else self.output_quant.qparams()
@@ -102,10 +115,10 @@ class Unit(nn.Module):
         lo, hi = self.sources[i].qrange
         return exact.quantize(x.detach(), scale.detach(), zp, lo, hi), scale.detach(), zp
 
-    def finish(self, y_fq, codes):
-        """y_fq's gradient with the exact codes' values (dequantized with the output's parameters)."""
+    def dequantized(self, codes):
+        """Output codes as values (dequantized with the output's parameters)."""
         scale, zp = self.qparams()
-        return replace_forward(y_fq, exact.dequantize(codes, scale.detach(), zp))
+        return exact.dequantize(codes, scale.detach(), zp)
 
 
 class _WeightedUnit(Unit):
@@ -184,9 +197,12 @@ class QConv2d(_WeightedUnit):
             raise ValueError(f"QConv2d: padding_mode={c.padding_mode!r} has no int8 form (only 'zeros')")
         return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
 
-    def forward(self, x):
-        training_bn = self.bn is not None and self.training and not bool(self.bn_frozen)
-        if training_bn:
+    def exact_applies(self) -> bool:
+        # BatchNorm still normalising with batch statistics: nothing the engine could run
+        return self.bn is None or not self.training or bool(self.bn_frozen)
+
+    def fake(self, x):
+        if not self.exact_applies():
             f = self._bn_factor()
             w_fq, _ = self.weight_quant(self.layer.weight * f.reshape(-1, 1, 1, 1))
             y = self._conv(x, w_fq) / f.reshape(1, -1, 1, 1)
@@ -195,18 +211,17 @@ class QConv2d(_WeightedUnit):
             y = self.bn(y)                      # batch statistics; updates the running ones
         else:
             w, b = self.float_weights()
-            w_fq, w_scale = self.weight_quant(w)
+            w_fq, _ = self.weight_quant(w)
             y = self._conv(x, w_fq, b)
-        y_fq = self.output_quant(apply_activation(y, self.activation))
-        if training_bn or not self.exact_now():
-            return y_fq
+        return self.output_quant(apply_activation(y, self.activation))
+
+    def exact(self, x):
+        codes, w_scale, b = self.quantized_weights()
         xq, x_scale, x_zp = self.input_codes(0, x)
-        w_scale = w_scale.detach()
-        codes = self.weight_quant.codes(w, w_scale)
-        bias = self.bias_codes(b, x_scale, w_scale)
         c = self.layer
-        acc = exact.integer_conv2d(xq, x_zp, codes, bias, c.stride, conv_pads(c), c.dilation, c.groups)
-        return self.finish(y_fq, self.requantize(acc, w_scale, (1, -1, 1, 1)))
+        acc = exact.integer_conv2d(xq, x_zp, codes, self.bias_codes(b, x_scale, w_scale), c.stride, conv_pads(c),
+                                   c.dilation, c.groups)
+        return self.dequantized(self.requantize(acc, w_scale, (1, -1, 1, 1)))
 
 
 def conv_pads(conv) -> tuple:
@@ -228,23 +243,20 @@ class QLinear(_WeightedUnit):
         super().__init__(linear, activation, weight_spec, act_spec, exact_mode, quantize_output=not per_token)
         self.per_token = per_token
 
-    def forward(self, x):
+    def fake(self, x):
         w, b = self.float_weights()
-        w_fq, w_scale = self.weight_quant(w)
+        w_fq, _ = self.weight_quant(w)
         if self.per_token:
-            y = apply_activation(F.linear(fake_quantize_rows(x), w_fq, b), self.activation)
-            if not self.exact_now():
-                return y
-            bias = None if b is None else b.detach()
-            codes = self.weight_quant.codes(w, w_scale.detach())
-            return replace_forward(y, exact.dynamic_linear(x.detach(), codes, w_scale.detach(), bias, self.activation))
-        y_fq = self.output_quant(apply_activation(F.linear(x, w_fq, b), self.activation))
-        if not self.exact_now():
-            return y_fq
+            return apply_activation(F.linear(fake_quantize_rows(x), w_fq, b), self.activation)
+        return self.output_quant(apply_activation(F.linear(x, w_fq, b), self.activation))
+
+    def exact(self, x):
+        codes, w_scale, b = self.quantized_weights()
+        if self.per_token:                      # float32 out, as the engine's dynamic_linear step
+            return exact.dynamic_linear(x.detach(), codes, w_scale, b, self.activation)
         xq, x_scale, x_zp = self.input_codes(0, x)
-        bias = self.bias_codes(b, x_scale, w_scale.detach())
-        acc = exact.integer_linear(xq, x_zp, self.weight_quant.codes(w, w_scale.detach()), bias)
-        return self.finish(y_fq, self.requantize(acc, w_scale.detach(), (-1,)))
+        acc = exact.integer_linear(xq, x_zp, codes, self.bias_codes(b, x_scale, w_scale))
+        return self.dequantized(self.requantize(acc, w_scale, (-1,)))
 
 
 class QAdd(Unit):
@@ -256,16 +268,16 @@ class QAdd(Unit):
         self.relu = relu
         self.output_quant = ActQuant(act_spec)
 
-    def forward(self, a, b):
+    def fake(self, a, b):
         y = a + b
-        y_fq = self.output_quant(F.relu(y) if self.relu else y)
-        if not self.exact_now():
-            return y_fq
+        return self.output_quant(F.relu(y) if self.relu else y)
+
+    def exact(self, a, b):
         (qa, sa, za), (qb, sb, zb) = self.input_codes(0, a), self.input_codes(1, b)
         sy, zy = self.qparams()
         b_first = qlinear_add_b_first(_plan_shape(a), _plan_shape(b))
-        qmin, qmax = self.qrange
-        return self.finish(y_fq, exact.qlinear_add(qa, sa, za, qb, sb, zb, sy.detach(), zy, qmin, qmax, b_first))
+        codes = exact.qlinear_add(qa, sa, za, qb, sb, zb, sy.detach(), zy, *self.qrange, b_first)
+        return self.dequantized(codes)
 
 
 def _plan_shape(t) -> tuple:
@@ -281,14 +293,13 @@ class QMul(Unit):
         super().__init__(exact_mode)
         self.output_quant = ActQuant(act_spec)
 
-    def forward(self, a, b):
-        y_fq = self.output_quant(a * b)
-        if not self.exact_now():
-            return y_fq
+    def fake(self, a, b):
+        return self.output_quant(a * b)
+
+    def exact(self, a, b):
         (qa, sa, za), (qb, sb, zb) = self.input_codes(0, a), self.input_codes(1, b)
         sy, zy = self.qparams()
-        qmin, qmax = self.qrange
-        return self.finish(y_fq, exact.qlinear_mul(qa, sa, za, qb, sb, zb, sy.detach(), zy, qmin, qmax))
+        return self.dequantized(exact.qlinear_mul(qa, sa, za, qb, sb, zb, sy.detach(), zy, *self.qrange))
 
 
 class QCat(Unit):
@@ -301,7 +312,7 @@ class QCat(Unit):
         self.dim = dim
         self.output_quant = ActQuant(act_spec)
 
-    def forward(self, *xs):
+    def forward(self, *xs):       # the exact result already (see above)
         return self.output_quant(torch.cat(xs, self.dim))
 
 
@@ -355,17 +366,17 @@ class QAvgPool2d(Unit):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.output_quant = ActQuant(act_spec)
 
-    def forward(self, x):
-        y_fq = self.output_quant(F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+    def fake(self, x):
+        return self.output_quant(F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                               self.count_include_pad))
-        if not self.exact_now():
-            return y_fq
+
+    def exact(self, x):
         q, sx, zx = self.input_codes(0, x)
         sy, zy = self.qparams()
         ph, pw = self.padding
         codes = exact.avg_pool2d(q, sx, zx, sy.detach(), zy, *self.qrange, self.kernel_size, self.stride,
                                  (ph, pw, ph, pw), self.ceil_mode, self.count_include_pad)
-        return self.finish(y_fq, codes)
+        return self.dequantized(codes)
 
 
 class QGlobalAvgPool2d(Unit):
@@ -378,12 +389,16 @@ class QGlobalAvgPool2d(Unit):
         self.output_quant = ActQuant(act_spec)
 
     def forward(self, x):
-        y_fq = self.output_quant(x.mean(dim=(2, 3), keepdim=True))
-        if self.exact_now():
-            q, sx, zx = self.input_codes(0, x)
-            sy, zy = self.qparams()
-            y_fq = self.finish(y_fq, exact.global_avg_pool(q, sx, zx, sy.detach(), zy, *self.qrange))
-        return y_fq if self.keepdim else y_fq.flatten(1)
+        y = super().forward(x)
+        return y if self.keepdim else y.flatten(1)
+
+    def fake(self, x):
+        return self.output_quant(x.mean(dim=(2, 3), keepdim=True))
+
+    def exact(self, x):
+        q, sx, zx = self.input_codes(0, x)
+        sy, zy = self.qparams()
+        return self.dequantized(exact.global_avg_pool(q, sx, zx, sy.detach(), zy, *self.qrange))
 
 
 class QLut(Unit):
@@ -396,16 +411,16 @@ class QLut(Unit):
         self.op, self.attrs = op, dict(attrs)
         self.output_quant = ActQuant(act_spec)
 
-    def forward(self, x):
-        y_fq = self.output_quant(activation_function(self.op, self.attrs)(x))
-        if not self.exact_now():
-            return y_fq
+    def fake(self, x):
+        return self.output_quant(activation_function(self.op, self.attrs)(x))
+
+    def exact(self, x):
         q, sx, zx = self.input_codes(0, x)
         sy, zy = self.qparams()
         src = self.sources[0]
         table = _lookup_table(self.op, tuple(sorted(self.attrs.items())), float(sx), zx, src.dtype.str,
                               float(sy), zy, self.dtype.str)
-        return self.finish(y_fq, exact.lookup(q, torch.from_numpy(table.astype(np.float32)), src.qrange[0]))
+        return self.dequantized(exact.lookup(q, torch.from_numpy(table.astype(np.float32)), src.qrange[0]))
 
 
 @lru_cache(maxsize=4096)
