@@ -21,23 +21,26 @@ class _FakeQuantize(torch.autograd.Function):
     def forward(ctx, x, scale, zero_point, qmin, qmax, grad_factor):
         v = x / scale
         q = exact.clamp_round(v, zero_point, qmin, qmax)
-        ctx.save_for_backward(v, q)
-        ctx.zero_point, ctx.qmin, ctx.qmax, ctx.grad_factor = zero_point, qmin, qmax, grad_factor
+        lo, hi = qmin - zero_point, qmax - zero_point
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(v, q)          # LSQ's scale gradient needs both
+        else:
+            ctx.save_for_backward((v >= lo) & (v <= hi))
+        ctx.zero_point, ctx.lo, ctx.hi, ctx.grad_factor = zero_point, lo, hi, grad_factor
         ctx.scale_shape = scale.shape
         return exact.dequantize(q, scale, zero_point)
 
     @staticmethod
     def backward(ctx, grad):
+        if not ctx.needs_input_grad[1]:
+            (inside,) = ctx.saved_tensors
+            return grad * inside, None, None, None, None, None
         v, q = ctx.saved_tensors
-        zp, lo, hi = float(ctx.zero_point), ctx.qmin - ctx.zero_point, ctx.qmax - ctx.zero_point
+        lo, hi = ctx.lo, ctx.hi
         inside = (v >= lo) & (v <= hi)
-        grad_x = torch.where(inside, grad, torch.zeros_like(grad))
-        grad_scale = None
-        if ctx.needs_input_grad[1]:
-            # d(s * (q - zp)) / ds: q - zp - x / s inside the grid, the clipped bound outside.
-            d = torch.where(inside, (q - zp) - v, torch.where(v < lo, torch.full_like(v, lo), torch.full_like(v, hi)))
-            grad_scale = _sum_to(grad * d * ctx.grad_factor, ctx.scale_shape)
-        return grad_x, grad_scale, None, None, None, None
+        # d(s * (q - zp)) / ds: q - zp - x / s inside the grid, the clipped bound outside.
+        d = torch.where(inside, (q - float(ctx.zero_point)) - v, torch.where(v < lo, float(lo), float(hi)))
+        return grad * inside, _sum_to(grad * d * ctx.grad_factor, ctx.scale_shape), None, None, None, None
 
 
 def _sum_to(t, shape):
