@@ -270,3 +270,16 @@ def test_eightbit_imports_without_torch():
     """eightbit itself never imports torch (eightbit.torch is the only module that needs it)."""
     code = "import sys, eightbit; import eightbit.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+def test_real_architectures_codes_equal_engine(arch):
+    """torchvision's ResNet-18 and MobileNetV2 layouts (shared ReLU modules, in-place adds, ReLU6,
+    depthwise convolutions, squeeze-excite gates, dropout), every layer int8 and every code equal."""
+    from _qat import MobileNetV2Tiny, ResNet18
+    cls, shape = {"resnet18": (ResNet18, (2, 3, 64, 64)), "mobilenet_v2": (MobileNetV2Tiny, (2, 3, 32, 32))}[arch]
+    model = _trained(cls, shape, QATConfig(), seed=3)
+    qm = convert(model)
+    ops = [s.op for s in qm.plan.steps]
+    assert "float" not in ops and ops.count("conv") == {"resnet18": 20, "mobilenet_v2": 13}[arch]
+    assert assert_engine_codes_equal(model, qm, torch.randn(*shape)) >= 20
