@@ -2,7 +2,7 @@
 same model, in the same run: one optimizer step (forward, backward, Adam) per timing, one torch
 thread, median over repeats.
 
-    python bench/qat_overhead.py [--steps 30] [--cases digits,resnet,mlp,encoder]
+    python bench/qat_overhead.py [--steps 30] [--cases digits,resnet,mlp]
 
 Columns: float step time, QAT step with the default ``exact="eval"`` (fake quantization with
 straight-through gradients; the exact engine arithmetic only in eval mode), and QAT with
@@ -43,21 +43,6 @@ class ResNetStyle(nn.Module):
         x = F.relu(self.s1(x) + x)
         x = self.s3(self.s2(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-class Encoder(nn.Module):
-    """Two BERT-style layers (d 128, 4 heads, FFN 512) and a classifier over the mean token."""
-
-    def __init__(self, d=128, heads=4, depth=2):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True,
-                                                               activation="gelu") for _ in range(depth))
-        self.cls = nn.Linear(d, 2)
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return self.cls(x.mean(1))
 
 
 CASES = {
