@@ -31,9 +31,6 @@ from . import exact
 from .fake_quant import fake_quantize_rows, replace_forward
 from .quantizers import ActQuant, WeightQuantizer
 
-_ACTIVATIONS = {"relu": F.relu, "relu6": F.relu6}
-
-
 def activation_function(kind: str, attrs: dict):
     """The torch function of an elementwise op (fx_ops kinds), or None when it has none here."""
     if kind == "clip":
@@ -50,12 +47,10 @@ def activation_function(kind: str, attrs: dict):
 
 
 def apply_activation(y, activation):
-    """A fused activation on float values: None, "relu", "relu6" or ("clip", lo, hi)."""
+    """A fused activation on float values: None, "relu" or ("clip", lo, hi) (ReLU6 is a clip)."""
     if activation is None:
         return y
-    if isinstance(activation, tuple):
-        return torch.clamp(y, activation[1], activation[2])
-    return _ACTIVATIONS[activation](y)
+    return F.relu(y) if activation == "relu" else torch.clamp(y, activation[1], activation[2])
 
 
 class Unit(nn.Module):
