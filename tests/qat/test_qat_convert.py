@@ -153,6 +153,37 @@ def test_encoder_runs_per_token_linear_layers():
     assert np.abs(got - y).max() <= 1e-3 * max(1.0, np.abs(y).max())
 
 
+def test_encoder_with_a_free_sequence_length():
+    """convert(sequence=(lo, hi)): one engine model for every length in the range (traced at hi
+    and hi - 1, unified), close to the QAT model at each length; lengths outside are refused."""
+    torch.manual_seed(0)
+    model = prepare_qat(_Encoder(), (torch.randn(4, 10, 32),))
+    train_steps(model, lambda: torch.randn(4, 10, 32), steps=4)
+    qm = convert(model, sequence=(2, 16))
+    assert qm.plan.sequence() is not None
+    model.eval()
+    for length in (2, 7, 10, 16):
+        x = torch.randn(3, length, 32)
+        y = model(x).detach().numpy()
+        assert np.abs(qm(x.numpy()) - y).max() <= 1e-3 * max(1.0, np.abs(y).max()), length
+    with pytest.raises(ValueError):
+        qm(np.zeros((1, 17, 32), np.float32))
+    with pytest.raises(ValueError, match="sequence"):
+        convert(model, sequence=(4, 1))
+
+    class FixedPositions(nn.Module):          # a position table of the example's length only
+        def __init__(self):
+            super().__init__()
+            self.pos = nn.Parameter(torch.zeros(10, 32))
+            self.fc = nn.Linear(32, 2)
+
+        def forward(self, x):
+            return self.fc(x + self.pos).mean(1)
+    fixed = _trained(FixedPositions, (2, 10, 32), QATConfig())
+    with pytest.raises(ValueError, match="does not run at length 16"):
+        convert(fixed, sequence=(2, 16))
+
+
 def test_saved_and_onnx_exported_models_give_the_same_outputs(tmp_path):
     model = _trained(ResNetTiny, (2, 3, 8, 8), QATConfig())
     qm = convert(model)

@@ -15,8 +15,11 @@ import numpy as np
 from . import _torch  # noqa: F401
 import torch
 from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
 
 from ..graph import Graph
+from ..graph.ir import SeqLen
+from ..graph.sequence import unify
 from ..model import QuantizedModel
 from ..onnx.import_quantized import GivenQParams, fuse_unquantized_activations, requantize_weights
 from ..quantizer import lower_to_model
@@ -41,20 +44,72 @@ class TrainedQParams(GivenQParams):
         return None if info is None else requantize_weights(node, w, info)
 
 
-def convert(model) -> QuantizedModel:
+def convert(model, *, sequence=None) -> QuantizedModel:
     """The int8 model of a QAT model (``prepare_qat``'s result, possibly inside
     DistributedDataParallel): the engine computes, bit for bit, the codes that the model's forward
-    pass computes in eval mode on every quantized tensor (docs/qat.md)."""
-    gm = getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    pass computes in eval mode on every quantized tensor (docs/qat.md).
+
+    ``sequence=(lo, hi)``: dimension 1 of every input is a sequence whose length may be anything
+    from lo to hi (the engine's free sequence dimension): the model is traced at lengths hi and
+    hi - 1 and the two graphs unified (ValueError naming what depends on the length otherwise).
+    Without it the model runs at the example inputs' shapes."""
+    gm = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     if not isinstance(gm, fx.GraphModule) or not hasattr(gm, "eb_config"):
         raise TypeError("model: expected a model returned by eightbit.torch.prepare_qat")
     with torch.no_grad():
-        builder = _GraphBuilder(gm)
-        graph = builder.build()
+        if sequence is None:
+            shapes = [shape for _, shape, _ in gm.eb_inputs]
+            builder = _GraphBuilder(gm, _shapes_at(gm, shapes), shapes)
+            graph = builder.build()
+        else:
+            builder, graph = _free_sequence(gm, sequence)
     qparams = {k: v for k, v in builder.tensor_qparams.items() if k in graph.tensors}
     prepared = fuse_unquantized_activations(graph, qparams)
     params = TrainedQParams(qparams, builder.node_qparams, gm.eb_config.activation.per_token)
     return lower_to_model(prepared, params)
+
+
+def _free_sequence(gm, sequence):
+    """(builder, graph) with a free sequence dimension: graphs built at lengths hi and hi - 1
+    from shapes propagated through the model at each, unified (graph/sequence.py)."""
+    if (not isinstance(sequence, (tuple, list)) or len(sequence) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in sequence)
+            or not 1 <= sequence[0] <= sequence[1] or sequence[1] < 2):
+        raise ValueError(f"sequence: expected (lo, hi) ints with 1 <= lo <= hi and hi >= 2, got {sequence!r}")
+    if any(len(shape) < 2 for _, shape, _ in gm.eb_inputs):
+        raise ValueError("sequence: every input needs a dimension 1 (the sequence)")
+    lo, hi = sequence
+    built = []
+    for length in (hi, hi - 1):
+        inputs = [(shape[0], length) + tuple(shape[2:]) for _, shape, _ in gm.eb_inputs]
+        builder = _GraphBuilder(gm, _shapes_at(gm, inputs), inputs)
+        built.append((builder, builder.build()))
+    try:
+        return built[0][0], unify(built[0][1], built[1][1], SeqLen(lo, hi))
+    except ValueError as e:
+        raise ValueError(f"sequence={sequence!r}: {e}") from None
+
+
+def _shapes_at(gm, input_shapes) -> dict:
+    """{node name: output shape} of the prepared model run (eval mode) on inputs of these shapes
+    (propagated again at each convert: node names are the graph's own, which pickling renews)."""
+    feeds = [torch.zeros(shape, dtype=getattr(torch, dtype)) for shape, (_, _, dtype) in zip(input_shapes, gm.eb_inputs)]
+    modes = {m: m.training for m in gm.modules()}
+    gm.eval()
+    try:
+        ShapeProp(gm).propagate(*feeds)
+    except Exception as e:   # torch's own error, from whichever op cannot take this length
+        at = f"length {input_shapes[0][1]}" if input_shapes and len(input_shapes[0]) > 1 else "its inputs' shapes"
+        raise ValueError(f"sequence: the model does not run at {at} ({type(e).__name__}: {e})") from None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    shapes = {}
+    for n in gm.graph.nodes:
+        meta = n.meta.get("tensor_meta")
+        if meta is not None and hasattr(meta, "shape"):
+            shapes[n.name] = tuple(meta.shape)
+    return shapes
 
 
 def _np(t) -> np.ndarray:
@@ -62,8 +117,12 @@ def _np(t) -> np.ndarray:
 
 
 class _GraphBuilder:
-    def __init__(self, gm):
-        self.gm = gm
+    """The eightbit Graph of a prepared model whose nodes have the output shapes ``shapes`` (by
+    node name) for inputs of shapes ``input_shapes`` (the batch dimension made free)."""
+
+    def __init__(self, gm, shapes: dict, input_shapes):
+        self.gm, self.shapes = gm, shapes
+        self.input_shapes = {name: tuple(shape) for (name, _, _), shape in zip(gm.eb_inputs, input_shapes)}
         self.modules = dict(gm.named_modules())
         self.g = Graph(type(gm).__name__)
         self.env: dict = {}
@@ -71,12 +130,11 @@ class _GraphBuilder:
         self.node_qparams: dict = {}
 
     def build(self) -> Graph:
-        inputs = {name: (shape, dtype) for name, shape, dtype in self.gm.eb_inputs}
+        dtypes = {name: dtype for name, _, dtype in self.gm.eb_inputs}
         for n in self.gm.graph.nodes:
             if n.op == "placeholder":
-                shape, dtype = inputs[n.name]
-                self.env[n] = self.g.input(n.name, (None,) + shape[1:],
-                                           "int64" if dtype.startswith(("int", "long")) else "float32")
+                self.env[n] = self.g.input(n.name, (None,) + self.input_shapes[n.name][1:],
+                                           "int64" if dtypes[n.name].startswith(("int", "long")) else "float32")
             elif n.op == "get_attr":
                 self.env[n] = _np(_attr(self.gm, n.target))
             elif n.op == "output":
@@ -88,7 +146,7 @@ class _GraphBuilder:
                 self._given(self.env[n], self.modules[n.target])
             elif n.op == "call_module" and isinstance(self.modules[n.target], Unit):
                 self.env[n] = self._unit(n, self.modules[n.target])
-            elif n.name in self.gm.eb_shapes:
+            elif n.name in self.shapes:
                 self.env[n] = self._float(n)
             # else: a Python value (x.shape, a size): reshapes read their output shapes instead
         return self.g
@@ -126,7 +184,8 @@ class _GraphBuilder:
             out = self._x(n)
         elif isinstance(unit, QReshape):
             x = self._x(n)
-            out = x if tuple(x.shape[1:]) == unit.shape else g.reshape(x, unit.shape, name=name)
+            shape = tuple(self.shapes[n.name][1:])
+            out = x if tuple(x.shape[1:]) == shape else g.reshape(x, shape, name=name)
         elif isinstance(unit, QLut):
             out = getattr(g, unit.op)(self._x(n), **unit.attrs, name=name)
         else:  # pragma: no cover - every unit type is listed above
@@ -172,7 +231,7 @@ class _GraphBuilder:
         op = op_of(n, self.modules)
         g, name, k = self.g, n.name, op.kind
         xs = [self.env[i] for i in op.inputs]
-        out_shape = self.gm.eb_shapes.get(n.name)
+        out_shape = self.shapes.get(n.name)
         m = op.module
         if k in ("identity", "dropout"):
             return xs[0]

@@ -64,8 +64,7 @@ def prepare_qat(model: nn.Module, example_inputs, config: QATConfig | None = Non
     # keeps only the attributes its meta lists) and by pickling.
     attrs = {"eb_config": config,
              "eb_inputs": [(n.name, tuple(t.shape), str(t.dtype).replace("torch.", ""))
-                           for n, t in zip(_placeholders(gm), example_inputs)],
-             "eb_shapes": {n.name: _shape(n) for n in gm.graph.nodes if _shape(n) is not None}}
+                           for n, t in zip(_placeholders(gm), example_inputs)]}
     gm.meta.setdefault(_PRESERVED, {}).update(attrs)
     for name, value in attrs.items():
         setattr(gm, name, value)
