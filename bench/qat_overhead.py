@@ -5,9 +5,10 @@ thread, median over repeats.
     python bench/qat_overhead.py [--steps 30] [--cases digits,resnet,mlp]
 
 Columns: float step time, QAT step with the default ``exact="eval"`` (fake quantization with
-straight-through gradients; the exact engine arithmetic only in eval mode), and QAT with
-``exact=True`` (every training forward also computes the engine's integer result), each as a ratio
-to float; and the eval forward (exact) against the float model's eval forward.
+straight-through gradients; the exact engine arithmetic only in eval mode), QAT with
+``exact=True`` (every training forward also computes the engine's integer result), and PyTorch's
+own QAT (torch.ao ``prepare_qat_fx``, x86 qconfig: a reference point, not bit-exact with any
+engine), each as a ratio to float; and the eval forward (exact) against the float model's.
 """
 from __future__ import annotations
 
@@ -80,6 +81,19 @@ def _median_eval(model, x, steps) -> float:
     return statistics.median(times)
 
 
+def _torch_ao(model, x):
+    """PyTorch's own QAT (torch.ao prepare_qat_fx, x86 default qconfig) of the model, or None."""
+    try:
+        import warnings
+        from torch.ao.quantization import get_default_qat_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import prepare_qat_fx
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping("x86"), (x,))
+    except Exception:   # noqa: BLE001 - torch.ao is deprecated and may be gone in a later torch
+        return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -89,7 +103,7 @@ def main():
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}")
     print(f"{'case':8} {'float step':>11} {'QAT step':>9} {'ratio':>6} {'exact=True':>11} {'ratio':>6} "
-          f"{'eval float':>11} {'eval QAT':>9} {'ratio':>6}")
+          f"{'torch.ao QAT':>12} {'ratio':>6} {'eval float':>11} {'eval QAT':>9} {'ratio':>6}")
     for name in args.cases.split(","):
         make, shape, classes = CASES[name]
         x, y = torch.randn(*shape), torch.randint(0, classes, (shape[0],))
@@ -101,9 +115,12 @@ def main():
         e_qat = _median_eval(qat, x, args.steps)
         exact = prepare_qat(make(), (x,), QATConfig(exact=True))
         t_exact = _median_step(exact, x, y, args.steps)
+        ao = _torch_ao(make(), x)
+        t_ao = _median_step(ao, x, y, args.steps) if ao is not None else float("nan")
         ms = lambda t: f"{1e3 * t:8.2f} ms"  # noqa: E731
         print(f"{name:8} {ms(t_float):>11} {ms(t_qat):>9} {t_qat / t_float:5.2f}x {ms(t_exact):>11} "
-              f"{t_exact / t_float:5.2f}x {ms(e_float):>11} {ms(e_qat):>9} {e_qat / e_float:5.2f}x")
+              f"{t_exact / t_float:5.2f}x {ms(t_ao):>12} {t_ao / t_float:5.2f}x "
+              f"{ms(e_float):>11} {ms(e_qat):>9} {e_qat / e_float:5.2f}x")
 
 
 if __name__ == "__main__":
