@@ -344,10 +344,65 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     output: its bounds are quantized with ``y_scale`` / ``y_zero_point`` as QuantizeLinear
     does (``eightbit.numerics.clamp``). ``requant`` as in ``qlinear_matmul``.
     """
+    key = _conv_call_key(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, auto_pad,
+                         dilations, group, kernel_shape, pads, strides, activation, layout, requant)
+    try:
+        call = _CONV_CALLS.get(key) if key is not None else None
+    except TypeError:                             # an unhashable argument
+        key = call = None
+    if call is None:
+        call = _qlinear_conv_call(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                                  auto_pad, dilations, group, kernel_shape, pads, strides, activation, layout, requant)
+        if key is not None:
+            if len(_CONV_CALLS) >= _CONV_CALLS_MAX:
+                _CONV_CALLS.clear()
+            _CONV_CALLS[key] = (None,) + call[1:]
+    packed, geo, mult, m0, shift, y_zp, y_signed, qmin, qmax = call
+    if key is not None:
+        packed = w                                # the cache keeps no weights
+    x4 = x if layout == "NHWC" and x.ndim == 4 and x.flags.c_contiguous else _conv.to_nhwc(x, layout)
+    y = _core.qlinear_conv_nhwc(x4, x_zero_point, packed, geo.strides, geo.dilations, geo.pads, mult, m0, shift, B,
+                                y_zp, y_signed, qmin, qmax)
+    return _conv.from_nhwc(y, layout, geo.spatial_dims)
+
+
+# What qlinear_conv resolves from its arguments (geometry, multipliers, clamp bounds), by the
+# arguments themselves: a repeated call (one layer, one input shape) skips the Python checks.
+_CONV_CALLS: dict = {}
+_CONV_CALLS_MAX = 4096
+
+
+def _conv_call_key(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, *attrs):
+    """The cache key of a call whose x is an ndarray and w packed weights (None: the full path).
+    Each argument enters with its type (np.uint8(0) and np.int8(0) are equal but give different
+    outputs); arrays by dtype, shape and bytes; lists as tuples. May be unhashable (a list of
+    arrays...): the caller then takes the full path."""
+    if type(x) is not np.ndarray or type(w) is not PackedConvWeights:
+        return None
+    if B is not None and (type(B) is not np.ndarray or B.dtype != np.int32 or B.shape != (w.shape[0],)):
+        return None                               # the full path says what is wrong with B
+    values = (x_scale, x_zero_point, w_scale, w_zero_point, y_scale, y_zero_point, *attrs)
+    types = tuple(map(type, values))
+    if np.ndarray in types or list in types:
+        if any(t is np.ndarray and v.size > 4096 for v, t in zip(values, types)):
+            return None
+        values = tuple([_key_value(v) if t is np.ndarray or t is list else v for v, t in zip(values, types)])
+    packed_zp = None if w_zero_point is None else w.zero_point.tobytes()   # checked against w's
+    return (x.dtype, x.shape, w.shape, w.group, packed_zp, types, values)
+
+
+def _key_value(v):
+    return (v.dtype.str, v.shape, v.tobytes()) if type(v) is np.ndarray else tuple(v)
+
+
+def _qlinear_conv_call(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, auto_pad,
+                       dilations, group, kernel_shape, pads, strides, activation, layout, requant):
+    """Every check of a qlinear_conv call; (packed weights, geometry, multipliers or (m0, shift),
+    output zero point, signed, clamp bounds)."""
     if requant not in ("float", "fixed"):
         raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
     attrs = dict(auto_pad=auto_pad, dilations=dilations, kernel_shape=kernel_shape, pads=pads, strides=strides)
-    x4, packed, geo, layout = _conv_setup(x, w, w_zero_point, group, layout, attrs)
+    _, packed, geo, layout = _conv_setup(x, w, w_zero_point, group, layout, attrs)
     oc = packed.shape[0]
     x_s, w_s, y_s = _scale(x_scale, "x_scale"), _scale(w_scale, "w_scale"), _scale(y_scale, "y_scale")
     if x_s.size != 1:
@@ -370,13 +425,14 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     mult = m0 = shift = None
     if requant == "float":
         mult = np.ascontiguousarray(requant_multipliers(x_s, w_s.reshape(-1), y_s, "float"))
+        mult.setflags(write=False)
     else:
         m0, shift = requant_multipliers(x_s, w_s.reshape(-1), y_s, "fixed")
         m0 = np.ascontiguousarray(m0, np.int32).reshape(-1)
         shift = np.ascontiguousarray(shift, np.int32).reshape(-1)
-    y = _core.qlinear_conv_nhwc(x4, x_zero_point, packed, geo.strides, geo.dilations, geo.pads, mult, m0, shift, B,
-                                int(y_zp), y_zp.dtype == np.int8, qmin, qmax)
-    return _conv.from_nhwc(y, layout, geo.spatial_dims)
+        m0.setflags(write=False)
+        shift.setflags(write=False)
+    return packed, geo, mult, m0, shift, int(y_zp), y_zp.dtype == np.int8, qmin, qmax
 
 
 def quantized_linear(x_f32, w_q_int8, w_scale_f32, bias_f32=None, activation=None, granularity="row",
