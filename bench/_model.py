@@ -17,6 +17,11 @@ Models (random weights, deterministic seeds):
   beta ~ N(0, 0.2): what a trained network's BN would look like, so every activation stays O(1).
   eightbit folds the 20 BatchNorms into the convs; ONNX Runtime does too (its Conv+BN fusion).
 * ``mlp_graph(rng)``: 768 -> 3072 -> ReLU -> 768 -> ReLU -> 10 (three linears with bias).
+* ``mobilenet_v2_graph(rng)``: torchvision's ``mobilenet_v2`` shapes at 224x224 (stem 3x3/2 conv
+  3->32; 17 inverted residual blocks: 1x1 expand + ReLU6, 3x3 depthwise + ReLU6, 1x1 project,
+  residual add where the shape allows; 1x1 conv 320->1280), with MobileNetV3's hardswish after the
+  last 1x1 conv and a hardswish head (1280 -> 1280 linear) before the 1000-class linear; BN
+  statistics from a probe batch, as ResNet-18's.
 
 Data: images x ~ N(0, 1), float32 [N, 3, 224, 224]; MLP vectors x ~ N(0, 1) [N, 768].
 Calibration: the same batches for eightbit and ONNX Runtime (``calibration_batches``): ResNet-18
@@ -64,7 +69,8 @@ I8, F32 = "ORT i8", "ORT f32"
 # Cases
 # --------------------------------------------------------------------------------------------
 
-RESNET18, MLP = "resnet18", "mlp"
+RESNET18, MLP, MOBILENETV2 = "resnet18", "mlp", "mobilenetv2"
+IMAGE_MODELS = (RESNET18, MOBILENETV2)
 IMAGE = (3, 224, 224)
 MLP_DIMS = (768, 3072, 768, 10)
 
@@ -81,7 +87,8 @@ class Case:
 
     @property
     def label(self) -> str:
-        return {RESNET18: "ResNet-18 224x224", MLP: "MLP 768-3072-768-10"}[self.model]
+        return {RESNET18: "ResNet-18 224x224", MLP: "MLP 768-3072-768-10",
+                MOBILENETV2: "MobileNetV2 224x224 (hardswish)"}[self.model]
 
     def key(self, impl: str) -> str:
         """Measurement key, e.g. ``model/resnet18-b1/ours`` or ``model/mlp-b1/ort-i8``."""
@@ -92,6 +99,8 @@ CASES = [
     Case(RESNET18, 1, ((I8, 1.0), (F32, 3.0))),
     Case(RESNET18, 8, ((I8, 1.0), (F32, 3.0))),
     Case(MLP, 1, ((I8, 1.0),)),
+    Case(MOBILENETV2, 1, ((I8, 1.0), (F32, 2.0))),
+    Case(MOBILENETV2, 8, ((I8, 1.0), (F32, 2.0))),
 ]
 BASELINE_KINDS = ("ort-i8", "ort-f32")
 OVERHEAD_KEY = PREFIX + "overhead/ours"
@@ -119,16 +128,20 @@ def _probe_node(g, probe: dict, t):
     return t
 
 
-def _conv_bn(g, probe, rng, x, c_out, k, stride, pad, relu, name):
-    """conv (He-normal, no bias) + BN with the probe's statistics (+ ReLU)."""
+def _conv_bn(g, probe, rng, x, c_out, k, stride, pad, relu, name, groups=1):
+    """conv (He-normal, no bias) + BN with the probe's statistics (+ ReLU: True, "relu6" or
+    "hardswish")."""
     c_in = g.tensors[x.name].shape[1]
-    w = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2.0 / (c_in * k * k))
-    y = _probe_node(g, probe, g.conv2d(x, w, None, stride=stride, padding=pad, name=f"{name}.conv"))
+    w = rng.standard_normal((c_out, c_in // groups, k, k)) * np.sqrt(2.0 / (c_in // groups * k * k))
+    y = _probe_node(g, probe, g.conv2d(x, w, None, stride=stride, padding=pad, groups=groups, name=f"{name}.conv"))
     v = probe[y.name].astype(np.float64)
     mean, var = v.mean(axis=(0, 2, 3)), v.var(axis=(0, 2, 3))
     gamma, beta = rng.uniform(0.6, 1.4, c_out), rng.normal(0.0, 0.2, c_out)
     y = _probe_node(g, probe, g.batch_norm2d(y, mean, var, gamma, beta, name=f"{name}.bn"))
-    return _probe_node(g, probe, g.relu(y, name=f"{name}.relu")) if relu else y
+    if not relu:
+        return y
+    act = {True: g.relu, "relu6": g.relu6, "hardswish": g.hardswish}[relu]
+    return _probe_node(g, probe, act(y, name=f"{name}.act"))
 
 
 def _basic_block(g, probe, rng, x, c_out, stride, name):
@@ -160,6 +173,36 @@ def resnet18_graph(rng, probe_batch: int = 2):
     return g
 
 
+MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                       (6, 160, 3, 2), (6, 320, 1, 1))   # (expansion, channels, repeats, first stride)
+
+
+def mobilenet_v2_graph(rng, probe_batch: int = 2):
+    """MobileNetV2 (torchvision's shapes, 1000 classes) with a hardswish head, as an eightbit
+    Graph with a free batch (see the module docstring)."""
+    import eightbit as eb
+    g = eb.Graph("mobilenetv2")
+    x = g.input("x", (None,) + IMAGE)
+    probe = {"x": rng.standard_normal((probe_batch,) + IMAGE).astype(np.float32)}
+    y = _conv_bn(g, probe, rng, x, 32, 3, 2, 1, "relu6", "stem")
+    c_in, i = 32, 0
+    for t, c, n, first_stride in MOBILENET_V2_BLOCKS:
+        for r in range(n):
+            stride, hidden, name = first_stride if r == 0 else 1, c_in * t, f"block{i}"
+            h = y if t == 1 else _conv_bn(g, probe, rng, y, hidden, 1, 1, 0, "relu6", f"{name}.expand")
+            h = _conv_bn(g, probe, rng, h, hidden, 3, stride, 1, "relu6", f"{name}.dw", groups=hidden)
+            h = _conv_bn(g, probe, rng, h, c, 1, 1, 0, False, f"{name}.project")
+            y = _probe_node(g, probe, g.add(y, h, name=f"{name}.add")) if stride == 1 and c_in == c else h
+            c_in, i = c, i + 1
+    y = _conv_bn(g, probe, rng, y, 1280, 1, 1, 0, "hardswish", "last")
+    y = g.flatten(g.global_avg_pool2d(y, name="avgpool"), 1, name="flatten")
+    w = rng.standard_normal((1280, 1280)) * np.sqrt(2.0 / 1280)
+    y = g.hardswish(g.linear(y, w, rng.normal(0.0, 0.1, 1280), name="head"), name="head.act")
+    w = rng.standard_normal((1000, 1280)) * np.sqrt(1.0 / 1280)
+    g.output(g.linear(y, w, rng.normal(0.0, 0.1, 1000), name="fc"))
+    return g
+
+
 def mlp_graph(rng):
     """768 -> 3072 -> ReLU -> 768 -> ReLU -> 10, He-normal weights, small biases."""
     import eightbit as eb
@@ -176,23 +219,25 @@ def mlp_graph(rng):
 
 @functools.lru_cache(maxsize=None)
 def graph(model: str):
+    if model == MOBILENETV2:
+        return mobilenet_v2_graph(np.random.default_rng(2))
     return resnet18_graph(np.random.default_rng(18)) if model == RESNET18 else \
         mlp_graph(np.random.default_rng(768))
 
 
 def _sample_shape(model: str) -> tuple:
-    return IMAGE if model == RESNET18 else (MLP_DIMS[0],)
+    return IMAGE if model in IMAGE_MODELS else (MLP_DIMS[0],)
 
 
 def _data(model: str, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, n, 1 if model == RESNET18 else 2])
+    rng = np.random.default_rng([seed, n, 1 if model in IMAGE_MODELS else 2])
     return rng.standard_normal((n,) + _sample_shape(model)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=None)
 def calibration_batches(model: str) -> tuple:
     """The calibration set, identical for eightbit and ONNX Runtime."""
-    n, per = (4, 2) if model == RESNET18 else (8, 8)
+    n, per = (4, 2) if model in IMAGE_MODELS else (8, 8)
     x = _data(model, n * per, seed=1)
     return tuple(x[i * per:(i + 1) * per] for i in range(n))
 
@@ -205,7 +250,7 @@ def inputs(model: str, batch: int) -> np.ndarray:
 
 def eval_set(model: str, quick: bool = False) -> np.ndarray:
     """Inputs of the accuracy check (neither calibration nor timing data)."""
-    n = (8 if quick else 16) if model == RESNET18 else 256
+    n = (8 if quick else 16) if model in IMAGE_MODELS else 256
     return _data(model, n, seed=3)
 
 
@@ -224,7 +269,7 @@ def graph_to_onnx(g, *, linear_as: str = "gemm", opset: int = 17):
 @functools.lru_cache(maxsize=None)
 def onnx_fp32(model: str):
     """The exported float model: Gemm for ResNet-18's fc, MatMul + Add for the MLP (see above)."""
-    return graph_to_onnx(graph(model), linear_as="gemm" if model == RESNET18 else "matmul")
+    return graph_to_onnx(graph(model), linear_as="gemm" if model in IMAGE_MODELS else "matmul")
 
 
 def _reader(name: str, batches):
@@ -712,7 +757,7 @@ def _accuracy_lines(results) -> list:
         return []
     rows = []
     for model, a in store.items():
-        rows.append([{RESNET18: "ResNet-18", MLP: "MLP"}[model], a.n,
+        rows.append([{RESNET18: "ResNet-18", MLP: "MLP", MOBILENETV2: "MobileNetV2"}[model], a.n,
                      "-" if a.ours_top1 is None else f"{a.ours_top1 * 100:.1f}%",
                      "-" if a.ort_top1 is None else f"{a.ort_top1 * 100:.1f}%",
                      "-" if a.ours_rel is None else f"{a.ours_rel:.3f}",
