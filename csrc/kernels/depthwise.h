@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "eightbit/conv.h"
 #include "kernels/epilogue.h"
@@ -22,31 +23,77 @@ namespace eb {
 // one, called from the portable path on a CPU without AVX-512).
 namespace {
 
+// The taps of one output pixel that lie inside the input: their x and weight offsets (room for
+// the whole kernel, allocated once per call).
+struct DwTaps {
+  std::vector<int64_t> x_off, w_off;
+  int count = 0;
+  explicit DwTaps(const ConvGeometry& g)
+      : x_off(static_cast<size_t>(g.kernel_h * g.kernel_w)), w_off(static_cast<size_t>(g.kernel_h * g.kernel_w)) {}
+
+  void find(const ConvGeometry& g, int64_t n, int64_t oh, int64_t ow) {
+    count = 0;
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+      if (ih < 0 || ih >= g.in_h) continue;
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+        if (iw < 0 || iw >= g.in_w) continue;
+        x_off[count] = ((n * g.in_h + ih) * g.in_w + iw) * g.in_c;
+        w_off[count] = (kh * g.kernel_w + kw) * g.in_c;
+        ++count;
+      }
+    }
+  }
+};
+
+// Channels [c0, c0 + cb) over the taps; with kFixed > 0 the channel count is a compile-time
+// constant, so the channel loop is unrolled into whole vectors (the tail after the blocks takes
+// kFixed = 0). Integer arithmetic in uint32 (the int32 wrap).
+template <typename T, int kFixed>
+inline void dw_block(const DepthwiseCall& call, const T* x, const DwTaps& taps, int64_t c0, int64_t cb_runtime,
+                     uint32_t* acc) {
+  const int64_t cb = kFixed > 0 ? kFixed : cb_runtime;
+  std::fill(acc, acc + cb, 0u);
+  for (int t = 0; t < taps.count; ++t) {
+    const T* xp = x + taps.x_off[t] + c0;
+    const int32_t* wp = call.weights + taps.w_off[t] + c0;
+    for (int64_t c = 0; c < cb; ++c)
+      acc[c] += static_cast<uint32_t>((static_cast<int32_t>(xp[c]) - call.x_zp) * wp[c]);
+  }
+}
+
+constexpr int kDwPixels = 8;   // output pixels per epilogue call
+
 template <typename T>
 void depthwise_rows(const DepthwiseCall& call, int64_t r0, int64_t r1) {
   const ConvGeometry& g = call.g;
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), C = g.in_c;
   const T* x = static_cast<const T*>(call.x);
-  alignas(64) uint32_t acc[kMaxTileCols];
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow = r % ow_n;
-    for (int64_t c0 = 0; c0 < C; c0 += kMaxTileCols) {
-      const int64_t cb = std::min<int64_t>(kMaxTileCols, C - c0);
-      std::fill(acc, acc + cb, 0u);
-      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) continue;
-        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          if (iw < 0 || iw >= g.in_w) continue;
-          const T* xp = x + ((n * g.in_h + ih) * g.in_w + iw) * C + c0;
-          const int32_t* wp = call.weights + (kh * g.kernel_w + kw) * C + c0;
-          for (int64_t c = 0; c < cb; ++c)
-            acc[c] += static_cast<uint32_t>((static_cast<int32_t>(xp[c]) - call.x_zp) * wp[c]);
-        }
+  alignas(64) uint32_t acc[kDwPixels * kMaxTileCols];
+  std::vector<DwTaps> taps(kDwPixels, DwTaps(g));
+  // the pixels' coordinates stepped along (three divisions per pixel cost about what its taps do)
+  int64_t n = r0 / (oh_n * ow_n), oh = (r0 / ow_n) % oh_n, ow = r0 % ow_n;
+  for (int64_t r = r0; r < r1;) {
+    const int pixels = static_cast<int>(std::min<int64_t>(kDwPixels, r1 - r));
+    for (int p = 0; p < pixels; ++p) {
+      taps[p].find(g, n, oh, ow);
+      if (++ow == ow_n) {
+        ow = 0;
+        if (++oh == oh_n) oh = 0, ++n;
       }
-      apply_epilogue(call.ep, reinterpret_cast<const int32_t*>(acc), 0, r, 1, c0, static_cast<int>(cb));
     }
+    int64_t c0 = 0;
+    for (; c0 + 32 <= C; c0 += 32) {
+      for (int p = 0; p < pixels; ++p) dw_block<T, 32>(call, x, taps[p], c0, 32, acc + p * 32);
+      apply_epilogue(call.ep, reinterpret_cast<const int32_t*>(acc), 32, r, pixels, c0, 32);
+    }
+    for (; c0 < C; c0 += kMaxTileCols) {
+      const int64_t cb = std::min<int64_t>(kMaxTileCols, C - c0);
+      for (int p = 0; p < pixels; ++p) dw_block<T, 0>(call, x, taps[p], c0, cb, acc + p * kMaxTileCols);
+      apply_epilogue(call.ep, reinterpret_cast<const int32_t*>(acc), kMaxTileCols, r, pixels, c0, static_cast<int>(cb));
+    }
+    r += pixels;
   }
 }
 
