@@ -118,6 +118,34 @@ struct PatchSource {
   }
 };
 
+// The input with its padding written out (rows of the zero point around each
+// image), so that every tap of every output pixel is a plain address: the
+// direct convolution's source.  Rows [r0, r1) of the batch x padded_h rows.
+void pad_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t r0, int64_t r1, uint8_t* out) {
+  const int64_t ph = g.in_h + g.pad_top + g.pad_bottom, pw = g.in_w + g.pad_left + g.pad_right;
+  const int64_t row_bytes = pw * g.in_c, left = g.pad_left * g.in_c, body = g.in_w * g.in_c;
+  const FillPattern zero(zero_byte);
+  for (int64_t r = r0; r < r1; ++r) {
+    uint8_t* dst = out + r * row_bytes;
+    const int64_t n = r / ph, ih = r % ph - g.pad_top;
+    if (ih < 0 || ih >= g.in_h) {
+      fill_run(dst, zero, row_bytes);
+      continue;
+    }
+    fill_run(dst, zero, left);
+    std::memcpy(dst + left, x + (n * g.in_h + ih) * body, static_cast<size_t>(body));
+    fill_run(dst + left + body, zero, row_bytes - left - body);
+  }
+}
+
+// Direct convolution: the GEMM kernel reads each output pixel's taps in place
+// (GemmCall::conv) from x, or from a padded copy when the convolution pads.
+// It needs uint8 x (no shift) and channels in whole 8-byte steps per group.
+bool direct_conv_applies(const ConvGeometry& g, bool x_signed, const PackedConv& w, const GemmKernel& kernel) {
+  return !x_signed && g.group_in_c() % 8 == 0 && !g.pointwise() &&
+         std::all_of(w.group_b.begin(), w.group_b.end(), [&](const PackedB& b) { return conv_supported(kernel, b); });
+}
+
 // Patches at most this large are written whole before the GEMM (they stay in
 // L2 anyway, and every thread can take a share of the panels); larger ones
 // are produced chunk by chunk inside it.
@@ -220,6 +248,39 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
   const int64_t cg = g.group_in_c(), ocg = g.group_out_c();
   const int64_t K = g.kernel_h * g.kernel_w * cg;
   thread_local AlignedBuffer<uint8_t> patches;
+  // Direct convolution: the padded input (when there are pads) and the taps' offsets in it.
+  const GemmKernel& kernel = active_gemm();
+  const bool direct = direct_conv_applies(g, x_signed, w, kernel);
+  thread_local AlignedBuffer<uint8_t> padded;
+  thread_local std::vector<int64_t> tap_offsets;
+  ConvRows rows;
+  if (direct) {
+    rows.in_h = g.in_h + g.pad_top + g.pad_bottom;
+    rows.in_w = g.in_w + g.pad_left + g.pad_right;
+    rows.in_c = g.in_c;
+    rows.x = static_cast<const uint8_t*>(x);
+    if (g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0) {
+      const int64_t padded_rows = g.batch * rows.in_h;
+      padded.reserve_discard(static_cast<size_t>(padded_rows * rows.in_w * g.in_c));
+      uint8_t* const out = padded.data();  // the pointer, not the thread_local (see below)
+      parallel_for(padded_rows, rows.in_w * g.in_c, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
+        pad_rows(g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), r0, r1, out);
+      });
+      rows.x = out;
+    }
+    rows.out_h = g.out_h();
+    rows.out_w = g.out_w();
+    rows.stride_h = g.stride_h;
+    rows.stride_w = g.stride_w;
+    tap_offsets.clear();
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw)
+        tap_offsets.push_back((kh * g.dilation_h * rows.in_w + kw * g.dilation_w) * g.in_c);
+    rows.tap_offsets = tap_offsets.data();
+    rows.taps = g.kernel_h * g.kernel_w;
+    rows.cg = cg;
+  }
+  const uint8_t* const rows_x = rows.x;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     AOperand a;
     a.is_signed = x_signed;
@@ -227,9 +288,14 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
     a.K = K;
     a.zp = &x_zp;
     const PatchSource source{&g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), grp};
+    ConvRows group_rows = rows;
     if (g.pointwise()) {
       a.data = static_cast<const uint8_t*>(x) + grp * cg;
       a.lda = g.in_c;
+    } else if (direct) {
+      group_rows.x = rows_x + grp * cg;
+      a.conv = &group_rows;
+      a.conv_kernel = &kernel;
     } else if (M * K > kWholePatchBytes) {
       a.source = {PatchSource::fill, &source};
     } else {

@@ -1,10 +1,14 @@
 // Runtime layer: int8 2-D convolution on NHWC activations (ONNX ConvInteger /
 // QLinearConv semantics).  Weights are packed once per group into the GEMM's
 // packed-B layout with K ordered (kh, kw, c), the order of an NHWC patch.
-// Convolutions run as GEMMs over an im2col copy of the input (padding taps
-// hold the input zero point, so they contribute nothing), except 1x1 stride-1
-// unpadded ones, which read the input in place, and depthwise ones, which have
-// their own channel-vectorised kernel.
+// Convolutions run as GEMMs.  Where the ISA's kernel has a direct-convolution
+// tile (AVX-512 VNNI: uint8 input, channels per group a multiple of 8, no
+// weight zero point), it reads each output pixel's taps in place, from a copy
+// of the input with its padding written out when the convolution pads.
+// Otherwise the GEMM runs over an im2col copy of the input (padding taps hold
+// the input zero point, so they contribute nothing).  1x1 stride-1 unpadded
+// convolutions read the input in place as a plain GEMM, and depthwise ones
+// have their own channel-vectorised kernel.
 #pragma once
 
 #include <cstdint>

@@ -164,21 +164,24 @@ int choose_threads(int64_t M, const PackedB& B) {
 
 // Splits rows x panels into blocks and runs them on up to `threads` threads.
 void run_blocks(const GemmKernel& kernel, const GemmCall& call, int threads) {
+  const GemmBlockFn block = call.conv != nullptr ? kernel.conv_block : kernel.block;
+  const int mr = call.conv != nullptr ? kernel.conv_mr : kernel.mr;
   const PackedB& B = *call.b;
   const int64_t M = call.M;
   const int64_t panels = B.Np / kPanelCols;
   const int64_t panel_bytes = std::max<int64_t>(B.panel_stride(), 1);
   int64_t block_panels = std::clamp<int64_t>(kernel.block_b_bytes / panel_bytes, 1, panels);
   if (block_panels > 1) block_panels &= ~int64_t{1};  // kernels take panels in pairs
-  int64_t block_rows = std::min<int64_t>(M, kernel.mr * kBlockRowTiles);
+  if (call.conv != nullptr && panels >= 4) block_panels = std::max<int64_t>(4, block_panels & ~int64_t{3});  // or 4
+  int64_t block_rows = std::min<int64_t>(M, mr * kBlockRowTiles);
 
   auto count_blocks = [&] { return ((M + block_rows - 1) / block_rows) * ((panels + block_panels - 1) / block_panels); };
   // Enough blocks for every thread: shrink the blocks, panels first.
-  while (threads > 1 && count_blocks() < 2 * threads && (block_panels > 2 || block_rows > kernel.mr)) {
+  while (threads > 1 && count_blocks() < 2 * threads && (block_panels > 2 || block_rows > mr)) {
     if (block_panels > 2)
       block_panels = std::max<int64_t>(2, (block_panels / 2) & ~int64_t{1});
     else
-      block_rows = std::max<int64_t>(kernel.mr, (block_rows / 2 + kernel.mr - 1) / kernel.mr * kernel.mr);
+      block_rows = std::max<int64_t>(mr, (block_rows / 2 + mr - 1) / mr * mr);
   }
   const int64_t row_blocks = (M + block_rows - 1) / block_rows;
   const int64_t blocks = count_blocks();
@@ -190,7 +193,7 @@ void run_blocks(const GemmKernel& kernel, const GemmCall& call, int threads) {
     for (int64_t i = first; i < last; ++i) {
       const int64_t pb = i / row_blocks, rb = i % row_blocks;
       const int64_t m0 = rb * block_rows, p0 = pb * block_panels;
-      kernel.block(call, m0, std::min(M, m0 + block_rows), p0, std::min(panels, p0 + block_panels));
+      block(call, m0, std::min(M, m0 + block_rows), p0, std::min(panels, p0 + block_panels));
     }
   };
   if (threads <= 1) {
@@ -242,12 +245,15 @@ PackedB pack_b(const void* b, bool b_signed, int64_t K, int64_t N, int64_t ldb, 
 namespace {
 
 void run_gemm_rows(const AOperand& a, const PackedB& b, Epilogue ep, int threads) {
-  GemmKernel kernel = active_gemm();
+  // The caller's choice for a direct convolution (set_isa may run in another thread meanwhile).
+  GemmKernel kernel = a.conv != nullptr ? *a.conv_kernel : active_gemm();
   // Few rows, or K = 0 (no tile to multiply): the few-rows kernel.
-  if ((a.M < kernel.min_rows || b.Kp == 0) && kernel.few_rows != nullptr) kernel = kernel.few_rows();
+  if (a.conv == nullptr && (a.M < kernel.min_rows || b.Kp == 0) && kernel.few_rows != nullptr)
+    kernel = kernel.few_rows();
   Scratch& s = scratch();
-  const PreparedA pa = plan_a(a, b.Kp, kernel, b.any_zp_shifted, s);
-  prepare_a(a, pa, threads);
+  // Direct convolution: the kernel reads the patches in place and needs no row sums.
+  const PreparedA pa = a.conv != nullptr ? PreparedA{} : plan_a(a, b.Kp, kernel, b.any_zp_shifted, s);
+  if (a.conv == nullptr) prepare_a(a, pa, threads);
 
   // za' = za (+128 for int8 A, which the kernel sees shifted).
   const int32_t za_shift = a.is_signed ? 128 : 0;
@@ -290,6 +296,7 @@ void run_gemm_rows(const AOperand& a, const PackedB& b, Epilogue ep, int threads
   call.a_wide = pa.wide;
   call.lda_wide = pa.width;
   call.b = &b;
+  call.conv = a.conv;
   call.ep = ep;
   run_blocks(kernel, call, threads);
 }

@@ -31,6 +31,10 @@ struct AOperand {
   int64_t M = 0, K = 0, lda = 0;
   const int32_t* zp = nullptr;
   bool zp_per_row = false;
+  // Set: A is a convolution's patches read in place (uint8, per-tensor zp) by
+  // conv_kernel (one for which conv_supported holds); data / lda / source unused.
+  const ConvRows* conv = nullptr;
+  const GemmKernel* conv_kernel = nullptr;
   bool rows_padded = false;  // lda >= round_up(K, 4) and the pad bytes are readable
   int64_t zero_padded_to = 0; // every row readable, and zero past K, up to this many bytes
 };
@@ -40,6 +44,12 @@ struct AOperand {
 // output pointer; the zero-point fields are filled here.  Per-column
 // parameter arrays (multiplier, col_scale, bias, ...) must hold Np entries.
 void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep);
+
+// Whether `kernel` computes AOperand::conv directly with this B: it has a
+// conv_block, and B needs no row sums of A (every weight zero point, shifted, is 0).
+inline bool conv_supported(const GemmKernel& kernel, const PackedB& b) {
+  return kernel.conv_block != nullptr && !b.any_zp_shifted;
+}
 
 // Dynamic linear layer: quantizes each row of x [M x K] (float32, row stride
 // ldx) to uint8 by the DynamicQuantizeLinear formula (with per_tensor, the

@@ -178,6 +178,46 @@ def test_depthwise_paths(isa, rng, case, weights, x_dtype):
     np.testing.assert_array_equal(got, want.transpose(0, 2, 3, 1))
 
 
+DIRECT_CASES = [
+    # n, c, h, w, out_c, k, strides, dilations, pads, group: channels per group a multiple of 8, so
+    # that (uint8 x, weight zero point 0) the AVX-512 VNNI path reads the taps in place
+    (1, 8, 5, 5, 16, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),        # 25 pixels: 4 tiles of 6 + 1; 1 panel
+    (3, 8, 3, 3, 16, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),        # tiles across images
+    (2, 16, 9, 7, 48, 3, (2, 1), (1, 2), (0, 1, 2, 0), 1),       # 2 + 1 panels, dilation, uneven pads
+    (1, 24, 11, 11, 100, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),    # 4 + 2 + 1 panels, the last 4 columns
+    (1, 32, 6, 6, 64, 3, (1, 1), (1, 1), (1, 1, 1, 1), 2),       # groups of 16 channels
+    (1, 64, 8, 8, 80, 1, (2, 2), (1, 1), (0, 0, 0, 0), 1),       # 1x1 stride 2 (a downsample), no padding
+    (1, 16, 9, 9, 32, 5, (2, 2), (1, 1), (2, 1, 0, 3), 1),       # 5x5, asymmetric pads
+    (1, 40, 3, 13, 24, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),      # no pads, 11 pixels: 6 + 5
+]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES)
+def test_direct_conv_paths(isa, rng, case):
+    """Convolutions the AVX-512 VNNI path computes from the input in place (other paths through im2col),
+    int32 and requantized, against direct int64 convolution and eightbit.reference."""
+    from eightbit import reference as ref
+
+    n, c, h, w, o, k, strides, dilations, pads, group = case
+    x = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (o, c // group, k, k), dtype=np.int8)
+    xz, wz = np.uint8(rng.integers(0, 256)), np.zeros(o, np.int8)
+    attrs = dict(strides=strides, dilations=dilations, pads=list(pads), group=group)
+    packed = eb.pack_conv_weights(wt, wz, group=group)
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    expected = direct_conv(x, wt, int(xz), wz.astype(np.int64), strides, dilations, pads, group)
+    got = eb.ops.conv_integer(x_nhwc, packed, xz, layout="NHWC", **attrs)
+    np.testing.assert_array_equal(got, expected.transpose(0, 2, 3, 1))
+
+    x_scale, y_scale = np.float32(0.02), np.float32(0.5)
+    w_scale = rng.uniform(0.002, 0.02, o).astype(np.float32)
+    bias = rng.integers(-5000, 5000, o, dtype=np.int32)
+    yz = np.uint8(rng.integers(0, 256))
+    want = ref.qlinear_conv(x, x_scale, xz, wt, w_scale, wz, y_scale, yz, bias, **attrs)
+    got = eb.ops.qlinear_conv(x_nhwc, x_scale, xz, packed, w_scale, wz, y_scale, yz, bias, layout="NHWC", **attrs)
+    np.testing.assert_array_equal(got, want.transpose(0, 2, 3, 1))
+
+
 @pytest.mark.parametrize("shape", [
     (360, 16, 4, 32),   # im2col written whole, rows shared by 2 threads
     (1, 64, 56, 64),    # im2col produced chunk by chunk inside the GEMM (patches > 1 MB)

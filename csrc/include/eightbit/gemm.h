@@ -94,6 +94,39 @@ struct Epilogue {
   int64_t ldc = 0;
 };
 
+// A convolution's patches read in place (direct convolution): GEMM row m is
+// output pixel m of an NHWC image whose padding is already part of x, and
+// K = taps x cg, ordered (tap, channel) as pack_conv orders B.  Row m's bytes
+// for tap t are the cg bytes at pixel(m) + tap_offsets[t], where
+// pixel(m) = x + ((n * in_h + oh * stride_h) * in_w + ow * stride_w) * in_c.
+struct ConvRows {
+  const uint8_t* x = nullptr;  // at the group's first channel
+  int64_t in_h = 0, in_w = 0, in_c = 0;
+  int64_t out_h = 0, out_w = 0, stride_h = 1, stride_w = 1;
+  const int64_t* tap_offsets = nullptr;  // [taps] bytes
+  int64_t taps = 0, cg = 0;              // cg: a multiple of 8
+
+  // Walks the pixels of rows m, m + 1, ... without a division per pixel.
+  class Cursor {
+   public:
+    Cursor(const ConvRows& c, int64_t m) : c_(c), n_(m / (c.out_h * c.out_w)), oh_(m / c.out_w % c.out_h), ow_(m % c.out_w) {}
+    const uint8_t* pixel() const {
+      return c_.x + ((n_ * c_.in_h + oh_ * c_.stride_h) * c_.in_w + ow_ * c_.stride_w) * c_.in_c;
+    }
+    void next() {
+      if (++ow_ < c_.out_w) return;
+      ow_ = 0;
+      if (++oh_ < c_.out_h) return;
+      oh_ = 0;
+      ++n_;
+    }
+
+   private:
+    const ConvRows& c_;
+    int64_t n_, oh_, ow_;
+  };
+};
+
 // One GEMM call as the kernels see it.  A is already unsigned (shifted) with
 // rows of lda bytes, readable up to Kp (the runtime copies A when K % 4 != 0
 // or A was int8).  For the avx2 path A is int16 (a_wide), see its kernel.
@@ -111,6 +144,7 @@ struct GemmCall {
   const uint8_t* a_tiles = nullptr;
   int64_t lda_tiles = 0;
   const PackedB* b = nullptr;
+  const ConvRows* conv = nullptr;  // set: A is these patches (GemmKernel::conv_block), a / lda unused
   Epilogue ep;
 };
 
@@ -137,6 +171,9 @@ struct GemmKernel {
   using PackTilesFn = void (*)(const uint8_t* a, int64_t lda, int64_t M, int64_t K, bool flip, uint8_t* dst,
                                int64_t m0, int64_t m1);
   PackTilesFn pack_a_tiles = nullptr;
+  // Direct convolution (GemmCall::conv) in tiles of conv_mr rows, where the ISA has one.
+  GemmBlockFn conv_block = nullptr;
+  int conv_mr = 0;
 };
 
 GemmKernel gemm_kernel_scalar();
