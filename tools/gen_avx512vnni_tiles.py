@@ -44,6 +44,37 @@ def k_step(rows: int, np_: int, u: int, acc0: int, b0: int, a_regs: list[int], r
     return lines
 
 
+def store(rows: int, np_: int, tile: str, cc: str, mult: str, out: str) -> list[str]:
+    """The tile's output: with rq null, the raw sums to `tile` (register or memory operand);
+    otherwise requantized in registers (TileRequant: the epilogue's kQuantFloat arithmetic, in
+    the same operations as requantize_float_rows) and stored once as bytes.  cc, mult and out
+    name general registers free after the k loop."""
+    lo, hi, zp = 29, 30, 31  # free once the k loop is done (accumulators are zmm0-23)
+    lines = ["test %[rq], %[rq]", "jz 4f", f"mov 0(%[rq]), {cc}", f"mov 8(%[rq]), {mult}", f"mov 16(%[rq]), {out}"]
+    lines += [f"vbroadcastss 32(%[rq]), %%zmm{lo}", f"vbroadcastss 36(%[rq]), %%zmm{hi}",
+              f"vpbroadcastd 40(%[rq]), %%zmm{zp}"]
+    for r in range(rows):
+        for j in range(np_):
+            acc = f"%%zmm{r * np_ + j}"
+            lines += [
+                f"vpaddd {64 * j}({cc}), {acc}, {acc}",
+                f"vcvtdq2ps {acc}, {acc}",
+                f"vmulps {64 * j}({mult}), {acc}, {acc}",
+                f"vmaxps %%zmm{lo}, {acc}, {acc}",  # max(v, lo): lo when v is NaN
+                f"vminps %%zmm{hi}, {acc}, {acc}",
+                f"vcvtps2dq {acc}, {acc}",  # round half to even (MXCSR default)
+                f"vpaddd %%zmm{zp}, {acc}, {acc}",
+                f"vpmovdb {acc}, {16 * j}({out})",  # within [qmin, qmax]: truncation is exact
+            ]
+        if r + 1 < rows:
+            lines.append(f"add 24(%[rq]), {out}")
+    lines += ["jmp 5f", "4:"]
+    if not tile.startswith("%[tile]"):
+        lines.append(f"mov %[tile], {tile}")
+    lines += [f"vmovdqu32 %%zmm{r * np_ + j}, {(r * np_ + j) * 64}({tile})" for r in range(rows) for j in range(np_)]
+    return lines + ["5:"]
+
+
 def tile(rows: int, np_: int) -> str:
     n_acc = rows * np_
     # Fewer than 8 accumulator chains cannot hide vpdpbusd's latency: the second k of each
@@ -63,12 +94,12 @@ def tile(rows: int, np_: int) -> str:
     lines += ["2:"]
     if split:
         lines += [f"vpaddd %%zmm{acc1 + i}, %%zmm{i}, %%zmm{i}" for i in range(n_acc)]
-    lines += [f"vmovdqu32 %%zmm{r * np_ + j}, {(r * np_ + j) * 64}(%[tile])" for r in range(rows) for j in range(np_)]
+    lines += store(rows, np_, "%[tile]", "%[a0]", "%[b]", "%[pairs]")
     body = "\n".join(f'      "{line}\\n\\t"' for line in lines)
     outputs = [f'[a{r}] "+r"(a{r})' for r in bases] + ['[b] "+r"(b)', '[pairs] "+r"(pairs)']
     if np_ == 4:
         outputs.append('[b3] "+r"(b3)')
-    inputs = ['[odd] "r"(odd)', '[tile] "r"(tile)']
+    inputs = ['[odd] "r"(odd)', '[tile] "r"(tile)', '[rq] "r"(rq)']
     if rows > 1:
         inputs.append('[lda] "r"(lda)')
     if np_ > 1:
@@ -82,7 +113,7 @@ def tile(rows: int, np_: int) -> str:
     return "\n".join(
         [
             f"inline void tile_{rows}x{np_}(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, "
-            "int64_t bstride, int32_t* tile) {",
+            "int64_t bstride, int32_t* tile, const TileRequant* rq) {",
             *decls,
             *unused,
             "  int64_t pairs = groups / 2;",
@@ -127,20 +158,19 @@ def conv_tile(rows: int, np_: int) -> str:
     lines += ["cmp %[end], %[off]", "jne 2b", "decq %[taps]", "jnz 1b"]
     if split:
         lines += [f"vpaddd %%zmm{acc1 + i}, %%zmm{i}, %%zmm{i}" for i in range(n_acc)]
-    lines += ["mov %[tile], %[end]"]
-    lines += [f"vmovdqu32 %%zmm{r * np_ + j}, {(r * np_ + j) * 64}(%[end])" for r in range(rows) for j in range(np_)]
+    lines += store(rows, np_, "%[end]", "%[off]", "%[b]", "%[tap]")
     body = "\n".join(f'      "{line}\\n\\t"' for line in lines)
     outputs = ['[off] "=&r"(off)', '[end] "=&r"(end)', '[b] "+r"(b)', '[tap] "+r"(tap_offsets)', '[taps] "+m"(taps)']
     if np_ == 4:
         outputs.append('[b3] "+r"(b3)')
-    inputs = [f'[p{r}] "r"(p{r})' for r in range(rows)] + ['[cg] "m"(cg)', '[tile] "m"(tile)']
+    inputs = [f'[p{r}] "r"(p{r})' for r in range(rows)] + ['[cg] "m"(cg)', '[tile] "m"(tile)', '[rq] "r"(rq)']
     if np_ > 1:
         inputs.append('[bs] "r"(bstride)')
     clobbers = ['"cc"', '"memory"'] + [f'"xmm{i}"' for i in range(32)]
     return "\n".join(
         [
             f"inline void conv_tile_{rows}x{np_}(const uint8_t* const* rows, const int64_t* tap_offsets, int64_t taps, "
-            "int64_t cg, const int8_t* b, int64_t bstride, int32_t* tile) {",
+            "int64_t cg, const int8_t* b, int64_t bstride, int32_t* tile, const TileRequant* rq) {",
             *[f"  const uint8_t* p{r} = rows[{r}];" for r in range(rows)],
             *(["  const int8_t* b3 = b + 3 * bstride;"] if np_ == 4 else []),
             *([] if np_ > 1 else ["  (void)bstride;"]),
@@ -174,7 +204,20 @@ def main() -> None:
             "// clang-format off",
             "#pragma once",
             "",
-            "using TileFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*);",
+            "// Requantization inside the tile (kQuantFloat without row terms): col_comp and multiplier point at",
+            "// the tile's first column, out at its first output byte, ldc bytes between rows.",
+            "struct TileRequant {",
+            "  const int32_t* col_comp;",
+            "  const float* multiplier;",
+            "  uint8_t* out;",
+            "  int64_t ldc;",
+            "  float lo, hi;  // clamp bounds minus the zero point",
+            "  int32_t zp;",
+            "};",
+            "static_assert(offsetof(TileRequant, ldc) == 24 && offsetof(TileRequant, lo) == 32 &&",
+            "              offsetof(TileRequant, hi) == 36 && offsetof(TileRequant, zp) == 40, \"the offsets the asm reads\");",
+            "",
+            "using TileFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, const TileRequant*);",
             "",
             "\n\n".join(kernels),
             "",
@@ -183,7 +226,7 @@ def main() -> None:
             table(4, 3),
             "",
             "using ConvTileFn = void (*)(const uint8_t* const*, const int64_t*, int64_t, int64_t, const int8_t*, int64_t,",
-            "                            int32_t*);",
+            "                            int32_t*, const TileRequant*);",
             *[table(np_, CONV_ROWS, "conv_tile", "ConvTileFn", "kConvTiles") for np_ in (1, 2, 4)],
             "// clang-format on",
             "",

@@ -11,9 +11,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
-#include <cstring>
-#include <utility>
+#include <cstddef>
+#include <cstdint>
 
 #include "kernels/epilogue.h"
 
@@ -39,11 +38,40 @@ class TileSplit {
   int64_t tiles_, base_, taller_;
 };
 
+// The tile's requantization when the epilogue is plain kQuantFloat (no row
+// terms) and the tile's columns are all real: the asm then stores bytes once
+// instead of int32 sums that apply_epilogue reads back.
+class FusedRequant {
+ public:
+  explicit FusedRequant(const Epilogue& ep)
+      : ep_(ep), on_(ep.kind == OutputKind::kQuantFloat && ep.row_zp == nullptr && ep.row_comp == nullptr) {
+    rq_.ldc = ep.ldc;
+    rq_.lo = static_cast<float>(ep.qmin - ep.out_zp);
+    rq_.hi = static_cast<float>(ep.qmax - ep.out_zp);
+    rq_.zp = ep.out_zp;
+  }
+  // For the tile at row m, columns [n0, n0 + cols) of np * 16; null: store raw sums.
+  const TileRequant* at(int64_t m, int64_t n0, int cols, int np) {
+    if (!on_ || cols != np * kPanelCols) return nullptr;
+    rq_.col_comp = ep_.col_comp != nullptr ? ep_.col_comp + n0 : kZeros;
+    rq_.multiplier = ep_.multiplier + n0;
+    rq_.out = static_cast<uint8_t*>(ep_.out) + m * ep_.ldc + n0;
+    return &rq_;
+  }
+
+ private:
+  static constexpr int32_t kZeros[4 * kPanelCols] = {};
+  const Epilogue& ep_;
+  const bool on_;
+  TileRequant rq_{};
+};
+
 void block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   const PackedB& B = *call.b;
   const int64_t groups = B.Kp / kKGroup;
   const int64_t bstride = B.panel_stride();
   alignas(64) int32_t tile[kMR * 4 * kPanelCols];
+  FusedRequant fused(call.ep);
   const TileSplit split(m1 - m0, kMR);
   for (int64_t m = m0, t = 0; m < m1; m += split.rows(t), ++t) {
     const int rows = split.rows(t);
@@ -51,20 +79,12 @@ void block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, 
     int64_t p = p0;
     while (p < p1) {
       const int64_t left = p1 - p;
-      int np;
-      if (rows <= 3 && left >= 4) {
-        np = 4;
-        kTiles4[rows - 1](groups, a, call.lda, B.panel(p), bstride, tile);
-      } else if (left >= 2) {
-        np = 2;
-        kTiles2[rows - 1](groups, a, call.lda, B.panel(p), bstride, tile);
-      } else {
-        np = 1;
-        kTiles1[rows - 1](groups, a, call.lda, B.panel(p), bstride, tile);
-      }
+      const int np = rows <= 3 && left >= 4 ? 4 : left >= 2 ? 2 : 1;
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
-      apply_epilogue(call.ep, tile, np * kPanelCols, m, rows, n0, cols);
+      const TileRequant* rq = fused.at(m, n0, cols, np);
+      (np == 4 ? kTiles4 : np == 2 ? kTiles2 : kTiles1)[rows - 1](groups, a, call.lda, B.panel(p), bstride, tile, rq);
+      if (rq == nullptr) apply_epilogue(call.ep, tile, np * kPanelCols, m, rows, n0, cols);
       p += np;
     }
   }
@@ -79,6 +99,7 @@ void conv_block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t
   const int64_t bstride = B.panel_stride();
   alignas(64) int32_t tile[kConvMR * 4 * kPanelCols];
   const uint8_t* rows[kConvMR];
+  FusedRequant fused(call.ep);
   ConvRows::Cursor cursor(conv, m0);
   const TileSplit split(m1 - m0, kConvMR);
   for (int64_t m = m0, t = 0; m < m1; ++t) {
@@ -88,11 +109,12 @@ void conv_block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t
     while (p < p1) {
       const int64_t left = p1 - p;
       const int np = left >= 4 ? 4 : left >= 2 ? 2 : 1;
-      const ConvTileFn fn = (np == 4 ? kConvTiles4 : np == 2 ? kConvTiles2 : kConvTiles1)[n_rows - 1];
-      fn(rows, conv.tap_offsets, conv.taps, conv.cg, B.panel(p), bstride, tile);
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
-      apply_epilogue(call.ep, tile, np * kPanelCols, m, n_rows, n0, cols);
+      const TileRequant* rq = fused.at(m, n0, cols, np);
+      const ConvTileFn fn = (np == 4 ? kConvTiles4 : np == 2 ? kConvTiles2 : kConvTiles1)[n_rows - 1];
+      fn(rows, conv.tap_offsets, conv.taps, conv.cg, B.panel(p), bstride, tile, rq);
+      if (rq == nullptr) apply_epilogue(call.ep, tile, np * kPanelCols, m, n_rows, n0, cols);
       p += np;
     }
     m += n_rows;
