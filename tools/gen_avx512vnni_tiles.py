@@ -20,7 +20,10 @@ from __future__ import annotations
 import pathlib
 
 MAX_ROWS = 12
-CONV_ROWS = 6  # 6 pixels x 64 columns: 6 row pointers leave general registers for the tap loop
+# Direct convolution tiles: up to 9 pixels x 32 columns (GCC's limit of 30 asm operands, with
+# each row pointer an in-out operand), or 6 x 64.
+CONV_ROWS = 9
+CONV_ROWS_4 = 6
 HEADER = pathlib.Path(__file__).resolve().parents[1] / "csrc/kernels/x86/gemm_u8s8_avx512vnni_tiles.h"
 
 
@@ -44,15 +47,17 @@ def k_step(rows: int, np_: int, u: int, acc0: int, b0: int, a_regs: list[int], r
     return lines
 
 
-def store(rows: int, np_: int, tile: str, cc: str, mult: str, out: str) -> list[str]:
+def store(rows: int, np_: int, tile: str, cc: str, mult: str, out: str, rq: str = "%[rq]") -> list[str]:
     """The tile's output: with rq null, the raw sums to `tile` (register or memory operand);
     otherwise requantized in registers (TileRequant: the epilogue's kQuantFloat arithmetic, in
     the same operations as requantize_float_rows) and stored once as bytes.  cc, mult and out
-    name general registers free after the k loop."""
+    name general registers free after the k loop; rq another one, loaded from the memory
+    operand %[rq] when it is not that operand itself."""
     lo, hi, zp = 29, 30, 31  # free once the k loop is done (accumulators are zmm0-23)
-    lines = ["test %[rq], %[rq]", "jz 4f", f"mov 0(%[rq]), {cc}", f"mov 8(%[rq]), {mult}", f"mov 16(%[rq]), {out}"]
-    lines += [f"vbroadcastss 32(%[rq]), %%zmm{lo}", f"vbroadcastss 36(%[rq]), %%zmm{hi}",
-              f"vpbroadcastd 40(%[rq]), %%zmm{zp}"]
+    lines = [] if rq == "%[rq]" else [f"mov %[rq], {rq}"]
+    lines += [f"test {rq}, {rq}", "jz 4f", f"mov 0({rq}), {cc}", f"mov 8({rq}), {mult}", f"mov 16({rq}), {out}"]
+    lines += [f"vbroadcastss 32({rq}), %%zmm{lo}", f"vbroadcastss 36({rq}), %%zmm{hi}",
+              f"vpbroadcastd 40({rq}), %%zmm{zp}"]
     for r in range(rows):
         for j in range(np_):
             acc = f"%%zmm{r * np_ + j}"
@@ -67,7 +72,7 @@ def store(rows: int, np_: int, tile: str, cc: str, mult: str, out: str) -> list[
                 f"vpmovdb {acc}, {16 * j}({out})",  # within [qmin, qmax]: truncation is exact
             ]
         if r + 1 < rows:
-            lines.append(f"add 24(%[rq]), {out}")
+            lines.append(f"add 24({rq}), {out}")
     lines += ["jmp 5f", "4:"]
     if not tile.startswith("%[tile]"):
         lines.append(f"mov %[tile], {tile}")
@@ -151,30 +156,43 @@ def conv_tile(rows: int, np_: int) -> str:
             lines += [f"vpdpbusd %%zmm{b0 + j}, %%zmm{a}, %%zmm{acc0 + r * np_ + j}" for j in range(np_)]
         return lines
 
+    # General registers: a row pointer per row, the offset in the tap, B (and b3); the tap
+    # pointer, the tap's end and the counts live in memory, so that 12 rows fit.
     lines = [f"vpxord %%zmm{i}, %%zmm{i}, %%zmm{i}" for i in range(b0)]
-    lines += ["1:", "mov (%[tap]), %[off]", "add $8, %[tap]", "mov %[off], %[end]", "add %[cg], %[end]", "2:"]
+    lines += ["1:", "mov %[tap], %[off]", "mov (%[off]), %[off]", "addq $8, %[tap]", "add %[cg], %[off]",
+              "mov %[off], %[end]", "sub %[cg], %[off]", "2:"]
     lines += step(0, 0) + step(1, acc1)
     lines += ["add $8, %[off]", "add $128, %[b]"] + (["add $128, %[b3]"] if np_ == 4 else [])
     lines += ["cmp %[end], %[off]", "jne 2b", "decq %[taps]", "jnz 1b"]
     if split:
         lines += [f"vpaddd %%zmm{acc1 + i}, %%zmm{i}, %%zmm{i}" for i in range(n_acc)]
-    lines += store(rows, np_, "%[end]", "%[off]", "%[b]", "%[tap]")
+    free = [f"%[p{r}]" for r in range(rows)] + ["%[off]", "%[b]"] + (["%[b3]"] if np_ == 4 else [])
+    extra = len(free) < 4
+    if extra:
+        free.append("%[s0]")
+    lines += store(rows, np_, free[0], free[1], free[2], free[3], rq=free[0])
     body = "\n".join(f'      "{line}\\n\\t"' for line in lines)
-    outputs = ['[off] "=&r"(off)', '[end] "=&r"(end)', '[b] "+r"(b)', '[tap] "+r"(tap_offsets)', '[taps] "+m"(taps)']
+    outputs = [f'[p{r}] "+r"(p{r})' for r in range(rows)]
+    outputs += ['[off] "=&r"(off)', '[b] "+r"(b)', '[tap] "+m"(tap_offsets)', '[taps] "+m"(taps)', '[end] "=m"(end)']
     if np_ == 4:
         outputs.append('[b3] "+r"(b3)')
-    inputs = [f'[p{r}] "r"(p{r})' for r in range(rows)] + ['[cg] "m"(cg)', '[tile] "m"(tile)', '[rq] "r"(rq)']
+    if extra:
+        outputs.append('[s0] "=&r"(s0)')
+    inputs = ['[cg] "m"(cg)', '[tile] "m"(tile)', '[rq] "m"(rq)']
     if np_ > 1:
         inputs.append('[bs] "r"(bstride)')
     clobbers = ['"cc"', '"memory"'] + [f'"xmm{i}"' for i in range(32)]
     return "\n".join(
         [
-            f"inline void conv_tile_{rows}x{np_}(const uint8_t* const* rows, const int64_t* tap_offsets, int64_t taps, "
-            "int64_t cg, const int8_t* b, int64_t bstride, int32_t* tile, const TileRequant* rq) {",
+            # noinline: inlined into a caller that realigns its stack, the 15 general registers
+            # the 12-row tiles ask for would include the frame pointer.
+            f"__attribute__((noinline)) void conv_tile_{rows}x{np_}(const uint8_t* const* rows, "
+            "const int64_t* tap_offsets, int64_t taps, int64_t cg, const int8_t* b, int64_t bstride, int32_t* tile, "
+            "const TileRequant* rq) {",
             *[f"  const uint8_t* p{r} = rows[{r}];" for r in range(rows)],
             *(["  const int8_t* b3 = b + 3 * bstride;"] if np_ == 4 else []),
             *([] if np_ > 1 else ["  (void)bstride;"]),
-            "  int64_t off, end;",
+            "  int64_t off, end" + (", s0;" if extra else ";"),
             "  __asm__ volatile(",
             body,
             f"      : {', '.join(outputs)}",
@@ -193,7 +211,8 @@ def table(np_: int, max_rows: int, prefix: str = "tile", kind: str = "TileFn", n
 def main() -> None:
     kernels = [tile(r, np_) for np_ in (1, 2) for r in range(1, MAX_ROWS + 1)]
     kernels += [tile(r, 4) for r in range(1, 4)]
-    kernels += [conv_tile(r, np_) for np_ in (1, 2, 4) for r in range(1, CONV_ROWS + 1)]
+    kernels += [conv_tile(r, np_) for np_ in (1, 2) for r in range(1, CONV_ROWS + 1)]
+    kernels += [conv_tile(r, 4) for r in range(1, CONV_ROWS_4 + 1)]
     text = "\n".join(
         [
             "// Generated by tools/gen_avx512vnni_tiles.py; edit that script, not this file.",
@@ -227,7 +246,8 @@ def main() -> None:
             "",
             "using ConvTileFn = void (*)(const uint8_t* const*, const int64_t*, int64_t, int64_t, const int8_t*, int64_t,",
             "                            int32_t*, const TileRequant*);",
-            *[table(np_, CONV_ROWS, "conv_tile", "ConvTileFn", "kConvTiles") for np_ in (1, 2, 4)],
+            *[table(np_, CONV_ROWS, "conv_tile", "ConvTileFn", "kConvTiles") for np_ in (1, 2)],
+            table(4, CONV_ROWS_4, "conv_tile", "ConvTileFn", "kConvTiles"),
             "// clang-format on",
             "",
         ]

@@ -172,7 +172,6 @@ void run_blocks(const GemmKernel& kernel, const GemmCall& call, int threads) {
   const int64_t panel_bytes = std::max<int64_t>(B.panel_stride(), 1);
   int64_t block_panels = std::clamp<int64_t>(kernel.block_b_bytes / panel_bytes, 1, panels);
   if (block_panels > 1) block_panels &= ~int64_t{1};  // kernels take panels in pairs
-  if (call.conv != nullptr && panels >= 4) block_panels = std::max<int64_t>(4, block_panels & ~int64_t{3});  // or 4
   int64_t block_rows = std::min<int64_t>(M, mr * kBlockRowTiles);
 
   auto count_blocks = [&] { return ((M + block_rows - 1) / block_rows) * ((panels + block_panels - 1) / block_panels); };

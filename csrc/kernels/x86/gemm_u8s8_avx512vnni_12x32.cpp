@@ -20,6 +20,11 @@ namespace eb {
 namespace {
 
 constexpr int kMR = 12;
+// Direct convolution tiles: 6 pixels x 4 panels (24 accumulators, 4 B loads per 6 broadcasts)
+// where the block has 4 panels or more, else up to 9 pixels x 2 panels (fewer tiles, each
+// line of B used by more pixels); gen_avx512vnni_tiles.py says why not 12.
+constexpr int kConvMR4 = 6;
+constexpr int kConvMR2 = 9;
 
 #include "kernels/x86/gemm_u8s8_avx512vnni_tiles.h"
 
@@ -90,25 +95,25 @@ void block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, 
   }
 }
 
-// Direct convolution (GemmCall::conv): tiles of 6 output pixels whose patches
-// are read in place, 1-4 panels at a time.
+// Direct convolution (GemmCall::conv): tiles of output pixels whose patches
+// are read in place.
 void conv_block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
-  constexpr int kConvMR = 6;
   const ConvRows& conv = *call.conv;
   const PackedB& B = *call.b;
   const int64_t bstride = B.panel_stride();
-  alignas(64) int32_t tile[kConvMR * 4 * kPanelCols];
-  const uint8_t* rows[kConvMR];
+  alignas(64) int32_t tile[kConvMR2 * 4 * kPanelCols];
+  const uint8_t* rows[kConvMR2];
   FusedRequant fused(call.ep);
   ConvRows::Cursor cursor(conv, m0);
-  const TileSplit split(m1 - m0, kConvMR);
+  const int max_rows = p1 - p0 >= 4 ? kConvMR4 : kConvMR2;
+  const TileSplit split(m1 - m0, max_rows);
   for (int64_t m = m0, t = 0; m < m1; ++t) {
     const int n_rows = split.rows(t);
     for (int r = 0; r < n_rows; ++r, cursor.next()) rows[r] = cursor.pixel();
     int64_t p = p0;
     while (p < p1) {
       const int64_t left = p1 - p;
-      const int np = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+      const int np = n_rows <= kConvMR4 && left >= 4 ? 4 : left >= 2 ? 2 : 1;
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
       const TileRequant* rq = fused.at(m, n0, cols, np);
@@ -126,7 +131,7 @@ void conv_block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t
 GemmKernel gemm_kernel_avx512vnni() {
   GemmKernel k{"avx512vnni", false, kMR, block_avx512vnni};
   k.conv_block = conv_block_avx512vnni;
-  k.conv_mr = 6;
+  k.conv_mr = kConvMR4;
   return k;
 }
 
