@@ -65,6 +65,7 @@ class ConvLayer:
     pad: int = 0           # on every side
     group: int = 1
     targets: tuple = ()    # ((column, min ratio), ...)
+    peak_target: float | None = None   # min fraction of the VNNI probe's GOP/s (avx512vnni path)
 
     @property
     def out_hw(self) -> int:
@@ -84,11 +85,14 @@ class ConvLayer:
 
 
 _3X3 = ((I8, 1.0), (F32, 3.5))
+PEAK = 0.93   # issue 15: the forced avx512vnni path at >= 93 % of the VNNI probe (3x3 @56/28/14)
 
 LAYERS = [
-    ConvLayer("3x3-64-56", "3x3 64->64 @56", 64, 64, 56, 3, pad=1, targets=_3X3),
-    ConvLayer("3x3-128-28", "3x3 128->128 @28", 128, 128, 28, 3, pad=1, targets=_3X3),
-    ConvLayer("3x3-256-14", "3x3 256->256 @14", 256, 256, 14, 3, pad=1, targets=_3X3),
+    ConvLayer("3x3-64-56", "3x3 64->64 @56", 64, 64, 56, 3, pad=1, targets=_3X3, peak_target=PEAK),
+    ConvLayer("3x3-128-28", "3x3 128->128 @28", 128, 128, 28, 3, pad=1, targets=_3X3,
+              peak_target=PEAK),
+    ConvLayer("3x3-256-14", "3x3 256->256 @14", 256, 256, 14, 3, pad=1, targets=_3X3,
+              peak_target=PEAK),
     ConvLayer("3x3-512-7", "3x3 512->512 @7", 512, 512, 7, 3, pad=1, targets=_3X3),
     ConvLayer("1x1-256-64-56", "1x1 256->64 @56", 256, 64, 56, 1, targets=((I8, 1.0),)),
     ConvLayer("dw3x3-128-56", "dw 3x3 128 @56", 128, 128, 56, 3, pad=1, group=128,
@@ -377,11 +381,55 @@ def paired_baselines(eb, case: Case, ours) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# The VNNI throughput probe (issue 15)
+# --------------------------------------------------------------------------------------------
+
+VNNI_PROBE_ITERATIONS = 20_000_000   # x 12 vpdpbusd of 64 MACs: ~35 ms at ~870 GOP/s
+VNNI_PROBE_CALLS = 3
+
+
+def vnni_probe_samples(eb, calls: int = VNNI_PROBE_CALLS) -> list:
+    """int8 ops per second of eightbit's VNNI throughput probe (``_core.vnni_probe``: a loop of
+    12 independent ``vpdpbusd`` zmm, one core, 2 ops per MAC), ``calls`` runs of
+    VNNI_PROBE_ITERATIONS; [] unless eightbit's active ISA is avx512vnni (EIGHTBIT_ISA=avx512vnni
+    on a CPU with AMX, where the default is amx) or the CPU lacks AVX-512 VNNI (probe 0)."""
+    if eb is None or eb.cpu_info().get("isa") != "avx512vnni":
+        return []
+    from eightbit import _core
+    out = [float(_core.vnni_probe(VNNI_PROBE_ITERATIONS)) for _ in range(calls)]
+    return [x for x in out if x > 0]
+
+
+def record_vnni_probe(results, when: str, samples: list):
+    """Keep probe samples on the Results of the run, under "before" / "after" the cases."""
+    if samples:
+        results.__dict__.setdefault("vnni_probe", {}).setdefault(when, []).extend(samples)
+
+
+def vnni_peak(results):
+    """The probe's peak (max over every sample of the run), ops/s, or None when not measured."""
+    probe = getattr(results, "vnni_probe", None) or {}
+    samples = [x for v in probe.values() for x in v]
+    return max(samples) if samples else None
+
+
+def vnni_probe_line(results) -> str:
+    probe = getattr(results, "vnni_probe", None) or {}
+    if not probe:
+        return ""
+    parts = [f"{when} " + "/".join(f"{x / 1e9:.0f}" for x in v) for when, v in probe.items()]
+    return (f"VNNI probe (independent vpdpbusd zmm, one core, this process, "
+            f"{VNNI_PROBE_ITERATIONS // 1_000_000}M iterations a call): {'; '.join(parts)} GOP/s; "
+            f"peak = max {vnni_peak(results) / 1e9:.0f} GOP/s")
+
+
+# --------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------
 
-HEADERS = ["layer", "batch", "ours us", "GOP/s", "ORT i8 us", "variant", "xORT i8",
-           "other variant us", "ORT f32 us", "xORT f32", "check", "target", "result"]
+HEADERS = ["layer", "batch", "ours us", "GOP/s", "% VNNI peak", "ORT i8 us", "variant", "xORT i8",
+           "other variant us", "ORT f32 us", "xORT f32", "check", "target", "result",
+           "peak target", "peak result"]
 
 
 def has_conv(results) -> bool:
@@ -424,11 +472,21 @@ def _row(results, case: Case):
     else:
         target = ", ".join(f">={t:g}x {c}" for c, t in layer.targets)
         result = _verdict(results, ok, ours, ratio, layer.targets)
+    peak = vnni_peak(results)
+    frac = (layer.ops(case.batch) / ours / peak
+            if ours and peak and case.threads == 1 else None)
+    peak_target = "-" if layer.peak_target is None or case.threads > 1 else \
+        f">={layer.peak_target * 100:g}%"
+    if peak_target == "-" or frac is None:
+        peak_result = "WRONG" if ok is False and peak_target != "-" else "-"
+    else:
+        peak_result = "WRONG" if ok is False else "PASS" if frac >= layer.peak_target else "FAIL"
     cells = [layer.label + (f" {case.threads}T" if case.threads > 1 else ""), case.batch,
              B.fmt_us(ours), "-" if ours is None else f"{layer.ops(case.batch) / ours / 1e9:.0f}",
+             "-" if frac is None else f"{frac * 100:.1f}%",
              B.fmt_us(i8.get(best)), VARIANT.get(best, "-"), B.fmt_ratio(ratio[I8]),
              B.fmt_us(i8.get(other)), B.fmt_us(times["ort-f32"]), B.fmt_ratio(ratio[F32]),
-             check, target, result]
+             check, target, result, peak_target, peak_result]
     return cells, notes, best
 
 
@@ -443,6 +501,11 @@ def _verdict(results, ok, ours, ratio, targets) -> str:
         return "incomplete"
     verdict = "PASS" if all(ratio[c] >= t for c, t in targets) else "FAIL"
     return verdict + (" (unverified)" if ok is None else "")
+
+
+def _active_isa() -> str:
+    eb, why = B.import_eightbit()
+    return "none (eightbit not importable)" if eb is None else str(eb.cpu_info().get("isa"))
 
 
 def _graph_notes(layers) -> list:
@@ -475,7 +538,7 @@ def render(results) -> str:
         notes += n
         if best is not None and case.threads == 1:
             wins.setdefault(VARIANT[best], []).append(case.id)
-    text = B.format_table(HEADERS, rows, left=(0, 5, -3, -2, -1))
+    text = B.format_table(HEADERS, rows, left=(0, 6, -5, -4, -3, -2, -1))
     text.append("ratio = baseline time / our time (higher is better); times are medians over the "
                 "same cycles (~20 ms blocks of each implementation, alternating), single thread "
                 "unless stated; GOP/s = 2*MACs / our time. ORT i8 = the faster ORT QLinearConv "
@@ -486,6 +549,15 @@ def render(results) -> str:
         text.append("faster ORT i8 variant: " + "; ".join(
             f"{v} in {len(ids)} of {total}" + ("" if v == common else f" ({', '.join(ids)})")
             for v, ids in sorted(wins.items(), key=lambda kv: -len(kv[1]))))
+    probe = vnni_probe_line(results)
+    if probe:
+        text.append(probe + "; % VNNI peak = our GOP/s / that peak (single-thread rows); peak "
+                    "result: the extra target of issue 15 (the avx512vnni path at >= 93 % of the "
+                    "probe on the 3x3 layers at 56/28/14), beside the target column")
+    else:
+        text.append("% VNNI peak: not measured (only with eightbit's avx512vnni path active, e.g. "
+                    "EIGHTBIT_ISA=avx512vnni on an AMX CPU; active ISA: "
+                    f"{_active_isa()})")
     text += _graph_notes(list(dict.fromkeys(c.layer for c in cases)))
     if results.eb_unavailable:
         text.append(f"eightbit not importable: {results.eb_unavailable}")

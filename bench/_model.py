@@ -44,6 +44,13 @@ ORT_ENABLE_ALL), all fed the float32 model exported by ``graph_to_onnx``:
   quantization (``eb.quantize`` has no dynamic mode yet) unless ``eb.quantize`` accepts
   ``dynamic=True`` when the bench runs; the table says which.
 
+* ``ov-i8`` (issue 15) for ResNet-18 and MobileNetV2: OpenVINO's CPU plugin (``pip install
+  openvino``; a bench-only baseline, not a dependency) on the very QDQ model of ``ort-i8``, its
+  batch fixed per case, compiled with one inference thread, one stream, the latency hint and no
+  pinning (``OV_CONFIG``); it runs the QDQ convolutions in int8 (its low-precision
+  transformations), which the table shows from ``get_runtime_model()``. Without openvino the
+  table says "not run (openvino not installed)" in its columns.
+
 Ours: ``qm = eb.quantize(graph, calibration_batches)`` (static, per-channel int8 weights, uint8
 activations), timed ``qm(x)`` (float32 NCHW in, float32 logits out) with ``eb.set_num_threads(1)``.
 """
@@ -63,7 +70,8 @@ import numpy as np
 import _baselines as B
 
 PREFIX = "model/"          # every measurement key of this table starts with it
-I8, F32 = "ORT i8", "ORT f32"
+I8, F32, OV = "ORT i8", "ORT f32", "OV i8"
+OV_KIND = "ov-i8"          # measurement key suffix of the OpenVINO int8 baseline
 
 # --------------------------------------------------------------------------------------------
 # Cases
@@ -96,13 +104,14 @@ class Case:
 
 
 CASES = [
-    Case(RESNET18, 1, ((I8, 1.0), (F32, 3.0))),
-    Case(RESNET18, 8, ((I8, 1.0), (F32, 3.0))),
+    Case(RESNET18, 1, ((I8, 1.0), (F32, 3.0), (OV, 1.0))),
+    Case(RESNET18, 8, ((I8, 1.0), (F32, 3.0), (OV, 1.0))),
     Case(MLP, 1, ((I8, 1.0),)),
     Case(MOBILENETV2, 1, ((I8, 1.0), (F32, 2.0))),
     Case(MOBILENETV2, 8, ((I8, 1.0), (F32, 2.0))),
 ]
 BASELINE_KINDS = ("ort-i8", "ort-f32")
+OV_MODELS = IMAGE_MODELS   # models the OpenVINO baseline runs on (the QDQ file of quantize_static)
 OVERHEAD_KEY = PREFIX + "overhead/ours"
 OVERHEAD_CXX_KEY = PREFIX + "overhead/cxx"
 OVERHEAD_TARGET_S = 20e-6
@@ -366,6 +375,157 @@ def check_export(model: str, x=None):
 
 
 # --------------------------------------------------------------------------------------------
+# OpenVINO int8 (a bench-only baseline: pip install openvino)
+# --------------------------------------------------------------------------------------------
+
+# What compile_model gets: one inference thread, one stream, latency mode, no pinning (ours and
+# ORT pin nothing either, and a pinned caller thread would change the 2-thread rows that run
+# later in the same process). Keys the CPU plugin does not list in SUPPORTED_PROPERTIES are
+# dropped (ov_config); releases before 2024 call the pinning switch AFFINITY (set to "NONE").
+# INFERENCE_PRECISION_HINT is left at OpenVINO's default (bf16 on CPUs with AMX / AVX-512 BF16,
+# else f32): it only concerns float ops left outside the int8 graph (MobileNetV2's hardswish).
+OV_CONFIG = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+             "ENABLE_CPU_PINNING": False}
+OV_READ_BACK = ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT", "ENABLE_CPU_PINNING",
+                "AFFINITY", "INFERENCE_PRECISION_HINT", "EXECUTION_MODE_HINT")
+_OV_ERR: dict = {}   # model -> why its OpenVINO baseline could not be built
+_OV_COMPILED: list = []   # (model, batch) compiled so far, in order
+
+
+@functools.lru_cache(maxsize=None)
+def openvino():
+    """(module, None) or (None, why): the openvino package, if installed and loadable."""
+    try:
+        import openvino as ov
+        ov.Core
+    except ImportError:
+        return None, "openvino not installed"
+    except Exception as e:  # installed but broken
+        return None, f"openvino: {type(e).__name__}: {e}"
+    return ov, None
+
+
+@functools.lru_cache(maxsize=None)
+def ov_core():
+    return openvino()[0].Core()
+
+
+@functools.lru_cache(maxsize=None)
+def ov_config() -> tuple:
+    """OV_CONFIG as (key, value) pairs, restricted to the CPU plugin's SUPPORTED_PROPERTIES."""
+    supported = set(ov_core().get_property("CPU", "SUPPORTED_PROPERTIES"))
+    cfg = {k: v for k, v in OV_CONFIG.items() if k in supported}
+    if "ENABLE_CPU_PINNING" not in supported and "AFFINITY" in supported:
+        cfg["AFFINITY"] = "NONE"
+    return tuple(cfg.items())
+
+
+@functools.lru_cache(maxsize=None)
+def ov_compiled(model: str, batch: int):
+    """OpenVINO's CPU plugin on ORT's int8 model, the very QDQ file of quantize_static
+    (``onnx_int8``), its free batch dimension fixed to ``batch`` (Model.reshape: OpenVINO's advice
+    for latency; in a quick check here the dynamic-batch model ran 5-15 % slower)."""
+    import onnx
+    core = ov_core()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "int8_qdq.onnx")
+        onnx.save(onnx_int8(model), path)
+        m = core.read_model(path)
+    m.reshape({0: [batch, *_sample_shape(model)]})
+    compiled = core.compile_model(m, "CPU", dict(ov_config()))
+    _OV_COMPILED.append((model, batch))
+    return compiled
+
+
+@functools.lru_cache(maxsize=None)
+def ov_request(model: str, batch: int):
+    """One InferRequest per (model, batch), created once."""
+    return ov_compiled(model, batch).create_infer_request()
+
+
+def ov_why_not(model: str) -> str | None:
+    """None when the OpenVINO baseline can run on this model, else why not (short)."""
+    if model not in OV_MODELS:
+        return "not an image model"
+    if not B.have_ort():
+        return "no onnxruntime (the QDQ file comes from its quantize_static)"
+    why = openvino()[1]
+    return why or _OV_ERR.get(model)
+
+
+def ov_baseline_fn(case: Case):
+    """The call to time: ``request.infer({0: x}, share_inputs=True)`` on the case's input
+    (allocated beforehand; share_inputs: OpenVINO reads the array in place rather than copying
+    it into its own tensor first), or None when OpenVINO cannot run it."""
+    if ov_why_not(case.model) is not None:
+        return None
+    try:
+        req = ov_request(case.model, case.batch)
+    except Exception as e:  # reported under the table
+        _OV_ERR[case.model] = f"OpenVINO failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        return None
+    feed, infer = {0: inputs(case.model, case.batch)}, req.infer
+    return lambda: infer(feed, share_inputs=True)
+
+
+def ov_run(model: str, x: np.ndarray) -> np.ndarray:
+    return np.array(ov_request(model, len(x)).infer({0: x})[0])
+
+
+_OV_COMPUTE = ("Convolution", "FullyConnected", "MatMul", "Deconvolution")
+
+
+@functools.lru_cache(maxsize=None)
+def ov_runtime(model: str, batch: int = 1):
+    """(int8 compute nodes, compute nodes, description) of the graph the CPU plugin runs
+    (``get_runtime_model()``): per layer type, its runtime precision and primitive (kernel)."""
+    rt = ov_compiled(model, batch).get_runtime_model()
+    kinds, n8, n = {}, 0, 0
+    for op in rt.get_ordered_ops():
+        info = op.get_rt_info()
+
+        def get(k):
+            return info[k].astype(str) if k in info else "?"
+        layer = get("layerType")
+        if layer in ("Const", "Input", "Output", "Parameter", "Result"):
+            continue
+        prec = get("runtimePrecision")
+        kinds.setdefault((layer, prec), Counter())[get("primitiveType")] += 1
+        if layer in _OV_COMPUTE:
+            n += 1
+            n8 += prec in ("u8", "i8")
+    parts = []
+    for (layer, prec), prims in kinds.items():
+        desc = ", ".join(f"{p} x{k}" if len(prims) > 1 else p for p, k in prims.items())
+        parts.append(f"{layer} {prec} x{sum(prims.values())} [{desc}]")
+    return n8, n, "; ".join(parts)
+
+
+def ov_settings_line() -> str:
+    """OpenVINO's version, what compile_model got and what the compiled model reports."""
+    ov, why = openvino()
+    if ov is None:
+        return f"OV i8: not run ({why}; pip install openvino)"
+    try:
+        got = dict(ov_config())
+        cm = ov_compiled(*_OV_COMPILED[0]) if _OV_COMPILED else None
+        back = []
+        if cm is not None:
+            for k in OV_READ_BACK:
+                try:
+                    back.append(f"{k}={cm.get_property(k)}")
+                except Exception:
+                    pass
+        return (f"OV i8 = OpenVINO {ov.get_version().split('-')[0]} CPU plugin on the same QDQ file "
+                f"ORT int8 runs (quantize_static's output, batch fixed by Model.reshape): "
+                f"compile_model(model, 'CPU', {got}); one InferRequest per case, "
+                f"infer({{0: x}}, share_inputs=True)"
+                + (f"; the compiled model reports {', '.join(back)}" if back else ""))
+    except Exception as e:
+        return f"OV i8: {type(e).__name__}: {e}"
+
+
+# --------------------------------------------------------------------------------------------
 # eightbit
 # --------------------------------------------------------------------------------------------
 
@@ -420,6 +580,8 @@ class Accuracy:
     ours_rel: float | None       # relative L2 error of the logits against the float graph
     ort_rel: float | None
     export: str = ""
+    ov_top1: float | None = None  # OpenVINO on ORT's QDQ file (None: not run)
+    ov_rel: float | None = None
 
 
 def accuracy_store(results) -> dict:
@@ -449,9 +611,14 @@ def verify(results, eb, case: Case, quick: bool = False) -> bool:
         if B.have_ort():
             ort = np.concatenate([ort_run(case.model, "ort-i8", x[i:i + per])
                                   for i in range(0, len(x), per)])
+        ov = None
+        if ov_baseline_fn(case) is not None:   # builds the model, or records why not
+            ov = np.concatenate([ov_run(case.model, x[i:i + per]) for i in range(0, len(x), per)])
         store[case.model] = Accuracy(
             len(x), _top1_agree(ours, ref), None if ort is None else _top1_agree(ort, ref),
-            _rel_err(ours, ref), None if ort is None else _rel_err(ort, ref))
+            _rel_err(ours, ref), None if ort is None else _rel_err(ort, ref),
+            ov_top1=None if ov is None else _top1_agree(ov, ref),
+            ov_rel=None if ov is None else _rel_err(ov, ref))
     acc = store[case.model]
     ok = acc.ours_rel < REL_ERR_LIMIT
     results.verify(case.key("ours"), ok, f"relative logit error vs the float graph {acc.ours_rel:.3f}")
@@ -479,12 +646,17 @@ def _unwarmed_baselines(case: Case, eb=None) -> dict:
     if eb is not None:
         # First in the cycle: a block running ours' model right before ours' own block would
         # leave ours' weights in cache for it (blocks of calls over 5 ms get no warm-up call).
-        # So the cycle is cxx, ORT int8, ORT fp32, ours: ours follows ORT fp32 as without it.
+        # So the cycle is cxx, ORT int8, OV int8, ORT fp32, ours: ours follows ORT fp32 as
+        # without it.
         fn = cxx_block(quantized(eb, case.model), inputs(case.model, case.batch), case.key("ours"))
         if fn is not None:
             out[case.key("cxx")] = fn
     if B.have_ort():
-        out.update({case.key(kind): baseline_fn(case, kind) for kind in BASELINE_KINDS})
+        out[case.key("ort-i8")] = baseline_fn(case, "ort-i8")
+        ov = ov_baseline_fn(case)
+        if ov is not None:
+            out[case.key(OV_KIND)] = ov
+        out[case.key("ort-f32")] = baseline_fn(case, "ort-f32")
     return out
 
 
@@ -631,8 +803,8 @@ def steps_of(eb, model: str) -> int | None:
 # The table
 # --------------------------------------------------------------------------------------------
 
-HEADERS = ["model", "batch", "ours ms", "ORT int8 QDQ ms", "xORT int8", "ORT fp32 ms", "xORT fp32",
-           "target", "result"]
+HEADERS = ["model", "batch", "ours ms", "ORT int8 QDQ ms", "xORT int8", "OV i8 ms", "xOV i8",
+           "ORT fp32 ms", "xORT fp32", "target", "result"]
 
 
 def has_model(results) -> bool:
@@ -651,16 +823,32 @@ def _baseline_time(results, case: Case, kind: str):
     return results.times.get(case.key(kind)), False
 
 
-def _verdict(results, ok, ours, ratio, targets) -> str:
+def _verdict(results, ok, ours, ratio, targets, ov_missing=False) -> str:
+    """PASS / FAIL over the targets; ov_missing: OpenVINO could not run here (not installed, or
+    it failed), so its target is left out and the verdict says so."""
     if ok is False:
         return "WRONG"
     if not results.isas & {"avx512vnni", "avxvnni"}:
         return "n/a (no VNNI)"
     if ours is None:
         return "not run" + (" (no eightbit)" if results.eb_unavailable else "")
+    skipped = [(c, t) for c, t in targets if c == OV and ov_missing and ratio.get(c) is None]
+    targets = [ct for ct in targets if ct not in skipped]
     if any(ratio.get(c) is None for c, _ in targets):
         return "incomplete"
-    return "PASS" if all(ratio[c] >= t for c, t in targets) else "FAIL"
+    verdict = "PASS" if all(ratio[c] >= t for c, t in targets) else "FAIL"
+    return verdict + (f" ({OV} not run)" if skipped else "")
+
+
+def _ov_cells(case: Case, t, ratio):
+    """The OV i8 ms / xOV i8 cells: the time, or why there is none."""
+    if t is not None:
+        return fmt_ms(t), B.fmt_ratio(ratio)
+    why = ov_why_not(case.model)
+    if case.model not in OV_MODELS or why is None or not B.have_ort():
+        return "-", "-"
+    short = "not run (openvino not installed)" if why == "openvino not installed" else "not run (failed)"
+    return short, short
 
 
 def render(results, eb=None) -> str:
@@ -671,11 +859,13 @@ def render(results, eb=None) -> str:
     for case in cases:
         ours = results.times.get(case.key("ours"))
         times, paired = {}, True
-        for kind in BASELINE_KINDS:
+        for kind in BASELINE_KINDS + (OV_KIND,):
             times[kind], p = _baseline_time(results, case, kind)
             paired &= p or times[kind] is None
         ratio = {I8: times["ort-i8"] / ours if times["ort-i8"] and ours else None,
-                 F32: times["ort-f32"] / ours if times["ort-f32"] and ours else None}
+                 F32: times["ort-f32"] / ours if times["ort-f32"] and ours else None,
+                 OV: times[OV_KIND] / ours if times[OV_KIND] and ours else None}
+        ov_missing = case.model in OV_MODELS and ov_why_not(case.model) is not None
         ok, detail = results.verified.get(case.key("ours"), (None, ""))
         if ok is False:
             notes.append(f"{case.id}: ours is wrong: {detail}")
@@ -692,8 +882,9 @@ def render(results, eb=None) -> str:
                          + (" (eb.quantize has no dynamic mode yet)" if mode == "static" else ""))
         target = ", ".join(f">={t:g}x {c}" for c, t in case.targets)
         rows.append([label, case.batch, fmt_ms(ours), fmt_ms(times["ort-i8"]),
-                     B.fmt_ratio(ratio[I8]), fmt_ms(times["ort-f32"]), B.fmt_ratio(ratio[F32]),
-                     target, _verdict(results, ok, ours, ratio, case.targets)])
+                     B.fmt_ratio(ratio[I8]), *_ov_cells(case, times[OV_KIND], ratio[OV]),
+                     fmt_ms(times["ort-f32"]), B.fmt_ratio(ratio[F32]),
+                     target, _verdict(results, ok, ours, ratio, case.targets, ov_missing)])
     text = B.format_table(HEADERS, rows, left=(0, -2, -1)) if rows else []
     if rows:
         text.append("ratio = baseline time / our time (higher is better; >= 1.0x means ours takes at "
@@ -702,6 +893,7 @@ def render(results, eb=None) -> str:
                     "ORT int8 QDQ = quant_pre_process + quantize_static(QDQ, per_channel, "
                     "QUInt8 activations, QInt8 weights), min/max over the calibration batches "
                     "eightbit used (ResNet-18: 4 x 2 random N(0,1) images).")
+        text += _ov_lines(cases)
     text += _python_time_lines(results, cases, eb)
     text += _overhead_lines(results, eb)
     text += _accuracy_lines(results)
@@ -710,6 +902,32 @@ def render(results, eb=None) -> str:
         text.append(f"eightbit not importable: {results.eb_unavailable}")
     text += [f"note: {n}" for n in notes]
     return "\n".join(text)
+
+
+def _ov_lines(cases) -> list:
+    """How OpenVINO ran, and whether it ran int8: the nodes of its runtime model."""
+    models = [m for m in dict.fromkeys(c.model for c in cases) if m in OV_MODELS]
+    if not models or not B.have_ort():
+        return []
+    lines = [ov_settings_line()]
+    if openvino()[0] is None:
+        return lines
+    for model in models:
+        why = ov_why_not(model)
+        if why is not None:
+            lines.append(f"OV i8, {model}: not run: {why}")
+            continue
+        batch = next((b for m, b in _OV_COMPILED if m == model), 1)
+        try:
+            n8, n, desc = ov_runtime(model, batch)
+        except Exception as e:  # informative only
+            lines.append(f"OV runtime model, {model}: unknown ({type(e).__name__}: {e})")
+            continue
+        verdict = (f"int8: {n8} of {n} Convolution / FullyConnected nodes run u8/i8"
+                   + ("" if n8 == n else "  <- NOT all int8: the OV i8 column is partly float"))
+        lines.append(f"OV runtime model, {model} (get_runtime_model(), batch {batch}, layer type "
+                     f"runtimePrecision x count [primitive]): {verdict}; {desc}")
+    return lines
 
 
 def _how(split) -> str:
@@ -756,16 +974,22 @@ def _accuracy_lines(results) -> list:
     if not store:
         return []
     rows = []
+
+    def pct(v):
+        return "-" if v is None else f"{v * 100:.1f}%"
+
+    def err(v):
+        return "-" if v is None else f"{v:.3f}"
     for model, a in store.items():
         rows.append([{RESNET18: "ResNet-18", MLP: "MLP", MOBILENETV2: "MobileNetV2"}[model], a.n,
-                     "-" if a.ours_top1 is None else f"{a.ours_top1 * 100:.1f}%",
-                     "-" if a.ort_top1 is None else f"{a.ort_top1 * 100:.1f}%",
-                     "-" if a.ours_rel is None else f"{a.ours_rel:.3f}",
-                     "-" if a.ort_rel is None else f"{a.ort_rel:.3f}"])
+                     pct(a.ours_top1), pct(a.ort_top1), pct(a.ov_top1),
+                     err(a.ours_rel), err(a.ort_rel), err(a.ov_rel)])
     text = ["", "accuracy against the float graph (graph.run), on random N(0,1) inputs that are "
-            "neither calibration nor timing data (a rough check: random weights, random data):"]
+            "neither calibration nor timing data (a rough check: random weights, random data); "
+            "OV int8 = OpenVINO on ORT's QDQ file:"]
     text += B.format_table(["model", "samples", "top-1 agree ours", "top-1 agree ORT int8",
-                            "rel. logit err ours", "rel. logit err ORT int8"], rows, left=(0,))
+                            "top-1 agree OV int8", "rel. logit err ours", "rel. logit err ORT int8",
+                            "rel. logit err OV int8"], rows, left=(0,))
     return text
 
 

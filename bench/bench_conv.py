@@ -7,7 +7,9 @@ pytest-benchmark group per case; the layers, data and baselines are in _conv.py.
 pytest-benchmark and, in the same stretch of time, the baselines (``_baselines.Paired``); the
 table printed at the end uses those paired medians. ``bench_conv_baseline`` times each baseline on
 its own, for pytest-benchmark's tables and history, and so that the suite measures something
-before eightbit is built.
+before eightbit is built. With eightbit's avx512vnni path active (``EIGHTBIT_ISA=avx512vnni``),
+the VNNI throughput probe runs around this module's cases (``vnni_probe``), for the table's
+"% VNNI peak" column.
 """
 import pytest
 
@@ -19,6 +21,16 @@ def _ours_params():
     for case in C.CASES + C.THREADED_CASES:
         marks = [pytest.mark.two_threads] if case.threads > 1 else []
         yield pytest.param(case, marks=marks, id=case.id)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def vnni_probe(results):
+    """The VNNI probe before and after this module's cases (nothing unless the active ISA is
+    avx512vnni); the samples accumulate on results, the table uses their max."""
+    eb, _ = B.import_eightbit()
+    C.record_vnni_probe(results, "before", C.vnni_probe_samples(eb))
+    yield
+    C.record_vnni_probe(results, "after", C.vnni_probe_samples(eb))
 
 
 @pytest.mark.parametrize("case", list(_ours_params()))

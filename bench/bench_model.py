@@ -6,7 +6,9 @@ Runtime fp32, single thread, in the same run. The models, baselines and table ar
 then times ``qm(x)`` with pytest-benchmark and, in the same stretch of time, both ORT baselines
 (``_baselines.Paired``). ``bench_model_overhead`` measures the Python-side overhead per call (a
 one-conv model: ``qm(x)`` against its C++ calls replayed directly). ``bench_model_baseline``
-times each baseline on its own (pytest-benchmark's tables; works without eightbit).
+times each baseline on its own (pytest-benchmark's tables; works without eightbit), and
+``bench_model_baseline_ov`` OpenVINO int8 on ORT's QDQ file (ResNet-18, MobileNetV2; skipped
+without ``pip install openvino``).
 """
 import pytest
 
@@ -49,3 +51,13 @@ def bench_model_baseline(benchmark, need_ort, results, case, kind):
     ok, detail = M.check_export(case.model)
     assert ok, f"exported {case.model} differs from the float graph: {detail}"
     B.run_and_record(benchmark, results, case.key(kind), M.baseline_fn(case, kind))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.id}-{M.OV_KIND}")
+                                  for c in M.CASES if c.model in M.OV_MODELS])
+def bench_model_baseline_ov(benchmark, need_ort, results, case):
+    benchmark.group = f"model-{case.id}"
+    fn = M.ov_baseline_fn(case)
+    if fn is None:
+        pytest.skip(f"OpenVINO baseline not run: {M.ov_why_not(case.model)}")
+    B.run_and_record(benchmark, results, case.key(M.OV_KIND), fn)

@@ -8,6 +8,10 @@ plain one.
     python bench/conv_table.py                       # every case, ~1 s of timing each (~40 s)
     python bench/conv_table.py --quick               # 0.3 s each, no 2-thread row (~15 s)
     python bench/conv_table.py --layers 3x3,dw --batch 1    # layer ids / labels containing 3x3 or dw
+    EIGHTBIT_ISA=avx512vnni python bench/conv_table.py     # + "% VNNI peak": ours against the VNNI
+                                                           # throughput probe, run in this process
+With eightbit's avx512vnni path active, the VNNI probe (_conv.vnni_probe_samples) runs before and
+after the cases; the table's "% VNNI peak" column is our GOP/s over its peak.
 """
 import argparse
 import os
@@ -53,6 +57,10 @@ def main(argv=None):
         print(f"eightbit not importable ({why}): nothing to compare")
         return 1
 
+    C.record_vnni_probe(res, "before", C.vnni_probe_samples(eb))
+    if C.vnni_peak(res):
+        print(C.vnni_probe_line(res) + "\n")
+
     cases = C.CASES + ([] if args.quick else C.THREADED_CASES)  # 2-thread case last
     layers = [s for s in args.layers.split(",") if s]
     for case in C.select(cases, layers, args.batch):
@@ -66,6 +74,7 @@ def main(argv=None):
                           C.paired_baselines(eb, case, fn), args.time, min_cycles=args.min_cycles,
                           ours_prepare=fn if case.threads > 1 else None)
         print(f"  measured {case.id}", file=sys.stderr)
+    C.record_vnni_probe(res, "after", C.vnni_probe_samples(eb))
 
     print(C.render(res))
     print(usage.line())

@@ -8,6 +8,10 @@ plain one. Building the models, the checks, quantize_static and eb.quantize take
     python bench/model_table.py                  # every case, 4 s of paired timing each (<1 min)
     python bench/model_table.py --quick          # 0.5 s each, 3 cycles, 8 eval images (~15 s)
     python bench/model_table.py --cases resnet18-b1,mlp     # case ids containing these
+    python bench/model_table.py --cases resnet18,mobilenetv2   # the cases with the OpenVINO column
+
+The OpenVINO int8 baseline (OV i8, ResNet-18 and MobileNetV2) needs ``pip install openvino``;
+without it those columns say "not run (openvino not installed)".
 """
 import argparse
 import os
