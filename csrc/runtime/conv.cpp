@@ -140,10 +140,53 @@ void pad_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_
 
 // Direct convolution: the GEMM kernel reads each output pixel's taps in place
 // (GemmCall::conv) from x, or from a padded copy when the convolution pads.
-// It needs uint8 x (no shift) and channels in whole 8-byte steps per group.
-bool direct_conv_applies(const ConvGeometry& g, bool x_signed, const PackedConv& w, const GemmKernel& kernel) {
-  return !x_signed && g.group_in_c() % 8 == 0 && !g.pointwise() &&
-         std::all_of(w.group_b.begin(), w.group_b.end(), [&](const PackedB& b) { return conv_supported(kernel, b); });
+// It needs uint8 x (no shift), no weight zero point, and either channels in
+// whole 8-byte steps per group (each (kh, kw) a tap) or PackedConv::row_b
+// (each kernel row a tap of row_k bytes, always from the padded copy: the
+// bytes past a row's end, against zero weights, must be readable).
+enum class DirectMode { kNone, kTaps, kRows };
+
+DirectMode direct_mode(const ConvGeometry& g, bool x_signed, const PackedConv& w, const GemmKernel& kernel) {
+  if (x_signed || g.pointwise() || kernel.conv_block == nullptr) return DirectMode::kNone;
+  if (g.group_in_c() % 8 == 0 &&
+      std::all_of(w.group_b.begin(), w.group_b.end(), [&](const PackedB& b) { return conv_supported(kernel, b); }))
+    return DirectMode::kTaps;
+  if (!w.row_b.empty() && g.dilation_w == 1 && conv_supported(kernel, w.row_b[0])) return DirectMode::kRows;
+  return DirectMode::kNone;
+}
+
+// The ConvRows of a direct convolution (group 0): the input or its padded copy
+// in `padded`, the taps' offsets in `tap_offsets`.
+ConvRows direct_rows(const ConvGeometry& g, const uint8_t* x, int32_t x_zp, const PackedConv& w, DirectMode mode,
+                     AlignedBuffer<uint8_t>& padded, std::vector<int64_t>& tap_offsets) {
+  ConvRows rows;
+  rows.in_h = g.in_h + g.pad_top + g.pad_bottom;
+  rows.in_w = g.in_w + g.pad_left + g.pad_right;
+  rows.in_c = g.in_c;
+  rows.x = x;
+  if (mode == DirectMode::kRows || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0) {
+    const int64_t padded_rows = g.batch * rows.in_h, bytes = padded_rows * rows.in_w * g.in_c;
+    constexpr int64_t kSlack = 8;  // read (against zero weights) past the last kernel row
+    padded.reserve_discard(static_cast<size_t>(bytes + kSlack));
+    uint8_t* const out = padded.data();  // the pointer, not the thread_local: pool threads fill it
+    parallel_for(padded_rows, rows.in_w * g.in_c, kMinWorkPerThread,
+                 [&](int64_t r0, int64_t r1) { pad_rows(g, x, static_cast<uint8_t>(x_zp), r0, r1, out); });
+    std::memset(out + bytes, 0, kSlack);
+    rows.x = out;
+  }
+  rows.out_h = g.out_h();
+  rows.out_w = g.out_w();
+  rows.stride_h = g.stride_h;
+  rows.stride_w = g.stride_w;
+  tap_offsets.clear();
+  const int64_t taps_w = mode == DirectMode::kRows ? 1 : g.kernel_w;
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+    for (int64_t kw = 0; kw < taps_w; ++kw)
+      tap_offsets.push_back((kh * g.dilation_h * rows.in_w + kw * g.dilation_w) * g.in_c);
+  rows.tap_offsets = tap_offsets.data();
+  rows.taps = g.kernel_h * taps_w;
+  rows.cg = mode == DirectMode::kRows ? w.row_k : g.group_in_c();
+  return rows;
 }
 
 // Patches at most this large are written whole before the GEMM (they stay in
@@ -192,6 +235,22 @@ PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_
     return p;
   }
   const int64_t group_out_c = out_c / groups, K = taps * group_in_c;
+  const int64_t row_bytes = kernel_w * group_in_c, row_k = round_up(row_bytes, 8);
+  // Kernel rows as taps: only where the padding to 8 bytes adds at most a third.
+  if (groups == 1 && group_in_c % 8 != 0 && 3 * row_k <= 4 * row_bytes) {
+    std::vector<uint8_t> rb(static_cast<size_t>(kernel_h * row_k * out_c));
+    for (int64_t kh = 0; kh < kernel_h; ++kh)
+      for (int64_t j = 0; j < row_k; ++j)
+        for (int64_t o = 0; o < out_c; ++o) {
+          const int32_t zero = zp[zp_per_channel ? o : 0];  // a weight equal to its zero point counts 0
+          const int64_t kw = j / group_in_c, c = j % group_in_c;
+          const int32_t v = j < row_bytes ? weight_value(w, w_signed, ((o * group_in_c + c) * kernel_h + kh) * kernel_w + kw)
+                                          : zero;
+          rb[static_cast<size_t>((kh * row_k + j) * out_c + o)] = static_cast<uint8_t>(v);
+        }
+    p.row_b.push_back(pack_b(rb.data(), w_signed, kernel_h * row_k, out_c, out_c, zp, zp_per_channel));
+    p.row_k = row_k;
+  }
   std::vector<uint8_t> b(static_cast<size_t>(K * group_out_c));
   for (int64_t g = 0; g < groups; ++g) {
     // B[(kh, kw, c)][j] = w[g * group_out_c + j][c][kh][kw], in blocks of 64 output channels:
@@ -248,52 +307,26 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
   const int64_t cg = g.group_in_c(), ocg = g.group_out_c();
   const int64_t K = g.kernel_h * g.kernel_w * cg;
   thread_local AlignedBuffer<uint8_t> patches;
-  // Direct convolution: the padded input (when there are pads) and the taps' offsets in it.
   const GemmKernel& kernel = active_gemm();
-  const bool direct = direct_conv_applies(g, x_signed, w, kernel);
+  const DirectMode direct = direct_mode(g, x_signed, w, kernel);
   thread_local AlignedBuffer<uint8_t> padded;
   thread_local std::vector<int64_t> tap_offsets;
-  ConvRows rows;
-  if (direct) {
-    rows.in_h = g.in_h + g.pad_top + g.pad_bottom;
-    rows.in_w = g.in_w + g.pad_left + g.pad_right;
-    rows.in_c = g.in_c;
-    rows.x = static_cast<const uint8_t*>(x);
-    if (g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0) {
-      const int64_t padded_rows = g.batch * rows.in_h;
-      padded.reserve_discard(static_cast<size_t>(padded_rows * rows.in_w * g.in_c));
-      uint8_t* const out = padded.data();  // the pointer, not the thread_local (see below)
-      parallel_for(padded_rows, rows.in_w * g.in_c, kMinWorkPerThread, [&](int64_t r0, int64_t r1) {
-        pad_rows(g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), r0, r1, out);
-      });
-      rows.x = out;
-    }
-    rows.out_h = g.out_h();
-    rows.out_w = g.out_w();
-    rows.stride_h = g.stride_h;
-    rows.stride_w = g.stride_w;
-    tap_offsets.clear();
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw)
-        tap_offsets.push_back((kh * g.dilation_h * rows.in_w + kw * g.dilation_w) * g.in_c);
-    rows.tap_offsets = tap_offsets.data();
-    rows.taps = g.kernel_h * g.kernel_w;
-    rows.cg = cg;
-  }
-  const uint8_t* const rows_x = rows.x;
+  const ConvRows rows = direct == DirectMode::kNone
+                            ? ConvRows{}
+                            : direct_rows(g, static_cast<const uint8_t*>(x), x_zp, w, direct, padded, tap_offsets);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     AOperand a;
     a.is_signed = x_signed;
     a.M = M;
-    a.K = K;
+    a.K = direct == DirectMode::kRows ? w.row_b[0].K : K;
     a.zp = &x_zp;
     const PatchSource source{&g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), grp};
     ConvRows group_rows = rows;
     if (g.pointwise()) {
       a.data = static_cast<const uint8_t*>(x) + grp * cg;
       a.lda = g.in_c;
-    } else if (direct) {
-      group_rows.x = rows_x + grp * cg;
+    } else if (direct != DirectMode::kNone) {
+      group_rows.x = rows.x + grp * cg;
       a.conv = &group_rows;
       a.conv_kernel = &kernel;
     } else if (M * K > kWholePatchBytes) {
@@ -327,7 +360,7 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
     e.fixed_shift = shift(ep.fixed_shift);
     e.col_scale = shift(ep.col_scale);
     e.bias = shift(ep.bias);
-    run_gemm(a, w.group_b[grp], e);
+    run_gemm(a, direct == DirectMode::kRows ? w.row_b[0] : w.group_b[grp], e);
   }
 }
 

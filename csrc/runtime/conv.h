@@ -2,9 +2,10 @@
 // QLinearConv semantics).  Weights are packed once per group into the GEMM's
 // packed-B layout with K ordered (kh, kw, c), the order of an NHWC patch.
 // Convolutions run as GEMMs.  Where the ISA's kernel has a direct-convolution
-// tile (AVX-512 VNNI: uint8 input, channels per group a multiple of 8, no
-// weight zero point), it reads each output pixel's taps in place, from a copy
-// of the input with its padding written out when the convolution pads.
+// tile (AVX-512 VNNI: uint8 input, no weight zero point, channels per group a
+// multiple of 8 or few channels in one group), it reads each output pixel's
+// taps (or, with few channels, kernel rows) in place, from a copy of the
+// input with its padding written out when the convolution pads.
 // Otherwise the GEMM runs over an im2col copy of the input (padding taps hold
 // the input zero point, so they contribute nothing).  1x1 stride-1 unpadded
 // convolutions read the input in place as a plain GEMM, and depthwise ones
@@ -24,6 +25,12 @@ struct PackedConv {
   bool zp_per_channel = false;
   std::vector<int32_t> zp_user;      // 1 or out_c zero points, in w's domain
   std::vector<PackedB> group_b;      // one GEMM B per group (empty for depthwise)
+  // Few channels (one group, group_in_c not a multiple of 8): B again with K ordered
+  // (kh, j), j < row_k a kernel row's kernel_w * group_in_c contiguous NHWC bytes, padded
+  // with zero weights to row_k, a multiple of 8: a direct convolution's taps are then the
+  // kernel rows (see run_conv).  Empty otherwise.
+  std::vector<PackedB> row_b;
+  int64_t row_k = 0;
   AlignedBuffer<int32_t> dw_weights; // depthwise: [kh * kw][channels], w - zp
   AlignedBuffer<int8_t> dw_weights_i8;  // depthwise, when every w - zp fits int8: see DepthwiseCall
   AlignedBuffer<int32_t> dw_weight_sum; // [channels] sum over taps of w - zp

@@ -189,19 +189,27 @@ DIRECT_CASES = [
     (1, 64, 8, 8, 80, 1, (2, 2), (1, 1), (0, 0, 0, 0), 1),       # 1x1 stride 2 (a downsample), no padding
     (1, 16, 9, 9, 32, 5, (2, 2), (1, 1), (2, 1, 0, 3), 1),       # 5x5, asymmetric pads
     (1, 40, 3, 13, 24, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),      # no pads, 11 pixels: 6 + 5
+    # few channels: each kernel row's kw * c bytes one tap, padded to 8 with zero weights
+    (2, 3, 15, 13, 64, 7, (2, 2), (1, 1), (3, 3, 3, 3), 1),      # a stem: 21 -> 24 bytes per row
+    (1, 4, 6, 7, 20, 3, (1, 2), (2, 1), (1, 0, 2, 1), 1),        # 12 -> 16, dilation in h
+    (1, 5, 5, 5, 16, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),        # 15 -> 16, no pads
 ]
 
 
+@pytest.mark.parametrize("weights", ["int8 zp 0", "uint8 zp 128"])
 @pytest.mark.parametrize("case", DIRECT_CASES)
-def test_direct_conv_paths(isa, rng, case):
+def test_direct_conv_paths(isa, rng, case, weights):
     """Convolutions the AVX-512 VNNI path computes from the input in place (other paths through im2col),
     int32 and requantized, against direct int64 convolution and eightbit.reference."""
     from eightbit import reference as ref
 
     n, c, h, w, o, k, strides, dilations, pads, group = case
     x = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
-    wt = rng.integers(-128, 128, (o, c // group, k, k), dtype=np.int8)
-    xz, wz = np.uint8(rng.integers(0, 256)), np.zeros(o, np.int8)
+    if weights == "int8 zp 0":
+        wt, wz = rng.integers(-128, 128, (o, c // group, k, k), dtype=np.int8), np.zeros(o, np.int8)
+    else:  # shifted to int8 when packed: zero point 0 again, so the direct path applies
+        wt, wz = rng.integers(0, 256, (o, c // group, k, k), dtype=np.uint8), np.full(o, 128, np.uint8)
+    xz = np.uint8(rng.integers(0, 256))
     attrs = dict(strides=strides, dilations=dilations, pads=list(pads), group=group)
     packed = eb.pack_conv_weights(wt, wz, group=group)
     x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
