@@ -49,7 +49,10 @@ ORT_ENABLE_ALL), all fed the float32 model exported by ``graph_to_onnx``:
   batch fixed per case, compiled with one inference thread, one stream, the latency hint and no
   pinning (``OV_CONFIG``); it runs the QDQ convolutions in int8 (its low-precision
   transformations), which the table shows from ``get_runtime_model()``. Without openvino the
-  table says "not run (openvino not installed)" in its columns.
+  table says "not run (openvino not installed)" in its columns. ``model_table.py --isa NAME``
+  (``set_isa_mode``) runs ours on eightbit's ISA NAME and OpenVINO under the matching oneDNN cap
+  (``ONEDNN_MAX_CPU_ISA``, ``OV_ISA_CAPS``), to measure CPUs without AMX on an AMX machine; ORT
+  has no such switch and keeps its default kernels.
 
 Ours: ``qm = eb.quantize(graph, calibration_batches)`` (static, per-channel int8 weights, uint8
 activations), timed ``qm(x)`` (float32 NCHW in, float32 logits out) with ``eb.set_num_threads(1)``.
@@ -414,7 +417,7 @@ def ov_core():
 def ov_config() -> tuple:
     """OV_CONFIG as (key, value) pairs, restricted to the CPU plugin's SUPPORTED_PROPERTIES."""
     supported = set(ov_core().get_property("CPU", "SUPPORTED_PROPERTIES"))
-    cfg = {k: v for k, v in OV_CONFIG.items() if k in supported}
+    cfg = {k: v for k, v in {**OV_CONFIG, **OV_ISA_CONFIG.get(ISA, {})}.items() if k in supported}
     if "ENABLE_CPU_PINNING" not in supported and "AFFINITY" in supported:
         cfg["AFFINITY"] = "NONE"
     return tuple(cfg.items())
@@ -476,11 +479,11 @@ _OV_COMPUTE = ("Convolution", "FullyConnected", "MatMul", "Deconvolution")
 
 
 @functools.lru_cache(maxsize=None)
-def ov_runtime(model: str, batch: int = 1):
-    """(int8 compute nodes, compute nodes, description) of the graph the CPU plugin runs
-    (``get_runtime_model()``): per layer type, its runtime precision and primitive (kernel)."""
+def ov_nodes(model: str, batch: int = 1) -> tuple:
+    """(layer type, runtime precision, primitive) of every node of the graph the CPU plugin runs
+    (``get_runtime_model()``), in order, without Const / Input / Output."""
     rt = ov_compiled(model, batch).get_runtime_model()
-    kinds, n8, n = {}, 0, 0
+    out = []
     for op in rt.get_ordered_ops():
         info = op.get_rt_info()
 
@@ -489,8 +492,17 @@ def ov_runtime(model: str, batch: int = 1):
         layer = get("layerType")
         if layer in ("Const", "Input", "Output", "Parameter", "Result"):
             continue
-        prec = get("runtimePrecision")
-        kinds.setdefault((layer, prec), Counter())[get("primitiveType")] += 1
+        out.append((layer, get("runtimePrecision"), get("primitiveType")))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def ov_runtime(model: str, batch: int = 1):
+    """(int8 compute nodes, compute nodes, description) of the graph the CPU plugin runs
+    (``get_runtime_model()``): per layer type, its runtime precision and primitive (kernel)."""
+    kinds, n8, n = {}, 0, 0
+    for layer, prec, prim in ov_nodes(model, batch):
+        kinds.setdefault((layer, prec), Counter())[prim] += 1
         if layer in _OV_COMPUTE:
             n += 1
             n8 += prec in ("u8", "i8")
@@ -499,6 +511,91 @@ def ov_runtime(model: str, batch: int = 1):
         desc = ", ".join(f"{p} x{k}" if len(prims) > 1 else p for p, k in prims.items())
         parts.append(f"{layer} {prec} x{sum(prims.values())} [{desc}]")
     return n8, n, "; ".join(parts)
+
+
+# ---- ISA mode (model_table.py --isa NAME; issue 15: speed on CPUs without AMX) ---------------
+
+# eightbit ISA -> the cap OpenVINO's CPU plugin gets: oneDNN's ONEDNN_MAX_CPU_ISA (DNNL_MAX_CPU_ISA
+# is the older spelling; both work in 2026.4). oneDNN reads it once, at the first ISA query of
+# the process (in practice OpenVINO's first compile_model: setting it after `import openvino`,
+# even after Core().get_property, still works; after a compile_model it does not), so it has to
+# be in the environment before any OpenVINO compile. OpenVINO has no CPU property for it. It caps
+# oneDNN's kernels (convolutions: brgconv_avx512_amx_I8 -> brgconv_avx512_I8 under
+# AVX512_CORE_VNNI, brgconv_avx2_I8 under AVX2_VNNI, jit_avx2_I8 under AVX2) and the plugin's own
+# JIT kernels that ask oneDNN's mayiuse; a few of its nodes dispatch on cpuid themselves and are
+# not capped (Reduce stays jit_avx512_I8 under AVX2): ov_above_cap lists them under the table.
+# ONNX Runtime has no such switch: MLAS picks its kernels by cpuid (AMX for u8s8 GEMMs on an AMX
+# CPU), so the ORT columns stay on their default kernels.
+OV_ISA_CAPS = {"avx512vnni": "AVX512_CORE_VNNI", "avxvnni": "AVX2_VNNI", "avx2": "AVX2",
+               "amx": "AVX512_CORE_AMX"}
+ONEDNN_ISA_VAR = "ONEDNN_MAX_CPU_ISA"
+# substrings of OpenVINO primitive names that the cap of each mode rules out
+_ABOVE_CAP = {"avx512vnni": ("amx",), "avxvnni": ("amx", "avx512"), "avx2": ("amx", "avx512"),
+              "amx": ()}
+# Extra compile_model properties per mode. The oneDNN cap leaves OpenVINO's default inference
+# precision at bf16 here (chosen by cpuid: AVX512_BF16 / AMX); a CPU whose best int8 ISA is AVX2
+# or AVX-VNNI has no AVX512_BF16, so OpenVINO runs f32 there (only float ops outside the int8
+# graph are concerned: MobileNetV2's hardswish). avx512vnni keeps the default (bf16, as on Zen 4;
+# a Cascade Lake / Ice Lake Xeon would get f32).
+OV_ISA_CONFIG = {"avxvnni": {"INFERENCE_PRECISION_HINT": "f32"},
+                 "avx2": {"INFERENCE_PRECISION_HINT": "f32"}}
+ISA = None   # model_table.py --isa: the ISA of ours and the cap of OpenVINO (set_isa_mode)
+
+
+def set_isa_mode(eb, isa: str) -> None:
+    """Run ours on eightbit's ``isa`` (eb.set_isa, checked through eb.cpu_info()) and OpenVINO
+    under the matching oneDNN cap (OV_ISA_CAPS, exported as ONEDNN_MAX_CPU_ISA). Call before any
+    OpenVINO compile_model in the process; raises ValueError / RuntimeError when that cannot hold."""
+    global ISA
+    if isa not in OV_ISA_CAPS:
+        raise ValueError(f"--isa {isa}: one of {', '.join(OV_ISA_CAPS)}")
+    if _OV_COMPILED:
+        raise RuntimeError("OpenVINO already compiled a model in this process: the oneDNN ISA cap "
+                           "would not apply")
+    os.environ[ONEDNN_ISA_VAR] = OV_ISA_CAPS[isa]
+    ISA = isa
+    ov_config.cache_clear()
+    if eb is not None:
+        eb.set_isa(isa)
+        got = eb.cpu_info()["isa"]
+        if got != isa:
+            raise RuntimeError(f"eb.set_isa({isa!r}) did not take: eb.cpu_info()['isa'] = {got!r}")
+
+
+def ov_above_cap(model: str, batch: int = 1) -> list:
+    """'layer primitive xN' for the nodes of OpenVINO's runtime model whose primitive is beyond
+    the cap of the ISA mode (e.g. an amx or avx512 kernel under --isa avx2); [] without ISA."""
+    banned = _ABOVE_CAP.get(ISA, ())
+    hits = Counter(f"{layer} {prim}" for layer, _, prim in ov_nodes(model, batch)
+                   if any(b in prim.lower() for b in banned))
+    return [f"{k} x{n}" for k, n in hits.items()]
+
+
+def ort_isa_desc() -> str:
+    """What the ORT columns run on in the ISA mode: their default kernels."""
+    amx = "amx_int8" in B.cpu_flags()
+    return ("ORT int8 / ORT fp32 = NOT capped (ONNX Runtime has no ISA switch; MLAS picks its "
+            "kernels by cpuid" + (": AMX for the u8s8 GEMMs of QLinearConv / QGemm on this CPU, "
+                                  "AVX-512 for fp32)" if amx else ")"))
+
+
+def isa_lines(eb) -> list:
+    """The ISA of each implementation (ISA mode only), printed above the table."""
+    if ISA is None:
+        return []
+    try:
+        ours = eb.cpu_info()["isa"] if eb is not None else None
+    except Exception as e:
+        ours = f"? ({type(e).__name__})"
+    ours_desc = (f"ours = eightbit isa {ours} (eb.set_isa({ISA!r}); eb.cpu_info()['isa'] read "
+                 f"after the run)" + ("" if ours == ISA else "  <- NOT the requested ISA")
+                 if eb is not None else "ours = not run (no eightbit)")
+    extra = OV_ISA_CONFIG.get(ISA)
+    return [f"ISA mode --isa {ISA}: {ours_desc}; OV i8 = oneDNN capped at {ONEDNN_ISA_VAR}="
+            f"{os.environ.get(ONEDNN_ISA_VAR)}"
+            + (f" and {', '.join(f'{k}={v}' for k, v in extra.items())} (no AVX512_BF16 on such "
+               f"CPUs)" if extra else "")
+            + " (its runtime primitives are listed under the table); " + ort_isa_desc()]
 
 
 def ov_settings_line() -> str:
@@ -516,11 +613,13 @@ def ov_settings_line() -> str:
                     back.append(f"{k}={cm.get_property(k)}")
                 except Exception:
                     pass
+        env = [f"{v}={os.environ[v]}" for v in (ONEDNN_ISA_VAR, "DNNL_MAX_CPU_ISA") if v in os.environ]
         return (f"OV i8 = OpenVINO {ov.get_version().split('-')[0]} CPU plugin on the same QDQ file "
                 f"ORT int8 runs (quantize_static's output, batch fixed by Model.reshape): "
                 f"compile_model(model, 'CPU', {got}); one InferRequest per case, "
                 f"infer({{0: x}}, share_inputs=True)"
-                + (f"; the compiled model reports {', '.join(back)}" if back else ""))
+                + (f"; the compiled model reports {', '.join(back)}" if back else "")
+                + (f"; environment {', '.join(env)}" if env else ""))
     except Exception as e:
         return f"OV i8: {type(e).__name__}: {e}"
 
@@ -807,6 +906,15 @@ HEADERS = ["model", "batch", "ours ms", "ORT int8 QDQ ms", "xORT int8", "OV i8 m
            "ORT fp32 ms", "xORT fp32", "target", "result"]
 
 
+def headers() -> list:
+    """HEADERS; in the ISA mode (model_table.py --isa) the time columns name their ISA."""
+    if ISA is None:
+        return HEADERS
+    tags = {"ours ms": ISA, "OV i8 ms": OV_ISA_CAPS[ISA], "ORT int8 QDQ ms": "default",
+            "ORT fp32 ms": "default"}
+    return [f"{h} [{tags[h]}]" if h in tags else h for h in HEADERS]
+
+
 def has_model(results) -> bool:
     return any(k.startswith(PREFIX) for k in (*results.times, *results.verified))
 
@@ -885,7 +993,7 @@ def render(results, eb=None) -> str:
                      B.fmt_ratio(ratio[I8]), *_ov_cells(case, times[OV_KIND], ratio[OV]),
                      fmt_ms(times["ort-f32"]), B.fmt_ratio(ratio[F32]),
                      target, _verdict(results, ok, ours, ratio, case.targets, ov_missing)])
-    text = B.format_table(HEADERS, rows, left=(0, -2, -1)) if rows else []
+    text = (isa_lines(eb) + B.format_table(headers(), rows, left=(0, -2, -1))) if rows else []
     if rows:
         text.append("ratio = baseline time / our time (higher is better; >= 1.0x means ours takes at "
                     "most the baseline's latency); medians over the same cycles (~20 ms blocks, or "
@@ -925,6 +1033,20 @@ def _ov_lines(cases) -> list:
             continue
         verdict = (f"int8: {n8} of {n} Convolution / FullyConnected nodes run u8/i8"
                    + ("" if n8 == n else "  <- NOT all int8: the OV i8 column is partly float"))
+        if ISA is not None:
+            above = list(dict.fromkeys(a for m, b in _OV_COMPILED if m == model
+                                       for a in ov_above_cap(m, b)))   # every batch compiled
+            compute = [a for a in above if a.split()[0] in _OV_COMPUTE]
+            cap, banned = OV_ISA_CAPS[ISA], _ABOVE_CAP[ISA]
+            if not banned:
+                verdict += f"; cap {cap} (AMX allowed)"
+            elif not above:
+                verdict += f"; cap {cap}: no primitive named {' / '.join(banned)}"
+            else:
+                verdict += (f"; cap {cap}: primitives beyond it: {', '.join(above)}"
+                            + ("  <- a Convolution / FullyConnected is NOT capped" if compute else
+                               " (no Convolution / FullyConnected among them: nodes that pick "
+                               "their kernel by cpuid themselves)"))
         lines.append(f"OV runtime model, {model} (get_runtime_model(), batch {batch}, layer type "
                      f"runtimePrecision x count [primitive]): {verdict}; {desc}")
     return lines

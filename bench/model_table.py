@@ -9,6 +9,14 @@ plain one. Building the models, the checks, quantize_static and eb.quantize take
     python bench/model_table.py --quick          # 0.5 s each, 3 cycles, 8 eval images (~15 s)
     python bench/model_table.py --cases resnet18-b1,mlp     # case ids containing these
     python bench/model_table.py --cases resnet18,mobilenetv2   # the cases with the OpenVINO column
+    python bench/model_table.py --isa avx512vnni --cases resnet18,mobilenetv2   # without AMX (issue 15)
+
+--isa NAME (avx512vnni, avxvnni, avx2, amx) runs ours with eb.set_isa(NAME) and OpenVINO under the
+matching oneDNN cap (ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI / AVX2_VNNI / AVX2 / AVX512_CORE_AMX, set
+in this process before OpenVINO compiles anything; avxvnni / avx2 also get OpenVINO's f32
+inference precision, as on such CPUs): an AMX machine measures what a CPU without AMX would get.
+ONNX Runtime has no such switch: its columns keep the default kernels (AMX here), as the table
+says. The OpenVINO primitives under the table show the cap held.
 
 The OpenVINO int8 baseline (OV i8, ResNet-18 and MobileNetV2) needs ``pip install openvino``;
 without it those columns say "not run (openvino not installed)".
@@ -44,6 +52,9 @@ def parse_args(argv):
     ap.add_argument("--min-cycles", type=int, default=None)
     ap.add_argument("--via-onnx", action="store_true",
                     help="quantize eb.from_onnx(the exported float model) instead of the builder's graph")
+    ap.add_argument("--isa", default=None, choices=sorted(M.OV_ISA_CAPS),
+                    help="run ours on this eightbit ISA (eb.set_isa) and OpenVINO under the matching "
+                         "oneDNN cap (ONEDNN_MAX_CPU_ISA); ORT keeps its default kernels")
     args = ap.parse_args(argv)
     if args.time is None:
         args.time = 0.5 if args.quick else 4.0
@@ -67,6 +78,12 @@ def main(argv=None):
     res.isas = B.available_isas(eb)
     if eb is not None:
         eb.set_num_threads(1)
+    if args.isa is not None:
+        try:  # before anything compiles an OpenVINO model: the oneDNN cap is read once
+            M.set_isa_mode(eb, args.isa)
+        except Exception as e:
+            print(f"--isa {args.isa}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
     print("\n".join(B.header_lines(eb, numpy_blas=False)))
     print("ours: eb.quantize(eb.from_onnx(<the float ONNX model ORT runs>))\n" if args.via_onnx
           else "ours: eb.quantize(<the eb.Graph built from NumPy weights>)\n")
