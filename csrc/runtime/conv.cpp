@@ -120,13 +120,15 @@ struct PatchSource {
 
 // The input with its padding written out (rows of the zero point around each
 // image), so that every tap of every output pixel is a plain address: the
-// direct convolution's source.  Rows [r0, r1) of the batch x padded_h rows.
-void pad_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t r0, int64_t r1, uint8_t* out) {
+// direct convolution's source.  Rows [r0, r1) of the batch x padded_h rows,
+// row r at out + (r - base) * its bytes.
+void pad_rows(const ConvGeometry& g, const uint8_t* x, uint8_t zero_byte, int64_t base, int64_t r0, int64_t r1,
+              uint8_t* out) {
   const int64_t ph = g.in_h + g.pad_top + g.pad_bottom, pw = g.in_w + g.pad_left + g.pad_right;
   const int64_t row_bytes = pw * g.in_c, left = g.pad_left * g.in_c, body = g.in_w * g.in_c;
   const FillPattern zero(zero_byte);
   for (int64_t r = r0; r < r1; ++r) {
-    uint8_t* dst = out + r * row_bytes;
+    uint8_t* dst = out + (r - base) * row_bytes;
     const int64_t n = r / ph, ih = r % ph - g.pad_top;
     if (ih < 0 || ih >= g.in_h) {
       fill_run(dst, zero, row_bytes);
@@ -155,38 +157,87 @@ DirectMode direct_mode(const ConvGeometry& g, bool x_signed, const PackedConv& w
   return DirectMode::kNone;
 }
 
-// The ConvRows of a direct convolution (group 0): the input or its padded copy
-// in `padded`, the taps' offsets in `tap_offsets`.
-ConvRows direct_rows(const ConvGeometry& g, const uint8_t* x, int32_t x_zp, const PackedConv& w, DirectMode mode,
-                     AlignedBuffer<uint8_t>& padded, std::vector<int64_t>& tap_offsets) {
-  ConvRows rows;
-  rows.in_h = g.in_h + g.pad_top + g.pad_bottom;
-  rows.in_w = g.in_w + g.pad_left + g.pad_right;
-  rows.in_c = g.in_c;
-  rows.x = x;
-  if (mode == DirectMode::kRows || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0) {
-    const int64_t padded_rows = g.batch * rows.in_h, bytes = padded_rows * rows.in_w * g.in_c;
-    constexpr int64_t kSlack = 8;  // read (against zero weights) past the last kernel row
-    padded.reserve_discard(static_cast<size_t>(bytes + kSlack));
-    uint8_t* const out = padded.data();  // the pointer, not the thread_local: pool threads fill it
-    parallel_for(padded_rows, rows.in_w * g.in_c, kMinWorkPerThread,
-                 [&](int64_t r0, int64_t r1) { pad_rows(g, x, static_cast<uint8_t>(x_zp), r0, r1, out); });
-    std::memset(out + bytes, 0, kSlack);
-    rows.x = out;
-  }
-  rows.out_h = g.out_h();
-  rows.out_w = g.out_w();
-  rows.stride_h = g.stride_h;
-  rows.stride_w = g.stride_w;
+// Group grp's slice of the output columns and per-channel parameters, from
+// output row m0 on.
+Epilogue group_epilogue(const Epilogue& ep, int64_t grp, int64_t group_out_c, int64_t m0) {
+  Epilogue e = ep;
+  const int64_t off = grp * group_out_c;
+  e.out = static_cast<uint8_t*>(ep.out) + (m0 * ep.ldc + off) * output_bytes(ep.kind);
+  auto shift = [off](auto* ptr) { return ptr == nullptr ? ptr : ptr + off; };
+  e.bias_i32 = shift(ep.bias_i32);
+  e.multiplier = shift(ep.multiplier);
+  e.fixed_m0 = shift(ep.fixed_m0);
+  e.fixed_shift = shift(ep.fixed_shift);
+  e.col_scale = shift(ep.col_scale);
+  e.bias = shift(ep.bias);
+  return e;
+}
+
+// Padded input per band of output rows at most this large: the copy and the
+// tiles reading it share L2.  A batch whose whole padded input fits is one band.
+constexpr int64_t kBandBytes = 256 * 1024;
+
+void run_direct_conv(const ConvGeometry& g, const uint8_t* x, int32_t x_zp, const PackedConv& w, const Epilogue& ep,
+                     DirectMode mode, const GemmKernel& kernel) {
+  const int64_t ph = g.in_h + g.pad_top + g.pad_bottom, pw = g.in_w + g.pad_left + g.pad_right;
+  const int64_t row_bytes = pw * g.in_c, oh_n = g.out_h(), ow_n = g.out_w(), cg = g.group_in_c();
+  const bool copy = mode == DirectMode::kRows || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0;
+  thread_local AlignedBuffer<uint8_t> padded;
+  thread_local std::vector<int64_t> tap_offsets;
   tap_offsets.clear();
   const int64_t taps_w = mode == DirectMode::kRows ? 1 : g.kernel_w;
   for (int64_t kh = 0; kh < g.kernel_h; ++kh)
     for (int64_t kw = 0; kw < taps_w; ++kw)
-      tap_offsets.push_back((kh * g.dilation_h * rows.in_w + kw * g.dilation_w) * g.in_c);
-  rows.tap_offsets = tap_offsets.data();
-  rows.taps = g.kernel_h * taps_w;
-  rows.cg = mode == DirectMode::kRows ? w.row_k : g.group_in_c();
-  return rows;
+      tap_offsets.push_back((kh * g.dilation_h * pw + kw * g.dilation_w) * g.in_c);
+
+  // Bands: (first image, images, first output row, output rows).
+  const bool whole = !copy || g.batch * ph * row_bytes <= kBandBytes;
+  const int64_t window_rows = (g.kernel_h - 1) * g.dilation_h + 1;
+  int64_t band_h = std::max<int64_t>((kBandBytes / row_bytes - window_rows) / g.stride_h + 1, 1);
+  band_h = std::min(oh_n, std::max(band_h, (96 + ow_n - 1) / ow_n));  // and at least ~96 pixels
+  for (int64_t n = 0; n < (whole ? 1 : g.batch); ++n) {
+    for (int64_t oh0 = 0; oh0 < oh_n; oh0 += whole ? oh_n : band_h) {
+      const int64_t images = whole ? g.batch : 1, out_rows = whole ? oh_n : std::min(band_h, oh_n - oh0);
+      ConvRows rows;
+      rows.in_c = g.in_c;
+      rows.in_w = pw;
+      rows.in_h = whole ? ph : (out_rows - 1) * g.stride_h + window_rows;
+      rows.out_h = out_rows;
+      rows.out_w = ow_n;
+      rows.stride_h = g.stride_h;
+      rows.stride_w = g.stride_w;
+      rows.tap_offsets = tap_offsets.data();
+      rows.taps = static_cast<int64_t>(tap_offsets.size());
+      rows.cg = mode == DirectMode::kRows ? w.row_k : cg;
+      rows.x = x;
+      if (copy) {
+        // Padded rows [r0, r0 + count) of the batch; 8 bytes of slack read (against zero
+        // weights) past the last kernel row.
+        const int64_t r0 = n * ph + oh0 * g.stride_h, count = images * rows.in_h, bytes = count * row_bytes;
+        constexpr int64_t kSlack = 8;
+        padded.reserve_discard(static_cast<size_t>(bytes + kSlack));
+        uint8_t* const out = padded.data();  // the pointer, not the thread_local: pool threads fill it
+        parallel_for(count, row_bytes, kMinWorkPerThread, [&](int64_t a, int64_t b) {
+          pad_rows(g, x, static_cast<uint8_t>(x_zp), r0, r0 + a, r0 + b, out);
+        });
+        std::memset(out + bytes, 0, kSlack);
+        rows.x = out;
+      }
+      const int64_t m0 = (n * oh_n + oh0) * ow_n;
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        ConvRows group_rows = rows;
+        group_rows.x = rows.x + grp * cg;
+        AOperand a;
+        a.M = images * out_rows * ow_n;
+        a.zp = &x_zp;
+        a.conv = &group_rows;
+        a.conv_kernel = &kernel;
+        const PackedB& b = mode == DirectMode::kRows ? w.row_b[0] : w.group_b[grp];
+        a.K = b.K;
+        run_gemm(a, b, group_epilogue(ep, grp, g.group_out_c(), m0));
+      }
+    }
+  }
 }
 
 // Patches at most this large are written whole before the GEMM (they stay in
@@ -309,26 +360,20 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
   thread_local AlignedBuffer<uint8_t> patches;
   const GemmKernel& kernel = active_gemm();
   const DirectMode direct = direct_mode(g, x_signed, w, kernel);
-  thread_local AlignedBuffer<uint8_t> padded;
-  thread_local std::vector<int64_t> tap_offsets;
-  const ConvRows rows = direct == DirectMode::kNone
-                            ? ConvRows{}
-                            : direct_rows(g, static_cast<const uint8_t*>(x), x_zp, w, direct, padded, tap_offsets);
+  if (direct != DirectMode::kNone) {
+    run_direct_conv(g, static_cast<const uint8_t*>(x), x_zp, w, ep, direct, kernel);
+    return;
+  }
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     AOperand a;
     a.is_signed = x_signed;
     a.M = M;
-    a.K = direct == DirectMode::kRows ? w.row_b[0].K : K;
+    a.K = K;
     a.zp = &x_zp;
     const PatchSource source{&g, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zp), grp};
-    ConvRows group_rows = rows;
     if (g.pointwise()) {
       a.data = static_cast<const uint8_t*>(x) + grp * cg;
       a.lda = g.in_c;
-    } else if (direct != DirectMode::kNone) {
-      group_rows.x = rows.x + grp * cg;
-      a.conv = &group_rows;
-      a.conv_kernel = &kernel;
     } else if (M * K > kWholePatchBytes) {
       a.source = {PatchSource::fill, &source};
     } else {
@@ -349,18 +394,7 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
       a.rows_padded = ld > K;
       a.zero_padded_to = ld > K ? ld : 0;
     }
-    // This group's slice of the output columns and per-channel parameters.
-    Epilogue e = ep;
-    const int64_t off = grp * ocg;
-    e.out = static_cast<uint8_t*>(ep.out) + off * output_bytes(ep.kind);
-    auto shift = [off](auto* ptr) { return ptr == nullptr ? ptr : ptr + off; };
-    e.bias_i32 = shift(ep.bias_i32);
-    e.multiplier = shift(ep.multiplier);
-    e.fixed_m0 = shift(ep.fixed_m0);
-    e.fixed_shift = shift(ep.fixed_shift);
-    e.col_scale = shift(ep.col_scale);
-    e.bias = shift(ep.bias);
-    run_gemm(a, direct == DirectMode::kRows ? w.row_b[0] : w.group_b[grp], e);
+    run_gemm(a, w.group_b[grp], group_epilogue(ep, grp, ocg, 0));
   }
 }
 

@@ -193,6 +193,10 @@ DIRECT_CASES = [
     (2, 3, 15, 13, 64, 7, (2, 2), (1, 1), (3, 3, 3, 3), 1),      # a stem: 21 -> 24 bytes per row
     (1, 4, 6, 7, 20, 3, (1, 2), (2, 1), (1, 0, 2, 1), 1),        # 12 -> 16, dilation in h
     (1, 5, 5, 5, 16, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),        # 15 -> 16, no pads
+    # padded inputs over 256 KB: copied and computed in bands of output rows
+    (2, 64, 48, 48, 16, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),     # a band per image
+    (1, 64, 80, 72, 16, 3, (2, 1), (1, 1), (1, 2, 1, 0), 2),     # two bands in the image, groups
+    (2, 3, 150, 160, 16, 7, (2, 2), (1, 1), (3, 3, 3, 3), 1),    # kernel rows as taps, a band per image
 ]
 
 
