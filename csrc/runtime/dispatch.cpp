@@ -26,7 +26,7 @@ const IsaEntry kIsas[] = {
 #if defined(EB_HAVE_X86_KERNELS)
     {"avx2", [] { return cpu_features().avx2; }, gemm_kernel_avx2, depthwise_kernel_avx2, cnn_kernels_avx2,
      sgemm_kernel_avx2},
-    {"avxvnni", [] { return cpu_features().avxvnni; }, gemm_kernel_avxvnni, depthwise_kernel_avx2,
+    {"avxvnni", [] { return cpu_features().avxvnni; }, gemm_kernel_avxvnni, depthwise_kernel_avxvnni,
      cnn_kernels_avx2, sgemm_kernel_avx2},
     {"avx512vnni", [] { return cpu_features().avx512vnni; }, gemm_kernel_avx512vnni, depthwise_kernel_avx512vnni,
      cnn_kernels_avx512vnni, sgemm_kernel_avx512},

@@ -117,6 +117,7 @@ using DepthwiseFn = void (*)(const DepthwiseCall& call, int64_t r0, int64_t r1);
 
 DepthwiseFn depthwise_kernel_scalar();
 DepthwiseFn depthwise_kernel_avx2();
+DepthwiseFn depthwise_kernel_avxvnni();
 DepthwiseFn depthwise_kernel_avx512vnni();
 
 }  // namespace eb
