@@ -63,6 +63,21 @@ inline void dw_block(const DepthwiseCall& call, const T* x, const DwTaps& taps, 
   }
 }
 
+// The 4 input rows of row group rg (kernel rows 4 rg ..) for output row (n, oh), from channel
+// c0 (the int8-weight kernels): a row outside the input or past the kernel reads the zero-point
+// row at every column (step 0).
+inline void dw_group_rows(const DepthwiseCall& call, int64_t n, int64_t oh, int64_t rg, int64_t c0,
+                          const uint8_t* rows[4], int64_t steps[4]) {
+  const ConvGeometry& g = call.g;
+  const uint8_t* x = static_cast<const uint8_t*>(call.x);
+  for (int i = 0; i < 4; ++i) {
+    const int64_t kh = 4 * rg + i, ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+    const bool in = kh < g.kernel_h && ih >= 0 && ih < g.in_h;
+    rows[i] = in ? x + (n * g.in_h + ih) * g.in_w * g.in_c + c0 : call.zero_row + c0;
+    steps[i] = in ? g.in_c : 0;
+  }
+}
+
 constexpr int kDwPixels = 8;   // output pixels per epilogue call
 
 template <typename T>

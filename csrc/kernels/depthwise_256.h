@@ -66,7 +66,6 @@ void depthwise_256(const DepthwiseCall& call, int64_t r0, int64_t r1) {
   const int64_t row_groups = dw_row_groups(g.kernel_h);
   const int64_t blocks = (C + kDwBlockChannels - 1) / kDwBlockChannels;
   const int64_t group_stride = blocks * kDwBlockBytes;
-  const uint8_t* x = static_cast<const uint8_t*>(call.x);
   Epilogue ep = call.ep;
   ep.col_comp = call.comp_i8;
   const __m256i flip = _mm256_set1_epi8(kSigned ? static_cast<char>(0x80) : 0);
@@ -87,16 +86,9 @@ void depthwise_256(const DepthwiseCall& call, int64_t r0, int64_t r1) {
       const int halves = cols > 32 ? 2 : 1;
       const int8_t* wb = call.weights_i8 + b * kDwBlockBytes;
       for (int64_t rg = 0; rg < row_groups; ++rg) {
-        // The 4 input rows of this row group; a row outside the input or past
-        // the kernel reads the zero-point row at every column (step 0).
         const uint8_t* rows[4];
         int64_t steps[4];
-        for (int i = 0; i < 4; ++i) {
-          const int64_t kh = 4 * rg + i, ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-          const bool in = kh < g.kernel_h && ih >= 0 && ih < g.in_h;
-          rows[i] = in ? x + (n * g.in_h + ih) * g.in_w * C + c0 : call.zero_row + c0;
-          steps[i] = in ? C : 0;
-        }
+        dw_group_rows(call, n, oh, rg, c0, rows, steps);
         Column256 padding{};
         for (int h = 0; h < halves; ++h) {
           const __m256i zp = _mm256_xor_si256(load_bytes(call.zero_row + c0 + 32 * h, cols - 32 * h), flip);

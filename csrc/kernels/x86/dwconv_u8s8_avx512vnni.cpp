@@ -95,7 +95,6 @@ void depthwise_vnni(const DepthwiseCall& call, int64_t r0, int64_t r1) {
   const int64_t row_groups = dw_row_groups(g.kernel_h);
   const int64_t blocks = (C + kDwBlockChannels - 1) / kDwBlockChannels;
   const int64_t group_stride = blocks * kDwBlockBytes;
-  const uint8_t* x = static_cast<const uint8_t*>(call.x);
   Epilogue ep = call.ep;
   ep.col_comp = call.comp_i8;
   const bool fused = ep.kind == OutputKind::kQuantFloat && ep.row_zp == nullptr && ep.row_comp == nullptr;
@@ -121,16 +120,9 @@ void depthwise_vnni(const DepthwiseCall& call, int64_t r0, int64_t r1) {
       const int8_t* wb = call.weights_i8 + b * kDwBlockBytes;
       const PermutedRequantizer requant(ep, call.comp_i8, c0, C);
       for (int64_t rg = 0; rg < row_groups; ++rg) {
-        // The 4 input rows of this row group; a row outside the input or
-        // past the kernel reads the zero-point row at every column (step 0).
         const uint8_t* rows[4];
         int64_t steps[4];
-        for (int i = 0; i < 4; ++i) {
-          const int64_t kh = 4 * rg + i, ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-          const bool in = kh < g.kernel_h && ih >= 0 && ih < g.in_h;
-          rows[i] = in ? x + (n * g.in_h + ih) * g.in_w * C + c0 : call.zero_row + c0;
-          steps[i] = in ? C : 0;
-        }
+        dw_group_rows(call, n, oh, rg, c0, rows, steps);
         auto load = [&](int i, int64_t iw) {
           return _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[i] + iw * steps[i]), flip);
         };
