@@ -214,6 +214,14 @@ def table(kind: str, prefix: str, np_: int, max_rows: int) -> str:
     return f"constexpr {kind} k{'Conv' if prefix == 'conv_tile' else ''}Tiles{np_}[{max_rows}] = {{{names}}};"
 
 
+def chooser(kind: str, name: str, tables: str, rows: dict) -> str:
+    """The tile of np panels and `rows` rows (1 <= rows <= that table's size), one table per case:
+    an indexed ?: over tables of different sizes reads as an out-of-bounds load to UBSan."""
+    cases = [f"    case {np_}: return {tables}{np_}[rows - 1];" for np_ in sorted(rows, reverse=True) if np_ != 1]
+    return "\n".join([f"inline {kind} {name}(int np, int rows) {{", "  switch (np) {", *cases,
+                      f"    default: return {tables}1[rows - 1];", "  }", "}"])
+
+
 REQUANT = """// Requantization inside the tile (kQuantFloat without row terms): col_comp and multiplier point at
 // the tile's first column, out at its first output byte, ldc bytes between rows.
 struct TileRequant {
@@ -251,6 +259,7 @@ def header(isa: Isa, cpp: str) -> str:
         parts += [conv_tile(isa, r, np_) + "\n" for r in range(1, max_rows + 1)]
     parts += [table("TileFn", "tile", np_, m) for np_, m in isa.gemm_rows.items()]
     parts += [table("ConvTileFn", "conv_tile", np_, m) for np_, m in isa.conv_rows.items()]
+    parts += ["", chooser("TileFn", "tile_for", "kTiles", isa.gemm_rows), chooser("ConvTileFn", "conv_tile_for", "kConvTiles", isa.conv_rows)]
     return "\n".join(parts + ["// clang-format on", ""])
 
 

@@ -74,7 +74,7 @@ void block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, 
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
       const TileRequant* rq = fused.at(m, n0, cols, np);
-      (np == 4 ? kTiles4 : np == 2 ? kTiles2 : kTiles1)[rows - 1](groups, a, call.lda, B.panel(p), bstride, tile, rq);
+      tile_for(np, rows)(groups, a, call.lda, B.panel(p), bstride, tile, rq);
       if (rq == nullptr) apply_epilogue(call.ep, tile, np * kPanelCols, m, rows, n0, cols);
       p += np;
     }
@@ -103,7 +103,7 @@ void conv_block_avx512vnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
       const TileRequant* rq = fused.at(m, n0, cols, np);
-      const ConvTileFn fn = (np == 4 ? kConvTiles4 : np == 2 ? kConvTiles2 : kConvTiles1)[n_rows - 1];
+      const ConvTileFn fn = conv_tile_for(np, n_rows);
       fn(rows, conv.tap_offsets, conv.taps, conv.cg, B.panel(p), bstride, tile, rq);
       if (rq == nullptr) apply_epilogue(call.ep, tile, np * kPanelCols, m, n_rows, n0, cols);
       p += np;

@@ -9291,4 +9291,19 @@ constexpr TileFn kTiles4[3] = {tile_1x4, tile_2x4, tile_3x4};
 constexpr ConvTileFn kConvTiles1[9] = {conv_tile_1x1, conv_tile_2x1, conv_tile_3x1, conv_tile_4x1, conv_tile_5x1, conv_tile_6x1, conv_tile_7x1, conv_tile_8x1, conv_tile_9x1};
 constexpr ConvTileFn kConvTiles2[9] = {conv_tile_1x2, conv_tile_2x2, conv_tile_3x2, conv_tile_4x2, conv_tile_5x2, conv_tile_6x2, conv_tile_7x2, conv_tile_8x2, conv_tile_9x2};
 constexpr ConvTileFn kConvTiles4[6] = {conv_tile_1x4, conv_tile_2x4, conv_tile_3x4, conv_tile_4x4, conv_tile_5x4, conv_tile_6x4};
+
+inline TileFn tile_for(int np, int rows) {
+  switch (np) {
+    case 4: return kTiles4[rows - 1];
+    case 2: return kTiles2[rows - 1];
+    default: return kTiles1[rows - 1];
+  }
+}
+inline ConvTileFn conv_tile_for(int np, int rows) {
+  switch (np) {
+    case 4: return kConvTiles4[rows - 1];
+    case 2: return kConvTiles2[rows - 1];
+    default: return kConvTiles1[rows - 1];
+  }
+}
 // clang-format on

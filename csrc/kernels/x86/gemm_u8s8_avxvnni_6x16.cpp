@@ -31,7 +31,7 @@ void block_avxvnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int
     const uint8_t* a = call.a + m * call.lda;
     for (int64_t p = p0; p < p1;) {
       const int np = rows <= 2 && p1 - p >= 2 ? 2 : 1;
-      (np == 2 ? kTiles2 : kTiles1)[rows - 1](groups, a, call.lda, B.panel(p), bstride, tile);
+      tile_for(np, rows)(groups, a, call.lda, B.panel(p), bstride, tile);
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
       apply_epilogue(call.ep, tile, np * kPanelCols, m, rows, n0, cols);
@@ -55,8 +55,7 @@ void conv_block_avxvnni(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0
     for (int r = 0; r < n_rows; ++r, cursor.next()) rows[r] = cursor.pixel();
     for (int64_t p = p0; p < p1;) {
       const int np = n_rows <= 2 && p1 - p >= 2 ? 2 : 1;
-      (np == 2 ? kConvTiles2 : kConvTiles1)[n_rows - 1](rows, conv.tap_offsets, conv.taps, conv.cg, B.panel(p),
-                                                        bstride, tile);
+      conv_tile_for(np, n_rows)(rows, conv.tap_offsets, conv.taps, conv.cg, B.panel(p), bstride, tile);
       const int64_t n0 = p * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(np * kPanelCols, B.N - n0));
       apply_epilogue(call.ep, tile, np * kPanelCols, m, n_rows, n0, cols);

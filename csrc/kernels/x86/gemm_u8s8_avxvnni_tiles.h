@@ -1179,4 +1179,17 @@ constexpr TileFn kTiles1[6] = {tile_1x1, tile_2x1, tile_3x1, tile_4x1, tile_5x1,
 constexpr TileFn kTiles2[2] = {tile_1x2, tile_2x2};
 constexpr ConvTileFn kConvTiles1[6] = {conv_tile_1x1, conv_tile_2x1, conv_tile_3x1, conv_tile_4x1, conv_tile_5x1, conv_tile_6x1};
 constexpr ConvTileFn kConvTiles2[2] = {conv_tile_1x2, conv_tile_2x2};
+
+inline TileFn tile_for(int np, int rows) {
+  switch (np) {
+    case 2: return kTiles2[rows - 1];
+    default: return kTiles1[rows - 1];
+  }
+}
+inline ConvTileFn conv_tile_for(int np, int rows) {
+  switch (np) {
+    case 2: return kConvTiles2[rows - 1];
+    default: return kConvTiles1[rows - 1];
+  }
+}
 // clang-format on
