@@ -374,25 +374,24 @@ _CONV_CALLS_MAX = 4096
 
 def _conv_call_key(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, *attrs):
     """The cache key of a call whose x is an ndarray and w packed weights (None: the full path).
-    Each argument enters with its type (np.uint8(0) and np.int8(0) are equal but give different
-    outputs); arrays by dtype, shape and bytes; lists as tuples. May be unhashable (a list of
-    arrays...): the caller then takes the full path."""
+    Each scale and zero point enters with its type (np.uint8(0) and np.int8(0) are equal but give
+    different outputs), arrays by dtype, shape and bytes; list attributes as tuples. May be
+    unhashable (a list of arrays...): the caller then takes the full path."""
     if type(x) is not np.ndarray or type(w) is not PackedConvWeights:
         return None
     if B is not None and (type(B) is not np.ndarray or B.dtype != np.int32 or B.shape != (w.shape[0],)):
         return None                               # the full path says what is wrong with B
-    values = (x_scale, x_zero_point, w_scale, w_zero_point, y_scale, y_zero_point, *attrs)
-    types = tuple(map(type, values))
-    if np.ndarray in types or list in types:
-        if any(t is np.ndarray and v.size > 4096 for v, t in zip(values, types)):
-            return None
-        values = tuple([_key_value(v) if t is np.ndarray or t is list else v for v, t in zip(values, types)])
+    params = []
+    for v in (x_scale, x_zero_point, w_scale, w_zero_point, y_scale, y_zero_point):
+        if type(v) is np.ndarray:
+            if v.size > 4096:
+                return None
+            params.append((v.dtype, v.shape, v.tobytes()))
+        else:
+            params.append((type(v), v))
+    attrs = [tuple(a) if type(a) is list else a for a in attrs]
     packed_zp = None if w_zero_point is None else w.zero_point.tobytes()   # checked against w's
-    return (x.dtype, x.shape, w.shape, w.group, packed_zp, types, values)
-
-
-def _key_value(v):
-    return (v.dtype.str, v.shape, v.tobytes()) if type(v) is np.ndarray else tuple(v)
+    return (x.dtype, x.shape, w.shape, w.group, packed_zp, *params, *attrs)
 
 
 def _qlinear_conv_call(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, auto_pad,
