@@ -244,7 +244,8 @@ def header(isa: Isa, cpp: str) -> str:
         "//",
         f"// {isa.name} tiles: rows x NP panels of raw sums S = sum_k a[m][k] * b[k][n] over the k4n16 packed B",
         "// (GEMM: A rows lda bytes apart; conv: each row's taps read in place), stored to `tile` with row",
-        f"// stride NP * 16 int32{' or requantized (TileRequant)' if isa.requant else ''}.  Included by {cpp} inside its anonymous namespace.",
+        f"// stride NP * 16 int32{' or requantized (TileRequant)' if isa.requant else ''}.",
+        f"// Included by {cpp} inside its anonymous namespace.",
         "// clang-format off",
         "#pragma once",
         "",
@@ -259,7 +260,8 @@ def header(isa: Isa, cpp: str) -> str:
         parts += [conv_tile(isa, r, np_) + "\n" for r in range(1, max_rows + 1)]
     parts += [table("TileFn", "tile", np_, m) for np_, m in isa.gemm_rows.items()]
     parts += [table("ConvTileFn", "conv_tile", np_, m) for np_, m in isa.conv_rows.items()]
-    parts += ["", chooser("TileFn", "tile_for", "kTiles", isa.gemm_rows), chooser("ConvTileFn", "conv_tile_for", "kConvTiles", isa.conv_rows)]
+    parts += ["", chooser("TileFn", "tile_for", "kTiles", isa.gemm_rows),
+              chooser("ConvTileFn", "conv_tile_for", "kConvTiles", isa.conv_rows)]
     return "\n".join(parts + ["// clang-format on", ""])
 
 

@@ -92,7 +92,8 @@ void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, 
     for (; c + 16 <= cols; c += 16) {
       // Within [qmin, qmax]: every pack below is exact.
       const __m256i words = _mm256_packs_epi32(requantize8(c), requantize8(c + 8));
-      const __m256i bytes = std::is_signed_v<Out> ? _mm256_packs_epi16(words, words) : _mm256_packus_epi16(words, words);
+      const __m256i bytes =
+          std::is_signed_v<Out> ? _mm256_packs_epi16(words, words) : _mm256_packus_epi16(words, words);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c),
                        _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(bytes, order)));
     }

@@ -295,8 +295,8 @@ PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_
         for (int64_t o = 0; o < out_c; ++o) {
           const int32_t zero = zp[zp_per_channel ? o : 0];  // a weight equal to its zero point counts 0
           const int64_t kw = j / group_in_c, c = j % group_in_c;
-          const int32_t v = j < row_bytes ? weight_value(w, w_signed, ((o * group_in_c + c) * kernel_h + kh) * kernel_w + kw)
-                                          : zero;
+          const int64_t at = ((o * group_in_c + c) * kernel_h + kh) * kernel_w + kw;
+          const int32_t v = j < row_bytes ? weight_value(w, w_signed, at) : zero;
           rb[static_cast<size_t>((kh * row_k + j) * out_c + o)] = static_cast<uint8_t>(v);
         }
     p.row_b.push_back(pack_b(rb.data(), w_signed, kernel_h * row_k, out_c, out_c, zp, zp_per_channel));

@@ -109,7 +109,8 @@ struct ConvRows {
   // Walks the pixels of rows m, m + 1, ... without a division per pixel.
   class Cursor {
    public:
-    Cursor(const ConvRows& c, int64_t m) : c_(c), n_(m / (c.out_h * c.out_w)), oh_(m / c.out_w % c.out_h), ow_(m % c.out_w) {}
+    Cursor(const ConvRows& c, int64_t m)
+        : c_(c), n_(m / (c.out_h * c.out_w)), oh_(m / c.out_w % c.out_h), ow_(m % c.out_w) {}
     const uint8_t* pixel() const {
       return c_.x + ((n_ * c_.in_h + oh_ * c_.stride_h) * c_.in_w + ow_ * c_.stride_w) * c_.in_c;
     }

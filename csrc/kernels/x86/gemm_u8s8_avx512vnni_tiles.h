@@ -2,7 +2,8 @@
 //
 // avx512vnni tiles: rows x NP panels of raw sums S = sum_k a[m][k] * b[k][n] over the k4n16 packed B
 // (GEMM: A rows lda bytes apart; conv: each row's taps read in place), stored to `tile` with row
-// stride NP * 16 int32 or requantized (TileRequant).  Included by gemm_u8s8_avx512vnni_12x32.cpp inside its anonymous namespace.
+// stride NP * 16 int32 or requantized (TileRequant).
+// Included by gemm_u8s8_avx512vnni_12x32.cpp inside its anonymous namespace.
 // clang-format off
 #pragma once
 
