@@ -48,6 +48,40 @@ inline void requantize_float_span(const int32_t* __restrict s, const int32_t* __
   }
 }
 
+#if defined(__AVX512BW__)
+// requantize_float_rows on AVX-512 for NV vectors of 16 columns (cols <= 16 NV): the columns'
+// multipliers, terms and masks are loaded once for all rows.  The same IEEE operations as
+// clamp_round (GCC vectorises the scalar loop with 128-bit vectors only).
+template <typename Out, bool kColComp, int NV>
+void requantize_float_rows_512(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows, int64_t n0,
+                               int cols) {
+  const __m512 vlo = _mm512_set1_ps(static_cast<float>(ep.qmin - ep.out_zp));
+  const __m512 vhi = _mm512_set1_ps(static_cast<float>(ep.qmax - ep.out_zp));
+  const __m512i zp = _mm512_set1_epi32(ep.out_zp);
+  __mmask16 mask[NV];
+  __m512 mult[NV];
+  __m512i comp[NV];
+  for (int v = 0; v < NV; ++v) {
+    const int left = cols - 16 * v;
+    mask[v] = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
+    mult[v] = _mm512_maskz_loadu_ps(mask[v], ep.multiplier + n0 + 16 * v);
+    comp[v] = kColComp ? _mm512_maskz_loadu_epi32(mask[v], ep.col_comp + n0 + 16 * v) : _mm512_setzero_si512();
+  }
+  for (int r = 0; r < rows; ++r) {
+    const int32_t* s = tile + r * ld;
+    Out* out = static_cast<Out*>(ep.out) + (m0 + r) * ep.ldc + n0;
+    for (int v = 0; v < NV; ++v) {
+      __m512i acc = _mm512_maskz_loadu_epi32(mask[v], s + 16 * v);
+      if (kColComp) acc = _mm512_add_epi32(acc, comp[v]);
+      __m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult[v]);
+      x = _mm512_min_ps(_mm512_max_ps(x, vlo), vhi);  // maxps(x, lo): lo when x is NaN
+      // cvtps2dq rounds half to even (MXCSR default), as round_even_small does.
+      _mm512_mask_cvtepi32_storeu_epi8(out + 16 * v, mask[v], _mm512_add_epi32(_mm512_cvtps_epi32(x), zp));
+    }
+  }
+}
+#endif
+
 // The common QLinearConv / QLinearMatMul case in one pass per row: column
 // terms, float requantization and the narrowing store, no row terms.
 // Without AVX-512, fixed 16-column spans: the vectoriser would otherwise pick
@@ -55,6 +89,16 @@ inline void requantize_float_span(const int32_t* __restrict s, const int32_t* __
 template <typename Out, bool kColComp>
 void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, int64_t m0, int rows, int64_t n0,
                            int cols) {
+#if defined(__AVX512BW__)
+  using Fn = void (*)(const Epilogue&, const int32_t*, int64_t, int64_t, int, int64_t, int);
+  static constexpr Fn kByVectors[4] = {
+      requantize_float_rows_512<Out, kColComp, 1>, requantize_float_rows_512<Out, kColComp, 2>,
+      requantize_float_rows_512<Out, kColComp, 3>, requantize_float_rows_512<Out, kColComp, 4>};
+  for (int c = 0; c < cols; c += 64) {  // tiles are at most kMaxTileCols = 64 wide
+    const int n = std::min(cols - c, 64);
+    kByVectors[(n + 15) / 16 - 1](ep, tile + c, ld, m0, rows, n0 + c, n);
+  }
+#else
   const float lo = static_cast<float>(ep.qmin - ep.out_zp);
   const float hi = static_cast<float>(ep.qmax - ep.out_zp);
   const float* mult = ep.multiplier + n0;
@@ -62,21 +106,7 @@ void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, 
   for (int r = 0; r < rows; ++r) {
     const int32_t* s = tile + r * ld;
     Out* out = static_cast<Out*>(ep.out) + (m0 + r) * ep.ldc + n0;
-#if defined(__AVX512BW__)
-    // The same IEEE operations as clamp_round, 16 lanes at a time, the tail
-    // masked (GCC vectorises the loop below with 128-bit vectors only).
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    const __m512i zp = _mm512_set1_epi32(ep.out_zp);
-    for (int c = 0; c < cols; c += 16) {
-      const __mmask16 m = cols - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols - c)) - 1);
-      __m512i acc = _mm512_maskz_loadu_epi32(m, s + c);
-      if (kColComp) acc = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(m, cc + c));
-      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_maskz_loadu_ps(m, mult + c));
-      v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // maxps(v, lo): lo when v is NaN
-      // cvtps2dq rounds half to even (MXCSR default), as round_even_small does.
-      _mm512_mask_cvtepi32_storeu_epi8(out + c, m, _mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
-    }
-#elif defined(__AVX2__)
+#if defined(__AVX2__)
     // 16 columns at a time, the same IEEE operations; two packs and a dword permute narrow
     // them (the vectoriser's own narrowing of the loop below costs more than the arithmetic).
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
@@ -105,6 +135,7 @@ void requantize_float_rows(const Epilogue& ep, const int32_t* tile, int64_t ld, 
     requantize_float_span<Out, kColComp>(s + c, cc + c, mult + c, lo, hi, ep.out_zp, out + c, cols - c);
 #endif
   }
+#endif
 }
 
 // kFloat in one pass per row (the general path below makes three through a buffer): the same
