@@ -150,10 +150,20 @@ enum class DirectMode { kNone, kTaps, kRows };
 
 DirectMode direct_mode(const ConvGeometry& g, bool x_signed, const PackedConv& w, const GemmKernel& kernel) {
   if (x_signed || g.pointwise() || kernel.conv_block == nullptr) return DirectMode::kNone;
-  if (g.group_in_c() % 8 == 0 &&
+  if (kernel.conv_segment > 0) {
+    // Row segments (AMX: 16-pixel A tiles) waste the rest of a tile on a short output row
+    // and need the padded copy: only where the convolution pads anyway and its output rows
+    // fill at least 7/8 of their segments (56, 28, 14 wide: yes; 7: no).
+    const int64_t ow = g.out_w(), seg = kernel.conv_segment, segments = (ow + seg - 1) / seg;
+    const bool pads = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0;
+    if (!pads || 8 * ow < 7 * seg * segments) return DirectMode::kNone;
+  }
+  if (g.group_in_c() % kernel.conv_cg_multiple == 0 &&
       std::all_of(w.group_b.begin(), w.group_b.end(), [&](const PackedB& b) { return conv_supported(kernel, b); }))
     return DirectMode::kTaps;
-  if (!w.row_b.empty() && g.dilation_w == 1 && conv_supported(kernel, w.row_b[0])) return DirectMode::kRows;
+  if (!w.row_b.empty() && w.row_k % kernel.conv_cg_multiple == 0 && g.dilation_w == 1 &&
+      conv_supported(kernel, w.row_b[0]))
+    return DirectMode::kRows;
   return DirectMode::kNone;
 }
 
@@ -181,7 +191,8 @@ void run_direct_conv(const ConvGeometry& g, const uint8_t* x, int32_t x_zp, cons
                      DirectMode mode, const GemmKernel& kernel) {
   const int64_t ph = g.in_h + g.pad_top + g.pad_bottom, pw = g.in_w + g.pad_left + g.pad_right;
   const int64_t row_bytes = pw * g.in_c, oh_n = g.out_h(), ow_n = g.out_w(), cg = g.group_in_c();
-  const bool copy = mode == DirectMode::kRows || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0;
+  const bool copy = mode == DirectMode::kRows || kernel.conv_segment > 0 ||
+                    g.pad_top + g.pad_bottom + g.pad_left + g.pad_right > 0;
   thread_local AlignedBuffer<uint8_t> padded;
   thread_local std::vector<int64_t> tap_offsets;
   tap_offsets.clear();
@@ -211,16 +222,16 @@ void run_direct_conv(const ConvGeometry& g, const uint8_t* x, int32_t x_zp, cons
       rows.cg = mode == DirectMode::kRows ? w.row_k : cg;
       rows.x = x;
       if (copy) {
-        // Padded rows [r0, r0 + count) of the batch; 8 bytes of slack read (against zero
-        // weights) past the last kernel row.
+        // Padded rows [r0, r0 + count) of the batch, then readable zeros: 8 bytes read (against
+        // zero weights) past the last kernel row, and the kernel's own slack.
         const int64_t r0 = n * ph + oh0 * g.stride_h, count = images * rows.in_h, bytes = count * row_bytes;
-        constexpr int64_t kSlack = 8;
-        padded.reserve_discard(static_cast<size_t>(bytes + kSlack));
+        const int64_t slack = 8 + kernel.conv_segment * g.stride_w * g.in_c + 64;
+        padded.reserve_discard(static_cast<size_t>(bytes + slack));
         uint8_t* const out = padded.data();  // the pointer, not the thread_local: pool threads fill it
         parallel_for(count, row_bytes, kMinWorkPerThread, [&](int64_t a, int64_t b) {
           pad_rows(g, x, static_cast<uint8_t>(x_zp), r0, r0 + a, r0 + b, out);
         });
-        std::memset(out + bytes, 0, kSlack);
+        std::memset(out + bytes, 0, static_cast<size_t>(slack));
         rows.x = out;
       }
       const int64_t m0 = (n * oh_n + oh0) * ow_n;

@@ -193,6 +193,12 @@ DIRECT_CASES = [
     (2, 3, 15, 13, 64, 7, (2, 2), (1, 1), (3, 3, 3, 3), 1),      # a stem: 21 -> 24 bytes per row
     (1, 4, 6, 7, 20, 3, (1, 2), (2, 1), (1, 0, 2, 1), 1),        # 12 -> 16, dilation in h
     (1, 5, 5, 5, 16, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),        # 15 -> 16, no pads
+    # channels per group a multiple of 64, padded, output rows >= 14 wide: AMX reads 16-pixel
+    # row segments in place too
+    (1, 256, 4, 14, 40, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),     # K 2304 (K blocks), odd partial panel
+    (2, 128, 9, 30, 48, 3, (2, 1), (1, 1), (1, 0, 1, 2), 1),     # segments of 16 + 14 per output row
+    (1, 128, 6, 16, 32, 3, (1, 1), (2, 2), (2, 2, 2, 2), 2),     # groups of 64 channels, dilation 2
+    (1, 64, 3, 16, 32, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),      # 3 segments: a block with no lower tile
     # padded inputs over 256 KB: copied and computed in bands of output rows
     (2, 64, 48, 48, 16, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),     # a band per image
     (1, 64, 80, 72, 16, 3, (2, 1), (1, 1), (1, 2, 1, 0), 2),     # two bands in the image, groups

@@ -111,6 +111,7 @@ struct ConvRows {
    public:
     Cursor(const ConvRows& c, int64_t m)
         : c_(c), n_(m / (c.out_h * c.out_w)), oh_(m / c.out_w % c.out_h), ow_(m % c.out_w) {}
+    int64_t ow() const { return ow_; }
     const uint8_t* pixel() const {
       return c_.x + ((n_ * c_.in_h + oh_ * c_.stride_h) * c_.in_w + ow_ * c_.stride_w) * c_.in_c;
     }
@@ -172,9 +173,14 @@ struct GemmKernel {
   using PackTilesFn = void (*)(const uint8_t* a, int64_t lda, int64_t M, int64_t K, bool flip, uint8_t* dst,
                                int64_t m0, int64_t m1);
   PackTilesFn pack_a_tiles = nullptr;
-  // Direct convolution (GemmCall::conv) in tiles of conv_mr rows, where the ISA has one.
+  // Direct convolution (GemmCall::conv) in tiles of conv_mr rows, where the ISA has one:
+  // channels per group (a tap's bytes) a multiple of conv_cg_multiple.  conv_segment > 0:
+  // the tiles take output-row segments of that many pixels and read a whole segment's
+  // pixel strides even past a row's end (x is then a padded copy with that much slack).
   GemmBlockFn conv_block = nullptr;
   int conv_mr = 0;
+  int conv_cg_multiple = 8;
+  int conv_segment = 0;
 };
 
 GemmKernel gemm_kernel_scalar();

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/epilogue.h"
 
@@ -78,10 +79,12 @@ ATiles a_tiles(const GemmCall& call, int64_t m, int64_t k0) {
 }
 
 // One 32 x 32 C block (ATILES = 1: rows 0-15 only) over `chunks` chunks of
-// 64 k, starting from `from` (zero when null) and stored to `to`.
-template <int ATILES>
-void tile_kernel(int64_t chunks, const ATiles& a, const int8_t* b0, const int8_t* b1, const CTiles* from,
-                 const CTiles& to) {
+// 64 k, starting from `from` (zero when null) and stored to `to`.  a_at(c) is
+// where chunk c's upper A tile starts; the lower one is `lower_step` further,
+// both `stride` bytes between rows.
+template <int ATILES, typename AAt>
+void tile_kernel(int64_t chunks, AAt a_at, int64_t stride, int64_t lower_step, const int8_t* b0, const int8_t* b1,
+                 const CTiles* from, const CTiles& to) {
   if (from == nullptr) {
     _tile_zero(4);
     _tile_zero(5);
@@ -100,11 +103,12 @@ void tile_kernel(int64_t chunks, const ATiles& a, const int8_t* b0, const int8_t
   for (int64_t c = 0; c < chunks; ++c) {
     _tile_loadd(2, b0 + c * kTileRows * kPanelGroupBytes, kPanelGroupBytes);
     _tile_loadd(3, b1 + c * kTileRows * kPanelGroupBytes, kPanelGroupBytes);
-    _tile_loadd(0, a.at + c * a.chunk_step, a.stride);
+    const uint8_t* a = a_at(c);
+    _tile_loadd(0, a, stride);
     _tile_dpbusd(4, 0, 2);
     _tile_dpbusd(5, 0, 3);
     if (ATILES == 2) {
-      _tile_loadd(1, a.at + a.lower_step + c * a.chunk_step, a.stride);
+      _tile_loadd(1, a + lower_step, stride);
       _tile_dpbusd(6, 1, 2);
       _tile_dpbusd(7, 1, 3);
     }
@@ -169,10 +173,11 @@ void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t
         CTiles to = tile_io;
         if (!last) to = keep;
         else if (direct && whole) to = c_tiles(out + m * ep.ldc + n0, ep.ldc, kTileRows * ep.ldc);
+        auto a_at = [&a](int64_t c) { return a.at + c * a.chunk_step; };
         if (rows > kTileRows)
-          tile_kernel<2>(kc, a, b0, b1, from, to);
+          tile_kernel<2>(kc, a_at, a.stride, a.lower_step, b0, b1, from, to);
         else
-          tile_kernel<1>(kc, a, b0, b1, from, to);
+          tile_kernel<1>(kc, a_at, a.stride, a.lower_step, b0, b1, from, to);
         if (last && to.at[0] == tile) {
           if (direct) {
             for (int r = 0; r < rows; ++r)
@@ -180,6 +185,75 @@ void block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t
           } else {
             apply_epilogue(ep, tile, 2 * kPanelCols, m, rows, n0, cols);
           }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+// Direct convolution (GemmCall::conv, channels per group a multiple of 64).
+// The A tile of up to 16 consecutive output pixels of one output row is read
+// in place: those pixels sit stride_w * in_c bytes apart in the padded input,
+// and chunk c of K (64 bytes) is channel block c % (cg / 64) of tap
+// c / (cg / 64).  Rows are cut at output-row ends into segments of at most 16
+// and two consecutive segments make a block's upper and lower A tiles.  A
+// shorter segment still loads 16 rows: the rest read on into the padded copy
+// (GemmKernel::conv_segment) and their sums are never stored.
+void conv_block_amx(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  struct Segment {
+    int64_t m;
+    int rows;
+    const uint8_t* pixel;
+  };
+  static thread_local const TileConfig config = make_config();
+  thread_local AlignedBuffer<int32_t> partials;
+  thread_local std::vector<int64_t> chunk_offsets;
+  thread_local std::vector<Segment> segments;
+  const ConvRows& conv = *call.conv;
+  const PackedB& B = *call.b;
+  const Epilogue& ep = call.ep;
+  const int64_t per_tap = conv.cg / kTileK, chunks = conv.taps * per_tap, stride = conv.stride_w * conv.in_c;
+  chunk_offsets.resize(static_cast<size_t>(chunks));
+  for (int64_t c = 0; c < chunks; ++c) chunk_offsets[c] = conv.tap_offsets[c / per_tap] + (c % per_tap) * kTileK;
+  segments.clear();
+  ConvRows::Cursor cursor(conv, m0);
+  for (int64_t m = m0; m < m1;) {
+    const int rows = static_cast<int>(std::min({int64_t{kTileRows}, conv.out_w - cursor.ow(), m1 - m}));
+    segments.push_back({m, rows, cursor.pixel()});
+    for (int r = 0; r < rows; ++r) cursor.next();
+    m += rows;
+  }
+  const int64_t blocks = (static_cast<int64_t>(segments.size()) + 1) / 2, pairs = (p1 - p0 + 1) / 2;
+  if (chunks > kBlockChunks) partials.reserve_discard(static_cast<size_t>(blocks * pairs * kCBlock));
+  alignas(64) int32_t tile[kCBlock];
+  const CTiles tile_io = c_tiles(tile, 2 * kPanelCols, kCLower);
+  const int64_t* const offsets = chunk_offsets.data();  // (each thread_local access is a call)
+  _tile_loadconfig(&config);
+  for (int64_t k0 = 0; k0 < chunks; k0 += kBlockChunks) {
+    const int64_t kc = std::min(kBlockChunks, chunks - k0);
+    const bool first = k0 == 0, last = k0 + kc >= chunks;
+    for (int64_t t = 0; t < blocks; ++t) {
+      const Segment& up = segments[2 * t];
+      const Segment* low = 2 * t + 1 < static_cast<int64_t>(segments.size()) ? &segments[2 * t + 1] : nullptr;
+      const uint8_t* base = up.pixel;
+      const int64_t lower_step = low != nullptr ? low->pixel - up.pixel : 0;
+      auto a_at = [base, offsets, k0](int64_t c) { return base + offsets[k0 + c]; };
+      for (int64_t i = 0; i < pairs; ++i) {
+        const int64_t p = p0 + 2 * i, n0 = p * kPanelCols;
+        const bool pair = p + 1 < p1;  // an odd last panel pairs with itself; its copy is not stored
+        const int8_t* b0 = B.panel(p) + k0 * kTileRows * kPanelGroupBytes;
+        const int8_t* b1 = B.panel(pair ? p + 1 : p) + k0 * kTileRows * kPanelGroupBytes;
+        const CTiles keep = c_tiles(partials.data() + (t * pairs + i) * kCBlock, 2 * kPanelCols, kCLower);
+        const CTiles& to = last ? tile_io : keep;
+        if (low != nullptr)
+          tile_kernel<2>(kc, a_at, stride, lower_step, b0, b1, first ? nullptr : &keep, to);
+        else
+          tile_kernel<1>(kc, a_at, stride, lower_step, b0, b1, first ? nullptr : &keep, to);
+        if (last) {
+          const int cols = static_cast<int>(std::min<int64_t>((pair ? 2 : 1) * kPanelCols, B.N - n0));
+          apply_epilogue(ep, tile, 2 * kPanelCols, up.m, up.rows, n0, cols);
+          if (low != nullptr) apply_epilogue(ep, tile + kCLower, 2 * kPanelCols, low->m, low->rows, n0, cols);
         }
       }
     }
@@ -232,6 +306,10 @@ GemmKernel gemm_kernel_amx() {
   k.block_b_bytes = 1024 * 1024;  // of a 2 MB L2 (Sapphire / Emerald Rapids); best of 256 KiB .. 1.5 MiB
   k.few_rows = gemm_kernel_avx512vnni;
   k.pack_a_tiles = pack_a_tiles;
+  k.conv_block = conv_block_amx;
+  k.conv_mr = kMR;
+  k.conv_cg_multiple = kTileK;
+  k.conv_segment = kTileRows;
   return k;
 }
 
