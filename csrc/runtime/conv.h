@@ -2,10 +2,11 @@
 // QLinearConv semantics).  Weights are packed once per group into the GEMM's
 // packed-B layout with K ordered (kh, kw, c), the order of an NHWC patch.
 // Convolutions run as GEMMs.  Where the ISA's kernel has a direct-convolution
-// tile (AVX-512 VNNI: uint8 input, no weight zero point, channels per group a
-// multiple of 8 or few channels in one group), it reads each output pixel's
-// taps (or, with few channels, kernel rows) in place, from a copy of the
-// input with its padding written out when the convolution pads.
+// tile (uint8 input, no weight zero point; AVX-512 VNNI and AVX-VNNI: channels
+// per group a multiple of 8 or few channels in one group; AMX: a multiple of
+// 64, padded, output rows of 14 or more), it reads each output pixel's taps
+// (or, with few channels, kernel rows) in place, from a copy of the input
+// with its padding written out when the convolution pads.
 // Otherwise the GEMM runs over an im2col copy of the input (padding taps hold
 // the input zero point, so they contribute nothing).  1x1 stride-1 unpadded
 // convolutions read the input in place as a plain GEMM, and depthwise ones
