@@ -63,6 +63,20 @@ inline void dw_block(const DepthwiseCall& call, const T* x, const DwTaps& taps, 
   }
 }
 
+// One run of the int8-weight kernels: output pixels [r, r + pixels) of output row (n, oh)
+// (up to r1), and the `span` input columns from iw_first that their windows touch.
+struct DwRun {
+  int64_t n, oh, pixels, iw_first, span;
+  DwRun(const ConvGeometry& g, int64_t r, int64_t r1) {
+    const int64_t oh_n = g.out_h(), ow_n = g.out_w(), ow0 = r % ow_n;
+    n = r / (oh_n * ow_n);
+    oh = (r / ow_n) % oh_n;
+    pixels = std::min(ow_n - ow0, r1 - r);
+    iw_first = ow0 * g.stride_w - g.pad_left;
+    span = (pixels - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
+  }
+};
+
 // The 4 input rows of row group rg (kernel rows 4 rg ..) for output row (n, oh), from channel
 // c0 (the int8-weight kernels): a row outside the input or past the kernel reads the zero-point
 // row at every column (step 0).

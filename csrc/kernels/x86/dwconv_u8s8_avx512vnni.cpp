@@ -91,7 +91,7 @@ class PermutedRequantizer {
 template <bool kSigned>
 void depthwise_vnni(const DepthwiseCall& call, int64_t r0, int64_t r1) {
   const ConvGeometry& g = call.g;
-  const int64_t C = g.in_c, oh_n = g.out_h(), ow_n = g.out_w();
+  const int64_t C = g.in_c;
   const int64_t row_groups = dw_row_groups(g.kernel_h);
   const int64_t blocks = (C + kDwBlockChannels - 1) / kDwBlockChannels;
   const int64_t group_stride = blocks * kDwBlockBytes;
@@ -104,10 +104,8 @@ void depthwise_vnni(const DepthwiseCall& call, int64_t r0, int64_t r1) {
   thread_local AlignedBuffer<Column> columns;
   thread_local AlignedBuffer<int32_t> sums;
   for (int64_t r = r0; r < r1;) {
-    const int64_t n = r / (oh_n * ow_n), oh = (r / ow_n) % oh_n, ow0 = r % ow_n;
-    const int64_t pixels = std::min(ow_n - ow0, r1 - r);
-    const int64_t iw_first = ow0 * g.stride_w - g.pad_left;
-    const int64_t span = (pixels - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
+    const DwRun run(g, r, r1);
+    const int64_t n = run.n, oh = run.oh, pixels = run.pixels, iw_first = run.iw_first, span = run.span;
     columns.reserve_discard(static_cast<size_t>(span));
     sums.reserve_discard(static_cast<size_t>(pixels * kDwBlockChannels));
     Column* const column = columns.data();  // (each thread_local access is a call)
