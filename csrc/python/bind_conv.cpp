@@ -58,18 +58,7 @@ ConvInput conv_input(const py::handle& x_in, const py::object& x_zp, const Packe
   if (g.in_c != w.group_in_c * w.groups)
     value_error("x: has " + std::to_string(g.in_c) + " channels, w expects " + std::to_string(w.group_in_c) +
                 " per group x " + std::to_string(w.groups) + " groups");
-  for (int64_t s : strides)
-    if (s < 1 || s > ConvGeometry::kMaxWindow) value_error("strides: must be in [1, 2^31)");
-  for (int64_t d : dilations)
-    if (d < 1 || d > ConvGeometry::kMaxWindow) value_error("dilations: must be in [1, 2^31)");
-  for (int64_t p : pads)
-    if (p < 0 || p > ConvGeometry::kMaxWindow) value_error("pads: must be in [0, 2^31)");
-  g.set_window(strides, dilations, pads);
-  // Overflow-safe: extents, the kernel against the padded input, the output's size.
-  if (const char* problem = g.check()) {
-    const std::string why = problem;
-    value_error((why.find("kernel is larger") != std::string::npos ? "w: " : "x, w and pads: ") + why);
-  }
+  set_checked_window(&g, strides, dilations, pads);
   return in;
 }
 

@@ -6,11 +6,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "eightbit/conv.h"
 #include "eightbit/gemm.h"
 
 namespace eb::bind {
@@ -110,6 +112,23 @@ inline std::vector<int32_t> per_column_int32(const py::handle& h, const char* ar
   std::vector<int32_t> out(static_cast<size_t>(std::max(padded, n)), 0);
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<const int32_t*>(v.data())[v.size() == 1 ? 0 : i];
   return out;
+}
+
+// Sets g's window after checking each value, then the whole geometry (overflow-safe: extents, the
+// kernel against the padded input, the output's size); ValueError naming the argument.
+inline void set_checked_window(ConvGeometry* g, const std::array<int64_t, 2>& strides,
+                               const std::array<int64_t, 2>& dilations, const std::array<int64_t, 4>& pads) {
+  for (int64_t s : strides)
+    if (s < 1 || s > ConvGeometry::kMaxWindow) value_error("strides: must be in [1, 2^31)");
+  for (int64_t d : dilations)
+    if (d < 1 || d > ConvGeometry::kMaxWindow) value_error("dilations: must be in [1, 2^31)");
+  for (int64_t p : pads)
+    if (p < 0 || p > ConvGeometry::kMaxWindow) value_error("pads: must be in [0, 2^31)");
+  g->set_window(strides, dilations, pads);
+  if (const char* problem = g->check()) {
+    const std::string why = problem;
+    value_error((why.find("kernel is larger") != std::string::npos ? "w: " : "x, w and pads: ") + why);
+  }
 }
 
 // Registers the convolution bindings (bind_conv.cpp).

@@ -22,6 +22,7 @@ namespace eb::bind {
 void bind_cnn_ops(py::module_& m);  // bind_cnn_ops.cpp
 void bind_plan(py::module_& m);     // bind_plan.cpp
 void bind_float_math(py::module_& m);  // bind_float_math.cpp
+void bind_binary(py::module_& m);      // bind_binary.cpp
 }  // namespace eb::bind
 using eb::PackedB;
 using namespace eb::bind;
@@ -286,6 +287,7 @@ py::dict cpu_info() {
   flags["avxvnni"] = f.avxvnni;
   flags["avx512vnni"] = f.avx512vnni;
   flags["amx"] = f.amx;
+  flags["avx512popcnt"] = f.avx512popcnt;
   d["features"] = flags;
   return d;
 }
@@ -356,4 +358,5 @@ PYBIND11_MODULE(_core, m) {
   bind_cnn_ops(m);
   bind_plan(m);
   bind_float_math(m);
+  bind_binary(m);
 }

@@ -43,6 +43,7 @@ CpuFeatures detect() {
   f.avx2 = ymm_state && avx2 && fma;
   f.avxvnni = f.avx2 && avxvnni;
   f.avx512vnni = f.avx2 && zmm_state && avx512 && vnni512;
+  f.avx512popcnt = f.avx512vnni && bit(ecx, 14);
   const bool amx_tile = bit(edx, 24), amx_int8 = bit(edx, 25);
   const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
 #if defined(EB_HAVE_X86_KERNELS)

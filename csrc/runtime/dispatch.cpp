@@ -56,6 +56,22 @@ AttentionKernels (*const kAttention[])() = {
 static_assert(sizeof(kAttention) / sizeof(kAttention[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
               "one attention table per ISA entry");
 
+// The binary kernels of each kIsas entry, in kIsas order: the AVX-512 ones need VPOPCNTDQ,
+// which some AVX-512 VNNI CPUs (Cascade Lake) lack; they run the AVX2 ones.
+#if defined(EB_HAVE_X86_KERNELS)
+BinaryKernels binary_kernels_avx512_or_avx2() {
+  return cpu_features().avx512popcnt ? binary_kernels_avx512() : binary_kernels_avx2();
+}
+#endif
+BinaryKernels (*const kBinary[])() = {
+    binary_kernels_scalar,
+#if defined(EB_HAVE_X86_KERNELS)
+    binary_kernels_avx2, binary_kernels_avx2, binary_kernels_avx512_or_avx2, binary_kernels_avx512_or_avx2,
+#endif
+};
+static_assert(sizeof(kBinary) / sizeof(kBinary[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
+              "one binary kernel set per ISA entry");
+
 struct Table {
   GemmKernel kernels[sizeof(kIsas) / sizeof(kIsas[0])];
   DepthwiseFn depthwise[sizeof(kIsas) / sizeof(kIsas[0])];
@@ -90,6 +106,8 @@ std::vector<std::string> available_isas() {
 FloatMathKernels active_float_math() {  // a table of plain function pointers: cheap to return
   return kFloatMath[table().active.load(std::memory_order_relaxed)]();
 }
+
+BinaryKernels active_binary() { return kBinary[table().active.load(std::memory_order_relaxed)](); }
 
 AttentionKernels active_attention() {
   return kAttention[table().active.load(std::memory_order_relaxed)]();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "eightbit/attention.h"
+#include "eightbit/binary.h"
 #include "eightbit/cnn_ops.h"
 #include "eightbit/conv.h"
 #include "eightbit/float_math.h"
@@ -26,6 +27,7 @@ const CnnKernels& active_cnn();
 SgemmFn active_sgemm();
 FloatMathKernels active_float_math();
 AttentionKernels active_attention();
+BinaryKernels active_binary();
 
 // int8 ops per second of one core's AVX-512 VNNI units (kernels/probe.h), 0 where the CPU has
 // none: the reference that benchmarks of the forced avx512vnni path quote.

@@ -1,0 +1,157 @@
+"""Binary (1-bit) layers: weights and activations reduced to +-1, multiplications replaced by
+XOR and popcount (XNOR-Net), run by the C++ kernels (AVX-512 VPOPCNTQ, AVX2 nibble tables,
+scalar), bit-identical to ``eightbit.reference.binary``.
+
+    wb = eb.binary.pack_binary_weights(w)              # w float [N, K]: signs + scale mean|w| per row
+    y = eb.binary.binary_linear(x, wb, threshold=0.0, bias=b)   # float32 [..., N]
+    d = eb.binary.binary_matmul(eb.binary.pack_signs(x2d), wb)  # int32 +-1 dot products
+    wc = eb.binary.pack_binary_conv_weights(w4)        # w4 float [O, C, kh, kw]
+    y = eb.binary.binary_conv2d(x, wc, pads=(1, 1, 1, 1))      # float32 NCHW (or layout="NHWC")
+
+Signs: v < 0 is -1, anything else +1; packed 64 to a uint64 word along K, least significant bit
+first, bits past K zero (docs/binary.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import conv as _conv
+from .numerics.checks import float_array, positive_scale, scalar_or_vector
+from .reference import binary as _ref
+from .runtime import core as _core
+
+__all__ = ["BinaryWeights", "BinaryConvWeights", "pack_signs", "pack_binary_weights", "pack_binary_conv_weights",
+           "binary_matmul", "binary_linear", "binary_conv2d"]
+
+pack_signs = _ref.pack_signs
+
+
+class BinaryWeights:
+    """The signs of binary weights [N, K], packed once for the kernels, with one float32 scale per
+    output row (XNOR-Net's alpha). ``bits`` are the packed signs (uint64 [N, ceil(K / 64)])."""
+
+    def __init__(self, bits: np.ndarray, k: int, scale: np.ndarray):
+        self.bits = bits
+        self.scale = scale
+        self._packed = _core.binary_pack_weights(bits, k)
+
+    @property
+    def k(self) -> int:
+        return int(self._packed.k)
+
+    @property
+    def n(self) -> int:
+        return int(self._packed.n)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed signs and the scales."""
+        return int(self._packed.nbytes) + self.scale.nbytes
+
+    def __repr__(self) -> str:
+        return f"BinaryWeights(n={self.n}, k={self.k})"
+
+
+def _scale_of(w: np.ndarray, scale, n: int) -> np.ndarray:
+    if scale is None:  # XNOR-Net: the l1 mean of each row minimises ||w - alpha sign(w)||
+        scale = np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), dtype=np.float32)
+        if not np.all((scale > 0) & np.isfinite(scale)):
+            raise ValueError("w: a row of zeros (or of infinities) has no positive finite mean |w|; pass scale=")
+        return scale.astype(np.float32)
+    scale = positive_scale(scale, "scale")
+    if scale.shape != (n,):
+        raise ValueError(f"scale must have shape ({n},) (one per output channel), got {scale.shape}")
+    return scale
+
+
+def pack_binary_weights(w, scale=None) -> BinaryWeights:
+    """w real [N, K] -> BinaryWeights: the signs of w (NaN refused) and ``scale`` float32 [N]
+    (default: mean |w| per row, in float32)."""
+    w = float_array(w, "w")
+    if w.ndim != 2 or w.shape[1] < 1:
+        raise ValueError(f"w must be 2-D [N, K] with K >= 1, got shape {w.shape}")
+    return BinaryWeights(pack_signs(w), w.shape[1], _scale_of(w, scale, w.shape[0]))
+
+
+def binary_matmul(a_bits, b, k=None) -> np.ndarray:
+    """int32 [M, N] dot products of +-1 rows: a_bits uint64 [M, ceil(k / 64)] packed signs; b a
+    BinaryWeights (k is its own) or packed signs uint64 [N, ceil(k / 64)] (k required)."""
+    if isinstance(b, BinaryWeights):
+        if k is not None and int(k) != b.k:
+            raise ValueError(f"k = {k} does not match the weights' k = {b.k}")
+        packed = b._packed
+    else:
+        if k is None:
+            raise ValueError("k: required when b is an array of packed signs")
+        packed = _core.binary_pack_weights(_ref.check_bits(b, "b", _ref._check_k(k)), int(k))
+    return _core.binary_matmul(a_bits, packed)
+
+
+def binary_linear(x, w: BinaryWeights, threshold=0.0, bias=None) -> np.ndarray:
+    """y = float32(dot(sign(x < threshold), sign(w))) * w.scale (+ bias): x float [..., K], the
+    activations binarised against ``threshold`` (a scalar or one per input feature K); bias
+    float32 [N] or None. Returns float32 [..., N]."""
+    if not isinstance(w, BinaryWeights):
+        raise TypeError(f"w: expected BinaryWeights (pack_binary_weights), got {type(w).__name__}")
+    x = float_array(x, "x")
+    if x.ndim < 1 or x.shape[-1] != w.k:
+        raise ValueError(f"x must have shape [..., {w.k}] (the weights' K), got {x.shape}")
+    thr = scalar_or_vector(float_array(threshold, "threshold"), "threshold", w.k, "input feature (K)")
+    b = None if bias is None else float_array(bias, "bias")
+    y = _core.binary_linear(np.ascontiguousarray(x.reshape(-1, w.k)), thr.reshape(-1), w._packed, w.scale, b)
+    return y.reshape(x.shape[:-1] + (w.n,))
+
+
+class BinaryConvWeights:
+    """The signs of binary convolution weights [O, C, kh, kw] (no groups), packed once for the
+    kernels, with one float32 scale per output channel."""
+
+    def __init__(self, w_shape: tuple, bits: np.ndarray, scale: np.ndarray):
+        self.out_channels, self.in_channels, kh, kw = w_shape
+        self.kernel_shape = (kh, kw)
+        self.scale = scale
+        self._packed = _core.binary_pack_conv_weights(bits, self.in_channels, kh, kw)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed signs and the scales."""
+        return int(self._packed.nbytes) + self.scale.nbytes
+
+    def __repr__(self) -> str:
+        return f"BinaryConvWeights(out={self.out_channels}, in={self.in_channels}, kernel={self.kernel_shape})"
+
+
+def pack_binary_conv_weights(w, scale=None) -> BinaryConvWeights:
+    """w real [O, C, kh, kw] -> BinaryConvWeights: the signs of w and ``scale`` float32 [O]
+    (default: mean |w| per output channel, in float32)."""
+    w = float_array(w, "w")
+    if w.ndim != 4 or min(w.shape[1:]) < 1:
+        raise ValueError(f"w must be 4-D [O, C, kh, kw] with C, kh, kw >= 1, got shape {w.shape}")
+    o, c, kh, kw = w.shape
+    bits = pack_signs(w.transpose(0, 2, 3, 1)).reshape(o, kh * kw, -1)  # [O, taps, ceil(C / 64)]
+    return BinaryConvWeights(w.shape, bits, _scale_of(w, scale, o))
+
+
+def binary_conv2d(x, w: BinaryConvWeights, threshold=0.0, bias=None, *, strides=None, pads=None, dilations=None,
+                  pad_value=0.0, layout="NCHW") -> np.ndarray:
+    """The binary convolution of x (float [N, C, H, W], or [N, H, W, C] with layout="NHWC")
+    binarised as x < threshold (a scalar or one per channel C) with the signs of w:
+    y = float32(dot) * w.scale (+ bias), float32 in x's layout. Padded positions count 0
+    (pad_value=0.0, zero padding) or +1 (pad_value=1.0, larq's one padding). strides and
+    dilations (h, w), pads (top, left, bottom, right) as ONNX gives them."""
+    if not isinstance(w, BinaryConvWeights):
+        raise TypeError(f"w: expected BinaryConvWeights (pack_binary_conv_weights), got {type(w).__name__}")
+    layout = _conv.check_layout(layout)
+    if pad_value not in (0.0, 1.0):
+        raise ValueError(f"pad_value: expected 0.0 (zero padding) or 1.0 (one padding), got {pad_value!r}")
+    x = float_array(x, "x")
+    if x.ndim != 4:
+        raise ValueError(f"x must be 4-D ({layout}), got shape {x.shape}")
+    x_nhwc = _conv.to_nhwc(x, layout)
+    geo = _conv.resolve(x_nhwc.shape[1:3], w.kernel_shape, auto_pad="NOTSET", dilations=dilations,
+                        kernel_shape=None, pads=pads, strides=strides)
+    thr = scalar_or_vector(float_array(threshold, "threshold"), "threshold", w.in_channels, "input channel (C)")
+    b = None if bias is None else float_array(bias, "bias")
+    y = _core.binary_conv2d(x_nhwc, thr.reshape(-1), w._packed, w.scale, b, geo.strides, geo.dilations, geo.pads,
+                            pad_value == 0.0)
+    return _conv.from_nhwc(y, layout, 2)
