@@ -20,6 +20,8 @@ constexpr int64_t kMinWordPairsPerThread = int64_t{1} << 14;
 
 constexpr int64_t kPatchChunkBytes = 512 * 1024;
 
+}  // namespace
+
 // y = float(dot) * scale[n], then + bias[n] (two roundings: the project builds without FMA contraction).
 void scale_dots(const int32_t* dots, int64_t rows, int64_t n_cols, const float* scale, const float* bias, float* y) {
   for (int64_t r = 0; r < rows; ++r)
@@ -28,8 +30,6 @@ void scale_dots(const int32_t* dots, int64_t rows, int64_t n_cols, const float* 
       y[r * n_cols + n] = bias != nullptr ? v + bias[n] : v;
     }
 }
-
-}  // namespace
 
 PackedBinaryB pack_binary_b(const uint64_t* bits, int64_t ldb, int64_t N, int64_t K, int64_t words) {
   PackedBinaryB p;
@@ -121,24 +121,23 @@ PackedBinaryConv pack_binary_conv(const uint64_t* bits, int64_t out_c, int64_t i
   return p;
 }
 
-void binary_conv2d(const ConvGeometry& g, const float* x, const float* threshold, bool per_channel,
-                   const PackedBinaryConv& w, const float* scale, const float* bias, bool zero_padding, float* y) {
+void binary_conv_dots(const ConvGeometry& g, const uint64_t* pixel_bits, const PackedBinaryConv& w,
+                      bool zero_padding, int32_t* dots) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), M = g.batch * oh_n * ow_n, O = w.out_c;
-  const int64_t cw = w.channel_words, taps = w.kernel_h * w.kernel_w, row_words = taps * cw;
+  const int64_t cw = w.channel_words, row_words = w.kernel_h * w.kernel_w * cw;
   if (M == 0 || O == 0) return;
-  thread_local AlignedBuffer<uint64_t> pixel_bits, rows;
-  thread_local AlignedBuffer<int32_t> dots;
-  pixel_bits.reserve_discard(static_cast<size_t>(std::max<int64_t>(g.batch * g.in_h * g.in_w * cw, 1)));
-  pack_signs(x, g.batch * g.in_h * g.in_w, g.in_c, threshold, per_channel, pixel_bits.data());
   // Output pixels in chunks whose patch rows (row_words each) stay in L2 through the GEMM.
   const int64_t chunk = std::clamp<int64_t>(kPatchChunkBytes / (row_words * 8), 64, M);
+  thread_local AlignedBuffer<uint64_t> rows;
   rows.reserve_discard(static_cast<size_t>(chunk * row_words));
-  dots.reserve_discard(static_cast<size_t>(chunk * O));
-  const uint64_t* px = pixel_bits.data();
+  uint64_t* patch = rows.data();
+  auto in_image = [&](int64_t oh, int64_t ow, int64_t i, int64_t j, int64_t* ih, int64_t* iw) {
+    *ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+    *iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
+    return *ih >= 0 && *ih < g.in_h && *iw >= 0 && *iw < g.in_w;
+  };
   for (int64_t m0 = 0; m0 < M; m0 += chunk) {
     const int64_t m1 = std::min(M, m0 + chunk);
-    uint64_t* patch = rows.data();
-    int32_t* dot = dots.data();
     // Patch rows: each tap's channel words, zero (= +1 signs) where the tap is padding.
     parallel_for(m1 - m0, row_words, kMinWordPairsPerThread, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -146,32 +145,56 @@ void binary_conv2d(const ConvGeometry& g, const float* x, const float* threshold
         uint64_t* out = patch + r * row_words;
         for (int64_t i = 0; i < w.kernel_h; ++i)
           for (int64_t j = 0; j < w.kernel_w; ++j, out += cw) {
-            const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-            const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-            if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w)
-              std::fill(out, out + cw, uint64_t{0});
+            int64_t ih, iw;
+            if (in_image(oh, ow, i, j, &ih, &iw))
+              std::copy_n(pixel_bits + ((n * g.in_h + ih) * g.in_w + iw) * cw, cw, out);
             else
-              std::copy_n(px + ((n * g.in_h + ih) * g.in_w + iw) * cw, cw, out);
+              std::fill(out, out + cw, uint64_t{0});
           }
       }
     });
-    binary_gemm(patch, m1 - m0, row_words, w.b, dot, O);
-    if (zero_padding) {  // a padded tap read +1 signs: take its sum of weight signs back
-      for (int64_t m = m0; m < m1; ++m) {
-        const int64_t oh = m / ow_n % oh_n, ow = m % ow_n;
-        for (int64_t i = 0; i < w.kernel_h; ++i)
-          for (int64_t j = 0; j < w.kernel_w; ++j) {
-            const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-            const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-            if (ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) continue;
-            const int32_t* sums = w.tap_sums.data() + (i * w.kernel_w + j) * O;
-            int32_t* d = dot + (m - m0) * O;
-            for (int64_t o = 0; o < O; ++o) d[o] -= sums[o];
-          }
-      }
+    int32_t* d = dots + m0 * O;
+    binary_gemm(patch, m1 - m0, row_words, w.b, d, O);
+    if (!zero_padding) continue;
+    for (int64_t m = m0; m < m1; ++m) {  // a padded tap read +1 signs: take its sum of weight signs back
+      const int64_t oh = m / ow_n % oh_n, ow = m % ow_n;
+      for (int64_t i = 0; i < w.kernel_h; ++i)
+        for (int64_t j = 0; j < w.kernel_w; ++j) {
+          int64_t ih, iw;
+          if (in_image(oh, ow, i, j, &ih, &iw)) continue;
+          const int32_t* sums = w.tap_sums.data() + (i * w.kernel_w + j) * O;
+          int32_t* row = dots + m * O;
+          for (int64_t o = 0; o < O; ++o) row[o] -= sums[o];
+        }
     }
-    scale_dots(dot, m1 - m0, O, scale, bias, y + m0 * O);
   }
+}
+
+void binary_conv2d(const ConvGeometry& g, const float* x, const float* threshold, bool per_channel,
+                   const PackedBinaryConv& w, const float* scale, const float* bias, bool zero_padding, float* y) {
+  const int64_t M = g.batch * g.out_h() * g.out_w();
+  thread_local AlignedBuffer<uint64_t> pixel_bits;
+  thread_local AlignedBuffer<int32_t> dots;
+  pixel_bits.reserve_discard(static_cast<size_t>(std::max<int64_t>(g.batch * g.in_h * g.in_w * w.channel_words, 1)));
+  dots.reserve_discard(static_cast<size_t>(std::max<int64_t>(M * w.out_c, 1)));
+  pack_signs(x, g.batch * g.in_h * g.in_w, g.in_c, threshold, per_channel, pixel_bits.data());
+  binary_conv_dots(g, pixel_bits.data(), w, zero_padding, dots.data());
+  scale_dots(dots.data(), M, w.out_c, scale, bias, y);
+}
+
+void pack_code_signs(const uint8_t* x, int64_t rows, int64_t C, bool is_signed, const int32_t* counts,
+                     uint64_t* bits) {
+  const int64_t words = (C + 63) / 64;
+  const uint8_t flip = is_signed ? 0x80 : 0x00;  // int8 codes in increasing order as 0..255
+  parallel_for(rows, C, kMinWordPairsPerThread * 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t w = 0; w < words; ++w) {
+        uint64_t word = 0;
+        for (int64_t j = 0, k = w * 64; j < 64 && k < C; ++j, ++k)
+          word |= static_cast<uint64_t>(int32_t{static_cast<uint8_t>(x[r * C + k] ^ flip)} < counts[k]) << j;
+        bits[r * words + w] = word;
+      }
+  });
 }
 
 }  // namespace eb

@@ -43,6 +43,19 @@ struct PackedBinaryConv {
 PackedBinaryConv pack_binary_conv(const uint64_t* bits, int64_t out_c, int64_t in_c, int64_t kernel_h,
                                   int64_t kernel_w);
 
+// dots [batch * out_h * out_w][out_c] of the binary convolution of pixel_bits (NHWC pixels, each
+// ceil(in_c / 64) sign words) with w; padded positions count 0 (zero_padding) or +1.
+void binary_conv_dots(const ConvGeometry& g, const uint64_t* pixel_bits, const PackedBinaryConv& w,
+                      bool zero_padding, int32_t* dots);
+
+// Sign bits of quantized codes x [rows, C] (uint8, or int8 when is_signed): bit = the code's rank
+// among the type's codes (0 for the lowest) < counts[c]; counts in [0, 256].
+void pack_code_signs(const uint8_t* x, int64_t rows, int64_t C, bool is_signed, const int32_t* counts,
+                     uint64_t* bits);
+
+// y = float(dots) * scale[n], then + bias[n] when bias is not null (two roundings).
+void scale_dots(const int32_t* dots, int64_t rows, int64_t n_cols, const float* scale, const float* bias, float* y);
+
 // y NHWC [batch, out_h, out_w, out_c] = float(dot) * scale[o] (+ bias[o]) of the binary
 // convolution of x NHWC float32 (signs: x < threshold, one or one per channel) with w; padded
 // positions count 0 (zero_padding) or +1.  g: groups 1, checked (ConvGeometry::check).

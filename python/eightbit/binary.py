@@ -21,7 +21,8 @@ from .reference import binary as _ref
 from .runtime import core as _core
 
 __all__ = ["BinaryWeights", "BinaryConvWeights", "pack_signs", "pack_binary_weights", "pack_binary_conv_weights",
-           "binary_matmul", "binary_linear", "binary_conv2d"]
+           "binary_matmul", "binary_linear", "binary_conv2d", "binary_qlinear", "binary_qlinear_conv",
+           "code_thresholds"]
 
 pack_signs = _ref.pack_signs
 
@@ -155,3 +156,65 @@ def binary_conv2d(x, w: BinaryConvWeights, threshold=0.0, bias=None, *, strides=
     y = _core.binary_conv2d(x_nhwc, thr.reshape(-1), w._packed, w.scale, b, geo.strides, geo.dilations, geo.pads,
                             pad_value == 0.0)
     return _conv.from_nhwc(y, layout, 2)
+
+
+# ---- quantized in, quantized out (the plan's binary_conv / binary_linear steps) ------------------
+
+def code_thresholds(x_scale, x_zero_point, threshold, channels: int) -> np.ndarray:
+    """Per channel, how many codes of x's dtype (from the lowest up) binarise to -1: the codes q with
+    DequantizeLinear(q) < threshold form a prefix, since the scale is positive. int32 [channels]."""
+    from .reference.dequantize_linear import dequantize_linear
+    zp = np.asarray(x_zero_point)
+    info = np.iinfo(zp.dtype)
+    codes = np.arange(info.min, info.max + 1).astype(zp.dtype)
+    values = dequantize_linear(codes, x_scale, zp)                                  # increasing
+    thr = np.broadcast_to(scalar_or_vector(float_array(threshold, "threshold"), "threshold", channels,
+                                           "input channel"), (channels,))
+    return np.array([np.count_nonzero(values < t) for t in thr], np.int32)
+
+
+def _code_input(x, x_scale, x_zero_point, threshold, channels):
+    """x's codes as float32 and thresholds that split them exactly as the dequantized compare does:
+    code - lowest < count  <=>  code < lowest + count - 0.5 (integers and halves: exact)."""
+    from .numerics.checks import quant_array
+    x = quant_array(x, "x")
+    lowest = np.iinfo(x.dtype).min
+    counts = code_thresholds(x_scale, x_zero_point, threshold, channels)
+    return x.astype(np.float32), (lowest + counts - 0.5).astype(np.float32)
+
+
+def _requantize(y, y_scale, y_zero_point, activation):
+    from .numerics.clamp import activation_range
+    from .ops import quantize_linear
+    q = quantize_linear(y, y_scale, y_zero_point)
+    lo, hi = activation_range(activation, y_scale, y_zero_point, q.dtype)
+    return np.clip(q, lo, hi).astype(q.dtype)
+
+
+def _packed_scale(w, w_scale, kind, pack):
+    """The packed weights and their scales: packed ones must carry w_scale; an array is packed here."""
+    if isinstance(w, kind):
+        if not np.array_equal(np.asarray(w_scale, np.float32).reshape(-1), w.scale):
+            raise ValueError("w_scale: differs from the scale the weights were packed with")
+        return w
+    return pack(w, scale=w_scale)
+
+
+def binary_qlinear_conv(x, x_scale, x_zero_point, w, w_scale, threshold, bias, y_scale, y_zero_point, *,
+                        strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), pad_value=0.0, activation=None):
+    """eightbit.reference.binary.binary_qlinear_conv on the C++ kernels (the same bits): quantized
+    NHWC x, w a BinaryConvWeights packed with scale w_scale (or real [O, C, kh, kw])."""
+    w = _packed_scale(w, w_scale, BinaryConvWeights, pack_binary_conv_weights)
+    xf, thr = _code_input(x, x_scale, x_zero_point, threshold, w.in_channels)
+    y = binary_conv2d(xf, w, thr, bias, strides=strides, pads=pads, dilations=dilations, pad_value=pad_value,
+                      layout="NHWC")
+    return _requantize(y, y_scale, y_zero_point, activation)
+
+
+def binary_qlinear(x, x_scale, x_zero_point, w, w_scale, threshold, bias, y_scale, y_zero_point, *,
+                   activation=None):
+    """eightbit.reference.binary.binary_qlinear on the C++ kernels: quantized rows x [N, ..., K], w a
+    BinaryWeights packed with scale w_scale (or real [O, K])."""
+    w = _packed_scale(w, w_scale, BinaryWeights, pack_binary_weights)
+    xf, thr = _code_input(x, x_scale, x_zero_point, threshold, w.k)
+    return _requantize(binary_linear(xf, w, thr, bias), y_scale, y_zero_point, activation)

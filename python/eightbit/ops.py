@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cnn_ops as _cnn_ops
+from .binary import binary_qlinear, binary_qlinear_conv  # noqa: F401  (the plan's binary steps)
 from . import conv as _conv
 from .cnn_ops import (lookup_table, make_lookup_table, max_pool, qlinear_add, qlinear_average_pool,
                       qlinear_concat, qlinear_global_average_pool, qlinear_leaky_relu, qlinear_mul,

@@ -55,7 +55,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              requant: str = "float", exclude=(), dynamic: bool = False, per_token="auto", equalize: bool = False,
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
              min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8",
-             attention: str = "float") -> QuantizedModel:
+             attention: str = "float", binary=()) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -86,6 +86,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     ``QuantizationWarning`` names the most sensitive nodes when it is below ``min_sqnr`` dB
     (None: no check).
 
+    ``binary``: names of linear / conv2d (groups 1) nodes that become binary layers: weights
+    reduced to their signs times one scale per output channel (mean |w|), inputs to +-1
+    (x < 0 is -1), products by XOR and popcount (eightbit.binary); calibration sees the binarized
+    graph. Keep the first and last layers int8, as binary networks do. Not with dynamic=True or
+    accuracy_budget.
+
     Mixed precision: ``accuracy_budget=0.01`` keeps the fewest nodes float32 whose relative metric
     drop on ``eval_data`` (``x`` or ``(x, labels)``) stays within the budget; ``metric``:
     "accuracy", "cosine", "sqnr" (default without labels) or a callable ``fn(pred, target)``.
@@ -96,6 +102,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     exclude = check_exclude(graph, exclude)
     check_embeddings(embeddings)
     _check_attention(attention)
+    if binary and (dynamic or accuracy_budget is not None):
+        raise ValueError("binary: not with dynamic=True or accuracy_budget (binary layers are static and chosen "
+                         "by name)")
+    overlap = exclude & set([binary] if isinstance(binary, str) else binary)
+    if overlap:
+        raise ValueError(f"binary and exclude both name {sorted(overlap)}")
     if dynamic:
         static_only = {"accuracy_budget": accuracy_budget is not None, "smooth": smooth not in (None, False),
                        "equalize": equalize, "bias_correction": bias_correction,
@@ -118,7 +130,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     cal = calibrate(graph, calibration, method=method, percentile=percentile, per_channel=per_channel,
                     activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
-                    bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention)
+                    bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention,
+                    binary=binary)
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -209,7 +222,8 @@ class Calibrated:
 def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None, percentile: float = 99.99,
               per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
               requant: str = "float", per_token="auto", equalize: bool = False, smooth=None,
-              bias_correction: bool = False, progress=None, embeddings: str = "int8", attention: str = "float"):
+              bias_correction: bool = False, progress=None, embeddings: str = "int8", attention: str = "float",
+              binary=()):
     """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
     ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
     if not isinstance(graph, Graph):
@@ -239,6 +253,9 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
         for batch in iterate_batches(calibration, prepared.inputs, progress=progress):
             prepared.run(batch, on_tensor=stats.observe)
         prepared = _smooth(prepared, stats, 0.5 if smooth is True else float(smooth))
+    if binary:
+        from .graph.passes import binarize
+        prepared = binarize(prepared, binary)
     bias_stats = None
     if bias_correction:
         from .compensation import ChannelStats, bias_targets
@@ -627,6 +644,9 @@ class _Lowering:
         self.steps.append(Step(op, tuple(inputs), out, attrs or {}, consts or {}, source=node.name))
 
     def _float_step(self, node) -> None:
+        if "binary_threshold" in node.attrs:
+            raise ValueError(f"{node.name}: a binary layer has no float32 step (is it in exclude=, or does it "
+                             "read a tensor that cannot be quantized?)")
         inputs = tuple(self._f(i) for i in node.inputs)
         final = node.output in self.g.outputs and not (self.params.given and self.params.activation(node.output))
         out = self._add_float(node.output, node.output if final else f"{node.output}:f")
@@ -643,7 +663,28 @@ class _Lowering:
                           "(their outputs are the bias alone)", stacklevel=4)
         return consts
 
+    def _binary(self, node) -> None:
+        """A binary node (graph.passes.binarize): weights alpha * sign(w), attrs binary_threshold."""
+        from .model.steps.xnor import pack_sign_bytes
+        w = node.consts["weight"]
+        conv = node.op == "conv2d"
+        alpha = np.ascontiguousarray(np.abs(w.reshape(w.shape[0], -1))[:, 0], np.float32)  # every |w| of a row
+        bias = node.consts.get("bias")
+        consts = {"w_signs": pack_sign_bytes(w.transpose(0, 2, 3, 1) if conv else w), "w_scale": alpha,
+                  "bias": np.zeros(w.shape[0], np.float32) if bias is None else np.asarray(bias, np.float32),
+                  "threshold": np.ascontiguousarray(np.broadcast_to(
+                      np.asarray(node.attrs["binary_threshold"], np.float32).reshape(-1), (w.shape[1],)))}
+        attrs = {"activation": node.attrs.get("activation")}
+        if conv:
+            a = node.attrs
+            attrs.update(strides=tuple(a["stride"]), pads=tuple(a["pads"]), dilations=tuple(a["dilation"]),
+                         pad_value=0.0)
+        self._step("binary_conv" if conv else "binary_linear", node, [self._q(node.inputs[0])], attrs, consts)
+
     def _lower_conv2d(self, node) -> bool:
+        if "binary_threshold" in node.attrs:
+            self._binary(node)
+            return True
         a = node.attrs
         consts = self._weights(node, node.consts["weight"], node.consts.get("bias"))
         attrs = {"strides": tuple(a["stride"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilation"]),
@@ -654,6 +695,9 @@ class _Lowering:
     def _lower_linear(self, node, weight=None) -> bool:
         if len(self.g.tensors[node.inputs[0]].shape) == 4:
             return False  # quantized 4-D tensors are NHWC: the last axis is not the float graph's
+        if "binary_threshold" in node.attrs:
+            self._binary(node)
+            return True
         weight = node.consts["weight"] if weight is None else weight
         if per_token_linear(self.g, node, getattr(self.params, "per_token", False)):
             self._dynamic_linear(node, self.params.dynamic_weights(node, weight))

@@ -27,6 +27,7 @@ namespace eb {
 #define EB_STEP_KINDS(X)                                                        \
   X(quantize) X(dequantize)                       /* quantize.cpp */          \
   X(conv)                                         /* conv.cpp */              \
+  X(binary_conv) X(binary_linear)                 /* xnor.cpp */              \
   X(dynamic_linear)                               /* dynamic_linear.cpp */    \
   X(dynamic_bmm) X(softmax_bmm)                   /* attention.cpp */         \
   X(binary) X(lut)                                /* elementwise.cpp */       \

@@ -158,7 +158,20 @@ def _window_geometry(node: Node, x: np.ndarray, kernel):
 
 # ---- kernels: one per op ------------------------------------------------------------------------
 
+def _binarized(node: Node, x, axis: int):
+    """A binary node's input (passes.binarize): -1 where x < threshold (one per channel on
+    ``axis``, or one for all), else +1; other nodes' x as it is."""
+    t = node.attrs.get("binary_threshold")
+    if t is None:
+        return x
+    t = np.asarray(t, np.float32)
+    if t.ndim:
+        t = t.reshape([-1 if d == axis % x.ndim else 1 for d in range(x.ndim)])
+    return np.where(x < t, np.float32(-1), np.float32(1))
+
+
 def _conv2d(node: Node, x):
+    x = _binarized(node, x, 1)
     w, bias = node.consts["weight"], node.consts.get("bias")
     groups = node.attrs["groups"]
     m, cg, kh, kw = w.shape
@@ -197,7 +210,7 @@ def _rows_matmul(x, b):
 
 
 def _linear(node: Node, x):
-    y = _rows_matmul(x, node.consts["weight"].T)
+    y = _rows_matmul(_binarized(node, x, -1), node.consts["weight"].T)
     bias = node.consts.get("bias")
     return y + bias if bias is not None else y
 

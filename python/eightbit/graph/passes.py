@@ -31,7 +31,7 @@ import numpy as np
 from .graph import Graph
 from .ir import FUSABLE_OPS, Node
 
-__all__ = ["remove_identities", "fold_batch_norm", "fuse_activations", "fuse_masked_softmax",
+__all__ = ["remove_identities", "fold_batch_norm", "fuse_activations", "fuse_masked_softmax", "binarize",
            "prepare_for_quantization"]
 
 
@@ -205,3 +205,38 @@ def fuse_masked_softmax(g: Graph) -> Graph:
 def prepare_for_quantization(g: Graph) -> Graph:
     """remove_identities, fold_batch_norm, fuse_activations, then fuse_masked_softmax."""
     return fuse_masked_softmax(fuse_activations(fold_batch_norm(remove_identities(g))))
+
+
+def binarize(g: Graph, names, threshold=0.0) -> Graph:
+    """The graph with the named linear / conv2d (groups 1) nodes made binary (eb.quantize(binary=)):
+    weights alpha * sign(w) with alpha = mean |w| per output channel (XNOR-Net: the alpha that
+    minimises ||w - alpha sign(w)||; sign(0) = +1), and ``attrs["binary_threshold"]``: the input
+    becomes -1 where x < threshold, else +1, before the product (float_exec). Zero padding stays
+    zero. ``threshold``: a float, or {node name: float or one per input channel}."""
+    names = set([names] if isinstance(names, str) else names)
+    unknown = names - {n.name for n in g.nodes}
+    if unknown:
+        raise ValueError(f"binary: no node named {sorted(unknown)} in the graph")
+    nodes = []
+    for node in g.nodes:
+        if node.name not in names:
+            nodes.append(node)
+            continue
+        if node.op not in ("linear", "conv2d") or node.attrs.get("groups", 1) != 1:
+            raise ValueError(f"binary: {node.name} is a {node.op}{' with groups' if node.op == 'conv2d' else ''}; "
+                             "only linear and conv2d (groups 1) layers can be binary")
+        w = node.consts["weight"]
+        alpha = np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), dtype=np.float32)
+        if not np.all((alpha > 0) & np.isfinite(alpha)):
+            raise ValueError(f"binary: {node.name} has an output channel of zero (or infinite) weights")
+        t = threshold.get(node.name, 0.0) if isinstance(threshold, dict) else threshold
+        t = np.asarray(t, np.float32).reshape(-1)
+        channels = w.shape[1]
+        if t.size not in (1, channels) or np.isnan(t).any():
+            raise ValueError(f"binary: {node.name}'s threshold must be one number or {channels} (no NaN)")
+        b = node.copy()
+        signs = np.where(w < 0, np.float32(-1), np.float32(1))
+        b.consts["weight"] = (signs * alpha.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        b.attrs["binary_threshold"] = float(t[0]) if t.size == 1 else tuple(float(v) for v in t)
+        nodes.append(b)
+    return _rebuild(g, nodes)

@@ -3,7 +3,8 @@
 Every C++ kernel path must return bit-identical results to these functions; docs/numerics.md
 states the same formulas in prose.
 """
-from .binary import binary_conv2d, binary_linear, binary_matmul, pack_signs
+from .binary import (binary_conv2d, binary_linear, binary_matmul, binary_qlinear, binary_qlinear_conv,
+                     pack_signs)
 from .conv_integer import conv_integer
 from .dequantize_linear import dequantize_linear
 from .int8_attention import dynamic_bmm, softmax_bmm
@@ -30,5 +31,5 @@ __all__ = [
     "conv_integer", "qlinear_conv", "qlinear_add", "qlinear_mul", "qlinear_average_pool",
     "qlinear_global_average_pool", "qlinear_concat", "qlinear_leaky_relu", "qlinear_sigmoid", "max_pool",
     "lookup_table", "make_lookup_table", "dynamic_bmm", "softmax_bmm",
-    "pack_signs", "binary_matmul", "binary_linear", "binary_conv2d",
+    "pack_signs", "binary_matmul", "binary_linear", "binary_conv2d", "binary_qlinear", "binary_qlinear_conv",
 ]

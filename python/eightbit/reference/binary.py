@@ -184,3 +184,44 @@ def binary_conv2d(x, w, scale, threshold=0.0, bias=None, *, strides=(1, 1), pads
     if bias is not None:
         y = (y + bias.reshape(-1, 1, 1)).astype(np.float32)                  # a second rounding
     return np.ascontiguousarray(y)
+
+
+# ---- quantized in, quantized out: the plan's binary_conv / binary_linear steps ------------------
+#
+#   x_real = DequantizeLinear(x, x_scale, x_zp)            # float32(x - zp) * scale
+#   y      = binary_conv2d / binary_linear of x_real        # signs: x_real < threshold
+#   out    = clamp(QuantizeLinear(y, y_scale, y_zp), activation_range(activation))
+
+def _requantize_output(y, y_scale, y_zero_point, activation):
+    from ..numerics.clamp import activation_range
+    from .quantize_linear import quantize_linear
+    q = quantize_linear(y, y_scale, y_zero_point)
+    lo, hi = activation_range(activation, y_scale, y_zero_point, q.dtype)
+    return np.clip(q, lo, hi).astype(q.dtype)
+
+
+def binary_qlinear_conv(x, x_scale, x_zero_point, w, w_scale, threshold, bias, y_scale, y_zero_point, *,
+                        strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), pad_value=0.0, activation=None):
+    """The binary convolution of a quantized NHWC x [N, H, W, C] with the signs of w [O, C, kh, kw]
+    (see the block above): quantized NHWC [N, OH, OW, O] of y_zero_point's dtype."""
+    from .dequantize_linear import dequantize_linear
+    x = as_array(x, "x")
+    if x.ndim != 4:
+        raise ValueError(f"x must be 4-D NHWC, got shape {x.shape}")
+    xf = dequantize_linear(x, x_scale, x_zero_point).transpose(0, 3, 1, 2)
+    y = binary_conv2d(xf, w, w_scale, threshold, bias, strides=strides, pads=pads, dilations=dilations,
+                      pad_value=pad_value)
+    return _requantize_output(np.ascontiguousarray(y.transpose(0, 2, 3, 1)), y_scale, y_zero_point, activation)
+
+
+def binary_qlinear(x, x_scale, x_zero_point, w, w_scale, threshold, bias, y_scale, y_zero_point, *,
+                   activation=None):
+    """A binary linear layer on quantized rows x [N, ..., K] with the signs of w [O, K]: quantized
+    [N, ..., O] of y_zero_point's dtype (see the block above)."""
+    from .dequantize_linear import dequantize_linear
+    w = float_array(w, "w")
+    if w.ndim != 2:
+        raise ValueError(f"w must be 2-D [O, K], got shape {w.shape}")
+    xf = dequantize_linear(as_array(x, "x"), x_scale, x_zero_point)
+    y = binary_linear(xf, pack_signs(w), w.shape[1], w_scale, threshold, bias)
+    return _requantize_output(y, y_scale, y_zero_point, activation)

@@ -25,6 +25,8 @@ dynamic_bmm         attention.py    float32 a x b -> float32, a's rows and b's c
 softmax_bmm         attention.py    softmax to uint8 probabilities, then P V with v int8 (run time)
 embedding           embedding.py    token ids (float32 holding integers) -> rows of a float32 table
 float               float_node.py   a float graph node left float32
+binary_conv         xnor.py         binary (+-1) conv, XOR + popcount, quantized NHWC in and out
+binary_linear       xnor.py         binary (+-1) linear on quantized rows
 ==================  ==============  ============================================================
 
 Adding a step kind: write ``steps/<name>.py`` defining one ``StepKind`` (its docstring describes
@@ -34,7 +36,8 @@ the step), add its line to ``REGISTRY`` below and its row above, and give the C+
 """
 from __future__ import annotations
 
-from . import attention, binary, concat, conv, dynamic_linear, embedding, float_node, lut, pool, quantize, reshape, softmax
+from . import (attention, binary, concat, conv, dynamic_linear, embedding, float_node, lut, pool, quantize, reshape,
+               softmax, xnor)
 from .kind import StepKind
 
 __all__ = ["REGISTRY", "StepKind", "get"]
@@ -68,6 +71,8 @@ REGISTRY = _register(
     embedding.EMBEDDING,
     attention.DYNAMIC_BMM,
     attention.SOFTMAX_BMM,
+    xnor.BINARY_CONV,
+    xnor.BINARY_LINEAR,
 )
 
 
