@@ -23,6 +23,7 @@ void bind_cnn_ops(py::module_& m);  // bind_cnn_ops.cpp
 void bind_plan(py::module_& m);     // bind_plan.cpp
 void bind_float_math(py::module_& m);  // bind_float_math.cpp
 void bind_binary(py::module_& m);      // bind_binary.cpp
+void bind_blockwise(py::module_& m);   // bind_blockwise.cpp
 }  // namespace eb::bind
 using eb::PackedB;
 using namespace eb::bind;
@@ -359,4 +360,5 @@ PYBIND11_MODULE(_core, m) {
   bind_plan(m);
   bind_float_math(m);
   bind_binary(m);
+  bind_blockwise(m);
 }

@@ -72,6 +72,17 @@ BinaryKernels (*const kBinary[])() = {
 static_assert(sizeof(kBinary) / sizeof(kBinary[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
               "one binary kernel set per ISA entry");
 
+// The block-quantized linear kernel of each kIsas entry, in kIsas order (AVX2 and AVX-VNNI:
+// the portable loop for now).
+BlockwiseFn (*const kBlockwise[])() = {
+    blockwise_kernel_scalar,
+#if defined(EB_HAVE_X86_KERNELS)
+    blockwise_kernel_scalar, blockwise_kernel_scalar, blockwise_kernel_avx512, blockwise_kernel_avx512,
+#endif
+};
+static_assert(sizeof(kBlockwise) / sizeof(kBlockwise[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
+              "one blockwise kernel per ISA entry");
+
 struct Table {
   GemmKernel kernels[sizeof(kIsas) / sizeof(kIsas[0])];
   DepthwiseFn depthwise[sizeof(kIsas) / sizeof(kIsas[0])];
@@ -106,6 +117,8 @@ std::vector<std::string> available_isas() {
 FloatMathKernels active_float_math() {  // a table of plain function pointers: cheap to return
   return kFloatMath[table().active.load(std::memory_order_relaxed)]();
 }
+
+BlockwiseFn active_blockwise() { return kBlockwise[table().active.load(std::memory_order_relaxed)](); }
 
 BinaryKernels active_binary() { return kBinary[table().active.load(std::memory_order_relaxed)](); }
 

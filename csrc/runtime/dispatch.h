@@ -9,6 +9,7 @@
 
 #include "eightbit/attention.h"
 #include "eightbit/binary.h"
+#include "eightbit/blockwise.h"
 #include "eightbit/cnn_ops.h"
 #include "eightbit/conv.h"
 #include "eightbit/float_math.h"
@@ -28,6 +29,7 @@ SgemmFn active_sgemm();
 FloatMathKernels active_float_math();
 AttentionKernels active_attention();
 BinaryKernels active_binary();
+BlockwiseFn active_blockwise();
 
 // int8 ops per second of one core's AVX-512 VNNI units (kernels/probe.h), 0 where the CPU has
 // none: the reference that benchmarks of the forced avx512vnni path quote.

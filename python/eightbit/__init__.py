@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from . import binary, numerics, ops, reference
+from . import binary, lowbit, numerics, ops, reference
 from ._version import __version__
 from .graph import Graph
 from .linear import QuantizedLinear

@@ -531,7 +531,10 @@ class _Lowering:
     a node with a tensor that has none (``activation`` returns None) runs as a float step."""
 
     def __init__(self, g: Graph, params, exclude: set, requant: str):
-        self.g, self.params, self.exclude, self.requant = g, params, exclude, requant
+        # A binary node (graph.passes.binarize) has no float form: the accuracy tools' models,
+        # which exclude every node but one, keep it binary (eb.quantize refuses it in exclude=).
+        binary = {n.name for n in g.nodes if "binary_threshold" in n.attrs}
+        self.g, self.params, self.exclude, self.requant = g, params, set(exclude) - binary, requant
         self.dtype = getattr(params, "dtype", None)   # the one activation dtype of eb.quantize, if any
         self.tensors: dict = {}
         self.steps: list = []

@@ -5,6 +5,8 @@ states the same formulas in prose.
 """
 from .binary import (binary_conv2d, binary_linear, binary_matmul, binary_qlinear, binary_qlinear_conv,
                      pack_signs)
+from .blockwise import (blockwise_linear, pack_nibbles, quantize_blockwise, quantize_rows_symmetric,
+                        unpack_nibbles)
 from .conv_integer import conv_integer
 from .dequantize_linear import dequantize_linear
 from .int8_attention import dynamic_bmm, softmax_bmm
@@ -32,4 +34,5 @@ __all__ = [
     "qlinear_global_average_pool", "qlinear_concat", "qlinear_leaky_relu", "qlinear_sigmoid", "max_pool",
     "lookup_table", "make_lookup_table", "dynamic_bmm", "softmax_bmm",
     "pack_signs", "binary_matmul", "binary_linear", "binary_conv2d", "binary_qlinear", "binary_qlinear_conv",
+    "quantize_blockwise", "pack_nibbles", "unpack_nibbles", "quantize_rows_symmetric", "blockwise_linear",
 ]

@@ -1,0 +1,157 @@
+// Kernel layer, AVX-512 VNNI: block-quantized low-bit linear layer.  A tile keeps R rows x P
+// panels of 16 columns: per block, int32 sums that start at the row's -8 * block sum, and
+// float32 accumulators that take float(sum) * scale once per block, in block order.  Per group of
+// 4 k, a panel's 32 bytes of nibbles are broadcast to both halves of a zmm, the high half
+// shifted right by 4, both masked to a nibble: the k4n16 bytes u = q + 8 that vpdpbusd
+// multiplies (unsigned) by the rows' broadcast int8 activations (signed).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <utility>
+
+#include "eightbit/blockwise.h"
+#include "kernels/tile_split.h"
+
+namespace eb {
+namespace {
+
+// Weights of one panel for a group of 4 k: 32 bytes of nibbles -> the 64 k4n16 bytes u = q + 8.
+inline __m512i expand(const uint8_t* nibbles) {
+  const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // high half >> 4
+  const __m512i both = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(nibbles)));
+  return _mm512_and_si512(_mm512_srlv_epi16(both, shift), _mm512_set1_epi8(0x0f));
+}
+
+// Where a tile reads its weights: the packed nibbles, expanded in registers (few rows: the
+// weights stream from memory once), or bytes expanded once per block call into `bytes` (more
+// rows: expanding per tile would cost as much as the products).
+struct NibbleSource {
+  const uint8_t* panel;
+  int64_t stride;  // bytes between panels
+  __m512i load(int j, int64_t g) const { return expand(panel + j * stride + g * kNibbleGroupBytes); }
+};
+struct ByteSource {
+  const uint8_t* panel;
+  int64_t stride;
+  int64_t g0;  // the first group expanded
+  __m512i load(int j, int64_t g) const { return _mm512_load_si512(panel + j * stride + (g - g0) * 64); }
+};
+
+// Blocks [b0, b1) of rows [m, m + R) x panels [p, p + P).  The float accumulators start at zero
+// (b0 == 0) or from `partial` (ldp floats per row, the tile's first column at column 0), and go
+// back there unless b1 is the last block, which writes y.
+template <int R, int P, class Source>
+void tile(const BlockwiseCall& call, int64_t m, int64_t p, const Source& w_at, int64_t b0, int64_t b1, float* partial,
+          int64_t ldp) {
+  const PackedBlockB& B = *call.b;
+  const int64_t groups_per_block = B.block / 4;
+  __m512 acc[R][P];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < P; ++j)
+      acc[r][j] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(partial + r * ldp + j * kBlockPanelCols);
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512i sum[R][P];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < P; ++j) sum[r][j] = _mm512_set1_epi32(call.block_bias[(m + r) * B.blocks + b]);
+    // Unrolled: GCC then keeps the sums in place instead of copying them around the back edge.
+#pragma GCC unroll 8
+    for (int64_t g = b * groups_per_block; g < (b + 1) * groups_per_block; ++g) {
+      __m512i w[P];
+      for (int j = 0; j < P; ++j) w[j] = w_at.load(j, g);
+      for (int r = 0; r < R; ++r) {
+        int32_t four;
+        __builtin_memcpy(&four, call.xq + (m + r) * call.lda + g * 4, 4);
+        const __m512i a = _mm512_set1_epi32(four);
+        for (int j = 0; j < P; ++j) sum[r][j] = _mm512_dpbusd_epi32(sum[r][j], w[j], a);
+      }
+    }
+    for (int j = 0; j < P; ++j) {
+      const __m512 scale = _mm512_load_ps(B.panel_scales(p + j) + b * kBlockPanelCols);
+      for (int r = 0; r < R; ++r)
+        acc[r][j] = _mm512_add_ps(acc[r][j], _mm512_mul_ps(_mm512_cvtepi32_ps(sum[r][j]), scale));
+    }
+  }
+  if (b1 < B.blocks) {
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < P; ++j) _mm512_storeu_ps(partial + r * ldp + j * kBlockPanelCols, acc[r][j]);
+    return;
+  }
+  for (int r = 0; r < R; ++r) {
+    const __m512 xs = _mm512_set1_ps(call.x_scale[m + r]);
+    for (int j = 0; j < P; ++j) {
+      const int64_t n0 = (p + j) * kBlockPanelCols;
+      const int64_t cols = std::min<int64_t>(kBlockPanelCols, B.N - n0);
+      const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+      __m512 y = _mm512_mul_ps(acc[r][j], xs);
+      if (call.bias != nullptr) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, call.bias + n0));
+      if (call.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(call.y + (m + r) * call.ldy + n0, mask, y);
+    }
+  }
+}
+
+// Few rows: up to 2 rows x 4 panels, nibbles expanded in registers (4 sum chains per row).
+constexpr int kFewRows = 2, kFewPanels = 4;
+// More rows: up to 4 rows x 2 panels over the expanded bytes (8 sums + 8 accumulators: GCC keeps
+// them in registers; at 6 rows it copies and spills them).
+constexpr int kRows = 4, kPanels = 2;
+constexpr int64_t kChunkBytes = 24 * 1024;  // expanded weights per K chunk (of a 32-48 KB L1D)
+
+template <class Source>
+using TileFn = void (*)(const BlockwiseCall&, int64_t, int64_t, const Source&, int64_t, int64_t, float*, int64_t);
+
+template <class Source, int R, int... P>
+constexpr auto tiles_of_height(std::integer_sequence<int, P...>) {
+  return std::array<TileFn<Source>, sizeof...(P)>{tile<R, P + 1, Source>...};
+}
+template <class Source, int Panels, int... R>
+constexpr auto all_tiles(std::integer_sequence<int, R...>) {
+  return std::array<std::array<TileFn<Source>, Panels>, sizeof...(R)>{
+      tiles_of_height<Source, R + 1>(std::make_integer_sequence<int, Panels>{})...};
+}
+constexpr auto kFewTiles = all_tiles<NibbleSource, kFewPanels>(std::make_integer_sequence<int, kFewRows>{});
+constexpr auto kTiles = all_tiles<ByteSource, kPanels>(std::make_integer_sequence<int, kRows>{});
+
+void blockwise_avx512(const BlockwiseCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  const PackedBlockB& B = *call.b;
+  const int64_t groups = B.K / 4, nibble_stride = groups * kNibbleGroupBytes;
+  if (m1 - m0 <= kFewRows) {
+    for (int64_t p = p0; p < p1; p += kFewPanels) {
+      const int np = static_cast<int>(std::min<int64_t>(kFewPanels, p1 - p));
+      kFewTiles[m1 - m0 - 1][np - 1](call, m0, p, NibbleSource{B.panel(p), nibble_stride}, 0, B.blocks, nullptr, 0);
+    }
+    return;
+  }
+  // K in chunks of whole blocks whose expanded bytes (64 per group and panel) stay in L1 while
+  // every row tile passes; the float sums wait in `partial` between chunks.
+  const int64_t chunk_blocks = std::max<int64_t>(1, kChunkBytes / ((p1 - p0) * 16 * B.block));
+  const int64_t ldp = (p1 - p0) * kBlockPanelCols;
+  thread_local AlignedBuffer<uint8_t> bytes;
+  thread_local AlignedBuffer<float> partial;
+  bytes.reserve_discard(static_cast<size_t>((p1 - p0) * chunk_blocks * B.block * 16));
+  partial.reserve_discard(static_cast<size_t>((m1 - m0) * ldp));
+  const TileSplit split(m1 - m0, kRows);
+  for (int64_t b0 = 0; b0 < B.blocks; b0 += chunk_blocks) {
+    const int64_t b1 = std::min(B.blocks, b0 + chunk_blocks);
+    const int64_t g0 = b0 * B.block / 4, g1 = b1 * B.block / 4, byte_stride = (g1 - g0) * 64;
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t g = g0; g < g1; ++g)
+        _mm512_store_si512(bytes.data() + (p - p0) * byte_stride + (g - g0) * 64,
+                           expand(B.panel(p) + g * kNibbleGroupBytes));
+    for (int64_t p = p0; p < p1; p += kPanels) {
+      const int np = static_cast<int>(std::min<int64_t>(kPanels, p1 - p));
+      const ByteSource source{bytes.data() + (p - p0) * byte_stride, byte_stride, g0};
+      for (int64_t m = m0, t = 0; m < m1; m += split.rows(t), ++t)
+        kTiles[split.rows(t) - 1][np - 1](call, m, p, source, b0, b1,
+                                          partial.data() + (m - m0) * ldp + (p - p0) * kBlockPanelCols, ldp);
+    }
+  }
+}
+
+}  // namespace
+
+BlockwiseFn blockwise_kernel_avx512() { return blockwise_avx512; }
+
+}  // namespace eb
