@@ -1,6 +1,6 @@
 // Binding layer: linear layers with block-quantized low-bit weights (eightbit.lowbit wraps
-// these).  Every operand is checked here: codes in [-8, 7], the block size, positive finite
-// scales, finite inputs.
+// these).  Every operand is checked here: codes in [-8, 7], the block size, finite scales (of
+// either sign: ONNX Runtime's symmetric quantizer writes negative ones), finite inputs.
 #include <cmath>
 #include <string>
 
@@ -28,7 +28,7 @@ PackedBlockB pack(const py::handle& codes_in, const py::handle& scales_in, int64
     value_error("scales: expected [" + std::to_string(n) + ", " + std::to_string(k / block) + "] (one per block)");
   const auto* s = static_cast<const float*>(scales.data());
   for (py::ssize_t i = 0; i < scales.size(); ++i)
-    if (!(s[i] > 0.0f) || !std::isfinite(s[i])) value_error("scales: every value must be positive and finite");
+    if (!std::isfinite(s[i])) value_error("scales: every value must be finite");
   py::gil_scoped_release release;
   return pack_blockwise(c, s, n, k, block);
 }

@@ -32,7 +32,7 @@ class Int4Weights:
     @classmethod
     def from_codes(cls, codes, scales, block_size: int) -> "Int4Weights":
         """Weights from given codes (int8 [N, K], each in [-8, 7]) and scales (float32
-        [N, K / block_size], positive and finite)."""
+        [N, K / block_size], finite)."""
         codes = np.ascontiguousarray(codes)
         scales = np.ascontiguousarray(scales)
         return cls(codes, scales, block_size, 4)
@@ -82,3 +82,13 @@ def blockwise_linear(x, w: Int4Weights, bias=None, activation=None) -> np.ndarra
     b = None if bias is None else float_array(bias, "bias")
     y = _core.blockwise_linear(np.ascontiguousarray(x.reshape(-1, w.k)), w._packed, b, activation == "relu")
     return y.reshape(x.shape[:-1] + (w.n,))
+
+
+def blockwise_linear_codes(x, codes, scales, block_size, bias=None, activation=None) -> np.ndarray:
+    """eightbit.reference.blockwise.blockwise_linear's signature on the kernels (the plan's
+    blockwise_linear step): ``codes`` int8 [N, K] or Int4Weights packed with these scales."""
+    if not isinstance(codes, Int4Weights):
+        codes = Int4Weights.from_codes(codes, scales, block_size)
+    elif codes.block_size != int(block_size) or not np.array_equal(codes.scales, np.asarray(scales)):
+        raise ValueError("scales / block_size: differ from the ones the weights were packed with")
+    return blockwise_linear(x, codes, bias, activation)

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import cnn_ops as _cnn_ops
 from .binary import binary_qlinear, binary_qlinear_conv  # noqa: F401  (the plan's binary steps)
+from .lowbit import blockwise_linear_codes as blockwise_linear  # noqa: F401  (the plan's blockwise_linear)
 from . import conv as _conv
 from .cnn_ops import (lookup_table, make_lookup_table, max_pool, qlinear_add, qlinear_average_pool,
                       qlinear_concat, qlinear_global_average_pool, qlinear_leaky_relu, qlinear_mul,

@@ -55,7 +55,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              requant: str = "float", exclude=(), dynamic: bool = False, per_token="auto", equalize: bool = False,
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
              min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8",
-             attention: str = "float", binary=()) -> QuantizedModel:
+             attention: str = "float", binary=(), weight_bits: int = 8, block_size: int = 32) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -92,6 +92,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     graph. Keep the first and last layers int8, as binary networks do. Not with dynamic=True or
     accuracy_budget.
 
+    ``weight_bits=4`` (or 3, 2): linear / matmul layers get block-quantized low-bit weights (one
+    float32 scale per ``block_size`` input channels, a power of two in [16, 256]) and run as
+    blockwise_linear steps, float32 in and out with their input rows quantized to symmetric int8 at
+    run time (eightbit.lowbit); a layer whose K the block size does not divide stays int8, as do
+    convolutions.
+
     Mixed precision: ``accuracy_budget=0.01`` keeps the fewest nodes float32 whose relative metric
     drop on ``eval_data`` (``x`` or ``(x, labels)``) stays within the budget; ``metric``:
     "accuracy", "cosine", "sqnr" (default without labels) or a callable ``fn(pred, target)``.
@@ -105,6 +111,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     if binary and (dynamic or accuracy_budget is not None):
         raise ValueError("binary: not with dynamic=True or accuracy_budget (binary layers are static and chosen "
                          "by name)")
+    weight_blocks = _weight_blocks(weight_bits, block_size)
     overlap = exclude & set([binary] if isinstance(binary, str) else binary)
     if overlap:
         raise ValueError(f"binary and exclude both name {sorted(overlap)}")
@@ -122,6 +129,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
         prepared = prepare_for_quantization(graph)
         params = CalibratedQParams(prepared, {}, dtype, per_channel, embeddings=embeddings, attention=attention)
+        params.weight_blocks = weight_blocks
         return lower_to_model(prepared, params, exclude=exclude, requant=requant, dynamic=True)
     if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
         raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
@@ -132,6 +140,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
                     bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention,
                     binary=binary)
+    cal.params.weight_blocks = weight_blocks
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -140,6 +149,18 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
         from .accuracy.analyze import check_output_sqnr
         check_output_sqnr(cal, qm, float(min_sqnr))
     return qm
+
+
+def _weight_blocks(weight_bits, block_size):
+    """(bits, block_size) of block-quantized linear weights, or None for int8 (weight_bits=8)."""
+    from .reference.blockwise import BLOCK_SIZES
+    if isinstance(weight_bits, bool) or weight_bits not in (2, 3, 4, 8):
+        raise ValueError(f"weight_bits: expected 8 (int8) or 2, 3, 4 (block-quantized), got {weight_bits!r}")
+    if weight_bits == 8:
+        return None
+    if isinstance(block_size, bool) or block_size not in BLOCK_SIZES:
+        raise ValueError(f"block_size: expected one of {BLOCK_SIZES}, got {block_size!r}")
+    return int(weight_bits), int(block_size)
 
 
 class QuantizationWarning(UserWarning):
@@ -394,6 +415,16 @@ class CalibratedQParams:
         self.symmetric = symmetric
         self.per_token = per_token     # which linear layers quantize their input per token: per_token_linear
         self.bias_stats = bias_stats   # compensation.ChannelStats of layer inputs: bias correction
+        self.weight_blocks = None      # (bits, block size): linear weights block-quantized (eb.quantize)
+
+    def blockwise(self, node, w: np.ndarray):
+        """(codes, scales, bits, block size) of linear weights w [O, K] when eb.quantize asked for
+        block-quantized ones and the block size divides K; else None (the layer stays int8)."""
+        if self.weight_blocks is None or w.shape[1] % self.weight_blocks[1]:
+            return None
+        from .reference.blockwise import quantize_blockwise
+        bits, block = self.weight_blocks
+        return (*quantize_blockwise(w, block, bits), bits, block)
 
     def activation(self, name: str):
         """(scale float32, zero point as a scalar of the tensor's dtype) of a graph tensor."""
@@ -702,12 +733,31 @@ class _Lowering:
             self._binary(node)
             return True
         weight = node.consts["weight"] if weight is None else weight
+        if self._blockwise_linear(node, weight):
+            return True
         if per_token_linear(self.g, node, getattr(self.params, "per_token", False)):
             self._dynamic_linear(node, self.params.dynamic_weights(node, weight))
             return True
         consts = self._weights(node, weight, node.consts.get("bias"))
         attrs = {"activation": node.attrs.get("activation"), "requant": self.requant}
         self._step("linear", node, [self._q(node.inputs[0])], attrs, consts)
+        return True
+
+    def _blockwise_linear(self, node, w: np.ndarray) -> bool:
+        """A blockwise_linear step (float32 in and out) when the params give the node block-quantized
+        weights (``params.blockwise(node, w)``: codes, scales, bits, block size); else False."""
+        blockwise = getattr(self.params, "blockwise", None)
+        given = blockwise(node, w) if blockwise is not None and node.attrs.get("activation") in (None, "relu") else None
+        if given is None:
+            return False
+        from .model.steps.blockwise import pack_codes
+        codes, scales, bits, block = given
+        bias = node.consts.get("bias")
+        consts = {"w_codes": pack_codes(codes), "w_scales": scales,
+                  "bias": np.zeros(w.shape[0], np.float32) if bias is None else np.array(bias, np.float32)}
+        out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
+        attrs = {"block_size": block, "bits": bits, "activation": node.attrs.get("activation")}
+        self.steps.append(Step("blockwise_linear", (self._f(node.inputs[0]),), out, attrs, consts, source=node.name))
         return True
 
     def _dynamic_linear(self, node, weights) -> None:
@@ -838,6 +888,8 @@ class _DynamicLowering(_Lowering):
         if (node.op in ("linear", "matmul") and node.name not in self.exclude
                 and node.attrs.get("activation") in (None, "relu")):
             w = node.consts["weight"] if node.op == "linear" else np.ascontiguousarray(node.consts["b"].T)
+            if self._blockwise_linear(node, w):
+                return
             weights = self.params.dynamic_weights(node, w)
         if weights is None:
             self._float_step(node)

@@ -284,8 +284,9 @@ def test_summary_lists_the_binary_steps():
     rows = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 9 and parts[1] in ("binary_conv", "binary_linear"):
-            rows[parts[2]] = (parts[1], int(parts[8]))
+        if len(parts) == 10 and parts[1] in ("binary_conv", "binary_linear"):
+            assert parts[8] == "1"                      # bits per weight
+            rows[parts[2]] = (parts[1], int(parts[9]))
     assert {k: v[0] for k, v in rows.items()} == {"bconv1": "binary_conv", "bconv2": "binary_conv",
                                                    "bconv3": "binary_conv", "bconv4": "binary_conv",
                                                    "bfc1": "binary_linear"}

@@ -29,6 +29,7 @@ namespace eb {
   X(conv)                                         /* conv.cpp */              \
   X(binary_conv) X(binary_linear)                 /* xnor.cpp */              \
   X(dynamic_linear)                               /* dynamic_linear.cpp */    \
+  X(blockwise_linear)                             /* blockwise.cpp */         \
   X(dynamic_bmm) X(softmax_bmm)                   /* attention.cpp */         \
   X(binary) X(lut)                                /* elementwise.cpp */       \
   X(max_pool) X(avg_pool) X(global_avg_pool)      /* pool.cpp */              \

@@ -139,8 +139,9 @@ class QuantizedModel:
         return self.plan.const_bytes()
 
     def summary(self) -> str:
-        """One line per step: op, source node, output tensor, shape, dtype, quantization, constant
-        bytes. Columns are as wide as their longest entry: no name is cut."""
+        """One line per step: op, source node, output tensor, shape, dtype, quantization, the bits
+        per weight of a layer with weights, constant bytes (as stored: packed codes count their
+        bits). Columns are as wide as their longest entry: no name is cut."""
         from ..accuracy.report import format_table
 
         rows = []
@@ -150,8 +151,8 @@ class QuantizedModel:
             scale = f"{t.scale:.5g}" if t.quantized else "-"
             zp = str(t.zero_point) if t.quantized else "-"
             nbytes = sum(int(np.asarray(v).nbytes) for v in s.consts.values())
-            rows.append((i, s.op, s.source, s.output, shape, str(t.dtype), scale, zp, nbytes))
-        header = ["step", "op", "node", "output", "shape", "dtype", "scale", "zp", "bytes"]
+            rows.append((i, s.op, s.source, s.output, shape, str(t.dtype), scale, zp, _weight_bits(s), nbytes))
+        header = ["step", "op", "node", "output", "shape", "dtype", "scale", "zp", "w bits", "bytes"]
         return format_table(header, rows) + f"\nconstants: {self.size_bytes} bytes"
 
     def profile(self, x, repeats: int = 10):
@@ -180,3 +181,20 @@ class QuantizedModel:
     def __repr__(self) -> str:
         return (f"QuantizedModel(inputs={self.plan.inputs}, outputs={self.plan.outputs}, "
                 f"steps={len(self.plan.steps)}, bytes={self.size_bytes})")
+
+
+_INT8_WEIGHT_STEPS = ("conv", "linear", "dynamic_linear")
+
+
+def _weight_bits(step) -> str:
+    """Bits per weight of a step with weights ("-" for none): 8, 1 (binary), the block-quantized
+    grid's bits, 32 for a float layer."""
+    if step.op in _INT8_WEIGHT_STEPS:
+        return "8"
+    if step.op in ("binary_conv", "binary_linear"):
+        return "1"
+    if step.op == "blockwise_linear":
+        return str(step.attrs.get("bits", 4))
+    if step.op == "float" and "weight" in step.consts:
+        return "32"
+    return "-"

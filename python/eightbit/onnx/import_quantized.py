@@ -33,7 +33,7 @@ QUANTIZED_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
     "MatMulInteger", "ConvInteger", "QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
     "QLinearGlobalAveragePool", "QLinearConcat", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax",
-    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention", "QEmbedLayerNormalization",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention", "QEmbedLayerNormalization", "MatMulNBits",
 })
 _WEIGHT_OPS = ("conv2d", "linear", "matmul")
 _INT8 = np.iinfo(np.int8)
@@ -161,6 +161,8 @@ def import_quantized(model) -> QuantizedModel:
                               "the float model and use eb.quantize(..., dynamic=True)")
     if ops & {"DynamicQuantizeLinear", "MatMulInteger"}:
         return _import_dynamic(model)
+    if "MatMulNBits" in ops:
+        return _import_nbits(model, ops)
     stripped = strip_qdq(qoperator_to_qdq(model))
     graph = import_float(stripped.model, keep_tensors=stripped.tensor_qparams)
     qparams = {k: v for k, v in stripped.tensor_qparams.items() if k in graph.tensors}
@@ -212,3 +214,42 @@ def _import_dynamic(model) -> QuantizedModel:
     with _lowering_errors():
         graph = remove_identities(graph)
         return lower_to_model(graph, GivenDynamicWeights(weights), dynamic=True)
+
+
+class GivenBlockWeights:
+    """The block-quantized weights of MatMulNBits nodes (strip_nbits), as the lowering asks for them:
+    each such MatMul a blockwise_linear step with the model's codes and scales; every other node
+    float32."""
+
+    granularity = "row"
+    given = False
+
+    def __init__(self, blocks: dict):
+        self.blocks = blocks
+
+    def blockwise(self, node, w: np.ndarray):
+        info = self.blocks.get(node.output)
+        if info is None:
+            return None
+        codes, scales, block = info
+        if codes.shape != w.shape:
+            return None                 # not the node the weights came from
+        return codes, scales, 4, block
+
+    def dynamic_weights(self, node, w: np.ndarray):
+        return None
+
+
+def _import_nbits(model, ops) -> QuantizedModel:
+    """A model with MatMulNBits nodes (and otherwise float): each becomes a blockwise_linear step."""
+    from ..quantizer import lower_to_model
+    from .import_float import import_float
+    from .strip_nbits import strip_nbits
+
+    others = ops & set(QUANTIZED_OPS) - {"MatMulNBits"}
+    if others:
+        raise OnnxImportError(f"MatMulNBits with other quantized ops ({', '.join(sorted(others))}) is not supported")
+    float_model, blocks = strip_nbits(model)
+    graph = import_float(float_model, keep_tensors=set(blocks))
+    with _lowering_errors():
+        return lower_to_model(remove_identities(graph), GivenBlockWeights(blocks), dynamic=True)

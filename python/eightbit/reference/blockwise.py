@@ -30,7 +30,8 @@ Activations, ``quantize_rows_symmetric(x)``: x float32 [M, K], finite. For each 
     xq[m, k]  = clip(rint(x[m, k] / x_scale[m]), -127, 127)      # float32 division; half to even; int8
 
 The layer, ``blockwise_linear(x, codes, scales, B, bias, activation)``: x [..., K] (rows quantized as
-above), codes int8 [N, K] (any int8 value), scales float32 [N, K / B] (finite, > 0), bias float32
+above), codes int8 [N, K] (any int8 value), scales float32 [N, K / B] (finite, any sign: ONNX Runtime's
+symmetric int4 quantizer writes negative ones), bias float32
 [N] or None, activation None or "relu". For every row m and output n:
 
     dot[b]  = sum_{k in block b} int32(xq[m, k]) * int32(code[n, k])   # exact; |dot| < 2^22, so
@@ -50,13 +51,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics.checks import as_array, float_array, positive_scale, quant_array
+from ..numerics.checks import as_array, float_array, quant_array
 
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 BITS_RANGE = (2, 8)
 ACTIVATIONS = (None, "relu")
 X_QMAX = 127
 
+
+
+def finite_scales(scales) -> np.ndarray:
+    """Block scales as float32: finite, any sign (zero too)."""
+    s = float_array(scales, "scales")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scales must be finite")
+    return s
 
 def _int_scalar(value, name: str) -> int:
     arr = as_array(value, name)
@@ -162,7 +171,7 @@ def blockwise_linear(x, codes, scales, block_size, bias=None, activation=None) -
     n, k = c.shape
     b = check_block_size(block_size, k)
     nb = k // b
-    s = positive_scale(scales, "scales")
+    s = finite_scales(scales)
     if s.shape != (n, nb):
         raise ValueError(f"scales must have shape ({n}, {nb}) (one per row and block of {b}), got {s.shape}")
     x = _finite(x, "x")

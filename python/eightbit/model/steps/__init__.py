@@ -27,6 +27,7 @@ embedding           embedding.py    token ids (float32 holding integers) -> rows
 float               float_node.py   a float graph node left float32
 binary_conv         xnor.py         binary (+-1) conv, XOR + popcount, quantized NHWC in and out
 binary_linear       xnor.py         binary (+-1) linear on quantized rows
+blockwise_linear    blockwise.py    float32 -> float32, 2-4-bit weights with a scale per block of K
 ==================  ==============  ============================================================
 
 Adding a step kind: write ``steps/<name>.py`` defining one ``StepKind`` (its docstring describes
@@ -36,8 +37,8 @@ the step), add its line to ``REGISTRY`` below and its row above, and give the C+
 """
 from __future__ import annotations
 
-from . import (attention, binary, concat, conv, dynamic_linear, embedding, float_node, lut, pool, quantize, reshape,
-               softmax, xnor)
+from . import (attention, binary, blockwise, concat, conv, dynamic_linear, embedding, float_node, lut, pool, quantize,
+               reshape, softmax, xnor)
 from .kind import StepKind
 
 __all__ = ["REGISTRY", "StepKind", "get"]
@@ -73,6 +74,7 @@ REGISTRY = _register(
     attention.SOFTMAX_BMM,
     xnor.BINARY_CONV,
     xnor.BINARY_LINEAR,
+    blockwise.BLOCKWISE_LINEAR,
 )
 
 

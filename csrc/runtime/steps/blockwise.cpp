@@ -1,0 +1,60 @@
+// Runtime layer, step blockwise_linear: a linear layer with block-quantized low-bit weights
+// (python/eightbit/model/steps/blockwise.py), float32 rows in and out, each row quantized to
+// symmetric int8 at run time (runtime/blockwise.h).  The codes arrive two to a byte as ONNX packs
+// int4 and are repacked once at create.
+#include <cmath>
+
+#include "runtime/blockwise.h"
+#include "runtime/steps/steps.h"
+
+namespace eb {
+namespace {
+
+struct BlockwiseStep final : Step {
+  PackedBlockB weights;
+  std::vector<float> bias;
+  bool relu = false;
+
+  void run(const StepIO& io) const override {
+    const int64_t rows = io.batch() * product_of_middle(io.in_t().shape);
+    blockwise_linear(static_cast<const float*>(io.in()), rows, weights, bias.data(), relu,
+                     static_cast<float*>(io.out()));
+  }
+  int64_t const_bytes() const override {
+    return bytes_of(weights.nibbles) + bytes_of(weights.scales) + bytes_of(bias);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Step> create_blockwise_linear(const StepContext& c) {
+  const Record &k = c.consts, &r = c.lowered;
+  c.arity(1);
+  c.float_in_out("a blockwise linear layer");
+  const ArrayView& packed = k.array("w_codes", ArrayDtype::kUint8, "uint8");
+  if (packed.shape.size() != 2 || packed.shape[0] < 1 || packed.shape[1] < 1) c.bad("w_codes must be 2-D [O, K / 2]");
+  const int64_t o = packed.shape[0], kk = 2 * packed.shape[1];
+  const int64_t block = r.integer("block_size");
+  if (block < 16 || block > 256 || (block & (block - 1)) != 0 || kk % block != 0)
+    c.bad("block_size must be a power of two in [16, 256] dividing K = " + std::to_string(kk));
+  c.linear_shapes(kk, o);
+  auto s = std::make_unique<BlockwiseStep>();
+  s->relu = r.flag("relu");
+  const std::vector<float> scales = floats(k, "w_scales", o * (kk / block));
+  for (float v : scales)
+    if (!std::isfinite(v)) c.bad("w_scales must be finite");
+  s->bias = floats(k, "bias", o);
+  for (float v : s->bias)
+    if (!std::isfinite(v)) c.bad("bias must be finite");
+  // Nibbles -> int8 codes in [-8, 7] (two's complement, the first code in the low nibble).
+  std::vector<int8_t> codes(static_cast<size_t>(o * kk));
+  for (int64_t i = 0; i < o * kk / 2; ++i) {
+    const uint8_t byte = packed.data[i];
+    codes[2 * i] = static_cast<int8_t>(((byte & 0x0f) ^ 8) - 8);
+    codes[2 * i + 1] = static_cast<int8_t>(((byte >> 4) ^ 8) - 8);
+  }
+  s->weights = pack_blockwise(codes.data(), scales.data(), o, kk, block);
+  return s;
+}
+
+}  // namespace eb

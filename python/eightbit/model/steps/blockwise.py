@@ -1,0 +1,81 @@
+"""blockwise_linear: a linear layer with block-quantized low-bit weights (eightbit.lowbit).
+
+================  ================================================================================
+blockwise_linear  float32 x [N, ..., K] -> float32 [N, ..., O]: rows quantized to symmetric int8
+                  at run time; ``w_codes`` uint8 [O, K / 2] (two codes a byte, ONNX's int4 packing:
+                  the first in the low nibble, two's complement, each in [-8, 7]), ``w_scales``
+                  float32 [O, K / block_size], ``bias`` float32 [O]. attrs: block_size (a power of
+                  two in [16, 256] dividing K), bits (2-4: the grid the codes were made on),
+                  activation (None or "relu"). reference.blockwise_linear
+================  ================================================================================
+
+No ONNX form yet (the per-block order of float sums has no exact ONNX equivalent).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...reference.blockwise import BLOCK_SIZES, pack_nibbles, unpack_nibbles
+from .kind import StepKind
+
+CONSTS = ("w_codes", "w_scales", "bias")
+
+
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """int8 codes [O, K] in [-8, 7] -> the step's w_codes."""
+    return pack_nibbles(codes)
+
+
+def _codes(step) -> np.ndarray:
+    c = step.consts
+    return unpack_nibbles(np.asarray(c["w_codes"]), 2 * np.asarray(c["w_codes"]).shape[1])
+
+
+def _check(step, ins, out):
+    c, a = step.consts, step.attrs
+    codes, scales, bias = (np.asarray(c[k]) for k in CONSTS)
+    if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[0] == 0:
+        raise ValueError(f"w_codes must be a 2-D uint8 array [O, K / 2], got {codes.dtype} {codes.shape}")
+    o, k = codes.shape[0], 2 * codes.shape[1]
+    block = a.get("block_size")
+    if block not in BLOCK_SIZES or k % block:
+        raise ValueError(f"block_size must be one of {BLOCK_SIZES} and divide K = {k}, got {block!r}")
+    if a.get("bits") not in (2, 3, 4):
+        raise ValueError("bits must be 2, 3 or 4")
+    if scales.dtype != np.float32 or scales.shape != (o, k // block) or not np.all(np.isfinite(scales)):
+        raise ValueError(f"w_scales must be [{o}, {k // block}] finite float32 values")
+    if bias.dtype != np.float32 or bias.shape != (o,) or not np.all(np.isfinite(bias)):
+        raise ValueError(f"bias must be {o} finite float32 values")
+    if a.get("activation") not in (None, "relu"):
+        raise ValueError("activation must be None or 'relu'")
+
+
+def _shape(step, ins):
+    x, k = ins[0].shape, 2 * step.consts["w_codes"].shape[1]
+    if len(x) < 2 or x[-1] != k:
+        raise ValueError(f"input {x} does not match the weights' K = {k}")
+    return tuple(x[:-1]) + (step.consts["w_codes"].shape[0],)
+
+
+def _run(m, step, xs, ins, out, w):
+    c, a = step.consts, step.attrs
+    return m.blockwise_linear(xs[0], w, c["w_scales"], a["block_size"], c["bias"], a.get("activation"))
+
+
+def _pack(ops, step):
+    from ...lowbit import Int4Weights
+    return Int4Weights(_codes(step), np.asarray(step.consts["w_scales"]), step.attrs["block_size"],
+                       step.attrs.get("bits", 4))
+
+
+def _lower(step, ins, out):
+    return {"kind": "blockwise_linear", "block_size": int(step.attrs["block_size"]),
+            "relu": step.attrs.get("activation") == "relu"}
+
+
+def _no_export(step):
+    return "has block-quantized low-bit weights, which have no exact ONNX form yet"
+
+
+BLOCKWISE_LINEAR = StepKind("blockwise_linear", 1, "float", consts=CONSTS, check=_check, shape=_shape, run=_run,
+                            weights=_codes, pack=_pack, lower=_lower, export=None, export_check=_no_export)
