@@ -72,12 +72,11 @@ BinaryKernels (*const kBinary[])() = {
 static_assert(sizeof(kBinary) / sizeof(kBinary[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
               "one binary kernel set per ISA entry");
 
-// The block-quantized linear kernel of each kIsas entry, in kIsas order (AVX2 and AVX-VNNI:
-// the portable loop for now).
+// The block-quantized linear kernel of each kIsas entry, in kIsas order.
 BlockwiseFn (*const kBlockwise[])() = {
     blockwise_kernel_scalar,
 #if defined(EB_HAVE_X86_KERNELS)
-    blockwise_kernel_scalar, blockwise_kernel_scalar, blockwise_kernel_avx512, blockwise_kernel_avx512,
+    blockwise_kernel_avx2, blockwise_kernel_avxvnni, blockwise_kernel_avx512, blockwise_kernel_avx512,
 #endif
 };
 static_assert(sizeof(kBlockwise) / sizeof(kBlockwise[0]) == sizeof(kIsas) / sizeof(kIsas[0]),

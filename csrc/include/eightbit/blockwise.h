@@ -51,6 +51,8 @@ struct BlockwiseCall {
 using BlockwiseFn = void (*)(const BlockwiseCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 
 BlockwiseFn blockwise_kernel_scalar();
+BlockwiseFn blockwise_kernel_avx2();
+BlockwiseFn blockwise_kernel_avxvnni();
 BlockwiseFn blockwise_kernel_avx512();
 
 }  // namespace eb

@@ -40,7 +40,10 @@ std::unique_ptr<Step> create_blockwise_linear(const StepContext& c) {
   c.linear_shapes(kk, o);
   auto s = std::make_unique<BlockwiseStep>();
   s->relu = r.flag("relu");
-  const std::vector<float> scales = floats(k, "w_scales", o * (kk / block));
+  const ArrayView& scale_view = k.array("w_scales", ArrayDtype::kFloat32, "float32");
+  if (scale_view.shape != std::vector<int64_t>{o, kk / block})
+    c.bad("w_scales must be [" + std::to_string(o) + ", " + std::to_string(kk / block) + "] (one per row and block)");
+  const std::vector<float> scales = values_of<float>(scale_view);
   for (float v : scales)
     if (!std::isfinite(v)) c.bad("w_scales must be finite");
   s->bias = floats(k, "bias", o);
