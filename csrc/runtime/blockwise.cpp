@@ -54,8 +54,11 @@ void quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, fl
     const float quotient = top / 127.0f;
     const float s = quotient != 0.0f ? quotient : 1.0f;  // a zero row, or a subnormal max that underflows
     scale[m] = s;
-    for (int64_t k = 0; k < K; ++k)  // |x / s| <= 127 up to rounding: the clamp keeps the code in range
-      q[m * K + k] = static_cast<int8_t>(std::clamp(std::nearbyint(row[k] / s), -127.0f, 127.0f));
+    // |x / s| <= 127 up to rounding, so adding and subtracting 1.5 * 2^23 rounds it half to even
+    // (as rint, which the portable build would call per element); the clamp keeps it in range.
+    constexpr float kRound = 12582912.0f;
+    for (int64_t k = 0; k < K; ++k)
+      q[m * K + k] = static_cast<int8_t>(std::clamp((row[k] / s + kRound) - kRound, -127.0f, 127.0f));
   }
 }
 

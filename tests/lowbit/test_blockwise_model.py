@@ -16,9 +16,10 @@ weight_bits=4, block_size=32) (and weight_bits 3 / 2, block sizes 16 ... 128, dy
 * Accuracy: a small MLP trained on sklearn's digits keeps its accuracy with 4-bit block-32 weights
   (the int8, 4-, 3- and 2-bit accuracies are printed; run with -s).
 * Bad weight_bits / block_size raise ValueError; hostile .eb files (w_codes of the wrong shape,
-  block sizes that are not powers of two in [16, 256] or do not divide K, w_scales not positive and
-  finite or of the wrong shape, NaN bias, relu missing from the record, ...) raise ModelFileError,
-  both through eb.load and from the C++ reader alone (what the C library runs).
+  block sizes that are not powers of two in [16, 256] or do not divide K, w_scales not finite or of
+  the wrong shape, NaN bias, relu missing from the record, ...) raise ModelFileError, both through
+  eb.load and from the C++ reader alone (what the C library runs). Scales of either sign and zero
+  are valid (ONNX Runtime's int4 quantizer writes negative ones), as are codes of -8.
 
 Every eb.quantize call passes min_sqnr=None (2-bit weights are far from the float model).
 """
@@ -32,7 +33,6 @@ import pytest
 import eightbit as eb
 from eightbit import reference as R
 from eightbit.model import file_format as ff
-from eightbit.model.execute import run_plan
 from eightbit.model.file_format import ModelFileError
 from eightbit.runtime import core as _core
 
@@ -546,19 +546,19 @@ def put(value, where=0):
 
 HOSTILE = {
     # w_codes: not [O, K / 2] uint8, or O / K not those of the layer
-    "w_codes_extra_row": ("fc2", with_const("w_codes", lambda a: np.concatenate([a, a[:1]])), ""),
-    "w_codes_missing_row": ("fc4", with_const("w_codes", lambda a: a[1:].copy()), ""),
-    "w_codes_extra_column": ("fc1", with_const("w_codes", lambda a: np.concatenate([a, a[:, :16]], 1)), ""),
-    "w_codes_k_too_small": ("fc4", with_const("w_codes", lambda a: a[:, :32].copy()), ""),
+    "w_codes_extra_row": ("fc2", with_const("w_codes", lambda a: np.concatenate([a, a[:1]])), "has shape"),
+    "w_codes_missing_row": ("fc4", with_const("w_codes", lambda a: a[1:].copy()), "has shape"),
+    "w_codes_extra_column": ("fc1", with_const("w_codes", lambda a: np.concatenate([a, a[:, :16]], 1)), "has shape"),
+    "w_codes_k_too_small": ("fc4", with_const("w_codes", lambda a: a[:, :32].copy()), "has shape"),
     "w_codes_half_k_odd": ("fc2", with_const("w_codes", lambda a: a[:, :-1].copy()), "block_size"),   # K = 94
     "w_codes_1d": ("fc1", with_const("w_codes", lambda a: a.reshape(-1)), "w_codes"),
     "w_codes_3d": ("fc2", with_const("w_codes", lambda a: a.reshape(a.shape[0], 3, -1)), "w_codes"),
-    "w_codes_unpacked": ("fc1", with_const("w_codes", lambda a: np.repeat(a, 2, axis=1)), ""),     # [O, K]
+    "w_codes_unpacked": ("fc1", with_const("w_codes", lambda a: np.repeat(a, 2, axis=1)), "has shape"),     # [O, K]
     "w_codes_int8": ("fc4", with_const("w_codes", lambda a: a.view(np.int8)), "w_codes"),
     "w_codes_empty": ("fc2", with_const("w_codes", lambda a: a[:, :0].copy()), "w_codes"),
     # the input's K: odd, or not the weights' K
-    "input_k_odd": ("fc1", input_width(65), ""),
-    "input_k_other": ("fc1", input_width(96), ""),
+    "input_k_odd": ("fc1", input_width(65), "has shape"),
+    "input_k_other": ("fc1", input_width(96), "has shape"),
     # block_size: not a power of two in [16, 256], or not dividing K
     "block_8": ("fc1", block_size(8), "block_size"),
     "block_512": ("fc4", block_size(512), "block_size"),
@@ -569,7 +569,7 @@ HOSTILE = {
     "block_128_of_k_64": ("fc1", block_size(128), "block_size"),
     "block_256_of_k_128": ("fc4", block_size(256), "block_size"),
     "block_48_record_only": ("fc2", block_size(48, attrs=False), "block_size"),
-    "block_16_record_only": ("fc1", block_size(16, attrs=False), ""),     # w_scales then the wrong size
+    "block_16_record_only": ("fc1", block_size(16, attrs=False), "w_scales"),    # w_scales then [96, 2], not [96, 4]
     "block_float": ("fc1", block_size(32.0), "block_size"),
     "block_missing": ("fc2", without_record("block_size"), "block_size"),
     # w_scales: not finite float32 [O, K / B] (any sign is fine: test_scales_of_either_sign_...)
@@ -580,6 +580,7 @@ HOSTILE = {
     "w_scales_long": ("fc2", with_const("w_scales", lambda a: np.concatenate([a, a[:, :1]], 1)), "w_scales"),
     "w_scales_missing_row": ("fc1", with_const("w_scales", lambda a: a[1:].copy()), "w_scales"),
     "w_scales_transposed": ("fc2", with_const("w_scales", lambda a: np.ascontiguousarray(a.T)), "w_scales"),
+    "w_scales_flat": ("fc4", with_const("w_scales", lambda a: a.reshape(-1)), "w_scales"),
     "w_scales_int32": ("fc1", with_const("w_scales", lambda a: a.view(np.int32)), "w_scales"),
     # bias: not O finite float32 values
     "bias_nan": ("fc2", with_const("bias", put(np.nan, 4)), "bias"),
@@ -596,9 +597,8 @@ HOSTILE = {
 }
 
 
-def hostile_file(tmp_path, saved, case):
+def hostile_file(tmp_path, saved, case, source, change):
     tree, index = saved
-    source, change, _ = HOSTILE[case]
     tree = {**tree, "steps": list(tree["steps"])}
     i = index[source]
     step = dict(tree["steps"][i])
@@ -612,11 +612,12 @@ def hostile_file(tmp_path, saved, case):
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_file_raises_model_file_error(tmp_path, saved_mlp, case):
-    path = hostile_file(tmp_path, saved_mlp, case)
+    source, change, word = HOSTILE[case]
+    path = hostile_file(tmp_path, saved_mlp, case, source, change)
     with pytest.raises(ModelFileError):
         eb.load(path)
     # the C++ reader on its own (what the C library runs): it checks, and names, the problem too
-    with pytest.raises(ModelFileError, match=re.escape(HOSTILE[case][2])):
+    with pytest.raises(ModelFileError, match=re.escape(word)):
         _core.ModelFile.map(str(path)).build()
 
 
@@ -629,3 +630,44 @@ def test_the_unchanged_tree_loads(tmp_path, saved_mlp):
     _core.ModelFile.map(str(path)).build()
     x = data("mlp", (64,), 2, 1)
     np.testing.assert_array_equal(qm(x), quantize("mlp", 4, 32)(x))
+
+
+def test_a_bias_of_the_wrong_rank_fails_to_load(tmp_path, saved_mlp):
+    """The same values in the same order as [O, 1]: eb.load's plan check refuses it (the C++ reader
+    counts a bias's values, as it does for every step)."""
+    path = hostile_file(tmp_path, saved_mlp, "bias_2d", "fc1", with_const("bias", lambda a: a.reshape(-1, 1)))
+    with pytest.raises(ModelFileError, match="bias"):
+        eb.load(path)
+
+
+def test_scales_of_either_sign_and_zero_run_the_same_on_every_executor(isa, tmp_path, saved_mlp):
+    """w_scales may be any finite float32 (ONNX Runtime's symmetric int4 quantizer writes negative
+    ones): zero, -0.0 and negative scales load, and the three executors agree."""
+    tree, index = saved_mlp
+    steps = list(tree["steps"])
+    for source, j, v in (("fc1", 0, 0.0), ("fc1", 3, -0.0), ("fc2", slice(None, None, 2), None),
+                         ("fc4", slice(5, 9), -1e-3)):
+        i = index[source]
+        step = dict(steps[i])
+        step["consts"] = dict(step["consts"])
+        scales = np.array(step["consts"]["w_scales"])
+        if v is None:
+            scales.reshape(-1)[j] *= F(-1)          # every other scale of fc2 negated
+        else:
+            scales.reshape(-1)[j] = v
+        step["consts"]["w_scales"] = scales
+        steps[i] = step
+    path = tmp_path / "signs.eb"
+    path.write_bytes(ff.encode_tree({**tree, "steps": steps}))
+    _core.ModelFile.map(str(path)).build()
+    loaded = eb.load(path)
+    sc = {s.source: s.consts["w_scales"] for s in blockwise_steps(loaded)}
+    assert np.count_nonzero(sc["fc2"] < 0) > 0 and np.count_nonzero(sc["fc4"] < 0) == 4
+    assert sc["fc1"].reshape(-1)[0] == 0 and np.signbit(sc["fc1"].reshape(-1)[3])
+    out = loaded.plan.outputs[0]
+    for batch in (1, 3):
+        x = data("mlp", (64,), batch, 8)
+        got = loaded(x)
+        np.testing.assert_array_equal(got, loaded.run_steps({"x": x})[out])
+        np.testing.assert_array_equal(got, loaded.reference_run({"x": x})[out])
+        assert np.all(np.isfinite(got)) and not np.array_equal(got, quantize("mlp", 4, 32)(x))

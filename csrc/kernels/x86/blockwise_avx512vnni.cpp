@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "eightbit/blockwise.h"
@@ -39,18 +40,30 @@ struct ByteSource {
   __m512i load(int j, int64_t g) const { return _mm512_load_si512(panel + j * stride + (g - g0) * 64); }
 };
 
-// Blocks [b0, b1) of rows [m, m + R) x panels [p, p + P).  The float accumulators start at zero
-// (b0 == 0) or from `partial` (ldp floats per row, the tile's first column at column 0), and go
-// back there unless b1 is the last block, which writes y.
+// Blocks [b0, b1) of rows [m, m + R) x panels [p, p + P): the int32 sums of each block, then the
+// float accumulators.  Those live in registers for the few-rows tiles (Source = NibbleSource,
+// all of K in one call) and in `partial` for the others (ldp floats per row, the tile's first
+// column at column 0, kept between K chunks): there the registers go to more rows.  The call with
+// the last block writes y.
 template <int R, int P, class Source>
 void tile(const BlockwiseCall& call, int64_t m, int64_t p, const Source& w_at, int64_t b0, int64_t b1, float* partial,
           int64_t ldp) {
+  constexpr bool kInMemory = std::is_same<Source, ByteSource>::value;
   const PackedBlockB& B = *call.b;
   const int64_t groups_per_block = B.block / 4;
-  __m512 acc[R][P];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < P; ++j)
-      acc[r][j] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(partial + r * ldp + j * kBlockPanelCols);
+  __m512 acc[kInMemory ? 1 : R][P];
+  auto acc_at = [&](int r, int j) -> __m512 {
+    return kInMemory ? _mm512_load_ps(partial + r * ldp + j * kBlockPanelCols) : acc[kInMemory ? 0 : r][j];
+  };
+  auto set_acc = [&](int r, int j, __m512 v) {
+    if (kInMemory)
+      _mm512_store_ps(partial + r * ldp + j * kBlockPanelCols, v);
+    else
+      acc[kInMemory ? 0 : r][j] = v;
+  };
+  if (b0 == 0)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < P; ++j) set_acc(r, j, _mm512_setzero_ps());
   for (int64_t b = b0; b < b1; ++b) {
     __m512i sum[R][P];
     for (int r = 0; r < R; ++r)
@@ -70,21 +83,17 @@ void tile(const BlockwiseCall& call, int64_t m, int64_t p, const Source& w_at, i
     for (int j = 0; j < P; ++j) {
       const __m512 scale = _mm512_load_ps(B.panel_scales(p + j) + b * kBlockPanelCols);
       for (int r = 0; r < R; ++r)
-        acc[r][j] = _mm512_add_ps(acc[r][j], _mm512_mul_ps(_mm512_cvtepi32_ps(sum[r][j]), scale));
+        set_acc(r, j, _mm512_add_ps(acc_at(r, j), _mm512_mul_ps(_mm512_cvtepi32_ps(sum[r][j]), scale)));
     }
   }
-  if (b1 < B.blocks) {
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < P; ++j) _mm512_storeu_ps(partial + r * ldp + j * kBlockPanelCols, acc[r][j]);
-    return;
-  }
+  if (b1 < B.blocks) return;
   for (int r = 0; r < R; ++r) {
     const __m512 xs = _mm512_set1_ps(call.x_scale[m + r]);
     for (int j = 0; j < P; ++j) {
       const int64_t n0 = (p + j) * kBlockPanelCols;
       const int64_t cols = std::min<int64_t>(kBlockPanelCols, B.N - n0);
       const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
-      __m512 y = _mm512_mul_ps(acc[r][j], xs);
+      __m512 y = _mm512_mul_ps(acc_at(r, j), xs);
       if (call.bias != nullptr) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, call.bias + n0));
       if (call.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(call.y + (m + r) * call.ldy + n0, mask, y);
@@ -94,9 +103,8 @@ void tile(const BlockwiseCall& call, int64_t m, int64_t p, const Source& w_at, i
 
 // Few rows: up to 2 rows x 4 panels, nibbles expanded in registers (4 sum chains per row).
 constexpr int kFewRows = 2, kFewPanels = 4;
-// More rows: up to 4 rows x 2 panels over the expanded bytes (8 sums + 8 accumulators: GCC keeps
-// them in registers; at 6 rows it copies and spills them).
-constexpr int kRows = 4, kPanels = 2;
+// More rows: up to 8 rows x 2 panels over the expanded bytes (16 sums in registers).
+constexpr int kRows = 8, kPanels = 2;
 constexpr int64_t kChunkBytes = 24 * 1024;  // expanded weights per K chunk (of a 32-48 KB L1D)
 
 template <class Source>
