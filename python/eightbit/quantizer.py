@@ -55,7 +55,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              requant: str = "float", exclude=(), dynamic: bool = False, per_token="auto", equalize: bool = False,
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
              min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8",
-             attention: str = "float", binary=(), weight_bits: int = 8, block_size: int = 32) -> QuantizedModel:
+             attention: str = "float", binary=(), binary_threshold="mean", weight_bits: int = 8,
+             block_size: int = 32) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -87,9 +88,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     (None: no check).
 
     ``binary``: names of linear / conv2d (groups 1) nodes that become binary layers: weights
-    reduced to their signs times one scale per output channel (mean |w|), inputs to +-1
-    (x < 0 is -1), products by XOR and popcount (eightbit.binary); calibration sees the binarized
-    graph. Keep the first and last layers int8, as binary networks do. Not with dynamic=True or
+    reduced to their signs times one scale per output channel (mean |w|), inputs to +-1 against
+    a threshold per input channel (x < threshold is -1), products by XOR and popcount
+    (eightbit.binary); calibration sees the binarized graph. ``binary_threshold``: "mean" (each
+    channel's mean on the calibration batches, measured with the layers before already binary:
+    a ReLU's output would otherwise be all +1) or a number for every channel (0.0: the plain
+    sign). Keep the first and last layers int8, as binary networks do. Not with dynamic=True or
     accuracy_budget.
 
     ``weight_bits=4`` (or 3, 2): linear / matmul layers get block-quantized low-bit weights (one
@@ -139,7 +143,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
                     activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
                     bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention,
-                    binary=binary)
+                    binary=binary, binary_threshold=binary_threshold)
     cal.params.weight_blocks = weight_blocks
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
@@ -244,7 +248,7 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
               per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
               requant: str = "float", per_token="auto", equalize: bool = False, smooth=None,
               bias_correction: bool = False, progress=None, embeddings: str = "int8", attention: str = "float",
-              binary=()):
+              binary=(), binary_threshold="mean"):
     """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
     ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
     if not isinstance(graph, Graph):
@@ -275,8 +279,9 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
             prepared.run(batch, on_tensor=stats.observe)
         prepared = _smooth(prepared, stats, 0.5 if smooth is True else float(smooth))
     if binary:
-        from .graph.passes import binarize
-        prepared = binarize(prepared, binary)
+        if iter(calibration) is calibration:
+            calibration = list(calibration)     # a one-shot iterator: kept for the passes below
+        prepared = _binarize_calibrated(prepared, binary, binary_threshold, calibration, progress)
     bias_stats = None
     if bias_correction:
         from .compensation import ChannelStats, bias_targets
@@ -299,6 +304,25 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
                                    attention=attention)
         result[m] = Calibrated(prepared, params, requant, feeds, outputs)
     return result if methods is not None else result[method]
+
+
+def _binarize_calibrated(g: Graph, binary, threshold, calibration, progress) -> Graph:
+    """graph.passes.binarize of the named nodes, in graph order, each threshold "mean" measured on
+    the calibration batches through the graph as binarized so far (or the number given)."""
+    from .compensation import ChannelStats
+    from .graph.passes import binarize
+    names = set([binary] if isinstance(binary, str) else binary)
+    binarize(g, names)                                   # checks the names and ops first
+    if threshold != "mean":
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+            raise ValueError(f"binary_threshold: expected 'mean' or a finite number, got {threshold!r}")
+        return binarize(g, names, float(threshold))
+    for node in [n for n in g.nodes if n.name in names]:
+        stats = ChannelStats([node.inputs[0]])
+        for feeds in iterate_batches(calibration, g.inputs, progress=progress):
+            g.run(feeds, on_tensor=stats.observe)
+        g = binarize(g, [node.name], {node.name: stats.mean(node.inputs[0]).astype(np.float32)})
+    return g
 
 
 def float_neighbourhood(g: Graph, exclude=(), per_token=False) -> set:

@@ -106,7 +106,10 @@ def calibration(name, shape):
 
 
 def quantize(model, binary=None, **kw):
+    """The model quantized with its binary nodes; threshold 0 (the plain sign) unless said otherwise,
+    so that the float graph binarised by graph.passes.binarize is the reference."""
     make, names, shape = MODELS[model]
+    kw.setdefault("binary_threshold", 0.0)
     return eb.quantize(make(), calibration(model, shape), binary=names if binary is None else binary,
                        min_sqnr=None, **kw)
 
@@ -567,3 +570,37 @@ def test_the_unchanged_tree_loads(tmp_path, saved_cnn):
     _core.ModelFile.map(str(path)).build()
     x = data("cnn", CNN_IN, 2, 1)
     np.testing.assert_array_equal(qm(x), quantize("cnn")(x))
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_default_thresholds_are_channel_means_through_the_binarised_graph(model):
+    """binary_threshold="mean": each binary node's thresholds are its input's channel means on the
+    calibration batches, measured with the binary nodes before it already binarised."""
+    make, names, shape = MODELS[model]
+    qm = quantize(model, binary_threshold="mean")
+    cal = calibration(model, shape)
+    g = prepare_for_quantization(make())
+    order = [n.name for n in g.nodes if n.name in names]
+    steps = {s.source: s for s in binary_steps(qm)}
+    for name in order:
+        x = g.node(name).inputs[0]
+        seen = []
+        for b in cal:
+            g.run(b, on_tensor=lambda t, a: seen.append(np.asarray(a, np.float64)) if t == x else None)
+        axis = 1 if seen[0].ndim == 4 else -1
+        per_batch = [np.moveaxis(a, axis, -1).reshape(-1, a.shape[axis]) for a in seen]
+        mean = np.concatenate(per_batch).mean(axis=0)
+        assert np.allclose(steps[name].consts["threshold"], mean.astype(F), rtol=1e-5, atol=1e-6), name
+        g = binarize(g, [name], {name: mean.astype(F)})
+
+
+def test_mean_thresholds_keep_a_relu_fed_layer_informative():
+    """After a ReLU every input is >= 0: with threshold 0 a binary layer sees all +1 and its output
+    is constant over the inputs; the channel means split them."""
+    make, names, shape = MODELS["mlp"]
+    x = data("mlp", shape, 32, 9)
+    spread = {}
+    for thr in (0.0, "mean"):
+        qm = quantize("mlp", binary_threshold=thr)
+        spread[thr] = float(np.std(qm(x), axis=0).mean())
+    assert spread["mean"] > 0.0 and spread["mean"] > 10 * spread[0.0], spread
