@@ -21,13 +21,20 @@ class WeightQuant:
     follows the weights: "max" (max|w| / qmax, the engine's rule at 8 bits), "mse" (the clipping
     that minimises the squared rounding error, better below 8 bits) or "mean" (mean|w|: the L2-
     optimal scale of binary weights, their default). ``learnable=True``: the scale is a trained
-    parameter (LSQ, Esser et al. 2020), initialised by ``scale``'s rule."""
+    parameter (LSQ, Esser et al. 2020), initialised by ``scale``'s rule.
+
+    ``binary_inputs=True`` (binary weights only) makes the layer an XNOR layer: its input is
+    binarised too, -1 where x < threshold else +1, with one trained threshold per input channel
+    (initialised to each channel's mean on the first training batch; straight-through gradient
+    inside |x - threshold| <= 1). ``convert`` turns it into the engine's binary_conv /
+    binary_linear step (XOR + popcount)."""
 
     bits: int = 8
     levels: int | None = None
     per_channel: bool = True
     scale: str | None = None        # None: "mean" for binary weights, else "max"
     learnable: bool = False
+    binary_inputs: bool = False
 
     def __post_init__(self):
         if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 8:
@@ -38,6 +45,8 @@ class WeightQuant:
                              f"with 0), got {self.levels!r}")
         if self.scale is not None and self.scale not in WEIGHT_SCALES:
             raise ValueError(f"scale: expected one of {WEIGHT_SCALES}, got {self.scale!r}")
+        if self.binary_inputs is not False and (self.binary_inputs is not True or not self.binary):
+            raise ValueError("binary_inputs: True only with binary weights (bits=1 or levels=2)")
 
     @property
     def binary(self) -> bool:

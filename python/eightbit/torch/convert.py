@@ -211,7 +211,9 @@ class _GraphBuilder:
         else:
             y = g.linear(x, w, b, name=name)
         info = {"w_scale": _np(w_scale).astype(np.float32), "w_zero_point": np.zeros(1, np.int8), "bias": None}
-        if not unit.per_token:
+        if unit.binary_inputs:   # an XNOR layer: the lowering's binary_conv / binary_linear (passes.binarize's form)
+            g.node(name).attrs["binary_threshold"] = tuple(float(v) for v in _np(unit.threshold.detach().float()))
+        elif not unit.per_token:
             x_scale, _ = unit.sources[0].qparams()
             q = _np(unit.bias_codes(bias, x_scale.detach(), w_scale))
             if np.any(np.abs(q) > _INT32.max):

@@ -127,6 +127,43 @@ class _WeightedUnit(Unit):
         self.activation = activation
         self.weight_quant = WeightQuantizer(weight_spec, layer.weight.shape[0])
         self.output_quant = ActQuant(act_spec) if quantize_output else None
+        self.binary_inputs = weight_spec.binary_inputs
+        if self.binary_inputs:  # an XNOR layer: WeightQuant.binary_inputs
+            if getattr(layer, "groups", 1) != 1:
+                raise ValueError("binary_inputs: a grouped convolution has no binary form")
+            self.threshold = nn.Parameter(torch.zeros(layer.weight.shape[1]))
+            self.register_buffer("threshold_initialized", torch.tensor(False))
+
+    def binarized(self, x, channel_axis: int):
+        """-1 where x < threshold (per channel on ``channel_axis``), else +1, with the straight-
+        through gradient of clamp(x - threshold, -1, 1) to x and to the threshold. The first
+        training batch sets the thresholds to its channel means."""
+        if self.training and not bool(self.threshold_initialized):
+            with torch.no_grad():
+                dims = [d for d in range(x.dim()) if d != channel_axis % x.dim()]
+                self.threshold.copy_(x.detach().float().mean(dim=dims))
+                self.threshold_initialized.fill_(True)
+        shape = [1] * x.dim()
+        shape[channel_axis] = -1
+        u = x - self.threshold.reshape(shape)
+        signs = torch.where(x < self.threshold.detach().reshape(shape).to(x.dtype), -1.0, 1.0).to(x.dtype)
+        return replace_forward(torch.clamp(u, -1.0, 1.0), signs)
+
+    def binary_output(self, dot, w_scale, b, channel_shape):
+        """The engine's binary step after the +-1 dot products (float64 integers): float32(dot) *
+        scale, + bias, quantized to the output clamped to the activation's range, dequantized."""
+        y = dot.to(torch.float32) * w_scale.to(torch.float32).reshape(channel_shape)
+        y = y + (b.to(torch.float32).reshape(channel_shape) if b is not None else torch.zeros((), dtype=torch.float32))
+        y_scale, y_zp = self.output_quant.qparams()
+        lo, hi = activation_range(self.activation, np.float32(y_scale.detach()), self.dtype.type(y_zp), self.dtype)
+        return self.dequantized(exact.quantize(y, y_scale.detach(), y_zp, lo, hi))
+
+    def input_signs(self, x, channel_shape):
+        """The engine's signs of input 0: its codes dequantized, compared with the thresholds (float64)."""
+        xq, x_scale, x_zp = self.input_codes(0, x)
+        real = exact.dequantize(xq, x_scale, x_zp)
+        t = self.threshold.detach().to(torch.float32).reshape(channel_shape)
+        return torch.where(real < t, -1.0, 1.0).to(torch.float64)
 
     def float_weights(self):
         """(weights, bias) in float, as the layer computes with them (BatchNorm folded in QConv2d)."""
@@ -197,6 +234,8 @@ class QConv2d(_WeightedUnit):
         return self.bn is None or not self.training or bool(self.bn_frozen)
 
     def fake(self, x):
+        if self.binary_inputs:
+            x = self.binarized(x, 1)
         if not self.exact_applies():
             f = self._bn_factor()
             w_fq, _ = self.weight_quant(self.layer.weight * f.reshape(-1, 1, 1, 1))
@@ -212,8 +251,13 @@ class QConv2d(_WeightedUnit):
 
     def exact(self, x):
         codes, w_scale, b = self.quantized_weights()
-        xq, x_scale, x_zp = self.input_codes(0, x)
         c = self.layer
+        if self.binary_inputs:              # the engine's binary_conv: zero padding counts 0
+            top, left, bottom, right = conv_pads(c)
+            s = F.pad(self.input_signs(x, (1, -1, 1, 1)), (left, right, top, bottom))
+            dot = F.conv2d(s, codes.to(torch.float64), None, c.stride, 0, c.dilation)
+            return self.binary_output(dot, w_scale, b, (1, -1, 1, 1))
+        xq, x_scale, x_zp = self.input_codes(0, x)
         acc = exact.integer_conv2d(xq, x_zp, codes, self.bias_codes(b, x_scale, w_scale), c.stride, conv_pads(c),
                                    c.dilation, c.groups)
         return self.dequantized(self.requantize(acc, w_scale, (1, -1, 1, 1)))
@@ -243,12 +287,17 @@ class QLinear(_WeightedUnit):
         w_fq, _ = self.weight_quant(w)
         if self.per_token:
             return apply_activation(F.linear(fake_quantize_rows(x), w_fq, b), self.activation)
+        if self.binary_inputs:
+            x = self.binarized(x, -1)
         return self.output_quant(apply_activation(F.linear(x, w_fq, b), self.activation))
 
     def exact(self, x):
         codes, w_scale, b = self.quantized_weights()
         if self.per_token:                      # float32 out, as the engine's dynamic_linear step
             return exact.dynamic_linear(x.detach(), codes, w_scale, b, self.activation)
+        if self.binary_inputs:                  # the engine's binary_linear
+            dot = F.linear(self.input_signs(x, (-1,)), codes.to(torch.float64))
+            return self.binary_output(dot, w_scale, b, (-1,))
         xq, x_scale, x_zp = self.input_codes(0, x)
         acc = exact.integer_linear(xq, x_zp, codes, self.bias_codes(b, x_scale, w_scale))
         return self.dequantized(self.requantize(acc, w_scale, (-1,)))

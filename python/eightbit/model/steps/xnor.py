@@ -119,13 +119,17 @@ def _conv_lower(step, ins, out):
     return _record(step, ins[0], out)
 
 
+def _export(ex, step, label):
+    raise NotImplementedError(f"{label} {_no_export(step)}")   # export_check refuses the model first
+
+
 def _no_export(step):
     return "is a binary layer, which has no ONNX form"
 
 
 BINARY_CONV = StepKind("binary_conv", 1, "quant", consts=CONSTS, check=_check, shape=_conv_shape, run=_conv_run,
-                       weights=_signs, pack=_pack, lower=_conv_lower, export=None, export_check=_no_export)
+                       weights=_signs, pack=_pack, lower=_conv_lower, export=_export, export_check=_no_export)
 BINARY_LINEAR = StepKind("binary_linear", 1, "quant", consts=CONSTS, check=_check, shape=_linear_shape,
                          run=_linear_run, weights=_signs, pack=_pack,
-                         lower=lambda step, ins, out: _record(step, ins[0], out), export=None,
+                         lower=lambda step, ins, out: _record(step, ins[0], out), export=_export,
                          export_check=_no_export)
