@@ -122,3 +122,51 @@ def test_unsupported_matmulnbits_forms_are_refused(case, word):
                 a.i = 48
     with pytest.raises(OnnxImportError, match=word):
         eb.from_onnx_quantized(_model([node], inits, 64, 8))
+
+
+def _blocked_dq_model(codes_kn, scales, block, *, dtype="int4", zero_point=None, axis=0, reader="MatMul"):
+    """The opset-21 QDQ form: DequantizeLinear(int4 / uint4 weights [K, N], block_size) -> MatMul."""
+    k, n = codes_kn.shape
+    if dtype == "int4":
+        w = helper.make_tensor("Wq", TensorProto.INT4, [k, n], codes_kn.flatten().tolist())
+    else:
+        w = helper.make_tensor("Wq", TensorProto.UINT4, [k, n], (codes_kn.astype(np.int16) + 8).flatten().tolist())
+    inits = [w, numpy_helper.from_array(scales.astype(F), "Ws")]
+    ins = ["Wq", "Ws"]
+    if zero_point is not None:
+        kind = TensorProto.INT4 if dtype == "int4" else TensorProto.UINT4
+        inits.append(helper.make_tensor("Wz", kind, list(scales.shape), [zero_point] * scales.size))
+        ins.append("Wz")
+    dq = helper.make_node("DequantizeLinear", ins, ["W"], name="dq", axis=axis, block_size=block)
+    mm = helper.make_node(reader, ["x", "W"], ["y"], name="mm")
+    g = helper.make_graph([dq, mm], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", n])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+
+
+@pytest.mark.parametrize("dtype, zero_point", [("int4", None), ("int4", 0), ("uint4", 8)])
+def test_blocked_dequantize_linear_imports_as_a_blockwise_step(dtype, zero_point, isa):
+    rng = np.random.default_rng(11)
+    codes, scales = _weights(rng, 24, 64, 32)                # [N, K], [N, K / B]
+    model = _blocked_dq_model(codes.T.copy(), scales.T.copy(), 32, dtype=dtype, zero_point=zero_point)
+    qm = eb.from_onnx_quantized(model)
+    assert [s.op for s in qm.plan.steps] == ["blockwise_linear"]
+    x = rng.standard_normal((4, 64)).astype(F)
+    y = qm(x)
+    assert np.array_equal(y, R.blockwise_linear(x, codes, scales, 32))
+    theirs = _ort(model, x)
+    assert np.linalg.norm(y - theirs) / np.linalg.norm(theirs) < 0.03
+
+
+@pytest.mark.parametrize("case, word", [("zero_point", "symmetric"), ("axis", "axis 0"), ("reader", "MatMul")])
+def test_unsupported_blocked_dequantize_forms_are_refused(case, word):
+    rng = np.random.default_rng(12)
+    codes, scales = _weights(rng, 16, 64, 32)
+    kwargs = {"zero_point": {"zero_point": 3}, "axis": {"axis": 1}, "reader": {"reader": "Add"}}[case]
+    c, s = codes.T.copy(), scales.T.copy()
+    if case == "axis":   # blocks along N: the shapes ONNX asks for then
+        c, s = codes.copy().T, np.repeat(scales.T, 1, axis=0)
+    if case == "reader":
+        c, s = codes.T.copy()[:, :16], scales.T.copy()[:, :16]
+    with pytest.raises(OnnxImportError, match=word):
+        eb.from_onnx_quantized(_blocked_dq_model(c, s, 32, **kwargs))

@@ -161,7 +161,7 @@ def import_quantized(model) -> QuantizedModel:
                               "the float model and use eb.quantize(..., dynamic=True)")
     if ops & {"DynamicQuantizeLinear", "MatMulInteger"}:
         return _import_dynamic(model)
-    if "MatMulNBits" in ops:
+    if "MatMulNBits" in ops or _has_blocked_dequantize(model):
         return _import_nbits(model, ops)
     stripped = strip_qdq(qoperator_to_qdq(model))
     graph = import_float(stripped.model, keep_tensors=stripped.tensor_qparams)
@@ -240,16 +240,24 @@ class GivenBlockWeights:
         return None
 
 
+def _has_blocked_dequantize(model) -> bool:
+    from onnx import helper
+    return any(n.op_type == "DequantizeLinear" and any(a.name == "block_size" and helper.get_attribute_value(a)
+                                                       for a in n.attribute) for n in model.graph.node)
+
+
 def _import_nbits(model, ops) -> QuantizedModel:
-    """A model with MatMulNBits nodes (and otherwise float): each becomes a blockwise_linear step."""
+    """A model with block-quantized 4-bit weights (MatMulNBits, or blocked DequantizeLinear into
+    MatMul) and otherwise float: each such MatMul becomes a blockwise_linear step."""
     from ..quantizer import lower_to_model
     from .import_float import import_float
     from .strip_nbits import strip_nbits
 
-    others = ops & set(QUANTIZED_OPS) - {"MatMulNBits"}
-    if others:
-        raise OnnxImportError(f"MatMulNBits with other quantized ops ({', '.join(sorted(others))}) is not supported")
     float_model, blocks = strip_nbits(model)
+    others = {n.op_type for n in float_model.graph.node} & set(QUANTIZED_OPS)
+    if others:
+        raise OnnxImportError(f"block-quantized weights with other quantized ops ({', '.join(sorted(others))}) "
+                              "are not supported")
     graph = import_float(float_model, keep_tensors=set(blocks))
     with _lowering_errors():
         return lower_to_model(remove_identities(graph), GivenBlockWeights(blocks), dynamic=True)

@@ -1,5 +1,7 @@
-"""A model with ONNX Runtime's com.microsoft MatMulNBits (``matmul_nbits_quantizer``, 4-bit
-weights with a scale per block of K) -> float ONNX model + the blocks' codes and scales.
+"""A model with block-quantized 4-bit weights -> float ONNX model + the blocks' codes and scales.
+Two forms: ONNX Runtime's com.microsoft MatMulNBits (``matmul_nbits_quantizer``), and the opset-21
+QDQ form, a blocked DequantizeLinear of int4 weights [K, N] (``block_size`` along axis 0, scales
+[K / block, N], no zero point or zeros; uint4 with zero points of 8) feeding MatMul as its B.
 
     MatMulNBits(A [.., K], B uint8 [N, K / block, block / 2], scales [N, K / block] or flat,
                 zero_points?, g_idx?, bias?)  attrs K, N, bits = 4, block_size
@@ -89,9 +91,55 @@ def strip_nbits(model):
         else:
             new_nodes.append(helper.make_node("MatMul", [ins[0], w_name], [out], name=node.name))
         blocks[out] = (codes, scales, block)
+    new_nodes = _blocked_dequantize(new_nodes, consts, new_inits, blocks)
     if not blocks:
         return model, {}
     out = helper.make_model(helper.make_graph(new_nodes, g.name, list(g.input), list(g.output),
                                               list(g.initializer) + new_inits, value_info=list(g.value_info)),
                             opset_imports=[o for o in model.opset_import if o.domain in ("", "ai.onnx")])
     return out, blocks
+
+
+def _blocked_dequantize(nodes, consts, new_inits, blocks):
+    """Each blocked DequantizeLinear of int4 weights read only as MatMul's B -> a float initializer,
+    its codes and scales recorded under the MatMul's output."""
+    from onnx import numpy_helper
+    readers: dict = {}
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            readers.setdefault(name, []).append((n, i))
+    kept = []
+    for node in nodes:
+        block = _attr(node, "block_size", 0) if node.op_type == "DequantizeLinear" else 0
+        if not block:
+            kept.append(node)
+            continue
+        where = f"node {node.name!r} (DequantizeLinear, block_size {block})"
+        ins = list(node.input) + [""] * (3 - len(node.input))
+        users = readers.get(node.output[0], [])
+        if ins[0] not in consts or ins[1] not in consts or not users or \
+                any(u.op_type != "MatMul" or i != 1 for u, i in users):
+            raise OnnxImportError(f"{where}: blocked weights are imported as constant int4 weights read only "
+                                  "as MatMul's second input")
+        q = np.asarray(consts[ins[0]])
+        zp = np.asarray(consts[ins[2]]) if ins[2] else None
+        if q.ndim != 2 or _attr(node, "axis", 1) not in (0, -2):
+            raise OnnxImportError(f"{where}: expected 2-D weights [K, N] blocked along axis 0")
+        k, n = q.shape
+        if q.dtype.name == "int4" and (zp is None or not np.any(zp.astype(np.int8))):
+            codes = q.astype(np.int8)
+        elif q.dtype.name == "uint4" and zp is not None and np.all(zp.astype(np.int16) == 8):
+            codes = (q.astype(np.int16) - 8).astype(np.int8)
+        else:
+            raise OnnxImportError(f"{where}: expected symmetric int4 weights (int4 without zero point, or "
+                                  f"uint4 with zero points of 8), got {q.dtype}")
+        if block not in _BLOCK_SIZES or k % block:
+            raise OnnxImportError(f"{where}: block_size must be a power of two in [16, 256] dividing K = {k}")
+        scales = np.asarray(consts[ins[1]], np.float32)
+        if scales.shape != (k // block, n) or not np.all(np.isfinite(scales)):
+            raise OnnxImportError(f"{where}: scales must be [{k // block}, {n}] finite values")
+        w = codes.astype(np.float32) * np.repeat(scales, block, axis=0)           # [K, N]
+        new_inits.append(numpy_helper.from_array(np.ascontiguousarray(w), node.output[0]))
+        for user, _ in users:
+            blocks[user.output[0]] = (np.ascontiguousarray(codes.T), np.ascontiguousarray(scales.T), block)
+    return kept
