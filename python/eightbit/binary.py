@@ -184,9 +184,14 @@ def _code_input(x, x_scale, x_zero_point, threshold, channels):
 
 
 def _requantize(y, y_scale, y_zero_point, activation):
+    """QuantizeLinear per tensor on the kernels, then the activation's clamp in codes."""
     from .numerics.clamp import activation_range
-    from .ops import quantize_linear
-    q = quantize_linear(y, y_scale, y_zero_point)
+    zp = np.asarray(y_zero_point)
+    if zp.dtype not in (np.uint8, np.int8) or zp.size != 1:
+        raise TypeError(f"y_zero_point: expected one uint8 or int8 value (the output's dtype), got {zp.dtype} {zp.shape}")
+    scale = np.asarray(y_scale, np.float32).reshape(1)
+    q = _core.quantize_linear(np.ascontiguousarray(y, np.float32), scale, zp.astype(np.int32).reshape(1), 1, False,
+                              zp.dtype == np.int8)
     lo, hi = activation_range(activation, y_scale, y_zero_point, q.dtype)
     return np.clip(q, lo, hi).astype(q.dtype)
 

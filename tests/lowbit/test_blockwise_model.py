@@ -35,6 +35,7 @@ from eightbit import reference as R
 from eightbit.model import file_format as ff
 from eightbit.model.file_format import ModelFileError
 from eightbit.runtime import core as _core
+from _plans import assert_refused, assert_same_steps
 
 F = np.float32
 BLOCK_OPS = ("blockwise_linear",)
@@ -311,17 +312,10 @@ def test_save_and_load_round_trip(tmp_path, model, bits, block, dynamic):
     path = tmp_path / "m.eb"
     qm.save(path)
     loaded = eb.load(path)
-    assert len(loaded.plan.steps) == len(qm.plan.steps)
+    assert_same_steps(qm.plan, loaded.plan)
     for a, b in zip(qm.plan.steps, loaded.plan.steps):
-        assert (a.op, a.inputs, a.output, a.source) == (b.op, b.inputs, b.output, b.source)
-        assert a.attrs == b.attrs
-        assert a.consts.keys() == b.consts.keys()
-        for k in a.consts:
-            assert a.consts[k].dtype == b.consts[k].dtype
-            np.testing.assert_array_equal(a.consts[k], b.consts[k])
         if a.op in BLOCK_OPS:
             assert a.lowered == b.lowered
-    assert loaded.plan.tensors == qm.plan.tensors
     assert loaded.size_bytes == qm.size_bytes
     out = qm.plan.outputs[0]
     shape = MODELS[model][1]
@@ -614,11 +608,7 @@ def hostile_file(tmp_path, saved, case, source, change):
 def test_hostile_file_raises_model_file_error(tmp_path, saved_mlp, case):
     source, change, word = HOSTILE[case]
     path = hostile_file(tmp_path, saved_mlp, case, source, change)
-    with pytest.raises(ModelFileError):
-        eb.load(path)
-    # the C++ reader on its own (what the C library runs): it checks, and names, the problem too
-    with pytest.raises(ModelFileError, match=re.escape(word)):
-        _core.ModelFile.map(str(path)).build()
+    assert_refused(path, word)
 
 
 def test_the_unchanged_tree_loads(tmp_path, saved_mlp):

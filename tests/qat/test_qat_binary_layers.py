@@ -4,7 +4,6 @@ binary_linear steps, whose codes equal the QAT model's eval forward on every qua
 every ISA; trained on digits, a binary hidden layer keeps most of the float accuracy."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
