@@ -25,6 +25,7 @@ import numpy as np
 from ..graph import Graph
 from ..model import Plan, QuantizedModel, Step, TensorSpec
 from ..model.plan import FLOAT
+from ..model.quantized_model import step_weight_bits
 from .metrics import resolve, sqnr_db
 from .report import LayerRecord, Report
 
@@ -277,7 +278,7 @@ def analyze(graph: Graph, calibration, data=None, *, qm: QuantizedModel = None, 
         spec = qm.plan.tensors[s.output]
         rec = LayerRecord(name=name, op=op, step=s.op, precision="int8" if spec.quantized else "float32",
                           output=tensor, dtype=str(spec.dtype), scale=spec.scale if spec.quantized else None,
-                          zero_point=spec.zero_point if spec.quantized else None)
+                          zero_point=spec.zero_point if spec.quantized else None, weight_bits=step_weight_bits(s))
         if s.op in _WEIGHT_OPS:
             rec.weight_sqnr_min, rec.weight_sqnr_median = _weight_sqnr(_float_weight(g.node(name)), s)
         rows.append((rec, tensor, s))

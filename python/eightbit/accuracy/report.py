@@ -46,6 +46,7 @@ class LayerRecord:
     isolated_sqnr: Optional[float] = None
     isolated_output_sqnr: Optional[float] = None
     histogram: Optional[tuple] = field(default=None, repr=False)
+    weight_bits: Optional[int] = None   # bits per weight of the step (8, 4, 1, ...; None: no weights)
 
     @property
     def representable_range(self) -> Optional[tuple]:
@@ -199,13 +200,13 @@ class Report:
         return sorted(rows, key=lambda r: getattr(r, key))[:n]
 
     def table(self) -> str:
-        header = ["node", "op", "step", "prec", "scale", "zp", "observed range", "sat %", "w SQNR min/med",
+        header = ["node", "op", "step", "prec", "w bits", "scale", "zp", "observed range", "sat %", "w SQNR min/med",
                   "cum dB", "iso dB", "iso out dB"]
         rows = []
         for r in self.layers:
             rng = "-" if r.observed_min is None else f"[{r.observed_min:.4g}, {r.observed_max:.4g}]"
             wq = "-" if r.weight_sqnr_min is None else f"{_num(r.weight_sqnr_min)}/{_num(r.weight_sqnr_median)}"
-            rows.append((r.name, r.op, r.step, r.dtype if r.precision == "int8" else "fp32",
+            rows.append((r.name, r.op, r.step, r.dtype if r.precision == "int8" else "fp32", _num(r.weight_bits, "{}"),
                          _num(r.scale, "{:.4g}"), _num(r.zero_point, "{}"), rng, _num(
                              None if r.saturation is None else 100 * r.saturation, "{:.3f}"),
                          wq, _num(r.cumulative_sqnr), _num(r.isolated_sqnr), _num(r.isolated_output_sqnr)))

@@ -151,7 +151,9 @@ class QuantizedModel:
             scale = f"{t.scale:.5g}" if t.quantized else "-"
             zp = str(t.zero_point) if t.quantized else "-"
             nbytes = sum(int(np.asarray(v).nbytes) for v in s.consts.values())
-            rows.append((i, s.op, s.source, s.output, shape, str(t.dtype), scale, zp, _weight_bits(s), nbytes))
+            bits = step_weight_bits(s)
+            rows.append((i, s.op, s.source, s.output, shape, str(t.dtype), scale, zp, "-" if bits is None else bits,
+                         nbytes))
         header = ["step", "op", "node", "output", "shape", "dtype", "scale", "zp", "w bits", "bytes"]
         return format_table(header, rows) + f"\nconstants: {self.size_bytes} bytes"
 
@@ -186,15 +188,15 @@ class QuantizedModel:
 _INT8_WEIGHT_STEPS = ("conv", "linear", "dynamic_linear")
 
 
-def _weight_bits(step) -> str:
-    """Bits per weight of a step with weights ("-" for none): 8, 1 (binary), the block-quantized
-    grid's bits, 32 for a float layer."""
+def step_weight_bits(step) -> int | None:
+    """Bits per weight of a plan step with weights: 8 (int8 layers), 1 (binary), the grid's bits
+    (block-quantized), 32 (a float layer); None for a step without weights."""
     if step.op in _INT8_WEIGHT_STEPS:
-        return "8"
+        return 8
     if step.op in ("binary_conv", "binary_linear"):
-        return "1"
+        return 1
     if step.op == "blockwise_linear":
-        return str(step.attrs.get("bits", 4))
+        return int(step.attrs.get("bits", 4))
     if step.op == "float" and "weight" in step.consts:
-        return "32"
-    return "-"
+        return 32
+    return None
