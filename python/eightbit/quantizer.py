@@ -96,11 +96,13 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     sign). Keep the first and last layers int8, as binary networks do. Not with dynamic=True or
     accuracy_budget.
 
-    ``weight_bits=4`` (or 3, 2): linear / matmul layers get block-quantized low-bit weights (one
-    float32 scale per ``block_size`` input channels, a power of two in [16, 256]) and run as
-    blockwise_linear steps, float32 in and out with their input rows quantized to symmetric int8 at
-    run time (eightbit.lowbit); a layer whose K the block size does not divide stays int8, as do
-    convolutions.
+    ``weight_bits`` (2-8, default 8): the weights' grid, codes in [-(2^(b-1) - 1), 2^(b-1) - 1].
+    At 2-4 bits linear / matmul layers get block-quantized weights (one float32 scale per
+    ``block_size`` input channels, a power of two in [16, 256]) and run as blockwise_linear steps,
+    float32 in and out with their input rows quantized to symmetric int8 at run time
+    (eightbit.lowbit). Every other layer with weights (convolutions; linear layers whose K the block
+    does not divide; every layer at 5-7 bits) runs on the int8 kernels with per-channel codes on
+    that grid, stored packed in the .eb file (b bits a weight).
 
     Mixed precision: ``accuracy_budget=0.01`` keeps the fewest nodes float32 whose relative metric
     drop on ``eval_data`` (``x`` or ``(x, labels)``) stays within the budget; ``metric``:
@@ -133,7 +135,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
         prepared = prepare_for_quantization(graph)
         params = CalibratedQParams(prepared, {}, dtype, per_channel, embeddings=embeddings, attention=attention)
-        params.weight_blocks = weight_blocks
+        params.weight_blocks, params.weight_bits = weight_blocks, weight_bits
         return lower_to_model(prepared, params, exclude=exclude, requant=requant, dynamic=True)
     if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
         raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
@@ -144,7 +146,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
                     bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention,
                     binary=binary, binary_threshold=binary_threshold)
-    cal.params.weight_blocks = weight_blocks
+    cal.params.weight_blocks, cal.params.weight_bits = weight_blocks, weight_bits
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -156,11 +158,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
 
 
 def _weight_blocks(weight_bits, block_size):
-    """(bits, block_size) of block-quantized linear weights, or None for int8 (weight_bits=8)."""
+    """(bits, block_size) of block-quantized linear weights (2-4 bits), or None (5-8 bits: every
+    layer on the int8 kernels, its codes on the narrower grid)."""
     from .reference.blockwise import BLOCK_SIZES
-    if isinstance(weight_bits, bool) or weight_bits not in (2, 3, 4, 8):
-        raise ValueError(f"weight_bits: expected 8 (int8) or 2, 3, 4 (block-quantized), got {weight_bits!r}")
-    if weight_bits == 8:
+    if isinstance(weight_bits, bool) or not isinstance(weight_bits, (int, np.integer)) or weight_bits not in range(2, 9):
+        raise ValueError(f"weight_bits: expected 2 to 8, got {weight_bits!r}")
+    if weight_bits > 4:
         return None
     if isinstance(block_size, bool) or block_size not in BLOCK_SIZES:
         raise ValueError(f"block_size: expected one of {BLOCK_SIZES}, got {block_size!r}")
@@ -440,6 +443,7 @@ class CalibratedQParams:
         self.per_token = per_token     # which linear layers quantize their input per token: per_token_linear
         self.bias_stats = bias_stats   # compensation.ChannelStats of layer inputs: bias correction
         self.weight_blocks = None      # (bits, block size): linear weights block-quantized (eb.quantize)
+        self.weight_bits = 8           # the grid of the int8-kernel layers' weights (eb.quantize(weight_bits=))
 
     def blockwise(self, node, w: np.ndarray):
         """(codes, scales, bits, block size) of linear weights w [O, K] when eb.quantize asked for
@@ -481,7 +485,7 @@ class CalibratedQParams:
     def _int8_weights(self, w: np.ndarray):
         """(int8 weights [O, ...] (rows = output channels), float32 scales [O]): symmetric, per
         channel or per tensor."""
-        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel)
+        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel, bits=self.weight_bits)
         return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
 
     def dynamic_weights(self, node, w: np.ndarray):
@@ -747,7 +751,7 @@ class _Lowering:
         consts = self._weights(node, node.consts["weight"], node.consts.get("bias"))
         attrs = {"strides": tuple(a["stride"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilation"]),
                  "group": a["groups"], "activation": a.get("activation")}
-        self._step("conv", node, [self._q(node.inputs[0])], {**attrs, "requant": self.requant}, consts)
+        self._step("conv", node, [self._q(node.inputs[0])], {**attrs, "requant": self.requant, **self._grid()}, consts)
         return True
 
     def _lower_linear(self, node, weight=None) -> bool:
@@ -763,9 +767,14 @@ class _Lowering:
             self._dynamic_linear(node, self.params.dynamic_weights(node, weight))
             return True
         consts = self._weights(node, weight, node.consts.get("bias"))
-        attrs = {"activation": node.attrs.get("activation"), "requant": self.requant}
+        attrs = {"activation": node.attrs.get("activation"), "requant": self.requant, **self._grid()}
         self._step("linear", node, [self._q(node.inputs[0])], attrs, consts)
         return True
+
+    def _grid(self) -> dict:
+        """{"w_bits": b} for int8-kernel weights on a narrower grid (eb.quantize(weight_bits=b))."""
+        bits = getattr(self.params, "weight_bits", 8)
+        return {} if bits == 8 else {"w_bits": int(bits)}
 
     def _blockwise_linear(self, node, w: np.ndarray) -> bool:
         """A blockwise_linear step (float32 in and out) when the params give the node block-quantized
@@ -794,7 +803,8 @@ class _Lowering:
                   "bias": np.zeros(wq.shape[0], np.float32) if bias is None else np.array(bias, np.float32),
                   **(outliers[0] if outliers else {})}
         out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
-        attrs = {"activation": node.attrs.get("activation"), "granularity": getattr(self.params, "granularity", "row")}
+        attrs = {"activation": node.attrs.get("activation"), "granularity": getattr(self.params, "granularity", "row"),
+                 **self._grid()}
         self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out, attrs, consts, source=node.name))
 
     def _lower_matmul(self, node) -> bool:

@@ -61,9 +61,10 @@ std::unique_ptr<Step> create_conv(const StepContext& c) {
   const bool linear = x.shape.size() != 4;
   if (linear && x.shape.size() < 2) c.bad("a linear layer needs an [N, ..., K] input");
   c.rank(y, x.shape.size());
-  const ArrayView& w = k.array("w", ArrayDtype::kInt8, "int8");
-  if (w.shape.size() != (linear ? 2u : 4u)) c.bad(linear ? "w must be 2-D [O, K]" : "w must be 4-D OIHW");
-  const int64_t oc = w.shape[0], cg = w.shape[1], kh = linear ? 1 : w.shape[2], kw = linear ? 1 : w.shape[3];
+  const StepWeights w(c);
+  const std::vector<int64_t>& ws = w.shape();
+  if (ws.size() != (linear ? 2u : 4u)) c.bad(linear ? "w must be 2-D [O, K]" : "w must be 4-D OIHW");
+  const int64_t oc = ws[0], cg = ws[1], kh = linear ? 1 : ws[2], kw = linear ? 1 : ws[3];
   const int64_t group = r.integer("group");
   if (group < 1 || oc < 1 || cg < 1 || kh < 1 || kw < 1 || oc % group != 0)
     c.bad("weights do not fit group " + std::to_string(group));
@@ -106,7 +107,7 @@ std::unique_ptr<Step> create_conv(const StepContext& c) {
   s->qmax = r.int32("qmax", s->qmin, lo + 255);
   const int32_t zp = 0;  // symmetric weights
   s->linear = linear;
-  s->weights = pack_conv(w.data, true, oc, cg, kh, kw, group, &zp, false);
+  s->weights = pack_conv(w.data(), true, oc, cg, kh, kw, group, &zp, false);
   return s;
 }
 

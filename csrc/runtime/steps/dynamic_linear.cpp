@@ -56,9 +56,9 @@ struct DynamicLinearStep final : Step {
 std::unique_ptr<Step> create_dynamic_linear(const StepContext& c) {
   c.arity(1);
   if (c.in().quantized() || c.out().quantized()) c.bad("dynamic_linear works on float32 tensors");
-  const ArrayView& w = c.consts.array("w", ArrayDtype::kInt8, "int8");
-  if (w.shape.size() != 2 || w.shape[0] < 1) c.bad("w must be 2-D int8 [O, K]");
-  const int64_t o = w.shape[0], k = w.shape[1];
+  const StepWeights w(c);
+  if (w.shape().size() != 2 || w.shape()[0] < 1) c.bad("w must be 2-D int8 [O, K]");
+  const int64_t o = w.shape()[0], k = w.shape()[1];
   c.linear_shapes(k, o);
   auto s = std::make_unique<DynamicLinearStep>();
   s->w_scale = per_channel<float>(c.consts, "w_scale", ArrayDtype::kFloat32, "float32", o);
@@ -93,7 +93,7 @@ std::unique_ptr<Step> create_dynamic_linear(const StepContext& c) {
   s->relu = c.lowered.flag("relu");
   // pack_b packs B [K, O]: the transpose of the PyTorch-layout weights.
   std::vector<int8_t> b(static_cast<size_t>(k * o));
-  const auto* src = reinterpret_cast<const int8_t*>(w.data);
+  const int8_t* src = w.data();
   for (int64_t i = 0; i < o; ++i)
     for (int64_t j = 0; j < k; ++j) b[static_cast<size_t>(j * o + i)] = src[i * k + j];
   const int32_t zero = 0;  // symmetric

@@ -93,6 +93,43 @@ std::vector<float> optional_floats(const Record& r, const char* key) {
   return r.has(key) ? floats(r, key) : std::vector<float>{};
 }
 
+StepWeights::StepWeights(const StepContext& c) {
+  if (!c.consts.has("w_packed")) {
+    const ArrayView& w = c.consts.array("w", ArrayDtype::kInt8, "int8");
+    shape_ = w.shape;
+    stored_ = reinterpret_cast<const int8_t*>(w.data);
+    return;
+  }
+  const ArrayView& packed = c.consts.array("w_packed", ArrayDtype::kUint8, "uint8");
+  const int bits = c.lowered.int32("w_bits", 2, 7);
+  shape_ = c.lowered.ints("w_shape");
+  if (shape_.size() != 2 && shape_.size() != 4) c.bad("w_shape must have 2 or 4 dimensions");
+  int64_t n = 1;
+  for (size_t d = 1; d < shape_.size(); ++d) {
+    if (shape_[d] < 1 || shape_[d] > (int64_t{1} << 30) || n > (int64_t{1} << 40) / shape_[d])
+      c.bad("w_shape out of range");
+    n *= shape_[d];
+  }
+  const int64_t rows = shape_[0], row_bytes = (n * bits + 7) / 8;
+  if (rows < 1 || rows > (int64_t{1} << 30) || packed.shape != std::vector<int64_t>{rows, row_bytes})
+    c.bad("w_packed must be [" + std::to_string(rows) + ", " + std::to_string(row_bytes) + "] for w_shape and w_bits");
+  unpacked_.resize(static_cast<size_t>(rows * n));
+  const int sign = 1 << (bits - 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* src = packed.data + r * row_bytes;
+    for (int64_t i = 0; i < n; ++i) {
+      int v = 0;
+      for (int b = 0; b < bits; ++b) {
+        const int64_t bit = i * bits + b;
+        v |= ((src[bit / 8] >> (bit % 8)) & 1) << b;
+      }
+      unpacked_[static_cast<size_t>(r * n + i)] = static_cast<int8_t>((v ^ sign) - sign);  // sign-extend
+    }
+    const int64_t used = n * bits;  // the row's padding bits must be zero: one file per model
+    if (used % 8 != 0 && (src[row_bytes - 1] >> (used % 8)) != 0) c.bad("w_packed has bits set past its codes");
+  }
+}
+
 std::vector<uint8_t> byte_table(const StepContext& c, const ArrayView& a) {
   if (a.count != 256 || a.dtype != (c.out().is_signed() ? ArrayDtype::kInt8 : ArrayDtype::kUint8))
     c.bad("a table must be 256 entries of the output's dtype");

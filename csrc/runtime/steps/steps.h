@@ -157,6 +157,22 @@ std::vector<T> per_channel(const Record& r, const char* key, ArrayDtype dtype, c
 std::vector<float> floats(const Record& r, const char* key, int64_t count = -1);
 std::vector<float> optional_floats(const Record& r, const char* key);
 
+// The int8 weights of a conv / linear / dynamic_linear step: consts.w, or, in a model stored with
+// narrower codes, consts.w_packed (uint8 [O, ceil(n * bits / 8)]: each row's n codes as bits-bit
+// two's complement, least significant bit first) with lowered.w_bits (2-7) and lowered.w_shape,
+// unpacked here.
+class StepWeights {
+ public:
+  explicit StepWeights(const StepContext& c);
+  const std::vector<int64_t>& shape() const { return shape_; }
+  const int8_t* data() const { return unpacked_.empty() ? stored_ : unpacked_.data(); }
+
+ private:
+  std::vector<int64_t> shape_;
+  const int8_t* stored_ = nullptr;
+  std::vector<int8_t> unpacked_;
+};
+
 // A 256-entry lookup table of the output's dtype.
 std::vector<uint8_t> byte_table(const StepContext& c, const ArrayView& a);
 

@@ -192,7 +192,7 @@ def step_weight_bits(step) -> int | None:
     """Bits per weight of a plan step with weights: 8 (int8 layers), 1 (binary), the grid's bits
     (block-quantized), 32 (a float layer); None for a step without weights."""
     if step.op in _INT8_WEIGHT_STEPS:
-        return 8
+        return int(step.attrs.get("w_bits", 8))
     if step.op in ("binary_conv", "binary_linear"):
         return 1
     if step.op == "blockwise_linear":

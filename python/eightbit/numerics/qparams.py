@@ -12,18 +12,18 @@ from .requant import float_multiplier  # re-exported: it lived here first
 __all__ = ["quantize_weight_symmetric", "choose_qparams", "float_multiplier"]
 
 _F32_TINY = np.finfo(np.float32).tiny        # smallest normal float32
-_WEIGHT_QMAX = np.float32(127.0)
 
 
 def _rne_clamp(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.rint(np.clip(v, np.float32(lo), np.float32(hi)))
 
 
-def quantize_weight_symmetric(w, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights in [-127, 127]; rows (axis 0) are output channels.
+def quantize_weight_symmetric(w, per_channel: bool = True, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights in [-127, 127] (or on a ``bits``-bit grid, qmax = 2^(bits-1) - 1);
+    rows (axis 0) are output channels.
 
-        scale[n] = float32(max|w[n, ...]|) / 127.0f      (1.0 when the row is all zero)
-        w_q      = int8(clamp(rne(w / scale[n]), -127, 127))   # float32 division
+        scale[n] = float32(max|w[n, ...]|) / float32(qmax)      (1.0 when the row is all zero)
+        w_q      = int8(clamp(rne(w / scale[n]), -qmax, qmax))   # float32 division
 
     per_channel=False uses one scale over the whole tensor (0-d result).
     Raises ValueError on non-finite weights, and when a non-zero row's scale would be
@@ -38,16 +38,19 @@ def quantize_weight_symmetric(w, per_channel: bool = True) -> tuple[np.ndarray, 
         amax = np.abs(flat).max(axis=1, initial=np.float32(0.0))          # float32 [N]
     else:
         amax = np.abs(w32).max(initial=np.float32(0.0)).reshape(())      # float32 ()
+    if isinstance(bits, bool) or bits not in range(2, 9):
+        raise ValueError(f"bits: expected 2 to 8, got {bits!r}")
+    qmax = np.float32(2 ** (bits - 1) - 1)
     amax = amax.astype(np.float32)
-    scale = (amax / _WEIGHT_QMAX).astype(np.float32)
+    scale = (amax / qmax).astype(np.float32)
     bad = (amax > 0) & (scale < _F32_TINY)
     if np.any(bad):
         where = f"row {int(np.flatnonzero(bad)[0])}" if per_channel else "the tensor"
         raise ValueError(f"w: max |w| of {where} is too small to quantize "
-                         f"(scale max|w|/127 would be below {_F32_TINY:g})")
+                         f"(scale max|w|/{int(qmax)} would be below {_F32_TINY:g})")
     scale = np.where(amax > 0, scale, np.float32(1.0)).astype(np.float32)
     s = scale.reshape(scale.shape + (1,) * (w32.ndim - 1)) if per_channel else scale
-    q = _rne_clamp((w32 / s).astype(np.float32), -127.0, 127.0)
+    q = _rne_clamp((w32 / s).astype(np.float32), -float(qmax), float(qmax))
     return q.astype(np.int8), scale
 
 

@@ -33,6 +33,16 @@ def check_w_scale(ws: np.ndarray, o: int) -> None:
         raise ValueError(f"w_scale must be {o} positive finite float32 values")
 
 
+def check_weight_grid(step, w: np.ndarray) -> None:
+    """attrs["w_bits"] (2-7, optional: int8 codes on a narrower grid, stored packed): the codes fit it."""
+    bits = step.attrs.get("w_bits", 8)
+    if isinstance(bits, bool) or bits not in range(2, 9):
+        raise ValueError(f"w_bits must be an int from 2 to 8, got {bits!r}")
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if bits < 8 and w.size and (w.min() < lo or w.max() > hi):
+        raise ValueError(f"w holds codes outside the {bits}-bit range [{lo}, {hi}]")
+
+
 def check_activation(act) -> None:
     """None, "relu", "relu6" or ("clip", lo, hi) with finite lo <= hi: what every executor takes
     (a NaN bound would be read differently by each)."""

@@ -19,7 +19,7 @@ import numpy as np
 from ...numerics.clamp import activation_range
 from ...numerics.requant import requant_multipliers
 from ..plan_shapes import spatial
-from .common import MS, check_activation, check_w_scale, need_2d_window, qp, scale_zp
+from .common import MS, check_activation, check_w_scale, check_weight_grid, need_2d_window, qp, scale_zp
 from .kind import StepKind
 
 CONSTS = ("w", "w_scale", "bias")
@@ -38,6 +38,7 @@ def _check(step, ins, out):
     if b.dtype != np.int32 or b.shape != (o,):
         raise ValueError(f"bias must be {o} int32 values")
     check_activation(step.attrs.get("activation"))
+    check_weight_grid(step, w)
 
 
 def _conv_shape(step, ins):

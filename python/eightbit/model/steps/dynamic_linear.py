@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...numerics.checks import check_outliers
-from .common import check_w_scale
+from .common import check_w_scale, check_weight_grid
 from .conv import rows_shape
 from .kind import StepKind
 
@@ -39,6 +39,7 @@ def _check(step, ins, out):
     if cols is not None and step.attrs.get("granularity", "row") == "tensor":
         raise ValueError("outlier columns need per-row quantization (granularity 'row')")
     check_outliers(cols, step.consts.get("outlier_w"), o, w.shape[1])
+    check_weight_grid(step, w)
 
 
 def _outliers(step) -> dict:

@@ -1,0 +1,141 @@
+"""Weights on a 2-7-bit grid computed on the int8 kernels (eb.quantize(weight_bits=b)), stored
+packed in the .eb file (consts.w_packed, b bits a code): codes on the grid, the executors equal,
+files b/8 of the int8 weights' bytes, exact round trips, hostile packed records refused."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import eightbit as eb
+from eightbit.model import file_format as ff
+from _plans import assert_refused, assert_same_steps
+
+F = np.float32
+
+
+def _cnn():
+    rng = np.random.default_rng(3)
+    g = eb.Graph()
+    x = g.input("x", (None, 3, 12, 12))
+    h = g.relu(g.conv2d(x, rng.standard_normal((16, 3, 3, 3)).astype(F) * 0.3, np.zeros(16, F), padding=1, name="c1"))
+    h = g.relu(g.conv2d(h, rng.standard_normal((24, 16, 3, 3)).astype(F) * 0.1, None, padding=1, stride=2, name="c2"))
+    h = g.flatten(g.global_avg_pool2d(h))
+    g.output(g.linear(h, rng.standard_normal((10, 24)).astype(F) * 0.2, None, name="fc"))   # K = 24: no block fits
+    return g
+
+
+CAL = [np.random.default_rng(i).standard_normal((4, 3, 12, 12)).astype(F) for i in range(3)]
+X = np.random.default_rng(9).standard_normal((3, 3, 12, 12)).astype(F)
+
+
+def _quantize(bits, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return eb.quantize(_cnn(), CAL, weight_bits=bits, block_size=16, min_sqnr=None, **kw)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7])
+def test_codes_lie_on_the_grid_and_executors_agree(bits, isa):
+    qm = _quantize(bits)
+    qmax = 2 ** (bits - 1) - 1
+    weighted = [s for s in qm.plan.steps if s.op in ("conv", "linear")]
+    assert len(weighted) == 3
+    for s in weighted:
+        assert s.attrs["w_bits"] == bits
+        w = s.consts["w"]
+        assert w.dtype == np.int8 and np.abs(w).max() == qmax       # per channel: each row reaches the grid's end
+    y = qm(X)
+    out = qm.plan.outputs[0]
+    assert np.array_equal(y, qm.run_steps({"x": X})[out])
+    assert np.array_equal(y, qm.reference_run({"x": X})[out])
+    assert all(r[8] == str(bits) for r in [line.split() for line in qm.summary().splitlines()[2:-1]]
+               if r[1] in ("conv", "linear"))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 5, 7])
+def test_files_hold_b_bits_a_weight_and_round_trip(tmp_path, bits):
+    qm8, qmb = _quantize(8), _quantize(bits)
+    p8, pb = tmp_path / "w8.eb", tmp_path / "wb.eb"
+    qm8.save(p8)
+    qmb.save(pb)
+    assert pb.stat().st_size < p8.stat().st_size
+    tree = ff._plan_tree(qmb.plan, "test")            # what the file holds: each row's codes, b bits each
+    for step, plan_step in zip(tree["steps"], qmb.plan.steps):
+        if plan_step.op in ("conv", "linear"):
+            w = plan_step.consts["w"]
+            assert "w" not in step["consts"]
+            assert step["consts"]["w_packed"].nbytes == w.shape[0] * -(-(w[0].size * bits) // 8)
+    loaded = eb.load(pb)
+    assert_same_steps(qmb.plan, loaded.plan)
+    assert np.array_equal(loaded(X), qmb(X))
+    loaded.save(tmp_path / "again.eb")
+    assert (tmp_path / "again.eb").read_bytes()[64:] == pb.read_bytes()[64:]
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7])
+def test_pack_codes_round_trips_every_code(bits):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    rng = np.random.default_rng(bits)
+    for shape in ((3, 1), (2, 7), (5, 3, 3, 3), (1, 64)):
+        w = rng.integers(lo, hi + 1, shape).astype(np.int8)
+        packed = ff.pack_codes(w, bits)
+        assert packed.shape == (shape[0], -(-int(np.prod(shape[1:])) * bits // 8))
+        assert np.array_equal(ff.unpack_codes(packed, bits, shape), w)
+    # bit order: the first code in the lowest bits
+    assert ff.pack_codes(np.array([[1, 0]], np.int8), bits)[0, 0] == 1
+
+
+def test_dynamic_layers_take_the_grid_too():
+    rng = np.random.default_rng(5)
+    g = eb.Graph()
+    x = g.input("x", (None, 24))
+    g.output(g.linear(g.relu(g.linear(x, rng.standard_normal((40, 24)).astype(F), None, name="a")),
+                      rng.standard_normal((8, 40)).astype(F), None, name="b"))
+    qm = eb.quantize(g, dynamic=True, weight_bits=6)
+    steps = [s for s in qm.plan.steps if s.op == "dynamic_linear"]
+    assert len(steps) == 2 and all(s.attrs["w_bits"] == 6 and np.abs(s.consts["w"]).max() == 31 for s in steps)
+    x = rng.standard_normal((3, 24)).astype(F)
+    assert np.array_equal(qm(x), qm.reference_run({"x": x})[qm.plan.outputs[0]])
+
+
+@pytest.mark.parametrize("bad", [1, 9, True, 4.0])
+def test_weight_bits_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="weight_bits"):
+        _quantize(bad)
+
+
+def _hostile(tmp_path, change):
+    qm = _quantize(5)
+    tree = ff._plan_tree(qm.plan, "test")
+    i = next(i for i, s in enumerate(tree["steps"]) if s["op"] == "conv")
+    step = dict(tree["steps"][i])
+    step["consts"], step["lowered"] = dict(step["consts"]), dict(step["lowered"])
+    change(step)
+    tree["steps"][i] = step
+    path = tmp_path / "bad.eb"
+    path.write_bytes(ff.encode_tree(tree))
+    return path
+
+
+HOSTILE = {
+    "bits 8": (lambda s: s["lowered"].update(w_bits=8), "w_bits"),
+    "bits 1": (lambda s: s["lowered"].update(w_bits=1), "w_bits"),
+    "short rows": (lambda s: s["consts"].update(w_packed=s["consts"]["w_packed"][:, :-1].copy()), "w_packed"),
+    "int8 packed": (lambda s: s["consts"].update(w_packed=s["consts"]["w_packed"].view(np.int8)), "w_packed"),
+    "shape product": (lambda s: s["lowered"].update(w_shape=[s["lowered"]["w_shape"][0], 3, 3, 5]), "w_packed"),
+    "shape rank": (lambda s: s["lowered"].update(w_shape=[16, 27, 1]), "w_shape"),
+    "padding bits": (lambda s: s["consts"]["w_packed"].__setitem__((0, -1), 0xFF), "past"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_packed_weights_are_refused(tmp_path, case):
+    change, word = HOSTILE[case]
+    if case == "padding bits":
+        qm = _quantize(5)
+        w = next(s for s in qm.plan.steps if s.op == "conv").consts["w"]
+        if (w[0].size * 5) % 8 == 0:
+            pytest.skip("no padding bits in this row")   # 27 codes x 5 bits = 135: 1 padding bit
+    assert_refused(_hostile(tmp_path, change), word)
