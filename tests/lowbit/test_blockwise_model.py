@@ -351,14 +351,14 @@ def test_summary_shows_the_weight_bits(bits):
     rows = summary_rows(qm)
     assert {k: v[:2] for k, v in rows.items() if k.startswith("fc")} == {
         "fc1": ("blockwise_linear", str(bits)), "fc2": ("blockwise_linear", str(bits)),
-        "fc3": ("linear", "8"), "fc4": ("blockwise_linear", str(bits))}
+        "fc3": ("linear", str(bits)), "fc4": ("blockwise_linear", str(bits))}   # fc3: the int8 kernel, b-bit grid
     for s in qm.plan.steps:
         if s.source in rows:
             assert rows[s.source][2] == sum(v.nbytes for v in s.consts.values())
     dyn = summary_rows(quantize("mlp", bits, 32, True))
-    assert dyn["fc1"][:2] == ("blockwise_linear", str(bits)) and dyn["fc3"][:2] == ("dynamic_linear", "8")
+    assert dyn["fc1"][:2] == ("blockwise_linear", str(bits)) and dyn["fc3"][:2] == ("dynamic_linear", str(bits))
     cnn = summary_rows(quantize("cnn", bits, 32))
-    assert cnn["conv0"][:2] == ("conv", "8") and cnn["conv1"][:2] == ("conv", "8")
+    assert cnn["conv0"][:2] == ("conv", str(bits)) and cnn["conv1"][:2] == ("conv", str(bits))
     assert cnn["fc1"][:2] == ("blockwise_linear", str(bits))
 
 
@@ -442,7 +442,7 @@ def test_four_bit_weights_keep_the_digits_accuracy():
 
 @pytest.mark.parametrize("kw, word", [
     ({"weight_bits": 1}, "weight_bits"),
-    ({"weight_bits": 5}, "weight_bits"),
+    ({"weight_bits": 9}, "weight_bits"),
     ({"weight_bits": 16}, "weight_bits"),
     ({"weight_bits": 0}, "weight_bits"),
     ({"weight_bits": -4}, "weight_bits"),
