@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cnn_ops as _cnn_ops
+from . import reference as _reference
 from .binary import binary_qlinear, binary_qlinear_conv  # noqa: F401  (the plan's binary steps)
 from .lowbit import blockwise_linear_codes as blockwise_linear  # noqa: F401  (the plan's blockwise_linear)
 from . import conv as _conv
@@ -94,12 +95,15 @@ def _axis_params(x: np.ndarray, scale: np.ndarray, axis: int, scale_name: str):
     return axis, True
 
 
-def quantize_linear(x, y_scale, y_zero_point=None, axis=1) -> np.ndarray:
+def quantize_linear(x, y_scale, y_zero_point=None, axis=1, block_size=0) -> np.ndarray:
     """ONNX QuantizeLinear: ``y = saturate(round_half_even(x / y_scale) + y_zero_point)``.
 
     Per tensor (scalar scale) or per axis (1-D scale along ``axis``). The
-    output dtype is the zero point's (uint8 when absent).
+    output dtype is the zero point's (uint8 when absent). ``block_size`` > 0
+    (opset 21 blocked scales) runs eightbit.reference's NumPy code.
     """
+    if block_size:
+        return _reference.quantize_linear(x, y_scale, y_zero_point, axis, block_size)
     x = _array(x, "x")
     if x.dtype.kind != "f":
         raise TypeError(f"x: expected float32, got {x.dtype}")
@@ -111,8 +115,10 @@ def quantize_linear(x, y_scale, y_zero_point=None, axis=1) -> np.ndarray:
     return _core.quantize_linear(x, scale.reshape(-1), zp, axis, per_axis, out_dtype == np.int8)
 
 
-def dequantize_linear(x, x_scale, x_zero_point=None, axis=1) -> np.ndarray:
+def dequantize_linear(x, x_scale, x_zero_point=None, axis=1, block_size=0) -> np.ndarray:
     """ONNX DequantizeLinear: ``y = (x - x_zero_point) * x_scale`` in float32."""
+    if block_size:       # opset 21 blocked scales: eightbit.reference's NumPy code
+        return _reference.dequantize_linear(x, x_scale, x_zero_point, axis, block_size)
     x = _array(x, "x")
     if x.dtype not in _INT8_TYPES and x.dtype != np.int32:
         raise TypeError(f"x: expected uint8, int8 or int32, got {x.dtype}")

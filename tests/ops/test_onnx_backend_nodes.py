@@ -5,7 +5,7 @@ function in either one makes its tests fail, never skip.
 
 The ONNX cases are generated in-process from `onnx.backend.test.case.node.collect_testcases()` and
 filtered to the uint8 / int8 variants eightbit implements; the others (float8, int4, int2, uint16,
-int16, float4, blocked, float16 scales) are skipped with the reason in their id's skip message, so
+int16, float4, float16 scales) are skipped with the reason in their id's skip message, so
 `pytest -ra` shows how many run and why the rest do not.
 """
 import importlib
@@ -43,8 +43,6 @@ CASES = _single_node_cases()
 def _unsupported_reason(case):
     node = case.model.graph.node[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if attrs.get("block_size", 0):
-        return "blocked quantization (block_size) is not implemented by eightbit"
     if "output_dtype" in attrs or "precision" in attrs:
         return "output_dtype/precision attributes are not implemented by eightbit"
     for inputs, outputs in case.data_sets:
@@ -67,9 +65,11 @@ def _call(impl, case, inputs):
     args += [None] * (8 - len(args))
     op = node.op_type
     if op == "QuantizeLinear":
-        return [impl.quantize_linear(args[0], args[1], args[2], axis=attrs.get("axis", 1))]
+        return [impl.quantize_linear(args[0], args[1], args[2], axis=attrs.get("axis", 1),
+                                     block_size=attrs.get("block_size", 0))]
     if op == "DequantizeLinear":
-        return [impl.dequantize_linear(args[0], args[1], args[2], axis=attrs.get("axis", 1))]
+        return [impl.dequantize_linear(args[0], args[1], args[2], axis=attrs.get("axis", 1),
+                                       block_size=attrs.get("block_size", 0))]
     if op == "DynamicQuantizeLinear":
         return list(impl.dynamic_quantize_linear(args[0]))
     if op == "MatMulInteger":

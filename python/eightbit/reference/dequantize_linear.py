@@ -12,9 +12,10 @@ from ._axis import per_axis_params
 _DEQUANT_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int32))
 
 
-def dequantize_linear(x, x_scale, x_zero_point=None, axis=1) -> np.ndarray:
+def dequantize_linear(x, x_scale, x_zero_point=None, axis=1, block_size=0) -> np.ndarray:
     """Float32 values of quantized x. x_zero_point (if given) must have x's dtype and x_scale's
-    shape; per-tensor or per-axis as in quantize_linear. For int32 x the zero point must be 0."""
+    shape; per-tensor, per-axis or blocked as in quantize_linear. For int32 x the zero point must
+    be 0."""
     xq = quant_array(x, "x", allowed=_DEQUANT_DTYPES)
     scale = positive_scale(x_scale, "x_scale")
     if x_zero_point is None:
@@ -23,6 +24,6 @@ def dequantize_linear(x, x_scale, x_zero_point=None, axis=1) -> np.ndarray:
         zp = quant_array(x_zero_point, "x_zero_point", allowed=(xq.dtype,))
         if xq.dtype == np.int32 and np.any(zp != 0):
             raise ValueError("x_zero_point must be 0 when x is int32 (ONNX DequantizeLinear)")
-    scale, zp = per_axis_params(xq, scale, zp, axis, "x_scale", "x_zero_point")
+    scale, zp = per_axis_params(xq, scale, zp, axis, "x_scale", "x_zero_point", block_size)
     centered = (xq.astype(np.int64) - zp.astype(np.int64)).astype(np.float32)
     return (centered * scale).astype(np.float32)

@@ -12,11 +12,12 @@ from ..numerics.rounding import clamp_then_round
 from ._axis import per_axis_params
 
 
-def quantize_linear(x, y_scale, y_zero_point=None, axis=1) -> np.ndarray:
+def quantize_linear(x, y_scale, y_zero_point=None, axis=1, block_size=0) -> np.ndarray:
     """Quantize float x to y_zero_point's dtype (uint8 when absent).
 
     Per-tensor when y_scale is a scalar (or has one element); per-axis when it is 1-D of length
-    x.shape[axis]. y_zero_point must have y_scale's shape. x is converted to float32 first.
+    x.shape[axis]; blocked with ``block_size`` (opset 21, see _axis.per_axis_params). y_zero_point
+    must have y_scale's shape. x is converted to float32 first.
     """
     x32 = float_array(x, "x")
     scale = positive_scale(y_scale, "y_scale")
@@ -24,7 +25,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, axis=1) -> np.ndarray:
         zp = np.zeros(scale.shape, dtype=np.uint8)
     else:
         zp = quant_array(y_zero_point, "y_zero_point")
-    scale, zp = per_axis_params(x32, scale, zp, axis, "y_scale", "y_zero_point")
+    scale, zp = per_axis_params(x32, scale, zp, axis, "y_scale", "y_zero_point", block_size)
     with np.errstate(over="ignore", invalid="ignore"):     # huge |x|/scale saturates below
         v = (x32 / scale).astype(np.float32)
     return clamp_then_round(v, zp, zp.dtype)
