@@ -127,7 +127,7 @@ void binary_conv_dots(const ConvGeometry& g, const uint64_t* pixel_bits, const P
   const int64_t cw = w.channel_words, row_words = w.kernel_h * w.kernel_w * cw;
   if (M == 0 || O == 0) return;
   // Output pixels in chunks whose patch rows (row_words each) stay in L2 through the GEMM.
-  const int64_t chunk = std::clamp<int64_t>(kPatchChunkBytes / (row_words * 8), 64, M);
+  const int64_t chunk = std::min(M, std::max<int64_t>(kPatchChunkBytes / (row_words * 8), 64));
   thread_local AlignedBuffer<uint64_t> rows;
   rows.reserve_discard(static_cast<size_t>(chunk * row_words));
   uint64_t* patch = rows.data();
