@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import eightbit as eb
+from eightbit.model import file_format as ff
 from eightbit.model.file_format import ModelFileError
 from eightbit.runtime import core as _core
 
@@ -32,3 +33,14 @@ def assert_refused(path, word: str) -> None:
         eb.load(path)
     with pytest.raises(ModelFileError, match=re.escape(word)):
         _core.ModelFile.map(str(path)).build()
+
+
+def file_with_step_changed(path, tree: dict, i: int, change) -> None:
+    """Write ``tree`` (file_format's) to ``path`` after ``change(step, tree)`` on copies of step i
+    (its consts and lowered record copied too) and of the tree: a hostile file made from a good one."""
+    tree = {**tree, "steps": list(tree["steps"])}
+    step = dict(tree["steps"][i])
+    step["consts"], step["lowered"] = dict(step["consts"]), dict(step["lowered"])
+    change(step, tree)
+    tree["steps"][i] = step
+    path.write_bytes(ff.encode_tree(tree))

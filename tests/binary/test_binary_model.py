@@ -30,7 +30,7 @@ from eightbit.model.execute import run_plan
 from eightbit.numerics.clamp import activation_range
 from eightbit import reference as R
 from eightbit.runtime import core as _core
-from _plans import assert_refused, assert_same_steps
+from _plans import assert_refused, assert_same_steps, file_with_step_changed
 
 F = np.float32
 VARIANTS = {"u8": {}, "s8": {"activation_dtype": "int8"}, "s8sym": {"activation_symmetric": True}}
@@ -539,15 +539,8 @@ HOSTILE = {
 def test_hostile_file_raises_model_file_error(tmp_path, saved_cnn, case):
     tree, index = saved_cnn
     source, change, word = HOSTILE[case]
-    tree = {**tree, "steps": list(tree["steps"])}
-    i = index[source]
-    step = dict(tree["steps"][i])
-    step["consts"], step["lowered"] = dict(step["consts"]), dict(step["lowered"])
-    change(step)
-    tree["steps"][i] = step
-    buf = ff.encode_tree(tree)
     path = tmp_path / f"{case}.eb"
-    path.write_bytes(buf)
+    file_with_step_changed(path, tree, index[source], lambda step, _: change(step))
     assert_refused(path, word)
 
 

@@ -35,7 +35,7 @@ from eightbit import reference as R
 from eightbit.model import file_format as ff
 from eightbit.model.file_format import ModelFileError
 from eightbit.runtime import core as _core
-from _plans import assert_refused, assert_same_steps
+from _plans import assert_refused, assert_same_steps, file_with_step_changed
 
 F = np.float32
 BLOCK_OPS = ("blockwise_linear",)
@@ -593,14 +593,8 @@ HOSTILE = {
 
 def hostile_file(tmp_path, saved, case, source, change):
     tree, index = saved
-    tree = {**tree, "steps": list(tree["steps"])}
-    i = index[source]
-    step = dict(tree["steps"][i])
-    step["consts"], step["lowered"] = dict(step["consts"]), dict(step["lowered"])
-    change(step, tree)
-    tree["steps"][i] = step
     path = tmp_path / f"{case}.eb"
-    path.write_bytes(ff.encode_tree(tree))
+    file_with_step_changed(path, tree, index[source], change)
     return path
 
 

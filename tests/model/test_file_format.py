@@ -9,6 +9,7 @@ import pytest
 from eightbit.model import QuantizedModel
 from eightbit.model import file_format as ff
 from eightbit.model.file_format import ModelFileError
+from _plans import assert_same_steps
 
 
 
@@ -23,14 +24,7 @@ def test_round_trip(tmp_path, model, rng):
     loaded = QuantizedModel.load(path)
     x = rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(loaded(x), model(x))
-    for a, b in zip(model.plan.steps, loaded.plan.steps):
-        assert (a.op, a.inputs, a.output, a.source) == (b.op, b.inputs, b.output, b.source)
-        assert a.attrs == b.attrs
-        assert a.consts.keys() == b.consts.keys()
-        for k in a.consts:
-            assert a.consts[k].dtype == b.consts[k].dtype
-            np.testing.assert_array_equal(a.consts[k], b.consts[k])
-    assert loaded.plan.tensors == model.plan.tensors
+    assert_same_steps(model.plan, loaded.plan)
 
 
 def test_layout(model):

@@ -10,7 +10,7 @@ import pytest
 
 import eightbit as eb
 from eightbit.model import file_format as ff
-from _plans import assert_refused, assert_same_steps
+from _plans import assert_refused, assert_same_steps, file_with_step_changed
 
 F = np.float32
 
@@ -107,15 +107,10 @@ def test_weight_bits_out_of_range_is_refused(bad):
 
 
 def _hostile(tmp_path, change):
-    qm = _quantize(5)
-    tree = ff._plan_tree(qm.plan, "test")
-    i = next(i for i, s in enumerate(tree["steps"]) if s["op"] == "conv")
-    step = dict(tree["steps"][i])
-    step["consts"], step["lowered"] = dict(step["consts"]), dict(step["lowered"])
-    change(step)
-    tree["steps"][i] = step
+    tree = ff._plan_tree(_quantize(5).plan, "test")
     path = tmp_path / "bad.eb"
-    path.write_bytes(ff.encode_tree(tree))
+    i = next(i for i, s in enumerate(tree["steps"]) if s["op"] == "conv")
+    file_with_step_changed(path, tree, i, lambda step, _: change(step))
     return path
 
 
