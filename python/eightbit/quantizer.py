@@ -96,7 +96,8 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     sign). Keep the first and last layers int8, as binary networks do. Not with dynamic=True or
     accuracy_budget.
 
-    ``weight_bits`` (2-8, default 8): the weights' grid, codes in [-(2^(b-1) - 1), 2^(b-1) - 1].
+    ``weight_bits`` (2-8, default 8; or {node name: bits}, 8 for the nodes not named): the
+    weights' grid, codes in [-(2^(b-1) - 1), 2^(b-1) - 1].
     At 2-4 bits linear / matmul layers get block-quantized weights (one float32 scale per
     ``block_size`` input channels, a power of two in [16, 256]) and run as blockwise_linear steps,
     float32 in and out with their input rows quantized to symmetric int8 at run time
@@ -117,7 +118,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     if binary and (dynamic or accuracy_budget is not None):
         raise ValueError("binary: not with dynamic=True or accuracy_budget (binary layers are static and chosen "
                          "by name)")
-    weight_blocks = _weight_blocks(weight_bits, block_size)
+    grid = WeightGrid.of(graph, weight_bits, block_size)
     overlap = exclude & set([binary] if isinstance(binary, str) else binary)
     if overlap:
         raise ValueError(f"binary and exclude both name {sorted(overlap)}")
@@ -135,7 +136,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
             raise ValueError(f"requant: expected 'float' or 'fixed', got {requant!r}")
         prepared = prepare_for_quantization(graph)
         params = CalibratedQParams(prepared, {}, dtype, per_channel, embeddings=embeddings, attention=attention)
-        params.weight_blocks, params.weight_bits = weight_blocks, weight_bits
+        params.weight_grid = grid
         return lower_to_model(prepared, params, exclude=exclude, requant=requant, dynamic=True)
     if min_sqnr is not None and (isinstance(min_sqnr, bool) or not isinstance(min_sqnr, (int, float))):
         raise TypeError(f"min_sqnr: expected a number of dB or None, got {min_sqnr!r}")
@@ -146,7 +147,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
                     bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention,
                     binary=binary, binary_threshold=binary_threshold)
-    cal.params.weight_blocks, cal.params.weight_bits = weight_blocks, weight_bits
+    cal.params.weight_grid = grid
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
         return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
@@ -157,17 +158,35 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     return qm
 
 
-def _weight_blocks(weight_bits, block_size):
-    """(bits, block_size) of block-quantized linear weights (2-4 bits), or None (5-8 bits: every
-    layer on the int8 kernels, its codes on the narrower grid)."""
-    from .reference.blockwise import BLOCK_SIZES
-    if isinstance(weight_bits, bool) or not isinstance(weight_bits, (int, np.integer)) or weight_bits not in range(2, 9):
-        raise ValueError(f"weight_bits: expected 2 to 8, got {weight_bits!r}")
-    if weight_bits > 4:
-        return None
-    if isinstance(block_size, bool) or block_size not in BLOCK_SIZES:
-        raise ValueError(f"block_size: expected one of {BLOCK_SIZES}, got {block_size!r}")
-    return int(weight_bits), int(block_size)
+class WeightGrid:
+    """Bits per weight, per node (eb.quantize's weight_bits: one number, or {node name: bits} with
+    8 for the others), and the block size of the block-quantized linear layers."""
+
+    def __init__(self, bits: int = 8, per_node=None, block_size: int = 32):
+        self.bits, self.per_node, self.block_size = bits, dict(per_node or {}), block_size
+
+    @classmethod
+    def of(cls, graph, weight_bits, block_size) -> "WeightGrid":
+        from .reference.blockwise import BLOCK_SIZES
+
+        def checked(v, where):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v not in range(2, 9):
+                raise ValueError(f"weight_bits{where}: expected 2 to 8, got {v!r}")
+            return int(v)
+        if isinstance(weight_bits, dict):
+            unknown = set(weight_bits) - {n.name for n in graph.nodes}
+            if unknown:
+                raise ValueError(f"weight_bits: no node named {sorted(unknown)} in the graph")
+            grid = cls(8, {k: checked(v, f"[{k!r}]") for k, v in weight_bits.items()}, block_size)
+        else:
+            grid = cls(checked(weight_bits, ""), None, block_size)
+        if min([grid.bits, *grid.per_node.values()]) <= 4 and (isinstance(block_size, bool)
+                                                              or block_size not in BLOCK_SIZES):
+            raise ValueError(f"block_size: expected one of {BLOCK_SIZES}, got {block_size!r}")
+        return grid
+
+    def bits_for(self, node) -> int:
+        return self.per_node.get(node.name, self.bits)
 
 
 class QuantizationWarning(UserWarning):
@@ -442,16 +461,18 @@ class CalibratedQParams:
         self.symmetric = symmetric
         self.per_token = per_token     # which linear layers quantize their input per token: per_token_linear
         self.bias_stats = bias_stats   # compensation.ChannelStats of layer inputs: bias correction
-        self.weight_blocks = None      # (bits, block size): linear weights block-quantized (eb.quantize)
-        self.weight_bits = 8           # the grid of the int8-kernel layers' weights (eb.quantize(weight_bits=))
+        self.weight_grid = WeightGrid()  # bits per weight per node (eb.quantize(weight_bits=))
+
+    def weight_bits(self, node) -> int:
+        return self.weight_grid.bits_for(node)
 
     def blockwise(self, node, w: np.ndarray):
-        """(codes, scales, bits, block size) of linear weights w [O, K] when eb.quantize asked for
-        block-quantized ones and the block size divides K; else None (the layer stays int8)."""
-        if self.weight_blocks is None or w.shape[1] % self.weight_blocks[1]:
+        """(codes, scales, bits, block size) of linear weights w [O, K] at 2-4 bits when the block
+        size divides K; else None (the layer runs on the int8 kernels)."""
+        bits, block = self.weight_bits(node), self.weight_grid.block_size
+        if bits > 4 or w.shape[1] % block:
             return None
         from .reference.blockwise import quantize_blockwise
-        bits, block = self.weight_blocks
         return (*quantize_blockwise(w, block, bits), bits, block)
 
     def activation(self, name: str):
@@ -482,10 +503,10 @@ class CalibratedQParams:
             return {"table": table}
         return {"table": q, "row_scale": scale}
 
-    def _int8_weights(self, w: np.ndarray):
+    def _int8_weights(self, w: np.ndarray, bits: int = 8):
         """(int8 weights [O, ...] (rows = output channels), float32 scales [O]): symmetric, per
-        channel or per tensor."""
-        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel, bits=self.weight_bits)
+        channel or per tensor, on the ``bits``-bit grid."""
+        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel, bits=bits)
         return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
 
     def dynamic_weights(self, node, w: np.ndarray):
@@ -493,18 +514,19 @@ class CalibratedQParams:
         ``outlier_columns`` picks run in float32 ({"outlier_cols", "outlier_w"}, or {} for none)
         and are 0 in the int8 weights."""
         cols = outlier_columns(w) if self.outliers else np.zeros(0, np.int64)
+        bits = self.weight_bits(node)
         if not cols.size:
-            return (*self._int8_weights(w), {})
+            return (*self._int8_weights(w, bits), {})
         rest = w.copy()
         rest[:, cols] = 0.0
-        wq, ws = self._int8_weights(rest)
+        wq, ws = self._int8_weights(rest, bits)
         return wq, ws, {"outlier_cols": cols.astype(np.int32), "outlier_w": np.ascontiguousarray(w[:, cols], np.float32)}
 
     def weights(self, node, w: np.ndarray, bias, x_scale) -> dict:
         """int8 weights (rows = output channels), float32 scales [O] and the int32 bias. With bias
         correction, the bias first loses the mean output error the weight rounding causes on the
         calibration data (compensation.rounding_error): only layers that run in int8 get it."""
-        wq, ws = self._int8_weights(w)
+        wq, ws = self._int8_weights(w, self.weight_bits(node))
         if self.bias_stats is not None and node.inputs[0] in self.bias_stats.names:
             from .compensation import rounding_error
             error = rounding_error(node, w, wq, ws, self.bias_stats.mean(node.inputs[0]))
@@ -751,7 +773,7 @@ class _Lowering:
         consts = self._weights(node, node.consts["weight"], node.consts.get("bias"))
         attrs = {"strides": tuple(a["stride"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilation"]),
                  "group": a["groups"], "activation": a.get("activation")}
-        self._step("conv", node, [self._q(node.inputs[0])], {**attrs, "requant": self.requant, **self._grid()}, consts)
+        self._step("conv", node, [self._q(node.inputs[0])], {**attrs, "requant": self.requant, **self._grid(node)}, consts)
         return True
 
     def _lower_linear(self, node, weight=None) -> bool:
@@ -767,13 +789,13 @@ class _Lowering:
             self._dynamic_linear(node, self.params.dynamic_weights(node, weight))
             return True
         consts = self._weights(node, weight, node.consts.get("bias"))
-        attrs = {"activation": node.attrs.get("activation"), "requant": self.requant, **self._grid()}
+        attrs = {"activation": node.attrs.get("activation"), "requant": self.requant, **self._grid(node)}
         self._step("linear", node, [self._q(node.inputs[0])], attrs, consts)
         return True
 
-    def _grid(self) -> dict:
-        """{"w_bits": b} for int8-kernel weights on a narrower grid (eb.quantize(weight_bits=b))."""
-        bits = getattr(self.params, "weight_bits", 8)
+    def _grid(self, node) -> dict:
+        """{"w_bits": b} for int8-kernel weights on a narrower grid (eb.quantize(weight_bits=))."""
+        bits = self.params.weight_bits(node) if hasattr(self.params, "weight_bits") else 8
         return {} if bits == 8 else {"w_bits": int(bits)}
 
     def _blockwise_linear(self, node, w: np.ndarray) -> bool:
@@ -804,7 +826,7 @@ class _Lowering:
                   **(outliers[0] if outliers else {})}
         out = self._add_float(node.output, node.output if node.output in self.g.outputs else f"{node.output}:f")
         attrs = {"activation": node.attrs.get("activation"), "granularity": getattr(self.params, "granularity", "row"),
-                 **self._grid()}
+                 **self._grid(node)}
         self.steps.append(Step("dynamic_linear", (self._f(node.inputs[0]),), out, attrs, consts, source=node.name))
 
     def _lower_matmul(self, node) -> bool:

@@ -3,6 +3,7 @@ packed in the .eb file (consts.w_packed, b bits a code): codes on the grid, the 
 files b/8 of the int8 weights' bytes, exact round trips, hostile packed records refused."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -134,3 +135,21 @@ def test_hostile_packed_weights_are_refused(tmp_path, case):
         if (w[0].size * 5) % 8 == 0:
             pytest.skip("no padding bits in this row")   # 27 codes x 5 bits = 135: 1 padding bit
     assert_refused(_hostile(tmp_path, change), word)
+
+
+def test_bits_per_node():
+    """weight_bits={node: bits}: the named layers on their grids (c2 and fc at 4 bits: c2 a conv on
+    the int8 kernels, fc a linear whose K = 24 the block of 16 does not divide), the others int8."""
+    qm = _quantize({"c2": 4, "fc": 3})
+    steps = {s.source: s for s in qm.plan.steps if s.op in ("conv", "linear")}
+    assert "w_bits" not in steps["c1"].attrs and np.abs(steps["c1"].consts["w"]).max() == 127
+    assert steps["c2"].attrs["w_bits"] == 4 and np.abs(steps["c2"].consts["w"]).max() == 7
+    assert steps["fc"].attrs["w_bits"] == 3 and np.abs(steps["fc"].consts["w"]).max() == 3
+    assert np.array_equal(qm(X), qm.reference_run({"x": X})[qm.plan.outputs[0]])
+
+
+@pytest.mark.parametrize("bad, word", [({"nope": 4}, "no node named"), ({"c1": 9}, "weight_bits['c1']"),
+                                       ({"c1": 4.5}, "weight_bits['c1']")])
+def test_bad_bits_per_node_are_refused(bad, word):
+    with pytest.raises(ValueError, match=re.escape(word)):
+        _quantize(bad)
