@@ -56,7 +56,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
              min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8",
              attention: str = "float", binary=(), binary_threshold="mean", weight_bits: int = 8,
-             block_size: int = 32) -> QuantizedModel:
+             block_size: int = 32, weight_levels=None) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -97,7 +97,9 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     accuracy_budget.
 
     ``weight_bits`` (2-8, default 8; or {node name: bits}, 8 for the nodes not named): the
-    weights' grid, codes in [-(2^(b-1) - 1), 2^(b-1) - 1].
+    weights' grid, codes in [-(2^(b-1) - 1), 2^(b-1) - 1]. ``weight_levels=L`` (an odd count from 3
+    to 255, instead of weight_bits) puts every layer with weights on the int8 kernels with codes in
+    [-(L-1)/2, (L-1)/2], stored in the fewest bits that hold them.
     At 2-4 bits linear / matmul layers get block-quantized weights (one float32 scale per
     ``block_size`` input channels, a power of two in [16, 256]) and run as blockwise_linear steps,
     float32 in and out with their input rows quantized to symmetric int8 at run time
@@ -118,7 +120,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     if binary and (dynamic or accuracy_budget is not None):
         raise ValueError("binary: not with dynamic=True or accuracy_budget (binary layers are static and chosen "
                          "by name)")
-    grid = WeightGrid.of(graph, weight_bits, block_size)
+    grid = WeightGrid.of(graph, weight_bits, block_size, weight_levels)
     overlap = exclude & set([binary] if isinstance(binary, str) else binary)
     if overlap:
         raise ValueError(f"binary and exclude both name {sorted(overlap)}")
@@ -162,11 +164,12 @@ class WeightGrid:
     """Bits per weight, per node (eb.quantize's weight_bits: one number, or {node name: bits} with
     8 for the others), and the block size of the block-quantized linear layers."""
 
-    def __init__(self, bits: int = 8, per_node=None, block_size: int = 32):
+    def __init__(self, bits: int = 8, per_node=None, block_size: int = 32, levels=None):
         self.bits, self.per_node, self.block_size = bits, dict(per_node or {}), block_size
+        self.levels = levels    # an odd level count for every layer instead of bits (int8 kernels)
 
     @classmethod
-    def of(cls, graph, weight_bits, block_size) -> "WeightGrid":
+    def of(cls, graph, weight_bits, block_size, levels=None) -> "WeightGrid":
         from .reference.blockwise import BLOCK_SIZES
 
         def checked(v, where):
@@ -183,9 +186,19 @@ class WeightGrid:
         if min([grid.bits, *grid.per_node.values()]) <= 4 and (isinstance(block_size, bool)
                                                               or block_size not in BLOCK_SIZES):
             raise ValueError(f"block_size: expected one of {BLOCK_SIZES}, got {block_size!r}")
+        if levels is not None:
+            if weight_bits != 8:
+                raise ValueError("weight_levels: give weight_bits or weight_levels, not both")
+            if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 3 <= levels <= 255 \
+                    or levels % 2 == 0:
+                raise ValueError(f"weight_levels: expected an odd int from 3 to 255, got {levels!r}")
+            grid.levels = int(levels)
         return grid
 
     def bits_for(self, node) -> int:
+        """Bits a code of the node's weights takes (with levels: the fewest that hold them)."""
+        if self.levels is not None:
+            return ((self.levels - 1) // 2).bit_length() + 1
         return self.per_node.get(node.name, self.bits)
 
 
@@ -470,7 +483,7 @@ class CalibratedQParams:
         """(codes, scales, bits, block size) of linear weights w [O, K] at 2-4 bits when the block
         size divides K; else None (the layer runs on the int8 kernels)."""
         bits, block = self.weight_bits(node), self.weight_grid.block_size
-        if bits > 4 or w.shape[1] % block:
+        if bits > 4 or w.shape[1] % block or self.weight_grid.levels is not None:
             return None
         from .reference.blockwise import quantize_blockwise
         return (*quantize_blockwise(w, block, bits), bits, block)
@@ -505,8 +518,8 @@ class CalibratedQParams:
 
     def _int8_weights(self, w: np.ndarray, bits: int = 8):
         """(int8 weights [O, ...] (rows = output channels), float32 scales [O]): symmetric, per
-        channel or per tensor, on the ``bits``-bit grid."""
-        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel, bits=bits)
+        channel or per tensor, on the ``bits``-bit grid (or eb.quantize's level count)."""
+        wq, ws = quantize_weight_symmetric(w, per_channel=self.per_channel, bits=bits, levels=self.weight_grid.levels)
         return wq, np.broadcast_to(ws, (w.shape[0],)).astype(np.float32)
 
     def dynamic_weights(self, node, w: np.ndarray):

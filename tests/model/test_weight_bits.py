@@ -153,3 +153,26 @@ def test_bits_per_node():
 def test_bad_bits_per_node_are_refused(bad, word):
     with pytest.raises(ValueError, match=re.escape(word)):
         _quantize(bad)
+
+
+@pytest.mark.parametrize("levels, qmax, bits", [(3, 1, 2), (5, 2, 3), (15, 7, 4), (21, 10, 5), (255, 127, 8)])
+def test_an_explicit_level_count(tmp_path, levels, qmax, bits):
+    """weight_levels=L: every layer on the int8 kernels, codes in [-(L-1)/2, (L-1)/2], stored in the
+    fewest bits that hold them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = eb.quantize(_cnn(), CAL, weight_levels=levels, min_sqnr=None)
+    steps = [s for s in qm.plan.steps if s.op in ("conv", "linear")]
+    assert len(steps) == 3
+    for s in steps:
+        assert np.abs(s.consts["w"]).max() == qmax and s.attrs.get("w_bits", 8) == bits
+    assert np.array_equal(qm(X), qm.reference_run({"x": X})[qm.plan.outputs[0]])
+    qm.save(tmp_path / "m.eb")
+    assert np.array_equal(eb.load(tmp_path / "m.eb")(X), qm(X))
+
+
+@pytest.mark.parametrize("kw", [{"weight_levels": 4}, {"weight_levels": 1}, {"weight_levels": 257},
+                                {"weight_levels": 5, "weight_bits": 4}])
+def test_bad_level_counts_are_refused(kw):
+    with pytest.raises(ValueError, match="weight_levels"):
+        eb.quantize(_cnn(), CAL, min_sqnr=None, **kw)

@@ -18,9 +18,11 @@ def _rne_clamp(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.rint(np.clip(v, np.float32(lo), np.float32(hi)))
 
 
-def quantize_weight_symmetric(w, per_channel: bool = True, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights in [-127, 127] (or on a ``bits``-bit grid, qmax = 2^(bits-1) - 1);
-    rows (axis 0) are output channels.
+def quantize_weight_symmetric(w, per_channel: bool = True, bits: int = 8, levels: int | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights in [-127, 127] (or on a ``bits``-bit grid, qmax = 2^(bits-1) - 1, or
+    on ``levels`` values, an odd count from 3 to 255: qmax = (levels - 1) / 2); rows (axis 0) are
+    output channels.
 
         scale[n] = float32(max|w[n, ...]|) / float32(qmax)      (1.0 when the row is all zero)
         w_q      = int8(clamp(rne(w / scale[n]), -qmax, qmax))   # float32 division
@@ -40,7 +42,10 @@ def quantize_weight_symmetric(w, per_channel: bool = True, bits: int = 8) -> tup
         amax = np.abs(w32).max(initial=np.float32(0.0)).reshape(())      # float32 ()
     if isinstance(bits, bool) or bits not in range(2, 9):
         raise ValueError(f"bits: expected 2 to 8, got {bits!r}")
-    qmax = np.float32(2 ** (bits - 1) - 1)
+    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, (int, np.integer))
+                               or not 3 <= levels <= 255 or levels % 2 == 0):
+        raise ValueError(f"levels: expected an odd int from 3 to 255, got {levels!r}")
+    qmax = np.float32(2 ** (bits - 1) - 1 if levels is None else (levels - 1) // 2)
     amax = amax.astype(np.float32)
     scale = (amax / qmax).astype(np.float32)
     bad = (amax > 0) & (scale < _F32_TINY)
