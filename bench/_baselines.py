@@ -329,6 +329,25 @@ def gemm_ours_fn(eb, shape):
     return lambda: matmul(a, pw, zp)
 
 
+def add_timing_args(ap, unit="row", default=1.0, quick=0.3, quick_help="short timing, at least 3 cycles"):
+    """The table scripts' timing options: -t/--time (seconds of paired timing per ``unit``), --quick,
+    --min-cycles. timing_defaults fills what the command line left out."""
+    ap.add_argument("-t", "--time", type=float, default=None,
+                    help=f"seconds of timing per {unit} (default {default}, {quick} with --quick)")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--min-cycles", type=int, default=None)
+    ap.set_defaults(timing_default=default, timing_quick=quick)
+
+
+def timing_defaults(args):
+    """args.time and args.min_cycles where the command line gave none (add_timing_args)."""
+    if args.time is None:
+        args.time = args.timing_quick if args.quick else args.timing_default
+    if args.min_cycles is None:
+        args.min_cycles = 3 if args.quick else 5
+    return args
+
+
 def import_eightbit():
     """(module, None) or (None, reason)."""
     try:

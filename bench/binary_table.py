@@ -249,15 +249,8 @@ def main(argv=None):
     ap.add_argument("-k", default="", help="only cases whose label contains this text")
     ap.add_argument("--isa", default="", help="comma-separated ISAs (eb.set_isa names); default: "
                     "the active one, avx512vnni if that is amx, and avx2")
-    ap.add_argument("-t", "--time", type=float, default=None,
-                    help="seconds of timing per row (default 1.0, 0.3 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="short timing, at least 3 cycles")
-    ap.add_argument("--min-cycles", type=int, default=None)
-    args = ap.parse_args(argv)
-    if args.time is None:
-        args.time = 0.3 if args.quick else 1.0
-    if args.min_cycles is None:
-        args.min_cycles = 3 if args.quick else 5
+    B.add_timing_args(ap)
+    args = B.timing_defaults(ap.parse_args(argv))
 
     usage = B.CpuUsage()
     eb, why = B.import_eightbit()

@@ -30,16 +30,8 @@ def parse_args(argv):
                          + ", ".join(layer.id for layer in C.LAYERS))
     ap.add_argument("--batch", type=int, action="append", choices=C.BATCHES,
                     help="only this batch (repeatable); default: all")
-    ap.add_argument("-t", "--time", type=float, default=None,
-                    help="seconds of timing per case (default 1.0, 0.3 with --quick)")
-    ap.add_argument("--quick", action="store_true",
-                    help="short timing, at least 3 cycles, no 2-thread row")
-    ap.add_argument("--min-cycles", type=int, default=None)
-    args = ap.parse_args(argv)
-    if args.time is None:
-        args.time = 0.3 if args.quick else 1.0
-    if args.min_cycles is None:
-        args.min_cycles = 3 if args.quick else 5
+    B.add_timing_args(ap, "case", quick_help="short timing, at least 3 cycles, no 2-thread row")
+    args = B.timing_defaults(ap.parse_args(argv))
     return args
 
 

@@ -266,17 +266,10 @@ def main(argv=None):
     ap.add_argument("-k", default="", help="only cases whose label ('1x4096x4096 b32') contains this")
     ap.add_argument("--isa", default="", help="comma-separated ISAs (eb.set_isa names); default: "
                     "the active one, and avx512vnni if that is amx")
-    ap.add_argument("-t", "--time", type=float, default=None,
-                    help="seconds of timing per row (default 1.0, 0.3 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="short timing, at least 3 cycles")
-    ap.add_argument("--min-cycles", type=int, default=None)
+    B.add_timing_args(ap)
     ap.add_argument("--no-acc0", action="store_true",
                     help="skip ORT MatMulNBits accuracy_level=0 (the informative float column)")
-    args = ap.parse_args(argv)
-    if args.time is None:
-        args.time = 0.3 if args.quick else 1.0
-    if args.min_cycles is None:
-        args.min_cycles = 3 if args.quick else 5
+    args = B.timing_defaults(ap.parse_args(argv))
 
     usage = B.CpuUsage()
     eb, why = B.import_eightbit()

@@ -46,20 +46,13 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="",
                     help="comma-separated substrings of case ids: " + ", ".join(c.id for c in M.CASES))
-    ap.add_argument("-t", "--time", type=float, default=None,
-                    help="seconds of paired timing per case (default 4.0, 0.5 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="short timing, 3 cycles, smaller eval set")
-    ap.add_argument("--min-cycles", type=int, default=None)
+    B.add_timing_args(ap, "case", 4.0, 0.5, quick_help="short timing, 3 cycles, smaller eval set")
     ap.add_argument("--via-onnx", action="store_true",
                     help="quantize eb.from_onnx(the exported float model) instead of the builder's graph")
     ap.add_argument("--isa", default=None, choices=sorted(M.OV_ISA_CAPS),
                     help="run ours on this eightbit ISA (eb.set_isa) and OpenVINO under the matching "
                          "oneDNN cap (ONEDNN_MAX_CPU_ISA); ORT keeps its default kernels")
-    args = ap.parse_args(argv)
-    if args.time is None:
-        args.time = 0.5 if args.quick else 4.0
-    if args.min_cycles is None:
-        args.min_cycles = 3 if args.quick else 5
+    args = B.timing_defaults(ap.parse_args(argv))
     return args
 
 

@@ -44,3 +44,11 @@ def file_with_step_changed(path, tree: dict, i: int, change) -> None:
     change(step, tree)
     tree["steps"][i] = step
     path.write_bytes(ff.encode_tree(tree))
+
+
+def load_tree(path, tree: dict):
+    """``tree`` written to ``path`` as it is, loaded by eb.load (returned) and by the C++ reader on
+    its own: the good file the hostile cases start from."""
+    path.write_bytes(ff.encode_tree(tree))
+    _core.ModelFile.map(str(path)).build()
+    return eb.load(path)

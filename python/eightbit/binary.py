@@ -17,6 +17,7 @@ import numpy as np
 
 from . import conv as _conv
 from .numerics.checks import float_array, positive_scale, scalar_or_vector
+from .numerics.qparams import binary_weight_scale
 from .reference import binary as _ref
 from .runtime import core as _core
 
@@ -54,11 +55,11 @@ class BinaryWeights:
 
 
 def _scale_of(w: np.ndarray, scale, n: int) -> np.ndarray:
-    if scale is None:  # XNOR-Net: the l1 mean of each row minimises ||w - alpha sign(w)||
-        scale = np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), dtype=np.float32)
-        if not np.all((scale > 0) & np.isfinite(scale)):
-            raise ValueError("w: a row of zeros (or of infinities) has no positive finite mean |w|; pass scale=")
-        return scale.astype(np.float32)
+    if scale is None:
+        try:
+            return binary_weight_scale(w)
+        except ValueError as e:
+            raise ValueError(f"w: {e}; pass scale=") from None
     scale = positive_scale(scale, "scale")
     if scale.shape != (n,):
         raise ValueError(f"scale must have shape ({n},) (one per output channel), got {scale.shape}")
@@ -170,7 +171,7 @@ def code_thresholds(x_scale, x_zero_point, threshold, channels: int) -> np.ndarr
     values = dequantize_linear(codes, x_scale, zp)                                  # increasing
     thr = np.broadcast_to(scalar_or_vector(float_array(threshold, "threshold"), "threshold", channels,
                                            "input channel"), (channels,))
-    return np.array([np.count_nonzero(values < t) for t in thr], np.int32)
+    return np.searchsorted(values, thr, side="left").astype(np.int32)             # codes with values < t
 
 
 def _code_input(x, x_scale, x_zero_point, threshold, channels):

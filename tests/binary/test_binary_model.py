@@ -29,8 +29,7 @@ from eightbit.model import file_format as ff
 from eightbit.model.execute import run_plan
 from eightbit.numerics.clamp import activation_range
 from eightbit import reference as R
-from eightbit.runtime import core as _core
-from _plans import assert_refused, assert_same_steps, file_with_step_changed
+from _plans import assert_refused, assert_same_steps, file_with_step_changed, load_tree
 
 F = np.float32
 VARIANTS = {"u8": {}, "s8": {"activation_dtype": "int8"}, "s8sym": {"activation_symmetric": True}}
@@ -546,11 +545,7 @@ def test_hostile_file_raises_model_file_error(tmp_path, saved_cnn, case):
 
 def test_the_unchanged_tree_loads(tmp_path, saved_cnn):
     """The hostile cases start from a file that is fine: its tree written back loads and runs."""
-    tree, _ = saved_cnn
-    path = tmp_path / "ok.eb"
-    path.write_bytes(ff.encode_tree(tree))
-    qm = eb.load(path)
-    _core.ModelFile.map(str(path)).build()
+    qm = load_tree(tmp_path / "ok.eb", saved_cnn[0])
     x = data("cnn", CNN_IN, 2, 1)
     np.testing.assert_array_equal(qm(x), quantize("cnn")(x))
 

@@ -35,7 +35,7 @@ from eightbit import reference as R
 from eightbit.model import file_format as ff
 from eightbit.model.file_format import ModelFileError
 from eightbit.runtime import core as _core
-from _plans import assert_refused, assert_same_steps, file_with_step_changed
+from _plans import assert_refused, assert_same_steps, file_with_step_changed, load_tree
 
 F = np.float32
 BLOCK_OPS = ("blockwise_linear",)
@@ -607,11 +607,7 @@ def test_hostile_file_raises_model_file_error(tmp_path, saved_mlp, case):
 
 def test_the_unchanged_tree_loads(tmp_path, saved_mlp):
     """The hostile cases start from a file that is fine: its tree written back loads and runs."""
-    tree, _ = saved_mlp
-    path = tmp_path / "ok.eb"
-    path.write_bytes(ff.encode_tree(tree))
-    qm = eb.load(path)
-    _core.ModelFile.map(str(path)).build()
+    qm = load_tree(tmp_path / "ok.eb", saved_mlp[0])
     x = data("mlp", (64,), 2, 1)
     np.testing.assert_array_equal(qm(x), quantize("mlp", 4, 32)(x))
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..numerics.qparams import binary_weight_scale
 from .graph import Graph
 from .ir import FUSABLE_OPS, Node
 
@@ -226,9 +227,10 @@ def binarize(g: Graph, names, threshold=0.0) -> Graph:
             raise ValueError(f"binary: {node.name} is a {node.op}{' with groups' if node.op == 'conv2d' else ''}; "
                              "only linear and conv2d (groups 1) layers can be binary")
         w = node.consts["weight"]
-        alpha = np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), dtype=np.float32)
-        if not np.all((alpha > 0) & np.isfinite(alpha)):
-            raise ValueError(f"binary: {node.name} has an output channel of zero (or infinite) weights")
+        try:
+            alpha = binary_weight_scale(w)
+        except ValueError:
+            raise ValueError(f"binary: {node.name} has an output channel of zero (or infinite) weights") from None
         t = threshold.get(node.name, 0.0) if isinstance(threshold, dict) else threshold
         t = np.asarray(t, np.float32).reshape(-1)
         channels = w.shape[1]

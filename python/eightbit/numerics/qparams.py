@@ -59,6 +59,17 @@ def quantize_weight_symmetric(w, per_channel: bool = True, bits: int = 8, levels
     return q.astype(np.int8), scale
 
 
+def binary_weight_scale(w) -> np.ndarray:
+    """XNOR-Net's scale of binary weights: mean |w| over each output channel (axis 0), float32 [O],
+    the alpha that minimises ||w - alpha sign(w)||. ValueError for a row with no positive finite
+    mean (all zeros, or infinite)."""
+    w = np.asarray(w, np.float32)
+    scale = np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), dtype=np.float32)
+    if not np.all((scale > 0) & np.isfinite(scale)):
+        raise ValueError("an output channel of zero (or infinite) weights has no binary scale (mean |w|)")
+    return scale.astype(np.float32)
+
+
 def choose_qparams(min_val, max_val, dtype=np.uint8, symmetric: bool = False):
     """(scale float32, zero_point of `dtype`) for an observed range [min_val, max_val].
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...reference.blockwise import BLOCK_SIZES, pack_nibbles, unpack_nibbles
+from .common import refused_export
 from .kind import StepKind
 
 CONSTS = ("w_codes", "w_scales", "bias")
@@ -73,13 +74,6 @@ def _lower(step, ins, out):
             "relu": step.attrs.get("activation") == "relu"}
 
 
-def _export(ex, step, label):
-    raise NotImplementedError(f"{label} {_no_export(step)}")   # export_check refuses the model first
-
-
-def _no_export(step):
-    return "has block-quantized low-bit weights, which have no exact ONNX form yet"
-
-
 BLOCKWISE_LINEAR = StepKind("blockwise_linear", 1, "float", consts=CONSTS, check=_check, shape=_shape, run=_run,
-                            weights=_codes, pack=_pack, lower=_lower, export=_export, export_check=_no_export)
+                            weights=_codes, pack=_pack, lower=_lower,
+                            **refused_export("has block-quantized low-bit weights, which have no exact ONNX form yet"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...numerics.clamp import activation_range
 from ..plan_shapes import spatial
-from .common import check_activation, check_w_scale, need_2d_window, qp, scale_zp
+from .common import check_activation, check_w_scale, need_2d_window, qp, refused_export, scale_zp
 from .kind import StepKind
 
 CONSTS = ("w_signs", "w_scale", "bias", "threshold")
@@ -119,17 +119,11 @@ def _conv_lower(step, ins, out):
     return _record(step, ins[0], out)
 
 
-def _export(ex, step, label):
-    raise NotImplementedError(f"{label} {_no_export(step)}")   # export_check refuses the model first
-
-
-def _no_export(step):
-    return "is a binary layer, which has no ONNX form"
+_NO_ONNX = refused_export("is a binary layer, which has no ONNX form")
 
 
 BINARY_CONV = StepKind("binary_conv", 1, "quant", consts=CONSTS, check=_check, shape=_conv_shape, run=_conv_run,
-                       weights=_signs, pack=_pack, lower=_conv_lower, export=_export, export_check=_no_export)
+                       weights=_signs, pack=_pack, lower=_conv_lower, **_NO_ONNX)
 BINARY_LINEAR = StepKind("binary_linear", 1, "quant", consts=CONSTS, check=_check, shape=_linear_shape,
                          run=_linear_run, weights=_signs, pack=_pack,
-                         lower=lambda step, ins, out: _record(step, ins[0], out), export=_export,
-                         export_check=_no_export)
+                         lower=lambda step, ins, out: _record(step, ins[0], out), **_NO_ONNX)
