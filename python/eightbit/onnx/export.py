@@ -38,6 +38,9 @@ lut                 DQ -> the float op -> Q (``lut="op"``), or the     sigmoid /
 softmax             Softmax (float)                                    (same)
 dynamic_linear      per-row DynamicQuantizeLinear in float ops,        (same)
                     MatMulInteger, zero-point correction, scale, bias
+blockwise_linear    DQ(int4 w [K, O], scales [K / B, O], axis 0,       (same)
+                    block_size B) -> MatMul -> Add bias -> Relu
+                    (opset 21; x's row quantization not exported)
 float               the float op(s), as ``graph_to_onnx`` writes them  (same)
 ==================  =================================================  ============================
 
@@ -58,6 +61,11 @@ Why, and what ONNX Runtime 1.32 gives (CPU, this repository's tests/onnx/test_ex
   relu6, clip, leaky_relu and hardsigmoid exact (piecewise linear); sigmoid, hardswish, gelu 0 codes differ;
   tanh 17 codes (0.3%) one quantization step apart. clip / leaky_relu / gelu steps whose
   parameters the plan does not record are exported as the table (exact).
+* blockwise_linear: eightbit quantizes x's rows to int8 at run time (its execution choice, as
+  MatMulNBits' accuracy_level is ORT's); ORT multiplies the float x (or, in its default session,
+  fuses DQ -> MatMul into MatMulNBits with accuracy level 4: x quantized per block). Not
+  bit-exact: within the rows' rounding, half a step (row max |x| / 254) per element of x; about
+  1 % of max |y| measured (model/steps/blockwise.py, tests/onnx/test_export_blockwise.py).
 * Float steps run float32 in ORT too, which sums in its own order (float32 ulps apart; a
   downstream quantization may land one step off). A float Conv / Gemm fed by a per-tensor DQ is
   quantized by ORT's WeightBiasQuantization; the exporter dequantizes such inputs per axis (same
@@ -90,7 +98,8 @@ def to_onnx(model, path=None, *, format: str = "qdq", opset: int | None = None, 
 
     ``model``: a QuantizedModel (or its Plan), or a float ``eb.Graph`` (exported by
     ``graph_to_onnx``; ``format`` and ``lut`` do not apply). ``format``: "qdq" or "qoperator"
-    (see the module docstring). ``opset``: 17 by default, 20 when a gelu is present.
+    (see the module docstring). ``opset``: 17 by default, 20 when a gelu is present,
+    21 with block-quantized (int4) layers.
     ``lut``: "op" (the float function between DQ and Q) or "table" (a Gather of the exact table).
     """
     from ..graph import Graph

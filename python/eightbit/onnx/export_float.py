@@ -100,16 +100,26 @@ def onnx_dims(shape) -> list:
     return ["N" if d is None else "sequence" if isinstance(d, SeqLen) else d for d in shape]
 
 
+# ops whose ONNX form needs a later opset than the default: (the first opset that has it, what it is)
+MIN_OPSETS = {
+    "gelu": (GELU_OPSET, "a gelu, which ONNX defines"),
+    "int4_blocked_dequantize": (21, "block-quantized low-bit weights (blockwise_linear), exported as int4 "
+                                    "DequantizeLinear with block_size, which ONNX defines"),
+}
+
+
 def check_opset(opset, ops, what: str) -> int:
-    """The opset to write: ``opset`` if given (>= 13: per-axis QuantizeLinear), else 17, or 20
-    when a Gelu is present; a Gelu with an explicit opset < 20 raises."""
-    gelu = "gelu" in ops
+    """The opset to write: ``opset`` if given (>= 13: per-axis QuantizeLinear), else 17, or the
+    first opset that has every op of ``ops`` named in MIN_OPSETS (gelu: 20, int4 blocked weights:
+    21); an explicit opset below that raises."""
+    needs = [MIN_OPSETS[op] for op in sorted(set(ops) & set(MIN_OPSETS))]
     if opset is None:
-        return GELU_OPSET if gelu else DEFAULT_OPSET
+        return max([DEFAULT_OPSET] + [first for first, _ in needs])
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not 13 <= opset <= 21:
         raise ValueError(f"opset: expected an int in 13..21, got {opset!r}")
-    if gelu and opset < GELU_OPSET:
-        raise ValueError(f"opset: {what} has a gelu, which ONNX defines from opset {GELU_OPSET}; got opset={opset}")
+    for first, why in needs:
+        if opset < first:
+            raise ValueError(f"opset: {what} has {why} from opset {first}; got opset={opset}")
     return int(opset)
 
 

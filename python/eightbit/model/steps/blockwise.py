@@ -9,14 +9,24 @@ blockwise_linear  float32 x [N, ..., K] -> float32 [N, ..., O]: rows quantized t
                   activation (None or "relu"). reference.blockwise_linear
 ================  ================================================================================
 
-No ONNX form yet (the per-block order of float sums has no exact ONNX equivalent).
+ONNX export (opset 21, the standard form of int4 weights; eb.to_onnx picks opset 21 for a model
+with these steps and refuses a lower one):
+
+    W = DequantizeLinear(int4 [K, O], float32 scales [K / block_size, O], axis=0, block_size)
+    y = MatMul(x, W) -> Add(bias) (left out when every bias is 0) -> Relu (activation "relu")
+
+MatMul wants its B as [K, N], so the blocks run along axis 0; x of rank > 2 keeps its leading
+dimensions (MatMul broadcasts). Codes on the 2- and 3-bit grids are int4 codes too (``bits`` is
+not written: an import gives bits 4, same codes and scales). The run-time quantization of x's rows
+to int8 is eightbit's execution choice (as MatMulNBits' accuracy_level is ONNX Runtime's) and is
+not exported: ONNX Runtime multiplies the float x, so its result differs from eightbit's by that
+rounding, at most half a step (row max |x| / 254) per element of x.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...reference.blockwise import BLOCK_SIZES, pack_nibbles, unpack_nibbles
-from .common import refused_export
 from .kind import StepKind
 
 CONSTS = ("w_codes", "w_scales", "bias")
@@ -74,6 +84,35 @@ def _lower(step, ins, out):
             "relu": step.attrs.get("activation") == "relu"}
 
 
+def int4_tensor(name: str, codes_kn: np.ndarray):
+    """An ONNX int4 TensorProto of int8 codes [K, N] in [-8, 7]: raw bytes in ONNX's int4 packing
+    (row-major, two elements a byte, the first in the low nibble), as pack_nibbles writes them."""
+    from onnx import TensorProto, helper
+    flat = pack_nibbles(np.ascontiguousarray(codes_kn).reshape(1, -1))    # K * N is even: K is a block multiple
+    return helper.make_tensor(name, TensorProto.INT4, list(codes_kn.shape), flat.tobytes(), raw=True)
+
+
+def _export(ex, step, label):
+    """int4 weights [K, O] -> blocked DequantizeLinear -> MatMul(x, W) -> Add bias -> Relu (docstring)."""
+    b, c, y = ex.b, step.consts, step.output
+    block = int(step.attrs["block_size"])
+    w_name = b.fresh(f"{label}.weight_int4")
+    b.inits.append(int4_tensor(w_name, _codes(step).T))
+    scales = b.const(f"{label}.weight_scale", np.asarray(c["w_scales"], np.float32).T)
+    w = ex.tmp(f"{label}.weight")
+    b.node("DequantizeLinear", [w_name, scales], [w], f"{label}.weight_dq", axis=0, block_size=block)
+    bias = np.asarray(c["bias"], np.float32)
+    has_bias, relu = bool(np.any(bias != 0)), step.attrs.get("activation") == "relu"
+    out = y if not (has_bias or relu) else ex.tmp(f"{y}.matmul")
+    b.node("MatMul", [step.inputs[0], w], [out], label)
+    if has_bias:
+        biased = ex.tmp(f"{y}.biased") if relu else y
+        b.node("Add", [out, b.const(f"{label}.bias", bias)], [biased], f"{label}.bias_add")
+        out = biased
+    if relu:
+        b.node("Relu", [out], [y], f"{label}.relu")
+
+
 BLOCKWISE_LINEAR = StepKind("blockwise_linear", 1, "float", consts=CONSTS, check=_check, shape=_shape, run=_run,
-                            weights=_codes, pack=_pack, lower=_lower,
-                            **refused_export("has block-quantized low-bit weights, which have no exact ONNX form yet"))
+                            weights=_codes, pack=_pack, lower=_lower, export=_export,
+                            export_ops=lambda step, lut: {"int4_blocked_dequantize"})
