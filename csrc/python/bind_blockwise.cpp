@@ -38,9 +38,6 @@ py::array_t<float> linear(const py::handle& x_in, const PackedBlockB& b, const p
   if (dtype_of(x) != Dt::kF32) type_error("x", "float32", x);
   if (x.ndim() != 2 || x.shape(1) != b.K) value_error("x: expected [rows, " + std::to_string(b.K) + "]");
   const auto* xs = static_cast<const float*>(x.data());
-  bool finite = true;
-  for (py::ssize_t i = 0; i < x.size(); ++i) finite &= std::isfinite(xs[i]);
-  if (!finite) value_error("x: every value must be finite (rows are quantized by their max |x|)");
   py::array_t<float> bias;
   if (!bias_in.is_none()) {
     py::array bi = as_array(bias_in, "bias");
@@ -52,8 +49,12 @@ py::array_t<float> linear(const py::handle& x_in, const PackedBlockB& b, const p
   py::array_t<float> y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(b.N)});
   const float* bp = bias_in.is_none() ? nullptr : bias.data();
   float* out = y.mutable_data();
-  py::gil_scoped_release release;
-  blockwise_linear(xs, m, b, bp, relu, out);
+  bool finite = false;
+  {
+    py::gil_scoped_release release;
+    finite = blockwise_linear(xs, m, b, bp, relu, out);
+  }
+  if (!finite) value_error("x: every value must be finite (rows are quantized by their max |x|)");
   return y;
 }
 

@@ -2,9 +2,9 @@
 #include "runtime/blockwise.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
+#include "eightbit/cnn_ops.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 
@@ -46,31 +46,32 @@ PackedBlockB pack_blockwise(const int8_t* codes, const float* scales, int64_t N,
   return p;
 }
 
-void quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, float* scale) {
+bool quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, float* scale) {
+  const CnnKernels& k = active_cnn();
+  const OutputRange codes{-127.0f, 127.0f, true};
   for (int64_t m = 0; m < M; ++m) {
     const float* row = x + m * K;
-    float top = 0.0f;
-    for (int64_t k = 0; k < K; ++k) top = std::max(top, std::fabs(row[k]));
-    const float quotient = top / 127.0f;
+    float mn = 0.0f, mx = 0.0f;  // max |x| = max(-min(0, x), max(0, x)), exactly, in any order
+    if (!k.range(row, K, &mn, &mx)) return false;
+    const float quotient = std::max(-mn, mx) / 127.0f;
     const float s = quotient != 0.0f ? quotient : 1.0f;  // a zero row, or a subnormal max that underflows
     scale[m] = s;
-    // |x / s| <= 127 up to rounding, so adding and subtracting 1.5 * 2^23 rounds it half to even
-    // (as rint, which the portable build would call per element); the clamp keeps it in range.
-    constexpr float kRound = 12582912.0f;
-    for (int64_t k = 0; k < K; ++k)
-      q[m * K + k] = static_cast<int8_t>(std::clamp((row[k] / s + kRound) - kRound, -127.0f, 127.0f));
+    // clamp(rint(x / s), -127, 127) with the correctly rounded quotient; |x| <= 127 s (1 + 2^-23)
+    // is within quantize_bounded's |x| <= 256 s.
+    k.quantize_bounded(row, K, s, 0, codes, q + m * K);
   }
+  return true;
 }
 
-void blockwise_linear(const float* x, int64_t M, const PackedBlockB& b, const float* bias, bool relu, float* y) {
-  if (M == 0 || b.N == 0) return;
+bool blockwise_linear(const float* x, int64_t M, const PackedBlockB& b, const float* bias, bool relu, float* y) {
+  if (M == 0 || b.N == 0) return true;
   thread_local AlignedBuffer<int8_t> xq;
   thread_local AlignedBuffer<float> x_scale;
   thread_local AlignedBuffer<int32_t> block_bias;
   xq.reserve_discard(static_cast<size_t>(M * b.K));
   x_scale.reserve_discard(static_cast<size_t>(M));
   block_bias.reserve_discard(static_cast<size_t>(M * b.blocks));
-  quantize_rows_symmetric(x, M, b.K, xq.data(), x_scale.data());
+  if (!quantize_rows_symmetric(x, M, b.K, xq.data(), x_scale.data())) return false;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t blk = 0; blk < b.blocks; ++blk) {
       int32_t sum = 0;
@@ -99,11 +100,11 @@ void blockwise_linear(const float* x, int64_t M, const PackedBlockB& b, const fl
   };
   const int threads = static_cast<int>(std::clamp<int64_t>(std::min(M * b.Np * b.K / kMinMacsPerThread, blocks), 1,
                                                            ThreadPool::instance().num_threads()));
-  if (threads <= 1) {
+  if (threads <= 1)
     run_range(0, blocks);
-    return;
-  }
-  ThreadPool::instance().run(threads, [&](int t) { run_range(blocks * t / threads, blocks * (t + 1) / threads); });
+  else
+    ThreadPool::instance().run(threads, [&](int t) { run_range(blocks * t / threads, blocks * (t + 1) / threads); });
+  return true;
 }
 
 }  // namespace eb

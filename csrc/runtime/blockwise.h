@@ -13,9 +13,11 @@ namespace eb {
 PackedBlockB pack_blockwise(const int8_t* codes, const float* scales, int64_t N, int64_t K, int64_t block);
 
 // Symmetric int8 rows: scale = max |x| / 127 (1 where that is 0), q = clamp(rne(x / scale), -127, 127).
-void quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, float* scale);
+// False (q and scale unspecified) when x holds NaN or infinity.
+bool quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, float* scale);
 
-// y [M][b.N] of x float32 [M][b.K] (finite), bias [b.N] or null, relu.
-void blockwise_linear(const float* x, int64_t M, const PackedBlockB& b, const float* bias, bool relu, float* y);
+// y [M][b.N] of x float32 [M][b.K], bias [b.N] or null, relu.  False (y unspecified) when x
+// holds NaN or infinity: its rows are quantized by their max |x|.
+bool blockwise_linear(const float* x, int64_t M, const PackedBlockB& b, const float* bias, bool relu, float* y);
 
 }  // namespace eb

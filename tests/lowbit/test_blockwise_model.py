@@ -475,6 +475,21 @@ def test_int8_weights_are_the_default():
         assert {s.op for s in qm.plan.steps} & {"linear", "dynamic_linear"}
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_input_row_is_refused_by_the_executor(isa, bad):
+    """The step quantizes each row by its max |x|: NaN or infinity in any row (here the 6th of 9)
+    is a ValueError naming the step, not rows of garbage."""
+    qm = quantize("mlp", 4, 32, True)
+    first = blockwise_steps(qm)[0]
+    assert qm.plan.steps[0] is first                     # the input reaches the blockwise step as is
+    x = data("mlp", (64,), 9, 3)
+    x[5, 17] = bad
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        qm(x)
+    x[5, 17] = 0.0
+    assert np.all(np.isfinite(qm(x)))
+
+
 # ---- 5. hostile .eb files -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -341,6 +341,7 @@ BAD = [
     ("x with K + 32", lambda L: L.blockwise_linear(np.ones((2, 96), F), packed64())),
     ("NaN in x", lambda L: L.blockwise_linear(with_value((2, 64), (1, 3), np.nan), packed64())),
     ("inf in x", lambda L: L.blockwise_linear(with_value((2, 64), (0, 0), -np.inf), packed64())),
+    ("NaN in a later row of x", lambda L: L.blockwise_linear(with_value((9, 64), (6, 63), np.nan), packed64())),
     ("bias too short", lambda L: L.blockwise_linear(X64, packed64(), bias=np.ones(2, F))),
     ("bias too long", lambda L: L.blockwise_linear(X64, packed64(), bias=np.ones(4, F))),
     ("unknown activation", lambda L: L.blockwise_linear(X64, packed64(), activation="gelu")),

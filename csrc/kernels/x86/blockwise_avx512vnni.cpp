@@ -26,8 +26,8 @@ inline __m512i expand(const uint8_t* nibbles) {
 }
 
 // Where a tile reads its weights: the packed nibbles, expanded in registers (few rows: the
-// weights stream from memory once), or bytes expanded once per block call into `bytes` (more
-// rows: expanding per tile would cost as much as the products).
+// weights stream from memory once), or, for more rows, the bytes that the first row tile of a K
+// chunk expanded (expanding in every tile would cost as much as the products).
 struct NibbleSource {
   const uint8_t* panel;
   int64_t stride;  // bytes between panels
@@ -39,6 +39,19 @@ struct ByteSource {
   int64_t g0;  // the first group expanded
   __m512i load(int j, int64_t g) const { return _mm512_load_si512(panel + j * stride + (g - g0) * 64); }
 };
+// The first row tile of a K chunk expands the nibbles and leaves the bytes for the others: the
+// weights then stream from memory while that tile's products run.
+struct ExpandingSource {
+  NibbleSource nibbles;
+  uint8_t* bytes;
+  int64_t stride;
+  int64_t g0;
+  __m512i load(int j, int64_t g) const {
+    const __m512i w = nibbles.load(j, g);
+    _mm512_store_si512(bytes + j * stride + (g - g0) * 64, w);
+    return w;
+  }
+};
 
 // Blocks [b0, b1) of rows [m, m + R) x panels [p, p + P): the int32 sums of each block, then the
 // float accumulators.  Those live in registers for the few-rows tiles (Source = NibbleSource,
@@ -48,7 +61,7 @@ struct ByteSource {
 template <int R, int P, class Source>
 void tile(const BlockwiseCall& call, int64_t m, int64_t p, const Source& w_at, int64_t b0, int64_t b1, float* partial,
           int64_t ldp) {
-  constexpr bool kInMemory = std::is_same<Source, ByteSource>::value;
+  constexpr bool kInMemory = !std::is_same<Source, NibbleSource>::value;
   const PackedBlockB& B = *call.b;
   const int64_t groups_per_block = B.block / 4;
   __m512 acc[kInMemory ? 1 : R][P];
@@ -121,6 +134,7 @@ constexpr auto all_tiles(std::integer_sequence<int, R...>) {
 }
 constexpr auto kFewTiles = all_tiles<NibbleSource, kFewPanels>(std::make_integer_sequence<int, kFewRows>{});
 constexpr auto kTiles = all_tiles<ByteSource, kPanels>(std::make_integer_sequence<int, kRows>{});
+constexpr auto kFirstTiles = all_tiles<ExpandingSource, kPanels>(std::make_integer_sequence<int, kRows>{});
 
 void blockwise_avx512(const BlockwiseCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   const PackedBlockB& B = *call.b;
@@ -144,16 +158,18 @@ void blockwise_avx512(const BlockwiseCall& call, int64_t m0, int64_t m1, int64_t
   for (int64_t b0 = 0; b0 < B.blocks; b0 += chunk_blocks) {
     const int64_t b1 = std::min(B.blocks, b0 + chunk_blocks);
     const int64_t g0 = b0 * B.block / 4, g1 = b1 * B.block / 4, byte_stride = (g1 - g0) * 64;
-    for (int64_t p = p0; p < p1; ++p)
-      for (int64_t g = g0; g < g1; ++g)
-        _mm512_store_si512(bytes.data() + (p - p0) * byte_stride + (g - g0) * 64,
-                           expand(B.panel(p) + g * kNibbleGroupBytes));
     for (int64_t p = p0; p < p1; p += kPanels) {
       const int np = static_cast<int>(std::min<int64_t>(kPanels, p1 - p));
-      const ByteSource source{bytes.data() + (p - p0) * byte_stride, byte_stride, g0};
-      for (int64_t m = m0, t = 0; m < m1; m += split.rows(t), ++t)
-        kTiles[split.rows(t) - 1][np - 1](call, m, p, source, b0, b1,
-                                          partial.data() + (m - m0) * ldp + (p - p0) * kBlockPanelCols, ldp);
+      uint8_t* chunk = bytes.data() + (p - p0) * byte_stride;
+      const ExpandingSource first{{B.panel(p), nibble_stride}, chunk, byte_stride, g0};
+      const ByteSource others{chunk, byte_stride, g0};
+      for (int64_t m = m0, t = 0; m < m1; m += split.rows(t), ++t) {
+        float* tile_partial = partial.data() + (m - m0) * ldp + (p - p0) * kBlockPanelCols;
+        if (t == 0)
+          kFirstTiles[split.rows(t) - 1][np - 1](call, m, p, first, b0, b1, tile_partial, ldp);
+        else
+          kTiles[split.rows(t) - 1][np - 1](call, m, p, others, b0, b1, tile_partial, ldp);
+      }
     }
   }
 }

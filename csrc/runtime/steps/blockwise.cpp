@@ -3,6 +3,8 @@
 // symmetric int8 at run time (runtime/blockwise.h).  The codes arrive two to a byte as ONNX packs
 // int4 and are repacked once at create.
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "runtime/blockwise.h"
 #include "runtime/steps/steps.h"
@@ -17,8 +19,9 @@ struct BlockwiseStep final : Step {
 
   void run(const StepIO& io) const override {
     const int64_t rows = io.batch() * product_of_middle(io.in_t().shape);
-    blockwise_linear(static_cast<const float*>(io.in()), rows, weights, bias.data(), relu,
-                     static_cast<float*>(io.out()));
+    if (!blockwise_linear(static_cast<const float*>(io.in()), rows, weights, bias.data(), relu,
+                          static_cast<float*>(io.out())))
+      throw std::invalid_argument(io.label() + ": the input holds NaN or infinity (its rows are quantized by their max |x|)");
   }
   int64_t const_bytes() const override {
     return bytes_of(weights.nibbles) + bytes_of(weights.scales) + bytes_of(bias);
