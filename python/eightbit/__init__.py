@@ -26,6 +26,7 @@ from .quantizer import compile_float as compile  # noqa: A001 (eb.compile: the f
 from .accuracy.analyze import analyze
 from .accuracy.sensitivity import sensitivity
 from .accuracy.evaluate import Evaluation, evaluate
+from .ensemble import Ensemble
 from .ops import PackedConvWeights, PackedWeights
 from .runtime import cpu_info, set_isa, set_num_threads
 
@@ -49,6 +50,7 @@ __all__ = [
     "Evaluation",
     "explain",
     "QuantizedModel",
+    "Ensemble",
     "from_onnx",
     "from_onnx_quantized",
     "load",
@@ -101,12 +103,15 @@ def from_onnx_quantized(model) -> QuantizedModel:
     return _from_onnx_quantized(model)
 
 
-def load(path, *, max_arena_bytes: int | None = None) -> QuantizedModel:
+def load(path, *, max_arena_bytes: int | None = None):
     """Read a quantized model saved with ``QuantizedModel.save`` (a ``.eb`` file, docs/format.md)
-    with the C++ reader the C library shares (memory-mapped). A truncated, corrupted, hostile or
-    foreign file raises ``ModelFileError`` (a ValueError), as does a model that needs more than
-    ``max_arena_bytes`` (default 4 GiB) of intermediate tensors per batch item."""
-    return QuantizedModel.load(path, max_arena_bytes=max_arena_bytes)
+    with the C++ reader the C library shares (memory-mapped), or an ``eb.Ensemble`` saved with
+    ``Ensemble.save``. A truncated, corrupted, hostile or foreign file raises ``ModelFileError`` (a
+    ValueError), as does a model that needs more than ``max_arena_bytes`` (default 4 GiB) of
+    intermediate tensors per batch item."""
+    from .ensemble import load_model
+
+    return load_model(path, max_arena_bytes=max_arena_bytes)
 
 
 def to_onnx(model, path=None, **kwargs):

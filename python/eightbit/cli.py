@@ -13,6 +13,11 @@ from eightbit.calibrate import METHODS
 
 
 def _cmd_info(args) -> int:
+    model_path = args.model or args.model_opt
+    if args.model and args.model_opt:
+        raise SystemExit("eightbit info: give the model once (MODEL or --model)")
+    if args.isa:
+        _set_isa(args.isa, "info")
     info = eb.cpu_info()
     print(f"eightbit {eb.__version__}")
     print(f"isa in use:   {info['isa']}")
@@ -20,7 +25,31 @@ def _cmd_info(args) -> int:
     print(f"threads:      {info['num_threads']}")
     flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in info["features"].items())
     print(f"cpu features: {flags}")
+    if model_path:
+        from .accuracy.report import format_table
+        from .model.kernels import step_kernels
+
+        model = eb.load(model_path)
+        members = model.members if isinstance(model, eb.Ensemble) else [model]
+        for k, member in enumerate(members):
+            title = f"member {k} ({model.names[k]})" if isinstance(model, eb.Ensemble) else "model"
+            print(f"\n{title}: kernels on {info['isa']}")
+            rows = [(r["step"], r["op"], r["source"] or "-", r["kernel"]) for r in step_kernels(member, info["isa"])]
+            print(format_table(["step", "op", "node", "kernel"], rows))
     return 0
+
+
+def _set_isa(name: str, command: str) -> None:
+    """Force an ISA path, with a clear error for a name this CPU cannot run."""
+    from .runtime import ISAS
+
+    available = eb.cpu_info()["available"]
+    if name not in ISAS:
+        raise SystemExit(f"eightbit {command}: --isa {name!r}: expected one of {', '.join(ISAS)}")
+    if name not in available:
+        raise SystemExit(f"eightbit {command}: --isa {name!r}: this CPU cannot run it; it runs "
+                         f"{', '.join(available)}")
+    eb.set_isa(name)
 
 
 def _cmd_c_flags(args) -> int:
@@ -83,13 +112,59 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    qm = eb.load(args.model)
-    y = qm(np.load(args.input))
+    """Run a .eb model (or an ensemble file) on saved inputs: optionally on a forced ISA, a
+    thread count and in batches along axis 0 (then with throughput and latency per batch)."""
+    path = args.input or args.input_opt
+    if not path or (args.input and args.input_opt):
+        raise SystemExit("eightbit run: give the input once: INPUT or --input (a .npy, or a .npz of arrays per input)")
+    if args.batch is not None and args.batch < 1:
+        raise SystemExit(f"eightbit run: --batch must be >= 1, got {args.batch}")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"eightbit run: --threads must be >= 1, got {args.threads}")
+    before = eb.cpu_info()
+    try:
+        if args.isa:
+            _set_isa(args.isa, "run")
+        if args.threads:
+            eb.set_num_threads(args.threads)
+        model = eb.load(args.model)
+        outputs, times, n = _run_batches(model, _load_inputs(path), args.batch)
+    finally:  # main() may be called in-process (tests, notebooks): leave the settings as found
+        eb.set_isa(before["isa"])
+        eb.set_num_threads(before["num_threads"])
+    y = outputs[0] if len(outputs) == 1 else outputs
     if args.output:
-        np.save(args.output, y)
+        if isinstance(y, dict):
+            np.savez(args.output, **y)
+        else:
+            np.save(args.output, y)
     else:
         print(y)
+    if args.batch is not None:
+        p50, p90, p99 = np.percentile(np.array(times) * 1e3, [50, 90, 99])
+        info = eb.cpu_info() if not args.isa else {"isa": args.isa}
+        print(f"{n} samples in {len(times)} batches of up to {args.batch} on {info['isa']}, "
+              f"threads {args.threads or before['num_threads']}: {n / sum(times):.0f} samples/s; "
+              f"latency per batch p50 {p50:.3f} ms, p90 {p90:.3f} ms, p99 {p99:.3f} ms")
     return 0
+
+
+def _run_batches(model, x, batch):
+    """(outputs: {name: array} or [array], seconds per batch, samples) of the model on x."""
+    feeds = x if isinstance(x, dict) else {model.input_names[0]: x}
+    if not isinstance(x, dict) and len(model.input_names) != 1:
+        raise SystemExit(f"eightbit run: the model has inputs {model.input_names}: give a .npz with one array each")
+    n = int(np.shape(next(iter(feeds.values())))[0])
+    step = n if batch is None else batch
+    parts, times = [], []
+    for i in range(0, max(n, 1), max(step, 1)):
+        chunk = {k: np.asarray(v)[i:i + step] for k, v in feeds.items()}
+        t = time.perf_counter()
+        parts.append(model.run(chunk))
+        times.append(time.perf_counter() - t)
+    names = model.output_names
+    joined = {k: np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in names}
+    return ([joined[names[0]]] if len(names) == 1 else [joined]), times, n
 
 
 def _input_shape(text: str) -> tuple:
@@ -365,7 +440,12 @@ def _cmd_report(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eightbit", description="int8 quantization and inference on CPUs")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="show the CPU features and the kernels in use").set_defaults(func=_cmd_info)
+    info = sub.add_parser("info", help="show the CPU features and the kernels in use; with a model, the kernel "
+                                       "each step runs")
+    info.add_argument("model", nargs="?", help="a .eb model or an ensemble file (optional)")
+    info.add_argument("--model", dest="model_opt", help="the same as MODEL")
+    info.add_argument("--isa", help="name the kernels of this ISA path (one this CPU runs)")
+    info.set_defaults(func=_cmd_info)
     sub.add_parser("c-flags", help="print the flags that compile and link a C program against libeightbit "
                    "(docs/c_api.md)").set_defaults(func=_cmd_c_flags)
     sub.add_parser("demo", help="quantize a digits CNN; print accuracy, size and speed-up").set_defaults(
@@ -373,10 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print a .eb model's steps, tensors and sizes")
     inspect.add_argument("model")
     inspect.set_defaults(func=_cmd_inspect)
-    run = sub.add_parser("run", help="run a .eb model on an input saved with numpy.save")
+    run = sub.add_parser("run", help="run a .eb model (or an ensemble file) on an input saved with numpy.save")
     run.add_argument("model")
-    run.add_argument("--input", required=True)
-    run.add_argument("--output", help="write the output with numpy.save (default: print it)")
+    run.add_argument("input", nargs="?", help="a .npy (the one input) or a .npz (an array per input name)")
+    run.add_argument("--input", dest="input_opt", help="the same as INPUT")
+    run.add_argument("--output", help="write the output with numpy.save (several outputs: numpy.savez; "
+                                      "default: print it)")
+    run.add_argument("--isa", help="force an instruction-set path (eightbit info lists those this CPU runs)")
+    run.add_argument("--threads", type=int, help="C++ threads (default: all cores or EIGHTBIT_NUM_THREADS)")
+    run.add_argument("--batch", type=int, help="run in batches of this many samples along axis 0 and print "
+                                               "throughput and latency per batch")
     run.set_defaults(func=_cmd_run)
     quantize = sub.add_parser("quantize", help="quantize an ONNX model (or import a quantized one) to .eb")
     quantize.add_argument("model", help="an ONNX file: float, or already quantized (QDQ / QOperator)")

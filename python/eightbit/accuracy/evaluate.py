@@ -9,10 +9,14 @@ the reference's; the class metrics (accuracy, f1, recall, precision) and "loss" 
 when given, else the reference's outputs (then they measure agreement with the reference). The
 metrics are eightbit.accuracy.metrics' (names, Metric objects or callables ``fn(pred, target)``).
 
-Per model: ``model_bytes`` (a Graph's constants, a QuantizedModel's ``size_bytes``, None for a
-callable); ``peak_bytes``, the memory one run of the latency batch needs: for a QuantizedModel
-the executor's arena for that batch plus the constants the executor holds (packed weights,
-per-channel parameters, tables: ``PlanExecutor.const_bytes``), for a Graph the peak of the
+An ``eb.Ensemble`` is measured as one model (row "<name>", kind "ensemble") and each of its members
+alone (rows "<name>/member0", ... or its ``names``), so the table shows what combining gained.
+
+Per model: ``model_bytes`` (a Graph's constants, a QuantizedModel's ``size_bytes``, an
+ensemble's members' together, None for a callable); ``peak_bytes``, the memory one run of the
+latency batch needs: for a QuantizedModel the executor's arena for that batch plus the constants
+the executor holds (packed weights, per-channel parameters, tables: ``PlanExecutor.const_bytes``),
+for an ensemble the sum of its members' (they run at once), for a Graph the peak of the
 allocations ``tracemalloc`` sees during one run plus its constants, for a callable that peak
 alone; ``latency_p50_ms`` / ``latency_p99_ms`` of single calls on one batch (``batch_size`` rows,
 default all of ``data``), ``repeats`` times after one warm-up call.
@@ -40,7 +44,7 @@ _FIELDS = ("name", "kind", "model_bytes", "peak_bytes", "latency_p50_ms", "laten
 @dataclass
 class Evaluation:
     """eb.evaluate's result. ``rows``: one dict per model, in the order given, with "name",
-    "kind" ("graph", "quantized" or "callable"), one entry per metric, "model_bytes",
+    "kind" ("graph", "quantized", "ensemble" or "callable"), one entry per metric, "model_bytes",
     "peak_bytes", "latency_p50_ms" and "latency_p99_ms". ``target`` says what the class
     metrics and loss compared with: "labels" or "reference"."""
 
@@ -169,19 +173,44 @@ def _traced_peak(runner: ModelRunner, x) -> int:
             tracemalloc.stop()
 
 
+def _executor_bytes(qm, batch: int):
+    ex = qm._executor
+    return None if ex is None else int(ex.arena_bytes_per_sample) * batch + int(ex.const_bytes)
+
+
 def _peak_bytes(runner: ModelRunner, x, batch: int) -> int:
     if runner.kind == "quantized" and runner.model._executor is not None:
-        ex = runner.model._executor
-        return int(ex.arena_bytes_per_sample) * batch + int(ex.const_bytes)
+        return _executor_bytes(runner.model, batch)
+    if runner.kind == "ensemble":  # the members run at once: all their arenas are alive together
+        parts = [_executor_bytes(m, batch) for m in runner.model.members]
+        if all(p is not None for p in parts):
+            return sum(parts)
     peak = _traced_peak(runner, x)
     return peak + (runner.model_bytes or 0)
 
 
 # ------------------------------------------------------------------------------ evaluate
 
+def _with_members(models: dict) -> dict:
+    """The models, each eb.Ensemble followed by its members as "<name>/<member name>"."""
+    from ..ensemble import Ensemble
+
+    out = {}
+    for name, model in models.items():
+        out[name] = model
+        if isinstance(model, Ensemble):
+            for member_name, member in zip(model.names, model.members):
+                key = f"{name}/{member_name}"
+                if key in models:
+                    raise ValueError(f"models: {key!r} names both a model and a member of ensemble {name!r}")
+                out[key] = member
+    return out
+
+
 def evaluate(models, data, labels=None, metrics=DEFAULT_METRICS, *, batch_size=None, repeats=20) -> Evaluation:
-    """Evaluate ``models`` ({name: eb.Graph | QuantizedModel | callable x -> y}; the first is the
-    reference) on ``data`` (an array, or {input name: array}); see the module docstring.
+    """Evaluate ``models`` ({name: eb.Graph | QuantizedModel | eb.Ensemble | callable x -> y}; the
+    first is the reference; an ensemble adds a row per member, "<name>/<member name>", after its
+    own) on ``data`` (an array, or {input name: array}); see the module docstring.
 
     ``labels``: integer class labels [N] (optional). ``metrics``: names from
     eightbit.accuracy.metrics.METRICS, Metric objects or callables. ``batch_size``: run the
@@ -217,7 +246,7 @@ def evaluate(models, data, labels=None, metrics=DEFAULT_METRICS, *, batch_size=N
         if labels.ndim < 1 or labels.shape[0] != n:
             raise ValueError(f"labels: expected {n} labels (one per sample of data), got shape {labels.shape}")
 
-    runners = [ModelRunner(name, model) for name, model in models.items()]
+    runners = [ModelRunner(name, model) for name, model in _with_members(models).items()]
     for r in runners:
         r.check_data(data)
     outputs = {}

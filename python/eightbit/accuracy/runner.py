@@ -12,16 +12,23 @@ def _fixed(shape):
 
 class ModelRunner:
     """One model behind a common call: ``runner(data) -> its first output`` (an array), for an
-    eb.Graph, a QuantizedModel or any callable; ``data`` is an array (one input) or a dict.
+    eb.Graph, a QuantizedModel, an eb.Ensemble or any callable; ``data`` is an array (one input) or a dict.
     ``kind``, ``inputs`` (None for a callable), ``model_bytes`` and ``fixed_batch`` (the batch
     size the model's first input requires, None for any)."""
 
     def __init__(self, name, model):
+        from ..ensemble import Ensemble
         from ..graph import Graph
         from ..model import QuantizedModel
 
         self.name, self.model = name, model
-        if isinstance(model, QuantizedModel):
+        if isinstance(model, Ensemble):
+            self.kind, self.inputs = "ensemble", list(model.input_names)
+            self.model_bytes = int(model.size_bytes)
+            first = model.output_names[0]
+            self.fn = lambda d: model.run(d if isinstance(d, dict) else {self.inputs[0]: d})[first]
+            self.fixed_batch = _fixed(model.members[0].plan.tensors[self.inputs[0]].shape)
+        elif isinstance(model, QuantizedModel):
             self.kind, self.inputs = "quantized", list(model.plan.inputs)
             self.model_bytes = int(model.size_bytes)
             first = model.plan.outputs[0]
@@ -37,7 +44,8 @@ class ModelRunner:
             self.kind, self.inputs, self.model_bytes, self.fixed_batch = "callable", None, None, None
             self.fn = lambda d: _first(model(d), None)
         else:
-            raise TypeError(f"models[{name!r}]: expected an eb.Graph, a QuantizedModel or a callable, "
+            raise TypeError(f"models[{name!r}]: expected an eb.Graph, a QuantizedModel or a callable "
+                            "(or an eb.Ensemble), "
                             f"got {type(model).__name__}")
 
     def check_data(self, data) -> None:

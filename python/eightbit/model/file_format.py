@@ -175,11 +175,18 @@ def save(plan: Plan, path, producer: str = "eightbit") -> None:
 
 def read(source) -> tuple:
     """(the C++ ModelFile, its validated Plan) of a path (memory-mapped) or of bytes (copied)."""
+    file, tree = read_tree(source)
+    return file, plan_from_tree(tree)
+
+
+def read_tree(source) -> tuple:
+    """(the C++ ModelFile, its checked value tree) of a path (memory-mapped) or of bytes (copied):
+    what ``read`` builds a Plan from, and ``eb.load`` tells a model from an ensemble by."""
     if isinstance(source, (str, os.PathLike)):
         file = _core.ModelFile.map(os.fspath(source))
     else:
         file = _core.ModelFile.copy(memoryview(source).cast("B"))
-    return file, _plan_from_tree(file.tree())
+    return file, file.tree()
 
 
 def decode(buf) -> Plan:
@@ -195,7 +202,7 @@ def _field(d, key, kind, where):
     return v
 
 
-def _plan_from_tree(tree) -> Plan:
+def plan_from_tree(tree) -> Plan:
     if _field(tree, "format", str, "model") != "eightbit-plan":
         raise ModelFileError("not an eightbit plan")
     seq = None

@@ -2,6 +2,8 @@
 which runs it in one call."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..runtime import core as _core
@@ -94,7 +96,18 @@ class QuantizedModel:
         names = self.plan.inputs
         if len(feeds) != len(names) or any(n not in feeds for n in names):
             check_feeds(self.plan, feeds)  # raises, naming the missing or unknown input
+        if self._monitor is not None:
+            return dict(zip(self.plan.outputs, self._monitored_run([feeds[n] for n in names])))
         return dict(zip(self.plan.outputs, self._executor.run([feeds[n] for n in names])))
+
+    def _monitored_run(self, xs) -> list:
+        """executor.run, its wall time and batch size recorded by the active Monitor."""
+        start = time.perf_counter()
+        out = self._executor.run(xs)
+        monitor = self._monitor
+        if monitor is not None:
+            monitor.record(time.perf_counter() - start, int(np.shape(out[0])[0]) if out and np.ndim(out[0]) else 0)
+        return out
 
     def run_steps(self, feeds: dict, return_all: bool = False) -> dict:
         """The plan run step by step by eightbit.ops (the same bits as ``run``); ``return_all``:
@@ -108,6 +121,8 @@ class QuantizedModel:
 
     def __call__(self, x):
         if self._one_in_one_out and self._executor is not None:
+            if self._monitor is not None:
+                return self._monitored_run((x,))[0]
             return self._executor.run((x,))[0]
         if len(self.plan.inputs) != 1:
             raise TypeError(f"the model has inputs {self.plan.inputs}: call run({{name: array}})")
@@ -125,6 +140,11 @@ class QuantizedModel:
         hostile or foreign file raises ModelFileError, as does a model needing more than
         ``max_arena_bytes`` (default 4 GiB) of intermediate tensors per batch item."""
         file, plan = file_format.read(path)
+        return cls._from_file(file, plan, max_arena_bytes)
+
+    @classmethod
+    def _from_file(cls, file, plan: Plan, max_arena_bytes: int | None = None) -> "QuantizedModel":
+        """The model of a ModelFile the C++ reader checked and its Plan (``file_format.read``)."""
         try:
             executor = file.build(_arena_limit(max_arena_bytes), lambda i: _host_function(plan, i))
         except NotImplementedError:
@@ -166,18 +186,19 @@ class QuantizedModel:
 
         return profile_model(self, x, repeats)
 
-    def monitor(self):
+    def monitor(self, window: int | None = None):
         """Start counting, on every ``qm(x)`` / ``qm.run`` from now on, each quantized tensor's
         elements, saturated codes and (where float values enter int8) values outside the
-        calibrated range: a ``Monitor`` (``stats()``, ``reset()``, ``stop()``, a context
-        manager). Rising rates in production show drift away from the calibration data. Called
-        while a monitor is active, returns that monitor, reset."""
-        from ..accuracy.monitor import Monitor
+        calibrated range, and each call's latency: a ``Monitor`` (``stats()``, ``as_dict()`` for a
+        metrics endpoint, ``latency_ms()``, ``reset()``, ``stop()``, a context manager). Rising rates in production show drift away from the calibration data. ``window``: the
+        calls the latency percentiles cover (default 10 000). Called while a monitor is active,
+        returns that monitor, reset (with the new ``window`` when given)."""
+        from ..accuracy.monitor import LATENCY_WINDOW, Monitor
 
         if self._monitor is not None and self._monitor.active:
-            self._monitor.reset()
+            self._monitor.reset(window)
             return self._monitor
-        self._monitor = Monitor(self)
+        self._monitor = Monitor(self, LATENCY_WINDOW if window is None else window)
         return self._monitor
 
     def __repr__(self) -> str:
