@@ -56,7 +56,7 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
              smooth=None, bias_correction: bool = False, accuracy_budget=None, eval_data=None, metric=None,
              min_sqnr=MIN_SQNR_DB, progress=None, embeddings: str = "int8",
              attention: str = "float", binary=(), binary_threshold="mean", weight_bits: int = 8,
-             block_size: int = 32, weight_levels=None) -> QuantizedModel:
+             block_size: int = 32, weight_levels=None, client=None) -> QuantizedModel:
     """Static int8 quantization of ``graph``; see the module docstring for what each node becomes.
 
     ``calibration``: an iterable of input batches (an array for a single-input graph, or a dict by
@@ -111,6 +111,12 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
     drop on ``eval_data`` (``x`` or ``(x, labels)``) stays within the budget; ``metric``:
     "accuracy", "cosine", "sqnr" (default without labels) or a callable ``fn(pred, target)``.
     The model then has ``qm.tradeoffs`` (every candidate measured).
+
+    Dask (eightbit[distributed], docs/distributed.md): ``calibration`` may be a dask array,
+    dataframe or {input name: dask array}, observed partition by partition on the workers and
+    merged exactly (the same model as its partitions as a list of NumPy batches);
+    ``client``: the dask.distributed Client for that and for the accuracy-budget search's
+    per-node evaluations (None: Dask's default scheduler, and the search runs here).
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
@@ -148,11 +154,11 @@ def quantize(graph: Graph, calibration=None, *, method: str = "minmax", percenti
                     activation_dtype=activation_dtype, activation_symmetric=activation_symmetric,
                     requant=requant, per_token=per_token, equalize=equalize, smooth=smooth,
                     bias_correction=bias_correction, progress=progress, embeddings=embeddings, attention=attention,
-                    binary=binary, binary_threshold=binary_threshold)
+                    binary=binary, binary_threshold=binary_threshold, client=client)
     cal.params.weight_grid = grid
     if accuracy_budget is not None:
         from .accuracy.budget import mixed_precision
-        return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude)
+        return mixed_precision(cal, accuracy_budget, eval_data, metric, exclude, client=client)
     qm = cal.default_model(exclude)
     if min_sqnr is not None:
         from .accuracy.analyze import check_output_sqnr
@@ -283,9 +289,10 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
               per_channel: bool = True, activation_dtype=None, activation_symmetric: bool = False,
               requant: str = "float", per_token="auto", equalize: bool = False, smooth=None,
               bias_correction: bool = False, progress=None, embeddings: str = "int8", attention: str = "float",
-              binary=(), binary_threshold="mean"):
+              binary=(), binary_threshold="mean", client=None):
     """Prepare, compensate and calibrate ``graph`` once: a ``Calibrated`` (or, with
-    ``methods=[...]``, {method: Calibrated} from one shared pass over the batches)."""
+    ``methods=[...]``, {method: Calibrated} from one shared pass over the batches). Dask data
+    (or an eightbit.distributed.DaskCalibration) is observed on the workers of ``client``."""
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected an eightbit Graph, got {type(graph).__name__}")
     dtype = _activation_dtype(activation_dtype, activation_symmetric)
@@ -302,6 +309,9 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
         raise ValueError("methods: expected at least one calibration method")
     calibrators = {m: Calibrator(m, percentile=percentile) for m in names}
     prepared = prepare_for_quantization(graph)
+    if isinstance(calibration, dict) or hasattr(calibration, "__dask_graph__") \
+            or hasattr(calibration, "observe_calibrators"):
+        calibration = _dask_calibration(calibration, prepared, client)
     if equalize:
         from .compensation import equalize as _equalize
         prepared = _equalize(prepared)
@@ -328,8 +338,11 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
             fn(name, array)
 
     feeds = outputs = None
-    for feeds in iterate_batches(calibration, prepared.inputs, progress=progress):
-        outputs = prepared.run(feeds, on_tensor=observe)
+    if hasattr(calibration, "observe_calibrators") and bias_stats is None:
+        feeds, outputs = calibration.observe_calibrators(prepared, calibrators)   # on the Dask workers
+    else:
+        for feeds in iterate_batches(calibration, prepared.inputs, progress=progress):
+            outputs = prepared.run(feeds, on_tensor=observe)
     if len(prepared.outputs) == 1:
         outputs = {prepared.outputs[0]: outputs}
     result = {}
@@ -339,6 +352,18 @@ def calibrate(graph: Graph, calibration, *, method: str = "minmax", methods=None
                                    attention=attention)
         result[m] = Calibrated(prepared, params, requant, feeds, outputs)
     return result if methods is not None else result[method]
+
+
+def _dask_calibration(calibration, graph: Graph, client):
+    """Dask data (or {input: dask array}) as an eightbit.distributed.DaskCalibration bound to
+    ``graph``'s inputs; any other dict is left for iterate_batches to refuse."""
+    if isinstance(calibration, dict) and not any(hasattr(v, "__dask_graph__") for v in calibration.values()):
+        return calibration
+    from .distributed.dask_calibration import DaskCalibration
+
+    if not isinstance(calibration, DaskCalibration):
+        calibration = DaskCalibration(calibration, client=client)
+    return calibration.bound(graph, client)
 
 
 def _binarize_calibrated(g: Graph, binary, threshold, calibration, progress) -> Graph:

@@ -6,6 +6,10 @@
    then bisected down to the smallest k that does. Every candidate is measured, not predicted:
    metric, relative drop, constant bytes and latency on the evaluation data.
 
+With a dask.distributed ``client`` (eb.quantize(client=...)), the per-node sensitivity runs
+on its workers (eightbit.distributed.fanout); the candidates, each depending on the last, are
+measured here.
+
 The model returned has ``tradeoffs`` (every candidate, in the order measured) and
 ``float_nodes`` (every node running in float32).
 """
@@ -32,7 +36,7 @@ def _latency_ms(qm, feeds: dict, repeats: int = 5) -> float:
     return 1e3 * float(np.median(times))
 
 
-def mixed_precision(cal, budget, eval_data, metric, exclude: set):
+def mixed_precision(cal, budget, eval_data, metric, exclude: set, client=None):
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < 1:
         raise ValueError(f"accuracy_budget: expected a relative metric drop in [0, 1), e.g. 0.01, got {budget!r}")
     if eval_data is None:
@@ -52,7 +56,7 @@ def mixed_precision(cal, budget, eval_data, metric, exclude: set):
 
     chosen = ()
     if not measure(()):
-        ranked = [r.node for r in rank_nodes(cal, scorer, list(dict.fromkeys(int8_nodes(models[()]))))]
+        ranked = [r.node for r in rank_nodes(cal, scorer, list(dict.fromkeys(int8_nodes(models[()]))), client)]
         lo, hi = 0, 1                                   # lo fails, hi is tried next
         while not measure(tuple(ranked[:hi])):
             if hi == len(ranked):                       # cannot happen: all float is the float model

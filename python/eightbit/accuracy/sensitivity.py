@@ -48,28 +48,36 @@ class Scorer:
         return (value, *self.metric.drop(self.float_value, value))
 
 
-def rank_nodes(cal, scorer: Scorer, nodes) -> list:
-    """SensitivityRows of ``nodes`` quantized one at a time, worst (largest relative drop) first."""
-    preds = {n: [] for n in nodes}
-    for _, chunk in isolated_outputs(cal, nodes, scorer.feeds):
-        for n in nodes:
-            preds[n].append(chunk[n])
+def rank_nodes(cal, scorer: Scorer, nodes, client=None) -> list:
+    """SensitivityRows of ``nodes`` quantized one at a time, worst (largest relative drop) first;
+    with a dask.distributed ``client``, the nodes are evaluated on its workers."""
+    if client is not None:
+        from ..distributed.fanout import isolated_predictions
+        preds = isolated_predictions(client, cal, nodes, scorer.feeds)
+    else:
+        parts = {n: [] for n in nodes}
+        for _, chunk in isolated_outputs(cal, nodes, scorer.feeds):
+            for n in nodes:
+                parts[n].append(chunk[n])
+        preds = {n: np.concatenate(parts[n]) for n in nodes}
     rows = []
     for name in nodes:
-        value = scorer.metric(np.concatenate(preds[name]), scorer.target)
+        value = scorer.metric(preds[name], scorer.target)
         drop, rel = scorer.metric.drop(scorer.float_value, value)
         rows.append(SensitivityRow(name, cal.graph.node(name).op, scorer.float_value, value, drop, rel))
     rows.sort(key=lambda r: (-r.relative_drop, -r.drop))
     return rows
 
 
-def sensitivity(graph: Graph, calibration, data, *, metric=None, methods=None, exclude=(),
+def sensitivity(graph: Graph, calibration, data, *, metric=None, methods=None, exclude=(), client=None,
                 **quantize_options) -> Sensitivity:
     """Rank the nodes of ``graph`` by what quantizing each one alone costs ``metric`` on ``data``
     (``x`` or ``(x, labels)``); ``metric``: a name (accuracy, f1, recall, precision, loss, cosine,
     sqnr) or a callable ``fn(pred, target)``, higher is better; default accuracy with labels, SQNR
     against the float model without. ``methods``: calibration methods to compare for the whole
-    model (one calibration pass serves all). ``quantize_options`` as eb.quantize takes them."""
+    model (one calibration pass serves all). ``quantize_options`` as eb.quantize takes them.
+    ``client``: a dask.distributed Client whose workers evaluate the nodes (and observe dask
+    ``calibration`` data); the result is the same (docs/distributed.md)."""
     from ..quantizer import calibrate, check_exclude
     unknown = set(quantize_options) - set(QUANTIZE_OPTIONS)
     if unknown:
@@ -78,11 +86,12 @@ def sensitivity(graph: Graph, calibration, data, *, metric=None, methods=None, e
     exclude = check_exclude(graph, exclude)
     method = quantize_options.pop("method", "minmax")
     extra = [] if methods is None else [m for m in ([methods] if isinstance(methods, str) else methods)]
-    cals = calibrate(graph, calibration, methods=list(dict.fromkeys([method, *extra])), **quantize_options)
+    cals = calibrate(graph, calibration, methods=list(dict.fromkeys([method, *extra])), client=client,
+                     **quantize_options)
     cal = cals[method]
     scorer = Scorer(cal, data, metric)
     nodes = list(dict.fromkeys(int8_nodes(cal.default_model(exclude))))
-    result = Sensitivity(scorer.metric.name, rank_nodes(cal, scorer, nodes))
+    result = Sensitivity(scorer.metric.name, rank_nodes(cal, scorer, nodes, client))
     for m in extra:
         value, drop, rel = scorer(cals[m].default_model(exclude))
         result.methods.append(MethodRow(m, scorer.float_value, value, drop, rel))

@@ -19,6 +19,8 @@ Rules shared by every observer (checked here, once):
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 __all__ = ["Observer"]
@@ -60,6 +62,22 @@ class Observer:
         lo, hi = self._range()
         return include_zero(lo, hi)
 
+    def merge(self, other: "Observer") -> None:
+        """Fold in the statistics of ``other``, an observer of the same kind and options that saw
+        the batches *after* this one's (eightbit.distributed: one observer per partition, merged
+        on the client in partition order). The result equals one observer updated with every
+        batch in that order; a method for which no exact merge exists raises TypeError."""
+        if type(other) is not type(self):
+            raise TypeError(f"tensor {self.name!r}: cannot merge a {type(other).__name__} into a {type(self).__name__}")
+        self._check_merge(other)
+        if other.num_values == 0:
+            return
+        if self.num_values == 0:
+            self.__dict__.update(copy.deepcopy({k: v for k, v in other.__dict__.items() if k != "name"}))
+            return
+        self._merge(other)
+        self.num_values += other.num_values
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, num_values={self.num_values})"
 
@@ -72,6 +90,13 @@ class Observer:
 
     def _range(self) -> tuple[float, float]:
         raise NotImplementedError
+
+    def _check_merge(self, other: "Observer") -> None:
+        """Raise ValueError when ``other``'s options differ from this one's."""
+
+    def _merge(self, other: "Observer") -> None:
+        """Called only when both have data; ``num_values`` is summed by ``merge``."""
+        raise TypeError(f"tensor {self.name!r}: {type(self).__name__} statistics cannot be merged exactly")
 
 
 def check_batch(x, name: str):

@@ -47,12 +47,29 @@ class Calibrator:
 
     def observe(self, name: str, array) -> None:
         """Fold one batch of tensor `name` into its observer (created on first sight)."""
+        self.observer(name).update(array)
+
+    def observer(self, name: str) -> Observer:
+        """The observer of tensor `name`, created (last in the observed order) if it has none."""
         obs = self._observers.get(name)
         if obs is None:
             if not isinstance(name, str):
                 raise TypeError(f"observe: the tensor name must be a str, got {type(name).__name__}")
             obs = self._observers[name] = make_observer(self.method, name=name, **self.options)
-        obs.update(array)
+        return obs
+
+    def merge(self, other: "Calibrator") -> None:
+        """Fold in ``other``, a Calibrator of the same method and options that saw the batches
+        after this one's: tensor by tensor (Observer.merge; tensors new to this one keep their
+        order, after this one's), so the result equals one Calibrator that saw every batch in
+        that order."""
+        if not isinstance(other, Calibrator):
+            raise TypeError(f"other: expected a Calibrator, got {type(other).__name__}")
+        if (other.method, other.options) != (self.method, self.options):
+            raise ValueError(f"cannot merge a Calibrator({other.method!r}, {other.options}) into a "
+                             f"Calibrator({self.method!r}, {self.options})")
+        for name, obs in other._observers.items():
+            self.observer(name).merge(obs)
 
     @property
     def observers(self) -> dict[str, Observer]:

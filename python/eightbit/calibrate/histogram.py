@@ -24,6 +24,12 @@ So the streamed counts equal, bin for bin, the counts of all the data binned onc
 width (the tests check it). Memory stays ``bins`` int64 counters whatever the number of batches;
 the price is resolution: after growth the data spans between a half and all of [-T, T].
 
+Merging (eightbit.distributed): two histograms whose grids are T0 * 2**m for the same T0 merge
+exactly (``merge``: the finer one re-binned onto the coarser, counts added), and the result is
+the histogram one stream over both runs of batches would have built. A run of batches that does
+not begin with the first batch of all starts on that batch's T0 (``start_grid``); see
+docs/distributed.md.
+
 Other schemes, and why not: ONNX Runtime appends bins when the range grows (exact, but memory
 grows with the data's spread and the bin count becomes data-dependent); PyTorch's
 HistogramObserver re-bins onto a new [min, max] by spreading each old bin's count uniformly
@@ -117,6 +123,17 @@ def _check_quantized_bins(num_quantized_bins, bins: int) -> int:
     return int(num_quantized_bins)
 
 
+def _rebinned(counts: np.ndarray, m: int) -> np.ndarray:
+    """Counts on a grid 2**m times wider: old bin offset o (= k - bins/2) goes to floor(o / 2**m)."""
+    half = counts.size // 2
+    offsets = np.arange(counts.size, dtype=np.int64) - half
+    # floor(o / 2**m) as an arithmetic shift; |o| <= half < 2**24, so shifts past 62 change nothing
+    new_index = (offsets >> min(m, 62)) + half
+    merged = np.zeros(counts.size, dtype=np.int64)
+    np.add.at(merged, new_index, counts)
+    return merged
+
+
 class HistogramObserver(Observer):
     """Streamed histogram (see the module docstring) + one range method.
 
@@ -178,14 +195,52 @@ class HistogramObserver(Observer):
         m = max(1, math.ceil(math.log2(need / self._half_range)))
         while math.ldexp(self._half_range, m) < need:
             m += 1
-        half = self.bins // 2
-        offsets = np.arange(self.bins, dtype=np.int64) - half
-        # floor(o / 2**m) as an arithmetic shift; |o| <= half < 2**24, so shifts past 62 change nothing
-        new_index = (offsets >> min(m, 62)) + half
-        merged = np.zeros(self.bins, dtype=np.int64)
-        np.add.at(merged, new_index, self._counts)
-        self._counts = merged
+        self._counts = _rebinned(self._counts, m)
         self._half_range = math.ldexp(self._half_range, m)
+
+    @property
+    def half_range(self) -> float:
+        """T: the histogram covers [-T, T]; 0.0 while every value seen was 0."""
+        return self._half_range
+
+    def start_grid(self, half_range: float) -> None:
+        """Start from T = ``half_range`` (before any non-zero value), as if the first non-zero batch
+        had set it: later growth then stays on the grid T * 2**m, so this histogram merges exactly
+        with one whose first non-zero batch set that T (eightbit.distributed: each partition starts
+        on the grid of the first batch of all)."""
+        half_range = float(half_range)
+        if not 0.0 < half_range < math.inf:
+            raise ValueError(f"tensor {self.name!r}: half_range must be positive and finite, got {half_range}")
+        if self._half_range != 0.0:
+            raise ValueError(f"tensor {self.name!r}: start_grid after non-zero values were observed")
+        self._half_range = half_range
+
+    def _check_merge(self, other: "HistogramObserver") -> None:
+        if other.bins != self.bins:
+            raise ValueError(f"tensor {self.name!r}: cannot merge histograms of {self.bins} and {other.bins} bins")
+
+    def _merge(self, other: "HistogramObserver") -> None:
+        """Exact when both grids are T0 * 2**m for one T0 (module docstring): the finer histogram
+        is re-binned onto the coarser, as a growing stream would have done, and the counts add."""
+        counts = other._counts
+        if other._half_range != 0.0:
+            if self._half_range == 0.0:                # every value so far was 0: all in the zero bin
+                self._half_range = other._half_range
+            elif other._half_range != self._half_range:
+                small, large = sorted((self._half_range, other._half_range))
+                m = round(math.log2(large / small))
+                if math.ldexp(small, m) != large:
+                    raise ValueError(f"tensor {self.name!r}: histograms on different grids (half ranges {small!r} "
+                                     f"and {large!r} are not a power of two apart); start the later one with "
+                                     f"start_grid(the earlier one's first half range)")
+                if other._half_range > self._half_range:
+                    self._widen(other._half_range)
+                else:
+                    counts = _rebinned(counts, m)
+        self._counts = self._counts + counts
+        self._zeros += other._zeros
+        self.min_val = min(self.min_val, other.min_val)
+        self.max_val = max(self.max_val, other.max_val)
 
     def histogram(self) -> Histogram:
         """A snapshot (copies the counts)."""

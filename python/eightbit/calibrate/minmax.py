@@ -27,3 +27,7 @@ class MinMaxObserver(Observer):
 
     def _range(self) -> tuple[float, float]:
         return self.min_val, self.max_val
+
+    def _merge(self, other: "MinMaxObserver") -> None:
+        self.min_val = min(self.min_val, other.min_val)
+        self.max_val = max(self.max_val, other.max_val)

@@ -45,3 +45,27 @@ class MovingAverageMinMaxObserver(Observer):
 
     def _range(self) -> tuple[float, float]:
         return self.min_val, self.max_val
+
+    def update_range(self, lo: float, hi: float, count: int) -> None:
+        """Fold a batch known only by its min, max and number of values: the same as ``update``
+        of that batch (the average reads nothing else). eightbit.distributed gathers these per
+        batch from the workers and replays them here in batch order, since the average depends
+        on that order and two partial averages cannot be merged."""
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"tensor {self.name!r}: a batch range must be finite with lo <= hi, got ({lo}, {hi})")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"tensor {self.name!r}: count must be a non-negative int, got {count!r}")
+        if count == 0:
+            return
+        self._update(None, lo, hi)
+        self.num_values += count
+
+    def _check_merge(self, other: "MovingAverageMinMaxObserver") -> None:
+        if other.averaging_constant != self.averaging_constant:
+            raise ValueError(f"tensor {self.name!r}: averaging constants differ ({self.averaging_constant} and "
+                             f"{other.averaging_constant})")
+
+    def _merge(self, other) -> None:
+        raise TypeError(f"tensor {self.name!r}: a moving average depends on the order of every batch; two partial "
+                        f"averages cannot be merged (replay the batch ranges in order with update_range)")
