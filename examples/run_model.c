@@ -5,7 +5,8 @@
  *
  * Each input file holds the input's values for BATCH items (C order, little-endian float32, the
  * float model's layout).  Prints, per output, a line "output NAME d0 d1 ..." and then every value
- * in C's exact hexadecimal form (%a), one per line.  Build (docs/c_api.md):
+ * in C's exact hexadecimal form (%a), one per line.  EIGHTBIT_ISA=NAME forces a kernel path.
+ * Build (docs/c_api.md):
  *
  *   cc run_model.c $(eightbit c-flags) -o run_model
  */
@@ -43,6 +44,12 @@ int main(int argc, char** argv) {
   }
   eb_error err;
   eb_model* model = NULL;
+  /* EIGHTBIT_ISA forces an instruction-set path, as in the Python package. */
+  const char* isa = getenv("EIGHTBIT_ISA");
+  if (isa != NULL && *isa != '\0' && eb_set_isa(isa, &err) != EB_OK) {
+    fprintf(stderr, "EIGHTBIT_ISA: %s\n", err.message);
+    return 2;
+  }
   if (eb_model_load_file(argv[1], NULL, &model, &err) != EB_OK) {
     fprintf(stderr, "cannot load %s: %s\n", argv[1], err.message);
     return 1;

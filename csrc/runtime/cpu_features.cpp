@@ -8,6 +8,8 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #include <cstdint>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 namespace eb {
@@ -51,6 +53,26 @@ CpuFeatures detect() {
 #else
   (void)amx_tile, (void)amx_int8, (void)tile_state;
 #endif
+  return f;
+}
+#elif defined(__aarch64__) && defined(__linux__)
+// Older C libraries' headers lack the newer bits (values from the kernel's asm/hwcap.h).
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+  f.neon = (hwcap & HWCAP_ASIMD) != 0;
+  f.dotprod = f.neon && (hwcap & HWCAP_ASIMDDP) != 0;
+  f.i8mm = f.dotprod && (hwcap2 & HWCAP2_I8MM) != 0;  // the i8mm unit is built with +dotprod too
   return f;
 }
 #else

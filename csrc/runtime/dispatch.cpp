@@ -19,7 +19,7 @@ struct IsaEntry {
   SgemmFn (*sgemm)();
 };
 
-// Slowest first.  On a non-x86 build only the scalar entry exists.
+// Slowest first.  A build for another architecture has only the scalar entry.
 const IsaEntry kIsas[] = {
     {"scalar", [] { return true; }, gemm_kernel_scalar, depthwise_kernel_scalar, cnn_kernels_scalar,
      sgemm_kernel_scalar},
@@ -33,6 +33,15 @@ const IsaEntry kIsas[] = {
     {"amx", [] { return cpu_features().amx; }, gemm_kernel_amx, depthwise_kernel_avx512vnni, cnn_kernels_avx512vnni,
      sgemm_kernel_avx512},
 #endif
+#if defined(EB_HAVE_ARM_KERNELS)
+    // int8 GEMM and depthwise per unit; the other kernel sets are the portable ones.
+    {"neon", [] { return cpu_features().neon; }, gemm_kernel_neon, depthwise_kernel_neon, cnn_kernels_scalar,
+     sgemm_kernel_scalar},
+    {"dotprod", [] { return cpu_features().dotprod; }, gemm_kernel_dotprod, depthwise_kernel_dotprod,
+     cnn_kernels_scalar, sgemm_kernel_scalar},
+    {"i8mm", [] { return cpu_features().i8mm; }, gemm_kernel_i8mm, depthwise_kernel_i8mm, cnn_kernels_scalar,
+     sgemm_kernel_scalar},
+#endif
 };
 
 // The float32 step kernels of each kIsas entry, in kIsas order (AVX-VNNI runs the AVX2 unit, AMX
@@ -41,6 +50,9 @@ FloatMathKernels (*const kFloatMath[])() = {
     float_math_kernels_scalar,
 #if defined(EB_HAVE_X86_KERNELS)
     float_math_kernels_avx2, float_math_kernels_avx2, float_math_kernels_avx512, float_math_kernels_avx512,
+#endif
+#if defined(EB_HAVE_ARM_KERNELS)
+    float_math_kernels_scalar, float_math_kernels_scalar, float_math_kernels_scalar,
 #endif
 };
 static_assert(sizeof(kFloatMath) / sizeof(kFloatMath[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
@@ -51,6 +63,9 @@ AttentionKernels (*const kAttention[])() = {
     attention_kernels_scalar,
 #if defined(EB_HAVE_X86_KERNELS)
     attention_kernels_avx2, attention_kernels_avx2, attention_kernels_avx512, attention_kernels_avx512,
+#endif
+#if defined(EB_HAVE_ARM_KERNELS)
+    attention_kernels_scalar, attention_kernels_scalar, attention_kernels_scalar,
 #endif
 };
 static_assert(sizeof(kAttention) / sizeof(kAttention[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
@@ -68,6 +83,9 @@ BinaryKernels (*const kBinary[])() = {
 #if defined(EB_HAVE_X86_KERNELS)
     binary_kernels_avx2, binary_kernels_avx2, binary_kernels_avx512_or_avx2, binary_kernels_avx512_or_avx2,
 #endif
+#if defined(EB_HAVE_ARM_KERNELS)
+    binary_kernels_scalar, binary_kernels_scalar, binary_kernels_scalar,
+#endif
 };
 static_assert(sizeof(kBinary) / sizeof(kBinary[0]) == sizeof(kIsas) / sizeof(kIsas[0]),
               "one binary kernel set per ISA entry");
@@ -77,6 +95,9 @@ BlockwiseFn (*const kBlockwise[])() = {
     blockwise_kernel_scalar,
 #if defined(EB_HAVE_X86_KERNELS)
     blockwise_kernel_avx2, blockwise_kernel_avxvnni, blockwise_kernel_avx512, blockwise_kernel_avx512,
+#endif
+#if defined(EB_HAVE_ARM_KERNELS)
+    blockwise_kernel_scalar, blockwise_kernel_scalar, blockwise_kernel_scalar,
 #endif
 };
 static_assert(sizeof(kBlockwise) / sizeof(kBlockwise[0]) == sizeof(kIsas) / sizeof(kIsas[0]),

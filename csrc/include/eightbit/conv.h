@@ -119,5 +119,8 @@ DepthwiseFn depthwise_kernel_scalar();
 DepthwiseFn depthwise_kernel_avx2();
 DepthwiseFn depthwise_kernel_avxvnni();
 DepthwiseFn depthwise_kernel_avx512vnni();
+DepthwiseFn depthwise_kernel_neon();  // aarch64 (csrc/kernels/arm)
+DepthwiseFn depthwise_kernel_dotprod();
+DepthwiseFn depthwise_kernel_i8mm();
 
 }  // namespace eb

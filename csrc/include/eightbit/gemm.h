@@ -155,7 +155,7 @@ struct GemmCall {
 using GemmBlockFn = void (*)(const GemmCall& call, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 
 struct GemmKernel {
-  const char* isa;       // "scalar", "avx2", "avxvnni", "avx512vnni", "amx"
+  const char* isa;       // "scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "dotprod", "i8mm"
   bool wide_a;           // wants GemmCall::a_wide (int16 A)
   int mr;                // rows per micro-tile (block sizes are multiples of it)
   GemmBlockFn block;
@@ -188,6 +188,9 @@ GemmKernel gemm_kernel_avx2();
 GemmKernel gemm_kernel_avxvnni();
 GemmKernel gemm_kernel_avx512vnni();
 GemmKernel gemm_kernel_amx();
+GemmKernel gemm_kernel_neon();     // aarch64 (csrc/kernels/arm)
+GemmKernel gemm_kernel_dotprod();
+GemmKernel gemm_kernel_i8mm();
 bool amx_usable();  // CPU has AMX-INT8 and the OS granted tile state
 
 }  // namespace eb
