@@ -345,6 +345,22 @@ def summary_rows(qm):
     return rows
 
 
+def stored_bytes(step, bits):
+    """A step's constant bytes in the .eb file: each weight code at ``bits`` bits (rounded up to
+    whole bytes per output row) where the grid is narrower than its storage (8 bits, or 4 for
+    the blockwise nibbles), every other constant as it is."""
+    codes = {"linear": "w", "conv": "w", "dynamic_linear": "w", "blockwise_linear": "w_codes"}.get(step.op)
+    total = 0
+    for name, v in step.consts.items():
+        v = np.asarray(v)
+        if name == codes and bits < (4 if codes == "w_codes" else 8):
+            per_row = v[0].size * (2 if codes == "w_codes" else 1)       # codes in one output row
+            total += v.shape[0] * -(-per_row * bits // 8)
+        else:
+            total += v.nbytes
+    return total
+
+
 @pytest.mark.parametrize("bits", [4, 3, 2])
 def test_summary_shows_the_weight_bits(bits):
     qm = quantize("mlp", bits, 32)
@@ -354,7 +370,8 @@ def test_summary_shows_the_weight_bits(bits):
         "fc3": ("linear", str(bits)), "fc4": ("blockwise_linear", str(bits))}   # fc3: the int8 kernel, b-bit grid
     for s in qm.plan.steps:
         if s.source in rows:
-            assert rows[s.source][2] == sum(v.nbytes for v in s.consts.values())
+            assert rows[s.source][2] == stored_bytes(s, bits)
+    assert qm.size_bytes == sum(stored_bytes(s, bits) for s in qm.plan.steps)
     dyn = summary_rows(quantize("mlp", bits, 32, True))
     assert dyn["fc1"][:2] == ("blockwise_linear", str(bits)) and dyn["fc3"][:2] == ("dynamic_linear", str(bits))
     cnn = summary_rows(quantize("cnn", bits, 32))
@@ -604,6 +621,65 @@ HOSTILE = {
     "as_unknown_kind": ("fc4", set_kind("linear"), "unknown step kind"),
     "as_dynamic_linear": ("fc2", set_kind("dynamic_linear"), "cannot run as"),
 }
+
+
+@pytest.fixture(scope="module")
+def saved_mlp_2bit():
+    """saved_mlp's 2-bit form: the blockwise codes stored as w_packed, 2 bits a code."""
+    tree = ff._plan_tree(quantize("mlp", 2, 32).plan, "test")
+    return tree, {s["source"]: i for i, s in enumerate(tree["steps"])}
+
+
+def with_both_code_forms(step, tree):
+    """w_codes (the nibbles of the unpacked codes) beside w_packed."""
+    shape = step["lowered"]["w_shape"]
+    codes = ff.unpack_codes(step["consts"]["w_packed"], 2, tuple(shape))
+    step["consts"]["w_codes"] = R.blockwise.pack_nibbles(codes)
+
+
+HOSTILE_PACKED = {
+    "bits_4_in_record": ("fc2", with_record("w_bits", lambda v: 4), "w_bits"),
+    "bits_1_in_record": ("fc1", with_record("w_bits", lambda v: 1), "w_bits"),
+    "bits_missing": ("fc4", without_record("w_bits"), "w_bits"),
+    "shape_rank_4": ("fc2", with_record("w_shape", lambda v: [v[0], v[1] // 4, 2, 2]), "w_shape"),
+    "shape_rows": ("fc1", with_record("w_shape", lambda v: [v[0] + 1, v[1]]), "w_packed"),
+    "short_rows": ("fc4", with_const("w_packed", lambda a: a[:, :-1].copy()), "w_packed"),
+    "packed_int8": ("fc2", with_const("w_packed", lambda a: a.view(np.int8)), "w_packed"),
+    "codes_beside_packed": ("fc1", with_both_code_forms, "w_codes"),
+}
+
+
+@pytest.mark.parametrize("bits", [2, 3])
+def test_narrow_block_codes_are_stored_at_their_bits(tmp_path, bits):
+    """2- and 3-bit block-quantized codes take bits, not a nibble, per weight in the file
+    (w_packed, as the int8-kernel layers' narrow grids); summary and size_bytes count the same
+    bytes; the file loads (Python's reader and the C++ reader alone) into the same steps and
+    outputs, and writes back the same bytes."""
+    qm = quantize("mlp", bits, 32)
+    tree = ff._plan_tree(qm.plan, "test")
+    for stored, step in zip(tree["steps"], qm.plan.steps):
+        if step.op == "blockwise_linear":
+            o, k = step.consts["w_codes"].shape[0], 2 * step.consts["w_codes"].shape[1]
+            assert "w_codes" not in stored["consts"]
+            assert stored["consts"]["w_packed"].shape == (o, -(-k * bits // 8))
+            assert stored["lowered"]["w_bits"] == bits and list(stored["lowered"]["w_shape"]) == [o, k]
+    assert qm.size_bytes == sum(stored_bytes(s, bits) for s in qm.plan.steps) < quantize("mlp", 4, 32).size_bytes
+    path = tmp_path / "narrow.eb"
+    qm.save(path)
+    _core.ModelFile.map(str(path)).build()
+    loaded = eb.load(path)
+    assert_same_steps(qm.plan, loaded.plan)
+    x = data("mlp", (64,), 3, 2)
+    np.testing.assert_array_equal(loaded(x), qm(x))
+    np.testing.assert_array_equal(loaded(x), loaded.reference_run({"x": x})[loaded.plan.outputs[0]])
+    loaded.save(tmp_path / "again.eb")
+    assert (tmp_path / "again.eb").read_bytes()[64:] == path.read_bytes()[64:]
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_PACKED))
+def test_hostile_packed_block_codes_are_refused(tmp_path, saved_mlp_2bit, case):
+    source, change, word = HOSTILE_PACKED[case]
+    assert_refused(hostile_file(tmp_path, saved_mlp_2bit, case, source, change), word)
 
 
 def hostile_file(tmp_path, saved, case, source, change):

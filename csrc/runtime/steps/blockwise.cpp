@@ -34,9 +34,30 @@ std::unique_ptr<Step> create_blockwise_linear(const StepContext& c) {
   const Record &k = c.consts, &r = c.lowered;
   c.arity(1);
   c.float_in_out("a blockwise linear layer");
-  const ArrayView& packed = k.array("w_codes", ArrayDtype::kUint8, "uint8");
-  if (packed.shape.size() != 2 || packed.shape[0] < 1 || packed.shape[1] < 1) c.bad("w_codes must be 2-D [O, K / 2]");
-  const int64_t o = packed.shape[0], kk = 2 * packed.shape[1];
+  // The codes: two a byte (w_codes, ONNX's int4 packing: the first in the low nibble), or, for
+  // 2- and 3-bit grids, w_packed at their bits (StepWeights; docs/format.md).
+  std::vector<int8_t> codes;
+  int64_t o = 0, kk = 0;
+  if (k.has("w_packed")) {
+    if (k.has("w_codes")) c.bad("w_codes and w_packed are both given; a step holds its codes once");
+    r.int32("w_bits", 2, 3);
+    const StepWeights w(c);
+    if (w.shape().size() != 2) c.bad("w_shape must be [O, K]");
+    o = w.shape()[0];
+    kk = w.shape()[1];
+    codes.assign(w.data(), w.data() + o * kk);
+  } else {
+    const ArrayView& packed = k.array("w_codes", ArrayDtype::kUint8, "uint8");
+    if (packed.shape.size() != 2 || packed.shape[0] < 1 || packed.shape[1] < 1) c.bad("w_codes must be 2-D [O, K / 2]");
+    o = packed.shape[0];
+    kk = 2 * packed.shape[1];
+    codes.resize(static_cast<size_t>(o * kk));
+    for (int64_t i = 0; i < o * kk / 2; ++i) {  // two's complement nibbles -> int8 in [-8, 7]
+      const uint8_t byte = packed.data[i];
+      codes[2 * i] = static_cast<int8_t>(((byte & 0x0f) ^ 8) - 8);
+      codes[2 * i + 1] = static_cast<int8_t>(((byte >> 4) ^ 8) - 8);
+    }
+  }
   const int64_t block = r.integer("block_size");
   if (block < 16 || block > 256 || (block & (block - 1)) != 0 || kk % block != 0)
     c.bad("block_size must be a power of two in [16, 256] dividing K = " + std::to_string(kk));
@@ -52,13 +73,6 @@ std::unique_ptr<Step> create_blockwise_linear(const StepContext& c) {
   s->bias = floats(k, "bias", o);
   for (float v : s->bias)
     if (!std::isfinite(v)) c.bad("bias must be finite");
-  // Nibbles -> int8 codes in [-8, 7] (two's complement, the first code in the low nibble).
-  std::vector<int8_t> codes(static_cast<size_t>(o * kk));
-  for (int64_t i = 0; i < o * kk / 2; ++i) {
-    const uint8_t byte = packed.data[i];
-    codes[2 * i] = static_cast<int8_t>(((byte & 0x0f) ^ 8) - 8);
-    codes[2 * i + 1] = static_cast<int8_t>(((byte >> 4) ^ 8) - 8);
-  }
   s->weights = pack_blockwise(codes.data(), scales.data(), o, kk, block);
   return s;
 }

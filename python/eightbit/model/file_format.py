@@ -22,6 +22,7 @@ from ..runtime import core as _core
 from ..graph.ir import SeqLen
 from .lowering import SEQUENCE_CODE, lowered_shape
 from .plan import Plan, Step, TensorSpec
+from .stored_weights import pack_codes, stored_bytes, stored_consts, unpack_codes, unpacked_consts  # noqa: F401
 
 ModelFileError = _core.ModelFileError  # a ValueError: a file that is truncated, corrupted, hostile or of another version
 
@@ -100,31 +101,8 @@ def _plan_tree(plan: Plan, producer: str) -> dict:
     }
 
 
-def pack_codes(w: np.ndarray, bits: int) -> np.ndarray:
-    """int8 codes [O, ...] that fit ``bits`` bits -> uint8 [O, ceil(n * bits / 8)]: each row's codes
-    as bits-bit two's complement, least significant bit first (docs/format.md, "w_packed")."""
-    rows = w.reshape(w.shape[0], -1).astype(np.uint8)
-    bits_of = (rows[..., None] >> np.arange(bits, dtype=np.uint8)) & 1          # [O, n, bits]
-    return np.packbits(bits_of.reshape(rows.shape[0], -1), axis=-1, bitorder="little")
-
-
-def unpack_codes(packed: np.ndarray, bits: int, shape) -> np.ndarray:
-    """pack_codes' inverse: int8 codes of ``shape``."""
-    n = int(np.prod(shape[1:]))
-    b = np.unpackbits(packed, axis=-1, count=n * bits, bitorder="little").reshape(shape[0], n, bits)
-    v = (b.astype(np.int16) << np.arange(bits, dtype=np.int16)).sum(axis=-1)
-    sign = 1 << (bits - 1)
-    return ((v ^ sign) - sign).astype(np.int8).reshape(shape)
-
-
 def _step_tree(s) -> dict:
-    """A step as the file holds it: int8 weights on a narrower grid (attrs w_bits) packed."""
-    consts, lowered = s.consts, s.lowered
-    bits = s.attrs.get("w_bits", 8)
-    if bits < 8 and "w" in consts:
-        w = np.asarray(consts["w"])
-        consts = {**{k: v for k, v in consts.items() if k != "w"}, "w_packed": pack_codes(w, bits)}
-        lowered = None if lowered is None else {**lowered, "w_bits": int(bits), "w_shape": list(w.shape)}
+    consts, lowered = stored_consts(s)
     return {"op": s.op, "inputs": list(s.inputs), "output": s.output, "attrs": _seq_out(s.attrs),
             "consts": consts, "source": s.source, "lowered": lowered}
 
@@ -240,9 +218,13 @@ def plan_from_tree(tree) -> Plan:
         lowered = s.get("lowered")
         if lowered is not None and not isinstance(lowered, dict):
             raise ModelFileError(f"{where}: 'lowered' must be a dict")
+        op = _field(s, "op", str, where)
         if "w_packed" in consts:
-            consts, lowered = _unpacked_weights(consts, lowered, s.get("attrs"), where)
-        steps.append(Step(_field(s, "op", str, where), _field(s, "inputs", tuple, where),
+            try:
+                consts, lowered = unpacked_consts(op, consts, lowered, s.get("attrs"))
+            except ValueError as e:
+                raise ModelFileError(f"{where}: {e}") from None
+        steps.append(Step(op, _field(s, "inputs", tuple, where),
                           _field(s, "output", str, where), _seq_in(dict(_field(s, "attrs", dict, where)), seq),
                           dict(consts),
                           _field(s, "source", str, where), lowered))
@@ -255,20 +237,6 @@ def plan_from_tree(tree) -> Plan:
     except (KeyError, TypeError, IndexError, AttributeError) as e:
         # a step missing an attribute, or one of the wrong type: the file, not the code, is wrong
         raise ModelFileError(f"invalid plan: {type(e).__name__}: {e}") from None
-
-
-def _unpacked_weights(consts: dict, lowered, attrs, where):
-    """A step's packed narrow-grid weights back to consts["w"] (int8), as the plan holds them."""
-    bits = attrs.get("w_bits") if isinstance(attrs, dict) else None
-    shape = (lowered or {}).get("w_shape")
-    packed = consts["w_packed"]
-    if isinstance(bits, bool) or bits not in range(2, 8) or not isinstance(shape, tuple) or len(shape) not in (2, 4) \
-            or not all(isinstance(d, int) and d > 0 for d in shape) or packed.dtype != np.uint8 \
-            or packed.shape != (shape[0], -(-int(np.prod(shape[1:])) * bits // 8)) or (lowered or {}).get("w_bits") != bits:
-        raise ModelFileError(f"{where}: w_packed does not match its w_bits / w_shape")
-    consts = {**{k: v for k, v in consts.items() if k != "w_packed"}, "w": unpack_codes(packed, bits, shape)}
-    lowered = {k: v for k, v in lowered.items() if k not in ("w_bits", "w_shape")}
-    return consts, lowered
 
 
 def load(path) -> Plan:

@@ -33,6 +33,7 @@ from ..graph.sequence import concrete, concrete_parts
 from . import plan_shapes
 from . import steps as step_kinds
 from .plan_types import FLOAT, QUANT_DTYPES, Step, TensorSpec
+from .stored_weights import stored_bytes
 
 __all__ = ["FLOAT", "QUANT_DTYPES", "Plan", "Step", "TensorSpec"]
 
@@ -140,6 +141,7 @@ class Plan:
         return self.tensors[name]
 
     def const_bytes(self) -> int:
-        """Bytes of all constants (the weights a saved model holds)."""
-        return sum(int(np.asarray(v).nbytes) for s in self.steps for v in s.consts.values())
+        """Bytes of all constants as a saved model holds them (codes on a narrow grid count their
+        bits: stored_weights.stored_consts)."""
+        return sum(stored_bytes(s) for s in self.steps)
 

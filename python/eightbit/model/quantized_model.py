@@ -170,7 +170,7 @@ class QuantizedModel:
             shape = "x".join("N" if d is None else str(d) for d in t.shape)
             scale = f"{t.scale:.5g}" if t.quantized else "-"
             zp = str(t.zero_point) if t.quantized else "-"
-            nbytes = sum(int(np.asarray(v).nbytes) for v in s.consts.values())
+            nbytes = file_format.stored_bytes(s)
             bits = step_weight_bits(s)
             rows.append((i, s.op, s.source, s.output, shape, str(t.dtype), scale, zp, "-" if bits is None else bits,
                          nbytes))

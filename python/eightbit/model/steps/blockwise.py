@@ -37,9 +37,13 @@ def pack_codes(codes: np.ndarray) -> np.ndarray:
     return pack_nibbles(codes)
 
 
+def codes_of_nibbles(w_codes: np.ndarray) -> np.ndarray:
+    """The step's w_codes -> int8 codes [O, K] (pack_codes' inverse)."""
+    return unpack_nibbles(w_codes, 2 * w_codes.shape[1])
+
+
 def _codes(step) -> np.ndarray:
-    c = step.consts
-    return unpack_nibbles(np.asarray(c["w_codes"]), 2 * np.asarray(c["w_codes"]).shape[1])
+    return codes_of_nibbles(np.asarray(step.consts["w_codes"]))
 
 
 def _check(step, ins, out):
