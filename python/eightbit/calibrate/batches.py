@@ -74,7 +74,7 @@ def _check_array(value, where: str) -> np.ndarray:
     return arr
 
 
-def _check_batch(batch, names: list, index: int):
+def check_feeds_batch(batch, names: list, index: int):
     """{name: array}, or None for an empty batch."""
     if isinstance(batch, dict):
         missing = [n for n in names if n not in batch]
@@ -120,7 +120,7 @@ def iterate_batches(calibration, input_names, *, progress=None):
     used = 0
     try:
         for index, batch in enumerate(iterator):
-            checked = _check_batch(batch, names, index)
+            checked = check_feeds_batch(batch, names, index)
             if checked is not None:
                 yield checked
                 used += 1

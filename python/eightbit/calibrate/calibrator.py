@@ -58,6 +58,15 @@ class Calibrator:
             obs = self._observers[name] = make_observer(self.method, name=name, **self.options)
         return obs
 
+    def replace_observer(self, name: str, observer: Observer) -> None:
+        """Put ``observer`` in place of tensor ``name``'s (which must exist; its place in the
+        observed order stays): a partition observed again on another grid (eightbit.distributed)."""
+        if name not in self._observers:
+            raise KeyError(f"replace_observer: tensor {name!r} has no observer to replace")
+        if not isinstance(observer, Observer):
+            raise TypeError(f"observer: expected an Observer, got {type(observer).__name__}")
+        self._observers[name] = observer
+
     def merge(self, other: "Calibrator") -> None:
         """Fold in ``other``, a Calibrator of the same method and options that saw the batches
         after this one's: tensor by tensor (Observer.merge; tensors new to this one keep their

@@ -35,7 +35,7 @@ import math
 
 from ..calibrate import Calibrator, HistogramObserver
 from ..calibrate.base import check_batch
-from ..calibrate.batches import _check_batch
+from ..calibrate.batches import check_feeds_batch
 from ..calibrate.histogram import HISTOGRAM_METHODS
 from ._dask import check_client, compute, dask
 from .models import _use_worker_threads
@@ -157,7 +157,7 @@ class DaskCalibration:
             for m, cal in again.calibrators.items():
                 for name in redo[p]:
                     if name in cal:
-                        results[p].calibrators[m]._observers[name] = cal.observer(name)
+                        results[p].calibrators[m].replace_observer(name, cal.observer(name))
 
 
 class _PartitionResult:
@@ -181,7 +181,7 @@ def _split(feeds: dict, batch_size):
 def _batches(blocks, sample_shapes, batch_size, where):
     feeds = {n: as_batch(b, sample_shapes.get(n)) for n, b in blocks.items()}
     for j, batch in enumerate(_split(feeds, batch_size)):
-        checked = _check_batch(batch, list(blocks), f"{j} of partition {where}")
+        checked = check_feeds_batch(batch, list(blocks), f"{j} of partition {where}")
         if checked is not None:
             yield checked
 
