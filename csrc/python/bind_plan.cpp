@@ -257,6 +257,9 @@ void bind_plan(py::module_& m) {
       .def("reset_stats", &PlanExecutor::reset_stats, py::call_guard<py::gil_scoped_release>())
       .def("stats", &monitor_stats,
            "{tensor name: (elements, saturated codes, float inputs out of range or None)} since the last reset.")
+      .def("step_kernels", &PlanExecutor::step_kernels,
+           "The kernel each step runs on the active path (as its run() chooses it); '' where the step's "
+           "kind has one loop.")
       .def_property_readonly("const_bytes", &PlanExecutor::const_bytes)
       .def_property_readonly("num_steps", &PlanExecutor::num_steps)
       .def_property_readonly("arena_bytes", &PlanExecutor::arena_bytes)

@@ -409,4 +409,20 @@ void run_conv(const ConvGeometry& g, const void* x, bool x_signed, int32_t x_zp,
   }
 }
 
+std::string conv_kernel_name(const ConvGeometry& g, bool x_signed, const PackedConv& w) {
+  const GemmKernel& kernel = active_gemm();
+  if (w.depthwise)
+    return std::string("depthwise conv, ") + kernel.isa + " path" +
+           (w.dw_weights_i8.size() != 0 ? "" : " (int32 weights: beyond int8 after the zero point)");
+  switch (direct_mode(g, x_signed, w, kernel)) {
+    case DirectMode::kTaps:
+      return std::string("direct conv ") + kernel.isa + " (each kernel tap read in place)";
+    case DirectMode::kRows:
+      return std::string("direct conv ") + kernel.isa + " (each kernel row a tap)";
+    case DirectMode::kNone:
+      break;
+  }
+  return (g.pointwise() ? "1x1 conv, x read in place: " : "im2col + ") + gemm_kernel_name(kernel);
+}
+
 }  // namespace eb

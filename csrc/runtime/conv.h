@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "eightbit/conv.h"
@@ -41,6 +42,10 @@ struct PackedConv {
 // Packs OIHW weights [out_c, group_in_c, kernel_h, kernel_w] (uint8 or int8).
 PackedConv pack_conv(const void* w, bool w_signed, int64_t out_c, int64_t group_in_c, int64_t kernel_h,
                      int64_t kernel_w, int64_t groups, const int32_t* zp, bool zp_per_channel);
+
+// The kernel run_conv takes for this geometry, input signedness and weights on the active
+// path: depthwise, direct (taps or kernel rows), a 1x1 GEMM on x in place, or im2col + GEMM.
+std::string conv_kernel_name(const ConvGeometry& g, bool x_signed, const PackedConv& w);
 
 // y = epilogue(conv(x - x_zp, w - w_zp)).  x is NHWC bytes; the epilogue's
 // output is NHWC with ldc = out_c and per-column parameters indexed by

@@ -405,4 +405,11 @@ bool run_dynamic_linear(const float* x, int64_t M, int64_t ldx, const PackedB& w
   return true;
 }
 
+std::string gemm_kernel_name(const GemmKernel& kernel) {
+  std::string name = std::string("int8 gemm ") + kernel.isa + " " + std::to_string(kernel.mr) + "-row tiles";
+  if (kernel.few_rows != nullptr)
+    name += " (under " + std::to_string(kernel.min_rows) + " rows: " + kernel.few_rows().isa + ")";
+  return name;
+}
+
 }  // namespace eb

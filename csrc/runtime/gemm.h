@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "eightbit/gemm.h"
 
@@ -44,6 +45,10 @@ struct AOperand {
 // output pointer; the zero-point fields are filled here.  Per-column
 // parameter arrays (multiplier, col_scale, bias, ...) must hold Np entries.
 void run_gemm(const AOperand& a, const PackedB& b, Epilogue ep);
+
+// What run_gemm runs on `kernel`: its ISA and tile rows, and the kernel that takes calls of
+// fewer rows (eightbit info).
+std::string gemm_kernel_name(const GemmKernel& kernel);
 
 // Whether `kernel` computes AOperand::conv directly with this B: it has a
 // conv_block, and B needs no row sums of A (every weight zero point, shifted, is 0).

@@ -348,4 +348,11 @@ void PlanExecutor::run_impl(int64_t batch, int64_t seq, const std::vector<const 
   last_run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+std::vector<std::string> PlanExecutor::step_kernels() const {
+  std::vector<std::string> names;
+  for (const PlanStep& step : steps_)
+    names.push_back(step.inputs.empty() ? "" : step.impl->kernel(tensors_[static_cast<size_t>(step.inputs[0])]));
+  return names;
+}
+
 }  // namespace eb

@@ -86,6 +86,12 @@ class Step {
   // The output holds the input's bytes unchanged (a reshape): the memory planner may give it the
   // input's arena slot when this step is the input's last reader; run() then copies nothing.
   virtual bool may_alias_input() const { return false; }
+  // The kernel run() takes on the active dispatch path, for `eightbit info` (the choice made by
+  // the same functions run() calls); "" for a step whose kernel is its kind's one loop.
+  virtual std::string kernel(const PlanTensor& input) const {
+    (void)input;
+    return "";
+  }
 };
 
 struct PlanStep {
@@ -138,6 +144,8 @@ class PlanExecutor {
   const std::vector<int>& inputs() const { return inputs_; }
   const std::vector<int>& outputs() const { return outputs_; }
   size_t num_steps() const { return steps_.size(); }
+  // Step::kernel of each step (its first input; "" for a step without inputs).
+  std::vector<std::string> step_kernels() const;
 
   // Runs the plan for `batch` items: inputs[i] holds plan input i (float32,
   // C-contiguous, its spec's shape with this batch), outputs[i] receives plan

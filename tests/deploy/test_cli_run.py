@@ -85,4 +85,4 @@ def test_info_of_an_ensemble_lists_each_member(files, cnn, capsys, restore_setti
     assert main(["info", "--model", str(tmp / "e.ebe"), "--isa", "scalar"]) == 0
     out = capsys.readouterr().out
     assert "member 0 (a): kernels on scalar" in out and "member 1 (b): kernels on scalar" in out
-    assert out.count("depthwise int32 scalar 3x3") == 2
+    assert out.count("depthwise conv, scalar path") == 2

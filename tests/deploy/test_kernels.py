@@ -1,13 +1,15 @@
-"""eightbit.model.kernels: the kernel named per step follows conv.cpp's / dispatch.cpp's rules on
-every ISA; `eightbit info MODEL` prints them for the ISA forced by EIGHTBIT_ISA."""
+"""eightbit.model.kernels: the kernel each step reports (the C++ executor's own choice) on every
+ISA this CPU runs; `eightbit info MODEL` prints them for the ISA forced by EIGHTBIT_ISA."""
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import eightbit as eb
 from eightbit.model.kernels import step_kernels
+from conftest import cnn_graph
 
 AVAILABLE = eb.cpu_info()["available"]
 
@@ -16,25 +18,43 @@ def by_source(model, isa):
     return {r["source"]: r["kernel"] for r in step_kernels(model, isa)}
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avxvnni", "avx512vnni", "amx"])
+TILE_ROWS = {"scalar": 4, "avx2": 6, "avxvnni": 6, "avx512vnni": 12, "amx": 32}
+
+
+@pytest.mark.parametrize("isa", AVAILABLE)
 def test_conv_paths_follow_the_rules(cnn, isa):
-    k = by_source(cnn, isa)  # naming needs no CPU support: it is the rule, not a run
-    gemm = {"scalar": "gemm scalar 4x16", "avx2": "gemm avx2 6x8", "avxvnni": "gemm avxvnni 6x16",
-            "avx512vnni": "gemm avx512vnni 12x32", "amx": "gemm amx 32x32"}[isa]
+    """The executor reports what conv.cpp chooses: 1x1 unpadded convolutions read x in place, the
+    3-channel stem goes through im2col, the depthwise kernel, and the padded 3x3 on 32 channels
+    is direct on the VNNI paths (AMX's direct tiles want 64-channel groups)."""
+    k = by_source(cnn, isa)
+    gemm = f"int8 gemm {isa} {TILE_ROWS[isa]}-row tiles"
     assert k["fc"].startswith(gemm)
-    assert k["pw"].startswith("1x1 conv: " + gemm)                       # 1x1 stride 1 unpadded
-    assert k["stem"].startswith("im2col + " + gemm)                     # 3 channels: 9-byte rows pad to 16 (> 1/3)
-    assert k["dw"].startswith("depthwise")
-    assert ("int32 scalar" in k["dw"]) == (isa == "scalar")
-    # 32 channels, padded 3x3: direct on the VNNI paths; AMX needs 64-channel groups and 16-wide rows
-    assert k["c3"].startswith("direct conv") == (isa in ("avxvnni", "avx512vnni"))
-    if isa == "amx":
-        assert "under 8 rows: avx512vnni 12x32" in k["fc"] and k["dw"] == "depthwise avx512vnni 3x3"
+    assert k["pw"] == "1x1 conv, x read in place: " + k["fc"]
+    assert k["stem"] == "im2col + " + k["fc"]
+    assert k["dw"] == f"depthwise conv, {isa} path"
+    assert k["c3"].startswith(f"direct conv {isa}") == (isa in ("avxvnni", "avx512vnni"))
+    assert ("under 8 rows: avx512vnni" in k["fc"]) == (isa == "amx")
+
+
+@pytest.mark.parametrize("isa", [i for i in ("avxvnni", "avx512vnni") if i in AVAILABLE])
+def test_int8_activations_leave_the_direct_convolution(isa):
+    """The direct tiles read uint8 x in place; with int8 activations the same 3x3 layer takes im2col."""
+    rng = np.random.default_rng(1)
+    calib = [rng.uniform(-1, 1, (8, 3, 16, 16)).astype(np.float32) for _ in range(2)]
+    signed = eb.quantize(cnn_graph(), calib, activation_dtype="int8")
+    assert by_source(signed, isa)["c3"].startswith("im2col + int8 gemm")
+
+
+def test_loops_are_named_by_kind_and_path(cnn):
+    isa = eb.cpu_info()["isa"]
+    k = {r["op"]: r["kernel"] for r in step_kernels(cnn)}
+    assert k["quantize"] == f"quantize loop, {isa} path" and k["global_avg_pool"] == f"global_avg_pool loop, {isa} path"
 
 
 def test_unknown_isa_is_refused(cnn):
     with pytest.raises(ValueError, match="isa: expected one of"):
-        step_kernels(cnn, "neon")
+        step_kernels(cnn, "neon")       # an aarch64 path: never available on x86
+    assert eb.cpu_info()["isa"] == AVAILABLE[-1] or "EIGHTBIT_ISA" in os.environ
 
 
 def test_host_steps_are_asked_of_the_builder(cnn):

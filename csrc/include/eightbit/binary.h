@@ -50,6 +50,7 @@ using PackSignsFn = void (*)(const float* x, int64_t n, const float* threshold, 
 struct BinaryKernels {
   BinaryGemmFn gemm = nullptr;
   PackSignsFn pack_signs = nullptr;
+  const char* name = "";  // how it counts bits (eightbit info)
 };
 
 BinaryKernels binary_kernels_scalar();

@@ -37,6 +37,6 @@ void pack_signs_scalar(const float* x, int64_t n, const float* threshold, bool p
 
 }  // namespace
 
-BinaryKernels binary_kernels_scalar() { return {binary_gemm_scalar, pack_signs_scalar}; }
+BinaryKernels binary_kernels_scalar() { return {binary_gemm_scalar, pack_signs_scalar, "scalar popcount"}; }
 
 }  // namespace eb

@@ -108,6 +108,6 @@ void pack_signs_avx2(const float* x, int64_t n, const float* threshold, bool per
 
 }  // namespace
 
-BinaryKernels binary_kernels_avx2() { return {binary_gemm_avx2, pack_signs_avx2}; }
+BinaryKernels binary_kernels_avx2() { return {binary_gemm_avx2, pack_signs_avx2, "avx2 vpshufb nibble counts"}; }
 
 }  // namespace eb

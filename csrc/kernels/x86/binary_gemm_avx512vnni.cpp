@@ -100,6 +100,6 @@ void pack_signs_avx512(const float* x, int64_t n, const float* threshold, bool p
 
 }  // namespace
 
-BinaryKernels binary_kernels_avx512() { return {binary_gemm_avx512, pack_signs_avx512}; }
+BinaryKernels binary_kernels_avx512() { return {binary_gemm_avx512, pack_signs_avx512, "avx512 vpopcntq"}; }
 
 }  // namespace eb

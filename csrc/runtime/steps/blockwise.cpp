@@ -7,6 +7,7 @@
 #include <string>
 
 #include "runtime/blockwise.h"
+#include "runtime/dispatch.h"
 #include "runtime/steps/steps.h"
 
 namespace eb {
@@ -22,6 +23,9 @@ struct BlockwiseStep final : Step {
     if (!blockwise_linear(static_cast<const float*>(io.in()), rows, weights, bias.data(), relu,
                           static_cast<float*>(io.out())))
       throw std::invalid_argument(io.label() + ": the input holds NaN or infinity (its rows are quantized by their max |x|)");
+  }
+  std::string kernel(const PlanTensor&) const override {
+    return std::string("blockwise low-bit, ") + active_gemm().isa + " path";
   }
   int64_t const_bytes() const override {
     return bytes_of(weights.nibbles) + bytes_of(weights.scales) + bytes_of(bias);

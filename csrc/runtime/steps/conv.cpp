@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "runtime/conv.h"
+#include "runtime/dispatch.h"
+#include "runtime/gemm.h"
 #include "runtime/steps/steps.h"
 
 namespace eb {
@@ -41,6 +43,9 @@ struct ConvStep final : Step {
     run_conv(g, io.in(), x.is_signed(), x.zp, weights, ep);
   }
 
+  std::string kernel(const PlanTensor& x) const override {
+    return linear ? gemm_kernel_name(active_gemm()) : conv_kernel_name(geometry, x.is_signed(), weights);
+  }
   int64_t const_bytes() const override {
     const PackedConv& w = weights;
     int64_t n = bytes_of(w.zp_user) + bytes_of(w.dw_weights) + bytes_of(w.dw_weights_i8) + bytes_of(w.dw_weight_sum);

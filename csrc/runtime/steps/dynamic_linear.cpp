@@ -6,6 +6,7 @@
 // products added after the bias (reference.quantized_linear).
 #include <cmath>
 
+#include "runtime/dispatch.h"
 #include "runtime/gemm.h"
 #include "runtime/steps/steps.h"
 
@@ -46,6 +47,9 @@ struct DynamicLinearStep final : Step {
     }
   }
 
+  std::string kernel(const PlanTensor&) const override {
+    return "rows quantized at run time, " + gemm_kernel_name(active_gemm());
+  }
   int64_t const_bytes() const override {
     return bytes_of(weights) + bytes_of(w_scale) + bytes_of(bias) + bytes_of(outlier_cols) + bytes_of(outlier_w);
   }

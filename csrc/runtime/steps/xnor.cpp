@@ -45,6 +45,9 @@ struct XnorStep final : Step {
     active_cnn().quantize(real.data(), outputs * weights.out_c, y.scale, y.zp, range, io.out());
   }
 
+  std::string kernel(const PlanTensor&) const override {
+    return std::string("binary xor + popcount, ") + active_binary().name;
+  }
   int64_t const_bytes() const override {
     return bytes_of(weights.b.data) + bytes_of(weights.tap_sums) + bytes_of(x_codes) + bytes_of(scale) +
            bytes_of(bias);
