@@ -212,16 +212,19 @@ def build(eb, m, block, acc0):
     return ours, base, (True, "; ".join(notes)), errs
 
 
-def blockwise_kernel(isa):
-    """The blockwise kernel eightbit's dispatch picks for an ISA (csrc/runtime/dispatch.cpp)."""
-    return "avx512vnni" if isa in ("avx512vnni", "amx") else "portable"
+def blockwise_kernel(isa, m):
+    """The blockwise kernel eightbit's dispatch picks for an ISA (csrc/runtime/dispatch.cpp) and m
+    rows: AMX takes 16 rows and more, fewer stay on AVX-512."""
+    if isa == "amx":
+        return "amx" if m >= 16 else "avx512vnni"
+    return isa if isa in ("avx512vnni", "avxvnni", "avx2") else "portable"
 
 
 def default_isas(eb):
     info = eb.cpu_info()
     isas = [info["isa"]]
     if info["isa"] == "amx" and "avx512vnni" in info["available"]:
-        isas.append("avx512vnni")      # int8 without AMX (issue 15's CPUs); int4 kernel unchanged
+        isas.append("avx512vnni")      # both sides without AMX (issue 15's CPUs, Zen)
     return isas
 
 
@@ -292,8 +295,8 @@ def main(argv=None):
             print(f"  skipped isa={isa}: not available here ({sorted(avail)})", file=sys.stderr)
             continue
         with B.eb_isa(eb, isa):
-            isa_label = f"{blockwise_kernel(isa)} / {eb.cpu_info()['isa']}"
             for m, block in cases:
+                isa_label = f"{blockwise_kernel(isa, m)} / {eb.cpu_info()['isa']}"
                 ours, base, verdict, errs = build(eb, m, block, not args.no_acc0)
                 nbytes = (int4_weights(block).nbytes, int8_linear(eb).nbytes)
                 err_rows[(m, block, isa)] = errs

@@ -46,7 +46,7 @@ PackedBlockB pack_blockwise(const int8_t* codes, const float* scales, int64_t N,
   return p;
 }
 
-bool quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, float* scale) {
+bool quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int64_t ldq, int8_t* q, float* scale) {
   const CnnKernels& k = active_cnn();
   const OutputRange codes{-127.0f, 127.0f, true};
   for (int64_t m = 0; m < M; ++m) {
@@ -58,7 +58,7 @@ bool quantize_rows_symmetric(const float* x, int64_t M, int64_t K, int8_t* q, fl
     scale[m] = s;
     // clamp(rint(x / s), -127, 127) with the correctly rounded quotient; |x| <= 127 s (1 + 2^-23)
     // is within quantize_bounded's |x| <= 256 s.
-    k.quantize_bounded(row, K, s, 0, codes, q + m * K);
+    k.quantize_bounded(row, K, s, 0, codes, q + m * ldq);
   }
   return true;
 }
@@ -68,19 +68,22 @@ bool blockwise_linear(const float* x, int64_t M, const PackedBlockB& b, const fl
   thread_local AlignedBuffer<int8_t> xq;
   thread_local AlignedBuffer<float> x_scale;
   thread_local AlignedBuffer<int32_t> block_bias;
-  xq.reserve_discard(static_cast<size_t>(M * b.K));
+  // Rows 64 bytes longer than K: a row stride that is a power of two would put the rows a tile
+  // reads into a few L1 sets.
+  const int64_t lda = b.K + 64;
+  xq.reserve_discard(static_cast<size_t>(M * lda));
   x_scale.reserve_discard(static_cast<size_t>(M));
   block_bias.reserve_discard(static_cast<size_t>(M * b.blocks));
-  if (!quantize_rows_symmetric(x, M, b.K, xq.data(), x_scale.data())) return false;
+  if (!quantize_rows_symmetric(x, M, b.K, lda, xq.data(), x_scale.data())) return false;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t blk = 0; blk < b.blocks; ++blk) {
       int32_t sum = 0;
-      for (int64_t k = blk * b.block; k < (blk + 1) * b.block; ++k) sum += xq[m * b.K + k];
+      for (int64_t k = blk * b.block; k < (blk + 1) * b.block; ++k) sum += xq[m * lda + k];
       block_bias[m * b.blocks + blk] = -8 * sum;
     }
   BlockwiseCall call;
   call.xq = xq.data();
-  call.lda = b.K;
+  call.lda = lda;
   call.x_scale = x_scale.data();
   call.block_bias = block_bias.data();
   call.b = &b;

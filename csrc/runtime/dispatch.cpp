@@ -94,7 +94,7 @@ static_assert(sizeof(kBinary) / sizeof(kBinary[0]) == sizeof(kIsas) / sizeof(kIs
 BlockwiseFn (*const kBlockwise[])() = {
     blockwise_kernel_scalar,
 #if defined(EB_HAVE_X86_KERNELS)
-    blockwise_kernel_avx2, blockwise_kernel_avxvnni, blockwise_kernel_avx512, blockwise_kernel_avx512,
+    blockwise_kernel_avx2, blockwise_kernel_avxvnni, blockwise_kernel_avx512, blockwise_kernel_amx,
 #endif
 #if defined(EB_HAVE_ARM_KERNELS)
     blockwise_kernel_scalar, blockwise_kernel_scalar, blockwise_kernel_scalar,

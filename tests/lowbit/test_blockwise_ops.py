@@ -17,7 +17,7 @@ import pytest
 import eightbit as eb
 from eightbit import reference as R
 
-M_LIST = (1, 2, 3, 5, 7, 16, 33)
+M_LIST = (1, 2, 3, 5, 7, 16, 33, 48, 80)   # 16 and more: AMX's row tiles (pairs, a single, the rest)
 N_LIST = (1, 15, 16, 17, 32, 64, 100)
 K_LIST = (16, 32, 64, 96, 128, 512)
 BLOCKS = (16, 32, 64, 128)
@@ -157,9 +157,11 @@ def test_from_codes_full_nibble_range(isa, k, block):
                          R.blockwise_linear(x, codes, scales, block, b, act))
 
 
-def test_extreme_inputs(isa):
+@pytest.mark.parametrize("before, after", [(0, 0), (15, 15)])
+def test_extreme_inputs(isa, before, after):
     """float32's max (outputs overflow to +-inf), subnormal rows (outputs underflow, signed zeros),
-    rows whose scale underflows to 0 (scale 1.0: all codes 0), single nonzero entries."""
+    rows whose scale underflows to 0 (scale 1.0: all codes 0), single nonzero entries; alone (10
+    rows) and between ordinary rows (40: across the 16-row tiles of AMX)."""
     L = lowbit()
     rng = np.random.default_rng(13)
     k, n = 128, 17
@@ -182,6 +184,7 @@ def test_extreme_inputs(isa):
     x[7] *= F(1e30)
     x[8] *= F(1e-30)
     x[9] = -0.0
+    x = np.concatenate([random_x(rng, (before, k)), x, random_x(rng, (after, k))]) if before else x
     bias = rng.standard_normal(n).astype(np.float32)
     for b, act in ((None, None), (bias, None), (None, "relu"), (bias, "relu")):
         got = L.blockwise_linear(x, packed, bias=b, activation=act)
@@ -191,7 +194,7 @@ def test_extreme_inputs(isa):
         assert_same_bits(np.where(nan, F(0.0), got), np.where(nan, F(0.0), expected))
     assert np.isinf(reference_linear(x, packed)).any()
     y = reference_linear(x, packed)
-    assert y[3, 4] == 0 and np.signbit(y[3, 4])
+    assert y[before + 3, 4] == 0 and np.signbit(y[before + 3, 4])
 
 
 def test_overflowing_accumulator_and_relu_of_nan(isa):

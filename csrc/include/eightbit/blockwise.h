@@ -7,9 +7,10 @@
 //   acc = 0; for b in order: acc = float32(acc + float32(float32(dot_b) * scale[n][b]))
 //   y[m][n] = float32(acc * x_scale[m]) (+ bias[n]) (relu)
 //
-// Kernels multiply the codes offset to u = q + 8 in [0, 15] (unsigned, as vpdpbusd's first
-// operand wants) by the signed activations and start each block's sum at -8 * sum_b xq[m], so
-// the integers are exact and only the float steps above have an order.
+// The VNNI and AVX2 kernels multiply the codes offset to u = q + 8 in [0, 15] (unsigned, as
+// vpdpbusd's first operand wants) by the signed activations and start each block's sum at
+// -8 * sum_b xq[m]; AMX multiplies q itself (tdpbssd).  The integers are exact, and only the
+// float steps above have an order.
 #pragma once
 
 #include <cstdint>
@@ -54,5 +55,6 @@ BlockwiseFn blockwise_kernel_scalar();
 BlockwiseFn blockwise_kernel_avx2();
 BlockwiseFn blockwise_kernel_avxvnni();
 BlockwiseFn blockwise_kernel_avx512();
+BlockwiseFn blockwise_kernel_amx();  // 16 rows and more on AMX tiles, other rows blockwise_kernel_avx512
 
 }  // namespace eb

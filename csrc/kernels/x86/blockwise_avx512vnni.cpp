@@ -13,17 +13,11 @@
 #include <utility>
 
 #include "eightbit/blockwise.h"
+#include "kernels/blockwise_512.h"
 #include "kernels/tile_split.h"
 
 namespace eb {
 namespace {
-
-// Weights of one panel for a group of 4 k: 32 bytes of nibbles -> the 64 k4n16 bytes u = q + 8.
-inline __m512i expand(const uint8_t* nibbles) {
-  const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // high half >> 4
-  const __m512i both = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(nibbles)));
-  return _mm512_and_si512(_mm512_srlv_epi16(both, shift), _mm512_set1_epi8(0x0f));
-}
 
 // Where a tile reads its weights: the packed nibbles, expanded in registers (few rows: the
 // weights stream from memory once), or, for more rows, the bytes that the first row tile of a K
