@@ -38,6 +38,9 @@ lut                 DQ -> the float op -> Q (``lut="op"``), or the     sigmoid /
 softmax             Softmax (float)                                    (same)
 dynamic_linear      per-row DynamicQuantizeLinear in float ops,        (same)
                     MatMulInteger, zero-point correction, scale, bias
+binary_conv,        DQ -> Less (threshold) -> Where (-1, +1) -> Conv   (same)
+binary_linear       / MatMul (+-1 weights; one padding: Pad 1.0)
+                    -> Mul (w_scale) -> Add (bias) -> Q (-> Clip)
 blockwise_linear    DQ(int4 w [K, O], scales [K / B, O], axis 0,       (same)
                     block_size B) -> MatMul -> Add bias -> Relu
                     (opset 21; x's row quantization not exported)
@@ -61,6 +64,9 @@ Why, and what ONNX Runtime 1.32 gives (CPU, this repository's tests/onnx/test_ex
   relu6, clip, leaky_relu and hardsigmoid exact (piecewise linear); sigmoid, hardswish, gelu 0 codes differ;
   tanh 17 codes (0.3%) one quantization step apart. clip / leaky_relu / gelu steps whose
   parameters the plan does not record are exported as the table (exact).
+* binary_conv / binary_linear: exact (the +-1 sums are integers below 2^24, exact in float32 in
+  any order; scale and bias a multiply then an add, as eightbit), with ORT's graph optimizations
+  off or on (tests/onnx/test_export_binary.py).
 * blockwise_linear: eightbit quantizes x's rows to int8 at run time (its execution choice, as
   MatMulNBits' accuracy_level is ORT's); ORT multiplies the float x (or, in its default session,
   fuses DQ -> MatMul into MatMulNBits with accuracy level 4: x quantized per block). Not

@@ -76,14 +76,6 @@ def softmax_record(axis, rank: int, scale=None) -> dict:
 
 # ---- ONNX export --------------------------------------------------------------------------------
 
-def refused_export(reason: str) -> dict:
-    """The export hooks of a kind with no ONNX form: ``export_check`` gives ``reason`` (to_onnx
-    refuses the model with it), ``export`` is never reached."""
-    def export(ex, step, label):
-        raise NotImplementedError(f"{label} {reason}")
-    return {"export": export, "export_check": lambda step: reason}
-
-
 def nchw(spec: TensorSpec) -> tuple:
     """The ONNX (NCHW) shape of a plan tensor: quantized 4-D tensors are NHWC in the plan."""
     s = spec.shape

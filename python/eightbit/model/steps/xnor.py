@@ -14,7 +14,8 @@ binary_linear  quantized rows x [N, ..., K] -> [N, ..., O]: ``w_signs`` uint8 [O
 
 Each computes y = float32(dot(signs of x, signs of w)) * w_scale + bias in float32 and quantizes
 it to the output's parameters, clamped to the activation's range
-(eightbit.reference.binary_qlinear_conv / binary_qlinear). Binary layers have no ONNX form.
+(eightbit.reference.binary_qlinear_conv / binary_qlinear). ONNX export: in standard float ops, exact
+in ONNX Runtime (below).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from ...numerics.clamp import activation_range
 from ..plan_shapes import spatial
-from .common import check_activation, check_w_scale, need_2d_window, qp, refused_export, scale_zp
+from .common import check_activation, check_w_scale, need_2d_window, qp, scale_zp
 from .kind import StepKind
 
 CONSTS = ("w_signs", "w_scale", "bias", "threshold")
@@ -119,11 +120,57 @@ def _conv_lower(step, ins, out):
     return _record(step, ins[0], out)
 
 
-_NO_ONNX = refused_export("is a binary layer, which has no ONNX form")
+# ---- ONNX export --------------------------------------------------------------------------------
+#
+# The step in standard float ops (both formats), exact in ONNX Runtime: DequantizeLinear -> Less
+# (threshold) -> Where (-1, +1) -> Conv / MatMul with the +-1 weights (sums of +-1 are integers
+# below 2^24: float32 adds them exactly in any order; one padding is a Pad with 1.0 first) ->
+# Mul (w_scale) -> Add (bias) -> QuantizeLinear, the activation an integer Clip of the codes.
+
+def _export(ex, step, label):
+    b, c, a = ex.b, step.consts, step.attrs
+    x, y = step.inputs[0], step.output
+    conv = step.op == "binary_conv"
+    per_channel = (-1, 1, 1) if conv else (-1,)      # NCHW channels, or the last axis of rows
+    below = ex.tmp(f"{label}.below")
+    b.node("Less", [ex.dq(x, label), b.const(f"{label}.threshold", np.asarray(c["threshold"]).reshape(per_channel))],
+           [below], f"{label}.below")
+    signs = ex.tmp(f"{label}.signs")
+    b.node("Where", [below, b.const(f"{label}.minus_one", np.float32(-1)), b.const(f"{label}.one", np.float32(1))],
+           [signs], f"{label}.signs")
+    w = _signs(step)
+    dot = ex.tmp(f"{label}.dot")
+    if conv:
+        pads = list(a.get("pads", (0, 0, 0, 0)))
+        if a.get("pad_value", 0.0) == 1.0 and any(pads):
+            padded = ex.tmp(f"{label}.padded")
+            b.node("Pad", [signs, ex.int_const(f"{label}.pads", [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], np.int64),
+                           b.const(f"{label}.pad_one", np.float32(1))], [padded], f"{label}.pad", mode="constant")
+            signs, pads = padded, [0, 0, 0, 0]
+        b.node("Conv", [signs, b.const(f"{label}.weight_signs", w)], [dot], label, kernel_shape=list(w.shape[2:]),
+               strides=list(a.get("strides", (1, 1))), pads=pads, dilations=list(a.get("dilations", (1, 1))))
+    else:
+        b.node("MatMul", [signs, b.const(f"{label}.weight_signs", np.ascontiguousarray(w.T))], [dot], label)
+    scaled, f = ex.tmp(f"{label}.scaled"), ex.tmp(f"{y}.f32")
+    b.node("Mul", [dot, b.const(f"{label}.weight_scale", np.asarray(c["w_scale"]).reshape(per_channel))], [scaled],
+           f"{label}.scale")
+    b.node("Add", [scaled, b.const(f"{label}.bias", np.asarray(c["bias"]).reshape(per_channel))], [f], f"{label}.bias")
+    y_spec = ex.spec(y)
+    lo, hi = activation_range(a.get("activation"), np.float32(y_spec.scale), y_spec.zero_point, y_spec.dtype)
+    info = np.iinfo(y_spec.dtype)
+    if (lo, hi) == (info.min, info.max):
+        ex.q(f, y, label)
+        return
+    pre = ex.tmp(f"{y}.pre_act")
+    b.node("QuantizeLinear", [f, *ex.qp(y)], [pre], f"{label}.q")
+    b.node("Clip", [pre, ex.int_const(f"{label}.act_min", lo, y_spec.dtype),
+                    ex.int_const(f"{label}.act_max", hi, y_spec.dtype)], [y], f"{label}.act")
+
+
 
 
 BINARY_CONV = StepKind("binary_conv", 1, "quant", consts=CONSTS, check=_check, shape=_conv_shape, run=_conv_run,
-                       weights=_signs, pack=_pack, lower=_conv_lower, **_NO_ONNX)
+                       weights=_signs, pack=_pack, lower=_conv_lower, export=_export)
 BINARY_LINEAR = StepKind("binary_linear", 1, "quant", consts=CONSTS, check=_check, shape=_linear_shape,
                          run=_linear_run, weights=_signs, pack=_pack,
-                         lower=lambda step, ins, out: _record(step, ins[0], out), **_NO_ONNX)
+                         lower=lambda step, ins, out: _record(step, ins[0], out), export=_export)
