@@ -15,6 +15,7 @@
 #include "model/model_file.h"
 #include "python/convert.h"
 #include "runtime/plan.h"
+#include "runtime/thread_pool.h"
 
 namespace eb::bind {
 namespace {
@@ -104,27 +105,62 @@ std::vector<py::array> check_inputs(const PlanExecutor& ex, const py::sequence& 
   return arrays;
 }
 
-// Runs the plan; with step_seconds, the profiled run that times every step.
-py::list run(PlanExecutor& ex, const py::sequence& feeds, std::vector<double>* step_seconds = nullptr) {
+// One run's checked inputs and freshly allocated outputs (made with the GIL held).
+struct PreparedRun {
   int64_t batch = 0, seq = 0;
-  const std::vector<py::array> in = check_inputs(ex, feeds, &batch, &seq);
+  std::vector<py::array> in;
   std::vector<const float*> in_ptr;
-  for (const py::array& a : in) in_ptr.push_back(static_cast<const float*>(a.data()));
   py::list out;
   std::vector<float*> out_ptr;
+};
+
+PreparedRun prepare_run(const PlanExecutor& ex, const py::sequence& feeds) {
+  PreparedRun r;
+  r.in = check_inputs(ex, feeds, &r.batch, &r.seq);
+  for (const py::array& a : r.in) r.in_ptr.push_back(static_cast<const float*>(a.data()));
   for (int id : ex.outputs()) {
-    std::vector<int64_t> shape = ex.shape_at(id, seq);
-    shape[0] = batch;
+    std::vector<int64_t> shape = ex.shape_at(id, r.seq);
+    shape[0] = r.batch;
     py::array_t<float> y(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-    out_ptr.push_back(y.mutable_data());
-    out.append(y);
+    r.out_ptr.push_back(y.mutable_data());
+    r.out.append(y);
   }
+  return r;
+}
+
+// Runs the plan; with step_seconds, the profiled run that times every step.
+py::list run(PlanExecutor& ex, const py::sequence& feeds, std::vector<double>* step_seconds = nullptr) {
+  PreparedRun r = prepare_run(ex, feeds);
   py::gil_scoped_release release;
   if (step_seconds == nullptr)
-    ex.run(batch, in_ptr, out_ptr, seq);
+    ex.run(r.batch, r.in_ptr, r.out_ptr, r.seq);
   else
-    ex.run_profiled(batch, in_ptr, out_ptr, step_seconds, seq);
-  return out;
+    ex.run_profiled(r.batch, r.in_ptr, r.out_ptr, step_seconds, r.seq);
+  return r.out;
+}
+
+// Several executors on their inputs in one call: each run is one part of a thread pool job, so
+// the runs go side by side, each on one thread (a step's own parallel loops run inline within a
+// part), instead of one after another on every thread (an ensemble's members).
+py::list run_many(const std::vector<PlanExecutor*>& executors, const std::vector<py::sequence>& feeds) {
+  if (executors.size() != feeds.size())
+    value_error("run_many: " + std::to_string(executors.size()) + " executors but " + std::to_string(feeds.size()) +
+                " input lists");
+  std::vector<PreparedRun> runs;
+  for (size_t i = 0; i < executors.size(); ++i) {
+    if (executors[i] == nullptr) throw py::type_error("run_many: executors must be PlanExecutors");
+    runs.push_back(prepare_run(*executors[i], feeds[i]));
+  }
+  {
+    py::gil_scoped_release release;
+    ThreadPool::instance().run(static_cast<int>(runs.size()), [&](int i) {
+      PreparedRun& r = runs[static_cast<size_t>(i)];
+      executors[static_cast<size_t>(i)]->run(r.batch, r.in_ptr, r.out_ptr, r.seq);
+    });
+  }
+  py::list outs;
+  for (PreparedRun& r : runs) outs.append(r.out);
+  return outs;
 }
 
 py::tuple run_profiled(PlanExecutor& ex, const py::sequence& feeds) {
@@ -242,6 +278,9 @@ void bind_plan(py::module_& m) {
         py::arg("data"), py::arg("max_arena_bytes") = 0, py::arg("host") = py::none(),
         "ModelFile.build of the bytes of a model file, read in place during the call.");
 
+  m.def("run_many", &run_many, py::arg("executors"), py::arg("inputs"),
+        "Runs each executor on its list of float32 inputs, side by side on the thread pool (each run on "
+        "one thread); returns each run's outputs.");
   py::class_<PlanExecutor>(m, "PlanExecutor",
                            "A quantized execution plan run by the C++ core in one call (ModelFile.build makes one).")
       .def("run", [](PlanExecutor& ex, const py::sequence& feeds) { return run(ex, feeds); }, py::arg("inputs"),

@@ -5,15 +5,20 @@
     ens.predict(x)              # [N]: the winning class, as scikit-learn's VotingClassifier.predict
     ens.save("digits.ebe"); ens = eb.load("digits.ebe")
 
-Members are QuantizedModels (``eb.quantize``, ``eb.load``, ``eb.compile`` for a float one). They
-run concurrently, one Python thread each: the C++ executor releases the GIL for the whole run, so
-the threads overlap for real. Intra-op threads are NOT multiplied: eightbit has one C++ thread pool
-(``eb.set_num_threads``) and it runs one parallel job at a time, so two members' big GEMMs take
-turns on it while everything that runs on the calling thread (small steps, quantize/dequantize,
-per-call overhead) overlaps. With ``eb.set_num_threads(1)`` every member runs on its own core.
-The default (``parallel=None``) therefore uses member threads only with one intra-op thread and
-members that take 1 ms or more per call; bench/ensemble_table.py measures all three choices
-(docs/deploy.md has the numbers).
+Members are QuantizedModels (``eb.quantize``, ``eb.load``, ``eb.compile`` for a float one), run
+in one call:
+
+- With at least as many members as eightbit's intra-op threads (``eb.set_num_threads``, more than
+  one) and short runs (each under 1 ms last time), they run side by side on eightbit's thread
+  pool, one thread each (``_core.run_many``: each member's run is one part of a pool job, and its
+  own parallel loops run inline there).
+- With fewer members than threads, or longer runs, one after another, each on every thread.
+- With one intra-op thread, on Python threads (the C++ executor releases the GIL for the whole
+  run) when the members' last runs took 1 ms or more together; otherwise one after another.
+
+``parallel=False`` always runs them one after another; ``parallel=True`` forces side by side
+(the pool, or Python threads with one intra-op thread). bench/ensemble_table.py measures the
+choices (docs/deploy.md has the numbers).
 
 combine:
 
@@ -44,6 +49,8 @@ import numpy as np
 from ._version import __version__
 from .model import QuantizedModel
 from .model import file_format
+from .model.execute import check_feeds
+from .runtime import core as _core
 from .runtime import cpu_info
 
 __all__ = ["Ensemble", "ENSEMBLE_FORMAT", "load_model"]
@@ -115,11 +122,28 @@ class Ensemble:
             out = m.run(feeds)
             return [out[n] for n in m.output_names]
 
+        if self._on_the_pool():
+            for m in self.members:
+                check_feeds(m.plan, feeds)
+            return [list(o) for o in _core.run_many([m._executor for m in self.members],
+                                                     [[feeds[n] for n in m.input_names] for m in self.members])]
         if not self._use_threads():
             return [run(m) for m in self.members]
         rest = [self._executor().submit(run, m) for m in self.members[1:]]
         first = run(self.members[0])  # the calling thread takes a member too: one hand-off fewer
         return [first] + [f.result() for f in rest]
+
+    def _on_the_pool(self) -> bool:
+        """Members side by side on eightbit's thread pool, one thread each (_core.run_many): with at
+        least as many members as intra-op threads (more than one), every member in C++ and none
+        monitored (a monitor times its own runs), and (unless parallel=True) short runs, under
+        AUTO_PARALLEL_SECONDS each last time: longer ones use every thread as well one after
+        another (measured in docs/deploy.md)."""
+        threads = cpu_info()["num_threads"]
+        if self.parallel is False or not 1 < threads <= len(self.members) or \
+                not all(m._executor is not None and m._monitor is None for m in self.members):
+            return False
+        return self.parallel is True or all(m._executor.last_run_seconds < AUTO_PARALLEL_SECONDS for m in self.members)
 
     def _use_threads(self) -> bool:
         if len(self.members) == 1 or self.parallel is False:

@@ -92,6 +92,45 @@ def test_parallel_and_sequential_runs_agree(members, x, parallel):
         np.testing.assert_array_equal(ens.run({"x": x})[ens.output_names[0]], want)
 
 
+@pytest.fixture
+def threads():
+    before = eb.cpu_info()["num_threads"]
+    yield eb.set_num_threads
+    eb.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_members_side_by_side_on_the_pool_agree(members, x, threads, n_threads):
+    """With at least as many members as intra-op threads the members run side by side on the
+    pool, one thread each (_core.run_many): the same bits as one after another; a monitored
+    member sends the ensemble back to plain runs (its monitor times them)."""
+    threads(n_threads)
+    want = [m(x) for m in members]
+    ens = eb.Ensemble(members, "mean", parallel=True)
+    assert ens._on_the_pool()
+    for got, w in zip(ens.member_outputs({"x": x}), want):
+        np.testing.assert_array_equal(got[0], w)
+    np.testing.assert_array_equal(ens(x), eb.Ensemble(members, "mean", parallel=False)(x))
+    with pytest.raises(ValueError, match="input"):      # a missing input is named, as for one model
+        ens.member_outputs({"y": x})
+    mon = members[0].monitor()
+    try:
+        assert not ens._on_the_pool()
+        np.testing.assert_array_equal(ens(x), eb.Ensemble(members, "mean", parallel=False)(x))
+    finally:
+        mon.stop()
+    threads(4)                                            # more threads than members: one after another
+    assert not ens._on_the_pool()
+
+
+def test_run_many_checks_its_arguments(members, x):
+    from eightbit.runtime import core
+    with pytest.raises(ValueError, match="2 executors but 1 input lists"):
+        core.run_many([members[0]._executor, members[1]._executor], [[x]])
+    with pytest.raises(ValueError, match="expected shape"):
+        core.run_many([members[0]._executor], [[x[:, :5]]])
+
+
 def test_save_load_round_trip(members, x, tmp_path):
     for combine, weights in (("mean", [0.1, 0.7, 0.2]), ("vote", None), ("vote", [2, 1, 1])):
         ens = eb.Ensemble(members, combine, weights=weights, names=["a", "b", "c"])
