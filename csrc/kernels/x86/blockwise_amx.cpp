@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "eightbit/blockwise.h"
+#include "kernels/amx_tile_config.h"
 #include "kernels/blockwise_512.h"
 
 namespace eb {
@@ -23,14 +24,6 @@ namespace {
 
 constexpr int kTileRows = 16;
 constexpr int64_t kPrefetchBlocks = 2;
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // A tiles 16 rows x kb bytes, B tiles kb / 4 groups x 64 bytes, C tiles 16 x 16 int32.
 TileConfig config_for(int kb) {

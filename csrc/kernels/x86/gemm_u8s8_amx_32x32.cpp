@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amx_tile_config.h"
 #include "kernels/epilogue.h"
 
 namespace eb {
@@ -29,14 +30,6 @@ namespace {
 constexpr int kTileRows = 16;
 constexpr int kTileK = 64;  // bytes of A per tile row = 16 k-groups of B
 constexpr int kMR = 2 * kTileRows;
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 TileConfig make_config() {
   TileConfig c;
