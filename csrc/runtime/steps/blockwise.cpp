@@ -1,7 +1,7 @@
 // Runtime layer, step blockwise_linear: a linear layer with block-quantized low-bit weights
 // (python/eightbit/model/steps/blockwise.py), float32 rows in and out, each row quantized to
 // symmetric int8 at run time (runtime/blockwise.h).  The codes arrive two to a byte as ONNX packs
-// int4 and are repacked once at create.
+// int4 (or, in a file, 2- and 3-bit codes at their bits) and are repacked once at create.
 #include <cmath>
 #include <stdexcept>
 #include <string>
