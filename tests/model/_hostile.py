@@ -276,6 +276,19 @@ def base_models() -> dict:
     out["float_islands"] = (_quantize(g, [rng.uniform(-1, 1, (8, 3, 6, 6)).astype(np.float32)],
                                       exclude=["conv", "p", "ln"]), {"x": (3, 6, 6)})
 
+    # low-bit layers: a 3-bit convolution (packed codes on the int8 kernels), binary convolution
+    # and linear layers (sign bits, thresholds, code counts), a 2-bit block-quantized linear layer
+    # (codes packed at 2 bits, per-block scales)
+    g = eb.Graph()
+    x = g.input("x", (None, 3, 8, 8))
+    h = g.relu(g.conv2d(x, w(8, 3, 3, 3), w(8), padding=1, name="c3bit"))
+    h = g.relu(g.conv2d(h, w(8, 8, 3, 3), w(8), padding=1, name="bconv"))
+    h = g.relu(g.linear(g.flatten(h), w(16, 512), w(16), name="bfc"))
+    h = g.relu(g.linear(h, w(32, 16), w(32), name="fc"))
+    g.output(g.linear(h, w(4, 32), w(4), name="block2"))
+    out["lowbit"] = (_quantize(g, [rng.uniform(-1, 1, (8, 3, 8, 8)).astype(np.float32)], binary=["bconv", "bfc"],
+                               weight_bits={"c3bit": 3, "block2": 2}, block_size=16), {"x": (3, 8, 8)})
+
     # a transformer encoder: per-token dynamic linears with outlier columns, the masked softmax,
     # layer norms, GELU, the heads' transposes and batched products
     from eightbit.models import bert_encoder, synthetic_bert_weights, synthetic_encoder_inputs
@@ -568,7 +581,7 @@ LOWERED_KINDS = ["conv", "quantize", "dequantize", "global_avg_pool", "reshape",
                  "concat", "lut", "softmax", "dynamic_linear", "float_conv", "float_linear", "float_unary",
                  "float_affine", "float_binary", "float_bmm", "float_pool", "float_concat", "float_transpose",
                  "float_pad", "float_layer_norm", "embedding", "additive_mask", "padded_positions", "float_select",
-                 "host", "", "nope", None, 3]
+                 "host", "binary_conv", "binary_linear", "blockwise_linear", "", "nope", None, 3]
 
 
 def m_lowered(tree, d):
