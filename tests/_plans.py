@@ -52,3 +52,13 @@ def load_tree(path, tree: dict):
     path.write_bytes(ff.encode_tree(tree))
     _core.ModelFile.map(str(path)).build()
     return eb.load(path)
+
+
+def put(value, where=0):
+    """A hostile-array edit for file_with_step_changed's helpers: a copy with flat element
+    ``where`` set to ``value``."""
+    def fn(a):
+        a = a.copy()
+        a.flat[where] = value
+        return a
+    return fn

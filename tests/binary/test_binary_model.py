@@ -29,7 +29,7 @@ from eightbit.model import file_format as ff
 from eightbit.model.execute import run_plan
 from eightbit.numerics.clamp import activation_range
 from eightbit import reference as R
-from _plans import assert_refused, assert_same_steps, file_with_step_changed, load_tree
+from _plans import assert_refused, assert_same_steps, file_with_step_changed, load_tree, put
 
 F = np.float32
 VARIANTS = {"u8": {}, "s8": {"activation_dtype": "int8"}, "s8sym": {"activation_symmetric": True}}
@@ -483,14 +483,6 @@ def set_last_padding_bit_once(a):
     a = a.copy()
     a[a.shape[0] - 1, ..., -1].flat[-1] |= 0x10    # one bit (channel 12 of the last row's last tap)
     return a
-
-
-def put(value, where=0):
-    def fn(a):
-        a = a.copy()
-        a.flat[where] = value
-        return a
-    return fn
 
 
 def set_kind(kind):

@@ -35,7 +35,7 @@ from eightbit import reference as R
 from eightbit.model import file_format as ff
 from eightbit.model.file_format import ModelFileError
 from eightbit.runtime import core as _core
-from _plans import assert_refused, assert_same_steps, file_with_step_changed, load_tree
+from _plans import assert_refused, assert_same_steps, file_with_step_changed, load_tree, put
 
 F = np.float32
 BLOCK_OPS = ("blockwise_linear",)
@@ -119,6 +119,19 @@ def data(name, shape, batch, i=0):
 
 def calibration(name, shape):
     return [{"x": data(name, shape, 8, i)} for i in range(2)]
+
+
+def outputs_of_every_executor(qm, i):
+    """[(x, qm(x))] on the MLP's data for batches 1 and 3 (draw i), after checking that the C++
+    executor, run_steps and the reference agree bit for bit."""
+    out, runs = qm.plan.outputs[0], []
+    for batch in (1, 3):
+        x = data("mlp", (64,), batch, i)
+        got = qm(x)
+        np.testing.assert_array_equal(got, qm.run_steps({"x": x})[out])
+        np.testing.assert_array_equal(got, qm.reference_run({"x": x})[out])
+        runs.append((x, got))
+    return runs
 
 
 @functools.lru_cache(maxsize=None)
@@ -291,12 +304,7 @@ def test_codes_minus_8_run_the_same_on_every_executor(isa, tmp_path):
     loaded = eb.load(path)
     s = blockwise_steps(loaded)[1]
     assert s.source == "fc2" and codes_of(s).min() == -8
-    out = loaded.plan.outputs[0]
-    for batch in (1, 3):
-        x = data("mlp", (64,), batch, 5)
-        got = loaded(x)
-        np.testing.assert_array_equal(got, loaded.run_steps({"x": x})[out])
-        np.testing.assert_array_equal(got, loaded.reference_run({"x": x})[out])
+    for x, got in outputs_of_every_executor(loaded, 5):
         assert not np.array_equal(got, qm(x))
 
 
@@ -562,14 +570,6 @@ def input_width(k):
     return change
 
 
-def put(value, where=0):
-    def fn(a):
-        a = a.copy()
-        a.flat[where] = value
-        return a
-    return fn
-
-
 HOSTILE = {
     # w_codes: not [O, K / 2] uint8, or O / K not those of the layer
     "w_codes_extra_row": ("fc2", with_const("w_codes", lambda a: np.concatenate([a, a[:1]])), "has shape"),
@@ -735,10 +735,5 @@ def test_scales_of_either_sign_and_zero_run_the_same_on_every_executor(isa, tmp_
     sc = {s.source: s.consts["w_scales"] for s in blockwise_steps(loaded)}
     assert np.count_nonzero(sc["fc2"] < 0) > 0 and np.count_nonzero(sc["fc4"] < 0) == 4
     assert sc["fc1"].reshape(-1)[0] == 0 and np.signbit(sc["fc1"].reshape(-1)[3])
-    out = loaded.plan.outputs[0]
-    for batch in (1, 3):
-        x = data("mlp", (64,), batch, 8)
-        got = loaded(x)
-        np.testing.assert_array_equal(got, loaded.run_steps({"x": x})[out])
-        np.testing.assert_array_equal(got, loaded.reference_run({"x": x})[out])
+    for x, got in outputs_of_every_executor(loaded, 8):
         assert np.all(np.isfinite(got)) and not np.array_equal(got, quantize("mlp", 4, 32)(x))
