@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import _baselines as B  # noqa: E402
+import _conv as C  # noqa: E402
 
 N = K = 4096
 W_STD = 0.02
@@ -264,6 +265,26 @@ EXPLANATION = [
 ]
 
 
+def probe_lines(eb, vnni_rows) -> str:
+    """The forced avx512vnni rows as a share of eightbit's VNNI throughput probe, timed in this
+    process after the cases (2 ops per MAC; DESIGN.md, Performance): what a CPU without AMX gets."""
+    if not vnni_rows:
+        return ""
+    with B.eb_isa(eb, "avx512vnni"):
+        samples = C.vnni_probe_samples(eb)
+    if not samples:
+        return ""
+    peak = max(samples)
+    out = [f"VNNI probe (this process, after the cases): max {peak / 1e9:.0f} GOP/s of {len(samples)}; "
+           "avx512vnni rows as a share of it (int8 ops = 2 per MAC of the same shape):"]
+    for case, block, t4, t8 in vnni_rows:
+        m = int(case.split("x")[0])
+        ops = 2.0 * m * K * N
+        share8 = f", int8 {100 * ops / t8 / peak:.0f}%" if t8 else ""
+        out.append(f"  {case} b{block}: int4 {100 * ops / t4 / peak:.0f}%{share8}")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-k", default="", help="only cases whose label ('1x4096x4096 b32') contains this")
@@ -290,6 +311,7 @@ def main(argv=None):
     cases = [(m, b) for m, b in CASES if args.k in f"{label(m)} b{b}"]
     res = B.Results()
     rows, bad, notes, err_rows = [], [], [], {}
+    vnni_rows = []
     for isa in isas:
         if isa not in avail:
             print(f"  skipped isa={isa}: not available here ({sorted(avail)})", file=sys.stderr)
@@ -312,10 +334,13 @@ def main(argv=None):
                                        args.time, min_cycles=args.min_cycles)
                 med = {n: med[f"{k}/{n}"] for n in base}
                 rows.append(table_row(m, block, isa_label, t, med, verdict, nbytes))
+                if isa == "avx512vnni":
+                    vnni_rows.append((label(m), block, t, med.get("int8")))
                 print(f"  measured {label(m)} b{block} [{isa}]", file=sys.stderr)
 
     print("\n".join(B.format_table(HEADERS, rows, left=(0, 2, -3, -2, -1))))
     print("\n".join(EXPLANATION))
+    print(probe_lines(eb, vnni_rows))
 
     print("\nrelative L2 errors (float64 norms): ours, ORT acc4 and ORT acc0 against the float product "
           "x @ dequantized(w4).T (the same int4 codes and scales); int8 against x @ w.T (its own "
